@@ -1,0 +1,1 @@
+"""pytest plugin: the ``lambda_simulator`` fixture (placeholder while the simulator is built)."""

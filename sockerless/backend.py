@@ -1,0 +1,287 @@
+"""The ``Backend`` protocol: Docker nouns and verbs, the only thing the server calls.
+
+A backend plugin subclasses :class:`BaseBackend`, declares its ``name``, ``capabilities`` and
+``config_class`` once, and overrides what it implements. Everything it leaves alone answers
+501 with a message naming the backend and the operation.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Awaitable, Mapping
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from attrs import define, frozen
+
+from sockerless import __version__
+from sockerless.errors import NotFound, NotImplementedByBackend
+from sockerless.models import (
+    AuthRequest,
+    AuthResponse,
+    BackendInfo,
+    Capabilities,
+    CapabilityReport,
+    Container,
+    ContainerCreateRequest,
+    ContainerCreateResponse,
+    ContainerSummary,
+    ExecConfig,
+    ExecInstance,
+    Image,
+    ImagePullRequest,
+    PruneResponse,
+    VersionInfo,
+    WaitCondition,
+    WaitResponse,
+)
+
+__all__ = [
+    "CI_RUNNER_HINT",
+    "AttachOptions",
+    "Backend",
+    "BackendRuntime",
+    "BaseBackend",
+    "ContainerLogs",
+    "Filters",
+    "LogLine",
+    "LogsOptions",
+]
+
+JSONObject = dict[str, Any]
+
+#: Filters as ``{key: [values]}``; the server normalises both wire encodings to this.
+Filters = Mapping[str, list[str]]
+
+CI_RUNNER_HINT = "CI runners require exec-capable backends (ecs, cloudrun, aca, docker)."
+
+
+@frozen
+class LogsOptions:
+    stdout: bool = True
+    stderr: bool = True
+    follow: bool = False
+    timestamps: bool = False
+    tail: int | None = None  # None means all
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+
+
+@frozen
+class LogLine:
+    """One line of container output: ``stream`` 1 is stdout, 2 is stderr; ``data`` keeps its newline."""
+
+    stream: int
+    timestamp: dt.datetime
+    data: bytes
+
+
+@frozen
+class ContainerLogs:
+    """What ``logs`` returns once the container is known: its Tty flag and the lines."""
+
+    tty: bool
+    lines: AsyncIterator[LogLine]
+
+
+@frozen
+class AttachOptions:
+    stream: bool = True
+    stdin: bool = False
+    stdout: bool = True
+    stderr: bool = True
+    logs: bool = False
+    detach_keys: str = ""
+
+
+@define
+class BackendRuntime:
+    """What the host process hands a backend: where to keep state and who it is."""
+
+    state_path: str
+    instance_id: str
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """The domain interface of every backend. All methods raise :mod:`sockerless.errors` types."""
+
+    name: ClassVar[str]
+    capabilities: ClassVar[Capabilities]
+
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+
+    def capability_report(self) -> CapabilityReport: ...
+    async def info(self) -> BackendInfo: ...
+    async def version(self) -> VersionInfo: ...
+
+    async def create_container(self, request: ContainerCreateRequest, name: str | None) -> ContainerCreateResponse: ...
+    async def list_containers(self, *, all: bool, limit: int | None, filters: Filters) -> list[ContainerSummary]: ...
+    async def inspect_container(self, ref: str) -> Container: ...
+    async def start_container(self, ref: str) -> None: ...
+    async def stop_container(self, ref: str, *, timeout: int | None, signal: str | None) -> None: ...
+    async def kill_container(self, ref: str, *, signal: str | None) -> None: ...
+    async def restart_container(self, ref: str, *, timeout: int | None) -> None: ...
+    async def remove_container(self, ref: str, *, force: bool, volumes: bool) -> None: ...
+    async def wait_container(self, ref: str, condition: WaitCondition) -> Awaitable[WaitResponse]: ...
+    async def container_logs(self, ref: str, options: LogsOptions) -> ContainerLogs: ...
+    async def attach_container(self, ref: str, options: AttachOptions) -> Any: ...
+    async def prune_containers(self, filters: Filters) -> PruneResponse: ...
+
+    async def create_exec(self, ref: str, config: ExecConfig) -> str: ...
+    async def inspect_exec(self, exec_id: str) -> ExecInstance: ...
+    async def start_exec(self, exec_id: str, options: JSONObject) -> Any: ...
+
+    def pull_image(self, request: ImagePullRequest) -> AsyncIterator[JSONObject]: ...
+    async def inspect_image(self, name: str) -> Image: ...
+    async def tag_image(self, name: str, repo: str, tag: str) -> None: ...
+    async def load_image(self, body: AsyncIterator[bytes]) -> AsyncIterator[JSONObject]: ...
+    async def auth(self, request: AuthRequest) -> AuthResponse: ...
+
+    async def create_network(self, body: JSONObject) -> JSONObject: ...
+    async def list_networks(self, filters: Filters) -> list[JSONObject]: ...
+    async def inspect_network(self, network_id: str) -> JSONObject: ...
+    async def remove_network(self, network_id: str) -> None: ...
+    async def connect_network(self, network_id: str, body: JSONObject) -> None: ...
+    async def disconnect_network(self, network_id: str, body: JSONObject) -> None: ...
+    async def prune_networks(self, filters: Filters) -> JSONObject: ...
+
+    async def create_volume(self, body: JSONObject) -> JSONObject: ...
+    async def list_volumes(self, filters: Filters) -> JSONObject: ...
+    async def inspect_volume(self, name: str) -> JSONObject: ...
+    async def remove_volume(self, name: str, *, force: bool) -> None: ...
+    async def prune_volumes(self, filters: Filters) -> JSONObject: ...
+
+
+class BaseBackend:
+    """Default implementations: every operation a backend does not override answers 501.
+
+    Subclasses set ``name``, ``capabilities`` and ``config_class`` and take
+    ``(config, runtime)`` in their constructor.
+    """
+
+    name: ClassVar[str] = "base"
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    config_class: ClassVar[type[Any] | None] = None
+    #: ``--flag`` aliases a plugin offers on its command line, mapped to a config key path.
+    cli_aliases: ClassVar[Mapping[str, str]] = {}
+    version_string: ClassVar[str] = __version__
+
+    def _unsupported(self, operation: str, hint: str = "") -> NotImplementedByBackend:
+        return NotImplementedByBackend.for_operation(self.name, operation, hint)
+
+    async def start(self) -> None:
+        """Open clients and reconcile state; called once before the server accepts requests."""
+
+    async def close(self) -> None:
+        """Cancel background work and close clients; called once at shutdown."""
+
+    def capability_report(self) -> CapabilityReport:
+        return CapabilityReport(backend=self.name, version=self.version_string, capabilities=self.capabilities)
+
+    async def info(self) -> BackendInfo:
+        raise self._unsupported("info")
+
+    async def version(self) -> VersionInfo:
+        return VersionInfo(version=self.version_string)
+
+    # containers
+    async def create_container(self, request: ContainerCreateRequest, name: str | None) -> ContainerCreateResponse:
+        raise self._unsupported("container create")
+
+    async def list_containers(self, *, all: bool, limit: int | None, filters: Filters) -> list[ContainerSummary]:
+        raise self._unsupported("container list")
+
+    async def inspect_container(self, ref: str) -> Container:
+        raise self._unsupported("container inspect")
+
+    async def start_container(self, ref: str) -> None:
+        raise self._unsupported("container start")
+
+    async def stop_container(self, ref: str, *, timeout: int | None, signal: str | None) -> None:
+        raise self._unsupported("container stop")
+
+    async def kill_container(self, ref: str, *, signal: str | None) -> None:
+        raise self._unsupported("container kill")
+
+    async def restart_container(self, ref: str, *, timeout: int | None) -> None:
+        raise self._unsupported("container restart")
+
+    async def remove_container(self, ref: str, *, force: bool, volumes: bool) -> None:
+        raise self._unsupported("container remove")
+
+    async def wait_container(self, ref: str, condition: WaitCondition) -> Awaitable[WaitResponse]:
+        raise self._unsupported("container wait")
+
+    async def container_logs(self, ref: str, options: LogsOptions) -> ContainerLogs:
+        raise self._unsupported("logs")
+
+    async def attach_container(self, ref: str, options: AttachOptions) -> Any:
+        raise self._unsupported("attach", CI_RUNNER_HINT)
+
+    async def prune_containers(self, filters: Filters) -> PruneResponse:
+        raise self._unsupported("container prune")
+
+    # exec
+    async def create_exec(self, ref: str, config: ExecConfig) -> str:
+        raise self._unsupported("exec", CI_RUNNER_HINT)
+
+    async def inspect_exec(self, exec_id: str) -> ExecInstance:
+        raise NotFound(f"No such exec instance: {exec_id}")
+
+    async def start_exec(self, exec_id: str, options: JSONObject) -> Any:
+        raise self._unsupported("exec", CI_RUNNER_HINT)
+
+    # images
+    def pull_image(self, request: ImagePullRequest) -> AsyncIterator[JSONObject]:
+        raise self._unsupported("image pull")
+
+    async def inspect_image(self, name: str) -> Image:
+        raise NotFound(f"No such image: {name}")
+
+    async def tag_image(self, name: str, repo: str, tag: str) -> None:
+        raise self._unsupported("image tag")
+
+    async def load_image(self, body: AsyncIterator[bytes]) -> AsyncIterator[JSONObject]:
+        raise self._unsupported("image load", "Push the image to a registry the backend can pull from instead.")
+
+    async def auth(self, request: AuthRequest) -> AuthResponse:
+        raise self._unsupported("registry login")
+
+    # networks
+    async def create_network(self, body: JSONObject) -> JSONObject:
+        raise self._unsupported("networks")
+
+    async def list_networks(self, filters: Filters) -> list[JSONObject]:
+        raise self._unsupported("networks")
+
+    async def inspect_network(self, network_id: str) -> JSONObject:
+        raise self._unsupported("networks")
+
+    async def remove_network(self, network_id: str) -> None:
+        raise self._unsupported("networks")
+
+    async def connect_network(self, network_id: str, body: JSONObject) -> None:
+        raise self._unsupported("networks")
+
+    async def disconnect_network(self, network_id: str, body: JSONObject) -> None:
+        raise self._unsupported("networks")
+
+    async def prune_networks(self, filters: Filters) -> JSONObject:
+        raise self._unsupported("networks")
+
+    # volumes
+    async def create_volume(self, body: JSONObject) -> JSONObject:
+        raise self._unsupported("volumes")
+
+    async def list_volumes(self, filters: Filters) -> JSONObject:
+        raise self._unsupported("volumes")
+
+    async def inspect_volume(self, name: str) -> JSONObject:
+        raise self._unsupported("volumes")
+
+    async def remove_volume(self, name: str, *, force: bool) -> None:
+        raise self._unsupported("volumes")
+
+    async def prune_volumes(self, filters: Filters) -> JSONObject:
+        raise self._unsupported("volumes")

@@ -1,0 +1,116 @@
+"""Structured logging and the per-request record of cloud request IDs.
+
+The server opens a :class:`RequestContext` for every request; backends call
+:func:`record_cloud_request_id` with each AWS (or other cloud) request ID, and the request's
+log line carries them. Nothing here ever logs a value it was not explicitly given.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+import json
+import logging
+import re
+import sys
+from typing import Any
+
+from attrs import define, field
+
+__all__ = [
+    "RequestContext",
+    "configure_logging",
+    "current_request",
+    "mask_secrets",
+    "record_cloud_request_id",
+]
+
+
+@define
+class RequestContext:
+    method: str
+    path: str
+    cloud_request_ids: list[str] = field(factory=list)
+
+
+_current: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar("sockerless_request", default=None)
+
+
+def current_request() -> RequestContext | None:
+    return _current.get()
+
+
+def bind_request(context: RequestContext) -> contextvars.Token[RequestContext | None]:
+    return _current.set(context)
+
+
+def unbind_request(token: contextvars.Token[RequestContext | None]) -> None:
+    _current.reset(token)
+
+
+def record_cloud_request_id(request_id: str | None) -> None:
+    """Attach a cloud request ID to the request being served (a no-op in background work)."""
+    context = _current.get()
+    if request_id and context is not None and request_id not in context.cloud_request_ids:
+        context.cloud_request_ids.append(request_id)
+
+
+_SECRET_KEYS = re.compile(r"(?i)(authorization|x-registry-auth|password|secret|token|session|credential)")
+
+
+def mask_secrets(value: Any) -> Any:
+    """A copy of ``value`` with anything under a secret-looking key, and every ``Env`` value, masked."""
+    if isinstance(value, dict):
+        masked: dict[str, Any] = {}
+        for key, item in value.items():
+            if isinstance(key, str) and _SECRET_KEYS.search(key):
+                masked[key] = "***"
+            elif key in ("Env", "env") and isinstance(item, list):
+                masked[key] = [f"{str(e).partition('=')[0]}=***" for e in item]
+            else:
+                masked[key] = mask_secrets(item)
+        return masked
+    if isinstance(value, list):
+        return [mask_secrets(item) for item in value]
+    return value
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and any ``extra={"fields": {...}}``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload: dict[str, Any] = {
+            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            payload.update(mask_secrets(fields))
+        if record.exc_info:
+            payload["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(payload, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict) and fields:
+            text += " " + " ".join(f"{k}={v}" for k, v in mask_secrets(fields).items())
+        return text
+
+
+def configure_logging(level: str = "info", fmt: str = "json") -> None:
+    """Log to stderr; called once by the command-line entry points, never by library code."""
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("werkzeug", "botocore", "aiobotocore", "urllib3", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -115,8 +115,12 @@ class Backend(Protocol):
     async def info(self) -> BackendInfo: ...
     async def version(self) -> VersionInfo: ...
 
-    async def create_container(self, request: ContainerCreateRequest, name: str | None) -> ContainerCreateResponse: ...
-    async def list_containers(self, *, all: bool, limit: int | None, filters: Filters) -> list[ContainerSummary]: ...
+    async def create_container(
+        self, request: ContainerCreateRequest, name: str | None
+    ) -> ContainerCreateResponse: ...
+    async def list_containers(
+        self, *, all: bool, limit: int | None, filters: Filters
+    ) -> list[ContainerSummary]: ...
     async def inspect_container(self, ref: str) -> Container: ...
     async def start_container(self, ref: str) -> None: ...
     async def stop_container(self, ref: str, *, timeout: int | None, signal: str | None) -> None: ...
@@ -177,7 +181,9 @@ class BaseBackend:
         """Cancel background work and close clients; called once at shutdown."""
 
     def capability_report(self) -> CapabilityReport:
-        return CapabilityReport(backend=self.name, version=self.version_string, capabilities=self.capabilities)
+        return CapabilityReport(
+            backend=self.name, version=self.version_string, capabilities=self.capabilities
+        )
 
     async def info(self) -> BackendInfo:
         raise self._unsupported("info")
@@ -186,10 +192,14 @@ class BaseBackend:
         return VersionInfo(version=self.version_string)
 
     # containers
-    async def create_container(self, request: ContainerCreateRequest, name: str | None) -> ContainerCreateResponse:
+    async def create_container(
+        self, request: ContainerCreateRequest, name: str | None
+    ) -> ContainerCreateResponse:
         raise self._unsupported("container create")
 
-    async def list_containers(self, *, all: bool, limit: int | None, filters: Filters) -> list[ContainerSummary]:
+    async def list_containers(
+        self, *, all: bool, limit: int | None, filters: Filters
+    ) -> list[ContainerSummary]:
         raise self._unsupported("container list")
 
     async def inspect_container(self, ref: str) -> Container:
@@ -243,7 +253,9 @@ class BaseBackend:
         raise self._unsupported("image tag")
 
     async def load_image(self, body: AsyncIterator[bytes]) -> AsyncIterator[JSONObject]:
-        raise self._unsupported("image load", "Push the image to a registry the backend can pull from instead.")
+        raise self._unsupported(
+            "image load", "Push the image to a registry the backend can pull from instead."
+        )
 
     async def auth(self, request: AuthRequest) -> AuthResponse:
         raise self._unsupported("registry login")

@@ -25,8 +25,8 @@ __all__ = [
     "AuthRequest",
     "AuthResponse",
     "BackendInfo",
-    "CapabilityReport",
     "Capabilities",
+    "CapabilityReport",
     "Container",
     "ContainerConfig",
     "ContainerCreateRequest",
@@ -249,7 +249,7 @@ class HostConfig:
 
 @define
 class ContainerCreateRequest:
-    """The create body: the ``ContainerConfig`` fields at top level plus ``HostConfig`` and ``NetworkingConfig``."""
+    """The create body: ``ContainerConfig`` fields at top level plus ``HostConfig`` and ``NetworkingConfig``."""
 
     config: ContainerConfig
     host_config: HostConfig = attrs.Factory(HostConfig)
@@ -312,11 +312,11 @@ class ContainerSummary:
     id: str
     names: list[str]
     image: str
-    image_id: str = field(wire="ImageID")
-    command: str
-    created: int
-    state: str
-    status: str
+    image_id: str = field(default="", wire="ImageID")
+    command: str = ""
+    created: int = 0
+    state: str = "created"
+    status: str = "Created"
     ports: list[JSON] = attrs.Factory(list)
     labels: dict[str, str] = attrs.Factory(dict)
     mounts: list[JSON] = attrs.Factory(list)
@@ -454,9 +454,9 @@ class CapabilityReport:
 
 @frozen
 class BackendInfo:
-    id: str = field(wire="ID")
-    name: str
-    server_version: str
+    id: str = field(default="", wire="ID")
+    name: str = ""
+    server_version: str = ""
     containers: int = 0
     containers_running: int = 0
     containers_paused: int = 0
@@ -496,6 +496,12 @@ def _strict(kind: type[Any], name: str) -> Callable[[Any, type[Any]], Any]:
     return hook
 
 
+def _structure_float(value: Any, _: type[Any]) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number, got {type(value).__name__}")
+    return float(value)
+
+
 def _structure_str_slice(value: Any, _: type[Any]) -> list[str] | None:
     if value is None:
         return None
@@ -511,11 +517,14 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(str, _strict(str, "a string"))
     conv.register_structure_hook(int, _strict(int, "an integer"))
     conv.register_structure_hook(bool, _strict(bool, "a boolean"))
-    conv.register_structure_hook(float, lambda v, _: float(_strict(float | int, "a number")(v, float)))  # type: ignore[arg-type]
+    conv.register_structure_hook(float, _structure_float)
 
     def names(cls: type[Any]) -> dict[str, str]:
         snake = getattr(cls, "__sockerless_snake__", False)
-        return {a.name: (a.name if snake and "wire" not in a.metadata else wire_name(a)) for a in attrs.fields(cls)}
+        return {
+            a.name: (a.name if snake and "wire" not in a.metadata else wire_name(a))
+            for a in attrs.fields(cls)
+        }
 
     def structure_factory(cls: type[Any]) -> Callable[[Any, type[Any]], Any]:
         overrides = {}

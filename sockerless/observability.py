@@ -33,7 +33,9 @@ class RequestContext:
     cloud_request_ids: list[str] = field(factory=list)
 
 
-_current: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar("sockerless_request", default=None)
+_current: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar(
+    "sockerless_request", default=None
+)
 
 
 def current_request() -> RequestContext | None:

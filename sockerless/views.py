@@ -8,7 +8,14 @@ import hashlib
 from sockerless.models import Container, ContainerState, ContainerSummary, format_time
 from sockerless.store import ContainerRecord
 
-__all__ = ["command_of", "container_inspect", "container_summary", "human_duration", "image_id_of", "status_text"]
+__all__ = [
+    "command_of",
+    "container_inspect",
+    "container_summary",
+    "human_duration",
+    "image_id_of",
+    "status_text",
+]
 
 
 def image_id_of(record: ContainerRecord) -> str:

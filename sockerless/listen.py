@@ -1,0 +1,138 @@
+"""Listening sockets for both servers: owner-only Unix sockets, loopback TCP by default."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import grp
+import ipaddress
+import logging
+import os
+import socket
+import stat
+
+from attrs import frozen
+
+__all__ = [
+    "ListenError",
+    "Listener",
+    "bind_tcp",
+    "bind_unix",
+    "is_loopback",
+    "parse_tcp",
+    "remove_socket_file",
+]
+
+log = logging.getLogger(__name__)
+
+
+class ListenError(Exception):
+    """The address cannot be used; the message says why and what to do."""
+
+
+@frozen
+class Listener:
+    sock: socket.socket
+    description: str  # "unix:///path" or "tcp://127.0.0.1:2375"
+    socket_path: str | None = None
+
+
+def parse_tcp(address: str) -> tuple[str, int]:
+    """``host:port``, ``:port`` (loopback) or ``[v6]:port``."""
+    host, sep, port_text = address.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ListenError(f"invalid TCP address {address!r}: expected host:port")
+    host = host.strip("[]") or "127.0.0.1"
+    return host, int(port_text)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def bind_tcp(address: str) -> Listener:
+    host, port = parse_tcp(address)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(1024)
+    sock.setblocking(False)
+    bound_host, bound_port = sock.getsockname()[:2]
+    return Listener(sock=sock, description=f"tcp://{bound_host}:{bound_port}")
+
+
+def _socket_is_live(path: str) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        return False
+    except OSError as exc:
+        return exc.errno not in (errno.ECONNREFUSED, errno.ENOENT)
+    finally:
+        probe.close()
+    return True
+
+
+def bind_unix(path: str, *, mode: int = 0o600, group: str = "") -> Listener:
+    """Bind ``path`` with ``mode`` from the first moment (umask), replacing a stale socket file.
+
+    A socket that still answers belongs to a live server and is never replaced.
+    """
+    path = os.path.abspath(os.path.expanduser(path))
+    parent = os.path.dirname(path)
+    try:
+        os.makedirs(parent, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise ListenError(f"cannot create the directory for socket {path}: {exc.strerror}") from None
+    if os.path.lexists(path):
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            raise ListenError(f"{path} exists and is not a socket; refusing to replace it")
+        if _socket_is_live(path):
+            raise ListenError(
+                f"another server is already listening on {path}; stop it or choose another socket"
+            )
+        log.info("removing stale socket file", extra={"fields": {"socket": path}})
+        os.unlink(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o777 & ~mode)
+    try:
+        sock.bind(path)
+    except OSError as exc:
+        sock.close()
+        hint = (
+            "; choose a writable path with the socket setting"
+            if exc.errno in (errno.EACCES, errno.EPERM)
+            else ""
+        )
+        raise ListenError(f"cannot create socket {path}: {exc.strerror}{hint}") from None
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, mode)
+    if group:
+        try:
+            os.chown(path, -1, grp.getgrnam(group).gr_gid)
+        except (KeyError, PermissionError) as exc:
+            sock.close()
+            os.unlink(path)
+            raise ListenError(f"cannot give socket {path} to group {group!r}: {exc}") from None
+    sock.listen(1024)
+    sock.setblocking(False)
+    return Listener(sock=sock, description=f"unix://{path}", socket_path=path)
+
+
+def remove_socket_file(path: str | None) -> None:
+    if path:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)

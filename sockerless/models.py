@@ -249,7 +249,7 @@ class HostConfig:
 
 @define
 class ContainerCreateRequest:
-    """The create body: ``ContainerConfig`` fields at top level plus ``HostConfig`` and ``NetworkingConfig``."""
+    """The create body: Config fields at top level plus ``HostConfig`` and ``NetworkingConfig``."""
 
     config: ContainerConfig
     host_config: HostConfig = attrs.Factory(HostConfig)

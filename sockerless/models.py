@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import attrs
 import cattrs
+import cattrs.cols
 from attrs import define, frozen
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
@@ -496,6 +497,15 @@ def _strict(kind: type[Any], name: str) -> Callable[[Any, type[Any]], Any]:
     return hook
 
 
+def _only(kind: Any, name: str, inner: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    def hook(value: Any, target: Any) -> Any:
+        if not isinstance(value, kind):
+            raise TypeError(f"expected {name}, got {type(value).__name__}")
+        return inner(value, target)
+
+    return hook
+
+
 def _structure_float(value: Any, _: type[Any]) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"expected a number, got {type(value).__name__}")
@@ -518,6 +528,13 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(int, _strict(int, "an integer"))
     conv.register_structure_hook(bool, _strict(bool, "a boolean"))
     conv.register_structure_hook(float, _structure_float)
+    # cattrs would happily turn "A=1" into ["A", "=", "1"] and a list into a mapping: refuse both.
+    conv.register_structure_hook_factory(
+        cattrs.cols.is_sequence, lambda t, c: _only(list, "a list", cattrs.cols.list_structure_factory(t, c))
+    )
+    conv.register_structure_hook_factory(
+        cattrs.cols.is_mapping, lambda t, c: _only(Mapping, "an object", cattrs.cols.mapping_structure_factory(t, c))
+    )
 
     def names(cls: type[Any]) -> dict[str, str]:
         snake = getattr(cls, "__sockerless_snake__", False)

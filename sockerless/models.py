@@ -533,7 +533,8 @@ def _make_converter() -> cattrs.Converter:
         cattrs.cols.is_sequence, lambda t, c: _only(list, "a list", cattrs.cols.list_structure_factory(t, c))
     )
     conv.register_structure_hook_factory(
-        cattrs.cols.is_mapping, lambda t, c: _only(Mapping, "an object", cattrs.cols.mapping_structure_factory(t, c))
+        cattrs.cols.is_mapping,
+        lambda t, c: _only(Mapping, "an object", cattrs.cols.mapping_structure_factory(t, c)),
     )
 
     def names(cls: type[Any]) -> dict[str, str]:

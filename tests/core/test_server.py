@@ -13,7 +13,6 @@ from typing import Any, ClassVar
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from sockerless import errors
 from sockerless.backend import BaseBackend, ContainerLogs, LogLine, LogsOptions
@@ -76,7 +75,9 @@ class ToyBackend(BaseBackend):
             await asyncio.gather(self.background, return_exceptions=True)
         self.closed = True
 
-    async def create_container(self, request: ContainerCreateRequest, name: str | None) -> ContainerCreateResponse:
+    async def create_container(
+        self, request: ContainerCreateRequest, name: str | None
+    ) -> ContainerCreateResponse:
         await self.release_create.wait()
         self.created.append(request)
         return ContainerCreateResponse(id="a" * 64)
@@ -148,7 +149,9 @@ async def test_not_modified_has_an_empty_body(client: Any) -> None:
     assert await response.read() == b""
 
 
-async def test_unexpected_exception_is_a_short_500_without_traceback(client: Any, backend: ToyBackend) -> None:
+async def test_unexpected_exception_is_a_short_500_without_traceback(
+    client: Any, backend: ToyBackend
+) -> None:
     backend.raise_on_inspect = RuntimeError("secret internals")
     response = await client.get(f"{P}/containers/{'a' * 64}")
     assert response.status == 500
@@ -179,7 +182,12 @@ UNIMPLEMENTED = [
 GATED = [
     ("POST", f"{P}/containers/x/exec", {"Cmd": ["ls"]}, "does not support exec. CI runners require"),
     ("POST", f"{P}/exec/abc/start", {}, "does not support exec. CI runners require"),
-    ("POST", f"{P}/containers/x/attach?stream=1&stdout=1", None, "does not support attach. CI runners require"),
+    (
+        "POST",
+        f"{P}/containers/x/attach?stream=1&stdout=1",
+        None,
+        "does not support attach. CI runners require",
+    ),
     ("POST", f"{P}/images/load", None, "does not support image load"),
     ("GET", f"{P}/networks", None, "does not support networks"),
     ("POST", f"{P}/networks", {"Name": "n"}, "does not support networks"),
@@ -231,7 +239,9 @@ async def test_unknown_route_is_404_in_docker_format(client: Any) -> None:
         (b"", "request body is empty"),
     ],
 )
-async def test_bad_create_bodies_are_400(client: Any, backend: ToyBackend, body: bytes, fragment: str) -> None:
+async def test_bad_create_bodies_are_400(
+    client: Any, backend: ToyBackend, body: bytes, fragment: str
+) -> None:
     response = await client.post(f"{P}/containers", data=body, headers={"Content-Type": "application/json"})
     assert response.status == 400
     assert fragment in (await response.json())["message"]

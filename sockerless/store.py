@@ -1,20 +1,51 @@
 """The state store: containers and images, durable in SQLite (aiosqlite), indexed in memory.
 
-INTERFACE STUB - being implemented. The signatures below are the contract.
+Reads are synchronous and served from the memory index loaded at :meth:`Store.open`. Writes go to
+SQLite first, in one transaction committed before the coroutine returns, and only then touch the
+memory index, so a failed write leaves memory as it was. One backend process owns a database file:
+:meth:`Store.open` takes an exclusive ``flock`` on ``<path>.lock`` and fails fast if it is held.
+See ``docs/store.md`` for the schema, the durability guarantees and the migration rules.
 """
 
 from __future__ import annotations
 
+import asyncio
+import bisect
+import contextlib
 import datetime as dt
-from collections.abc import Iterable
-from typing import Any
+import fcntl
+import json
+import logging
+import os
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, Final, TypeVar
 
+import aiosqlite
 import attrs
-from attrs import define
+import cattrs
+from attrs import define, frozen
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn
 
-from sockerless.models import ContainerConfig, HostConfig
+from sockerless.errors import Conflict, InvalidParameter, NotFound
+from sockerless.models import ContainerConfig, HostConfig, converter
+from sockerless.references import normalize_reference, parse_reference
 
-__all__ = ["ContainerRecord", "ImageRecord", "Store"]
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "ContainerRecord",
+    "ImageRecord",
+    "Migration",
+    "Store",
+    "StoreError",
+    "normalize_reference",
+]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @define
@@ -53,49 +84,592 @@ class ImageRecord:
     extra: dict[str, Any] = attrs.Factory(dict)
 
 
+class StoreError(Exception):
+    """The state database cannot be used: locked by another process, too new, or unreadable."""
+
+
+# ---------------------------------------------------------------------------- schema
+
+
+@frozen
+class Migration:
+    """One step of the schema: applied in its own transaction together with ``user_version``.
+
+    Steps are append-only: a released step is never edited, a change is a new step.
+    """
+
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (
+    Migration(
+        1,
+        "containers, their labels, images",
+        (
+            """CREATE TABLE containers (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL UNIQUE,
+                created TEXT NOT NULL,
+                status TEXT NOT NULL,
+                image TEXT NOT NULL,
+                record TEXT NOT NULL
+            )""",
+            """CREATE TABLE container_labels (
+                container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+                key TEXT NOT NULL,
+                value TEXT NOT NULL,
+                PRIMARY KEY (container_id, key)
+            )""",
+            "CREATE INDEX container_labels_by_key_value ON container_labels(key, value)",
+            """CREATE TABLE images (
+                reference TEXT PRIMARY KEY,
+                id TEXT NOT NULL,
+                record TEXT NOT NULL
+            )""",
+        ),
+    ),
+    Migration(
+        2,
+        "containers.image_id (the ancestor filter) and images by ID",
+        (
+            "ALTER TABLE containers ADD COLUMN image_id TEXT NOT NULL DEFAULT ''",
+            "UPDATE containers SET image_id = coalesce(json_extract(record, '$.image_id'), '')",
+            "CREATE INDEX images_by_id ON images(id)",
+        ),
+    ),
+)
+
+SCHEMA_VERSION: Final = MIGRATIONS[-1].version
+
+_SYNCHRONOUS_LEVELS: Final = {"normal": "NORMAL", "full": "FULL", "extra": "EXTRA"}
+_DEFAULT_BUSY_TIMEOUT_MS: Final = 5000
+
+#: Shortest ID prefix resolved, as the internal API says (Docker itself accepts any length).
+_MIN_PREFIX_LENGTH: Final = 3
+_CONTAINER_ID = re.compile(r"[a-f0-9]{64}")
+_CONTAINER_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+", re.ASCII)
+_IMAGE_ID = re.compile(r"sha256:[a-f0-9]{64}")
+_HEX = re.compile(r"[a-f0-9]+")
+_IMAGE_ID_PREFIX = "sha256:"
+
+
+# ---------------------------------------------------------------------------- records as JSON
+
+
+def _make_record_converter() -> cattrs.Converter:
+    """The project converter plus datetimes as ISO 8601 and the records under their Python names."""
+    records = converter.copy()
+    records.register_unstructure_hook(dt.datetime, dt.datetime.isoformat)
+    records.register_structure_hook(dt.datetime, lambda value, _: dt.datetime.fromisoformat(value))
+    for cls in (ContainerRecord, ImageRecord):
+        attrs.resolve_types(cls)
+        records.register_structure_hook(cls, make_dict_structure_fn(cls, records))
+        records.register_unstructure_hook(cls, make_dict_unstructure_fn(cls, records))
+    return records
+
+
+_records = _make_record_converter()
+
+
+def _to_json(value: ContainerRecord | ImageRecord, what: str) -> str:
+    try:
+        return json.dumps(_records.unstructure(value), separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{what} cannot be stored: its fields must be JSON values ({exc})") from exc
+
+
+def _created_column(value: dt.datetime) -> str:
+    """UTC ISO text, so the column sorts in time order whatever zone the record was given in."""
+    return value.astimezone(dt.UTC).isoformat()
+
+
+@frozen
+class _ContainerRow:
+    id: str
+    name: str
+    created: str
+    status: str
+    image: str
+    image_id: str
+    record: str
+    labels: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def of(cls, record: ContainerRecord) -> _ContainerRow:
+        _check_container(record)
+        return cls(
+            id=record.id,
+            name=record.name,
+            created=_created_column(record.created),
+            status=record.status,
+            image=record.image,
+            image_id=record.image_id,
+            record=_to_json(record, f"container {record.id}"),
+            labels=tuple(sorted(record.labels.items())),
+        )
+
+    def label_rows(self) -> list[tuple[str, str, str]]:
+        return [(self.id, key, value) for key, value in self.labels]
+
+
+def _check_container(record: ContainerRecord) -> None:
+    if not _CONTAINER_ID.fullmatch(record.id):
+        raise InvalidParameter(f"invalid container ID {record.id!r}: expected 64 lowercase hex characters")
+    if not _CONTAINER_NAME.fullmatch(record.name):
+        raise InvalidParameter(
+            f"Invalid container name ({record.name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        )
+
+
+def _name_conflict(name: str, owner: str) -> Conflict:
+    return Conflict(
+        f'Conflict. The container name "/{name}" is already in use by container "{owner}". '
+        "You have to remove (or rename) that container to be able to reuse that name."
+    )
+
+
+def _newest_first(record: ContainerRecord) -> tuple[float, str]:
+    return (record.created.timestamp(), record.id)
+
+
+# ---------------------------------------------------------------------------- files and locking
+
+
+def _secure_file(path: str) -> None:
+    """Owner-only permissions; a file another user owns is left alone with a warning."""
+    try:
+        os.chmod(path, 0o600)
+    except PermissionError:
+        log.warning("cannot restrict permissions of %s to 0600", path)
+
+
+def _prepare_files(path: str) -> int:
+    """Create the directory (0700) and the database file (0600); lock ``<path>.lock``; return its fd."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)
+    lock_path = f"{path}.lock"
+    lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(lock_fd)
+        raise StoreError(
+            f"state database {path} is in use by another sockerless backend process (it holds {lock_path}); "
+            "run one backend per state file, or give this one another state path"
+        ) from None
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(path + suffix):
+                _secure_file(path + suffix)
+    except BaseException:
+        os.close(lock_fd)
+        raise
+    return lock_fd
+
+
+# ---------------------------------------------------------------------------- the store
+
+
 class Store:
     """Single-writer store. Reads are served from memory, writes are committed before they return."""
 
+    def __init__(self, path: str, connection: aiosqlite.Connection, lock_fd: int | None) -> None:
+        """Use :meth:`open`."""
+        self.path = path
+        self._db = connection
+        self._lock_fd = lock_fd
+        self._closed = False
+        self._write_lock = asyncio.Lock()
+        self._writes: set[asyncio.Task[Any]] = set()
+        # containers: by ID, by name, IDs sorted for prefix search; the name and labels as last committed
+        self._containers: dict[str, ContainerRecord] = {}
+        self._container_ids_by_name: dict[str, str] = {}
+        self._committed_names: dict[str, str] = {}
+        self._committed_labels: dict[str, tuple[tuple[str, str], ...]] = {}
+        self._sorted_container_ids: list[str] = []
+        # images: by normalised reference, references by image ID, image IDs sorted for prefix search
+        self._images: dict[str, ImageRecord] = {}
+        self._references_by_image_id: dict[str, set[str]] = {}
+        self._committed_image_ids: dict[str, str] = {}
+        self._sorted_image_ids: list[str] = []
+
     @classmethod
-    async def open(cls, path: str, *, synchronous: str = "normal") -> Store:
-        raise NotImplementedError
+    async def open(
+        cls, path: str, *, synchronous: str = "normal", busy_timeout_ms: int = _DEFAULT_BUSY_TIMEOUT_MS
+    ) -> Store:
+        """Open (creating and migrating as needed) the database at ``path`` and load it into memory.
+
+        ``synchronous`` is SQLite's: ``normal`` survives a crash of the process, ``full`` also a power
+        loss (an fsync per commit). ``":memory:"`` opens a throwaway database without a lock file.
+        """
+        level = _SYNCHRONOUS_LEVELS.get(synchronous.lower())
+        if level is None:
+            raise ValueError(
+                f"invalid synchronous {synchronous!r}: must be one of {', '.join(_SYNCHRONOUS_LEVELS)}"
+            )
+        in_memory = path == ":memory:"
+        lock_fd = None if in_memory else await asyncio.to_thread(_prepare_files, path)
+        try:
+            connection = await aiosqlite.connect(path, isolation_level=None)
+        except BaseException:
+            if lock_fd is not None:
+                os.close(lock_fd)
+            raise
+        store = cls(path, connection, lock_fd)
+        try:
+            await store._configure(level, busy_timeout_ms)
+            await store._migrate()
+            await store._load()
+        except BaseException:
+            await store.close()
+            raise
+        return store
 
     async def close(self) -> None:
-        raise NotImplementedError
+        """Let writes in flight finish, then close the connection and release the lock (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
+        try:
+            await self._db.close()
+        finally:
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
 
-    # containers
+    # ------------------------------------------------------------------------ containers
+
     async def add_container(self, record: ContainerRecord) -> None:
         """Insert; raises Conflict (Docker's message) when the name is taken."""
-        raise NotImplementedError
+        await self.add_containers([record])
+
+    async def add_containers(self, records: Iterable[ContainerRecord]) -> None:
+        """Insert many in one transaction (all or nothing); Conflict on any taken name or ID."""
+        batch = list(records)
+        rows = [_ContainerRow.of(record) for record in batch]
+
+        async def write() -> None:
+            ids: dict[str, ContainerRecord] = {}
+            names: dict[str, str] = {}
+            for record in batch:
+                if record.id in self._containers or record.id in ids:
+                    raise Conflict(f"container {record.id} already exists")
+                owner = self._container_ids_by_name.get(record.name) or names.get(record.name)
+                if owner is not None:
+                    raise _name_conflict(record.name, owner)
+                ids[record.id] = record
+                names[record.name] = record.id
+            async with self._transaction() as db:
+                await db.executemany(
+                    "INSERT INTO containers (id, name, created, status, image, image_id, record)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(r.id, r.name, r.created, r.status, r.image, r.image_id, r.record) for r in rows],
+                )
+                await db.executemany(
+                    "INSERT INTO container_labels (container_id, key, value) VALUES (?, ?, ?)",
+                    [label for row in rows for label in row.label_rows()],
+                )
+            for record, row in zip(batch, rows, strict=True):
+                self._containers[record.id] = record
+                self._container_ids_by_name[record.name] = record.id
+                self._committed_names[record.id] = record.name
+                self._committed_labels[record.id] = row.labels
+            if len(batch) == 1:
+                bisect.insort(self._sorted_container_ids, batch[0].id)
+            elif batch:
+                self._sorted_container_ids = sorted(self._containers)
+
+        await self._write(write)
 
     async def save_container(self, record: ContainerRecord) -> None:
         """Update an existing record (all fields); raises NotFound if it was removed."""
-        raise NotImplementedError
+        row = _ContainerRow.of(record)
+
+        async def write() -> None:
+            if record.id not in self._containers:
+                raise NotFound(f"No such container: {record.id}")
+            owner = self._container_ids_by_name.get(record.name)
+            if owner is not None and owner != record.id:
+                raise _name_conflict(record.name, owner)
+            labels_changed = self._committed_labels[record.id] != row.labels
+            async with self._transaction() as db:
+                await db.execute(
+                    "UPDATE containers SET name = ?, created = ?, status = ?, image = ?, image_id = ?,"
+                    " record = ? WHERE id = ?",
+                    (row.name, row.created, row.status, row.image, row.image_id, row.record, row.id),
+                )
+                if labels_changed:
+                    await db.execute("DELETE FROM container_labels WHERE container_id = ?", (row.id,))
+                    await db.executemany(
+                        "INSERT INTO container_labels (container_id, key, value) VALUES (?, ?, ?)",
+                        row.label_rows(),
+                    )
+            old_name = self._committed_names[record.id]
+            if old_name != record.name:
+                del self._container_ids_by_name[old_name]
+                self._container_ids_by_name[record.name] = record.id
+                self._committed_names[record.id] = record.name
+            self._committed_labels[record.id] = row.labels
+            self._containers[record.id] = record
+
+        await self._write(write)
 
     async def delete_container(self, container_id: str) -> None:
-        raise NotImplementedError
+        """Remove by full ID (its labels go with it); NotFound if there is no such container."""
+
+        async def write() -> None:
+            if container_id not in self._containers:
+                raise NotFound(f"No such container: {container_id}")
+            async with self._transaction() as db:
+                await db.execute("DELETE FROM containers WHERE id = ?", (container_id,))
+            del self._containers[container_id]
+            del self._container_ids_by_name[self._committed_names.pop(container_id)]
+            del self._committed_labels[container_id]
+            index = bisect.bisect_left(self._sorted_container_ids, container_id)
+            del self._sorted_container_ids[index]
+
+        await self._write(write)
 
     def resolve_container(self, ref: str) -> ContainerRecord:
         """Full ID, unique ID prefix, or name with or without "/"; NotFound ("No such container: ref")."""
-        raise NotImplementedError
+        record = self._containers.get(ref)
+        if record is not None:
+            return record
+        container_id = self._container_ids_by_name.get(ref.removeprefix("/"))
+        if container_id is not None:
+            return self._containers[container_id]
+        matches = _prefix_matches(self._sorted_container_ids, ref)
+        if len(matches) == 1:
+            return self._containers[matches[0]]
+        if matches:
+            raise InvalidParameter(f"multiple containers found with provided prefix: {ref}")
+        raise NotFound(f"No such container: {ref}")
 
     def get_container(self, container_id: str) -> ContainerRecord | None:
-        raise NotImplementedError
+        """By full ID only; None if unknown."""
+        return self._containers.get(container_id)
 
     def containers(self) -> Iterable[ContainerRecord]:
         """All containers, newest first."""
-        raise NotImplementedError
+        return sorted(self._containers.values(), key=_newest_first, reverse=True)
 
-    # images
+    # ------------------------------------------------------------------------ images
+
     async def save_image(self, record: ImageRecord) -> None:
-        raise NotImplementedError
+        """Insert or replace the image stored under its reference, which is normalised in place."""
+        record.reference = normalize_reference(record.reference)
+        if not _IMAGE_ID.fullmatch(record.id):
+            raise InvalidParameter(f"invalid image ID {record.id!r}: expected sha256:<64 lowercase hex>")
+        document = _to_json(record, f"image {record.reference}")
+
+        async def write() -> None:
+            async with self._transaction() as db:
+                await db.execute(
+                    "INSERT INTO images (reference, id, record) VALUES (?, ?, ?)"
+                    " ON CONFLICT (reference) DO UPDATE SET id = excluded.id, record = excluded.record",
+                    (record.reference, record.id, document),
+                )
+            self._unindex_image(record.reference)
+            self._index_image(record)
+
+        await self._write(write)
 
     def resolve_image(self, ref: str) -> ImageRecord:
-        """By normalised reference, short name (alpine -> docker.io/library/alpine:latest), ID or ID prefix."""
-        raise NotImplementedError
+        """By reference in any form (alpine -> docker.io/library/alpine:latest), ID or unique ID prefix."""
+        record = self._images.get(ref)
+        if record is not None:
+            return record
+        image_id = ref if ref.startswith(_IMAGE_ID_PREFIX) else _IMAGE_ID_PREFIX + ref
+        references = self._references_by_image_id.get(image_id)
+        if references:
+            return self._images[min(references)]
+        record = self._image_by_reference(ref)
+        if record is not None:
+            return record
+        matches = _prefix_matches(self._sorted_image_ids, image_id, skip=len(_IMAGE_ID_PREFIX))
+        if len(matches) == 1:
+            return self._images[min(self._references_by_image_id[matches[0]])]
+        if matches:
+            raise InvalidParameter(f"multiple images found with provided prefix: {ref}")
+        raise NotFound(f"No such image: {ref}")
 
     def images(self) -> Iterable[ImageRecord]:
-        raise NotImplementedError
+        """All images, by reference."""
+        return [self._images[reference] for reference in sorted(self._images)]
 
     async def delete_image(self, reference: str) -> None:
-        raise NotImplementedError
+        """Remove the image stored under ``reference`` (any accepted form of it); NotFound if none."""
+        try:
+            key = normalize_reference(reference)
+        except InvalidParameter:
+            raise NotFound(f"No such image: {reference}") from None
+
+        async def write() -> None:
+            if key not in self._images:
+                raise NotFound(f"No such image: {reference}")
+            async with self._transaction() as db:
+                await db.execute("DELETE FROM images WHERE reference = ?", (key,))
+            self._unindex_image(key)
+
+        await self._write(write)
+
+    def _image_by_reference(self, ref: str) -> ImageRecord | None:
+        try:
+            wanted = parse_reference(ref)
+        except InvalidParameter:
+            return None
+        record = self._images.get(str(wanted))
+        if record is not None or not wanted.digest:
+            return record
+        # Pinned by digest: any tag of the same repository whose content has that digest.
+        for reference in sorted(self._images):
+            candidate = self._images[reference]
+            stored = parse_reference(reference)
+            if stored.repository == wanted.repository and wanted.digest in (candidate.digest, stored.digest):
+                return candidate
+        return None
+
+    def _index_image(self, record: ImageRecord) -> None:
+        self._images[record.reference] = record
+        self._committed_image_ids[record.reference] = record.id
+        references = self._references_by_image_id.setdefault(record.id, set())
+        if not references:
+            bisect.insort(self._sorted_image_ids, record.id)
+        references.add(record.reference)
+
+    def _unindex_image(self, reference: str) -> None:
+        image_id = self._committed_image_ids.pop(reference, None)
+        if image_id is None:
+            return
+        del self._images[reference]
+        references = self._references_by_image_id[image_id]
+        references.discard(reference)
+        if not references:
+            del self._references_by_image_id[image_id]
+            del self._sorted_image_ids[bisect.bisect_left(self._sorted_image_ids, image_id)]
+
+    # ------------------------------------------------------------------------ writing
+
+    async def _write(self, operation: Callable[[], Awaitable[T]]) -> T:
+        """Run ``operation`` under the write lock as a task the caller's cancellation cannot interrupt.
+
+        A cancelled caller must not leave a transaction committed in SQLite but missing from memory,
+        so the task always runs to the end; :meth:`close` drains the ones in flight.
+        """
+        if self._closed:
+            raise StoreError(f"state database {self.path} is closed")
+
+        async def locked() -> T:
+            async with self._write_lock:
+                return await operation()
+
+        task = asyncio.ensure_future(locked())
+        self._writes.add(task)
+        task.add_done_callback(self._write_done)
+        return await asyncio.shield(task)
+
+    def _write_done(self, task: asyncio.Task[Any]) -> None:
+        self._writes.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved here, re-raised to the caller if it is still waiting
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolled back on any error. Callers hold the write lock."""
+        db = self._db
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+            await db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already
+                await db.execute("ROLLBACK")
+            raise
+
+    # ------------------------------------------------------------------------ opening
+
+    async def _configure(self, synchronous: str, busy_timeout_ms: int) -> None:
+        db = self._db
+        try:
+            await db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            async with db.execute("PRAGMA journal_mode = WAL") as cursor:
+                row = await cursor.fetchone()
+            await db.execute(f"PRAGMA synchronous = {synchronous}")
+            await db.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open state database {self.path}: {exc}") from exc
+        mode = str(row[0]) if row else ""
+        if mode.lower() != "wal" and self.path != ":memory:":
+            log.warning(
+                "state database %s: journal_mode is %s, not wal (is it on a network filesystem?)",
+                self.path,
+                mode,
+            )
+
+    async def _migrate(self) -> None:
+        db = self._db
+        async with db.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"state database {self.path} has schema version {version}, newer than this sockerless "
+                f"understands ({SCHEMA_VERSION}); upgrade sockerless or use another state path"
+            )
+        for migration in MIGRATIONS:
+            if migration.version <= version:
+                continue
+            try:
+                async with self._transaction():
+                    for statement in migration.statements:
+                        await db.execute(statement)
+                    await db.execute(f"PRAGMA user_version = {int(migration.version)}")
+            except sqlite3.Error as exc:
+                raise StoreError(
+                    f"migrating state database {self.path} to schema version {migration.version} "
+                    f"({migration.description}) failed: {exc}"
+                ) from exc
+            log.info("state database %s: migrated to schema version %d", self.path, migration.version)
+
+    async def _load(self) -> None:
+        rows = await self._db.execute_fetchall("SELECT id, record FROM containers")
+        for container_id, document in rows:
+            try:
+                record = _records.structure(json.loads(document), ContainerRecord)
+            except Exception as exc:
+                raise StoreError(
+                    f"state database {self.path}: container {container_id} is unreadable: {exc}"
+                ) from exc
+            self._containers[record.id] = record
+            self._container_ids_by_name[record.name] = record.id
+            self._committed_names[record.id] = record.name
+            self._committed_labels[record.id] = tuple(sorted(record.labels.items()))
+        self._sorted_container_ids = sorted(self._containers)
+        for reference, document in await self._db.execute_fetchall("SELECT reference, record FROM images"):
+            try:
+                image = _records.structure(json.loads(document), ImageRecord)
+            except Exception as exc:
+                raise StoreError(
+                    f"state database {self.path}: image {reference} is unreadable: {exc}"
+                ) from exc
+            self._index_image(image)
+
+
+def _prefix_matches(sorted_ids: list[str], prefix: str, *, skip: int = 0) -> list[str]:
+    """At most two IDs starting with ``prefix`` (two is enough to call it ambiguous).
+
+    ``skip`` leading characters are a fixed namespace (``sha256:``) and do not count towards the
+    minimum length; only lowercase hex can match, so other text is never looked up.
+    """
+    hex_part = prefix[skip:]
+    if len(hex_part) < _MIN_PREFIX_LENGTH or not _HEX.fullmatch(hex_part):
+        return []
+    start = bisect.bisect_left(sorted_ids, prefix)
+    return [candidate for candidate in sorted_ids[start : start + 2] if candidate.startswith(prefix)]

@@ -1,0 +1,96 @@
+"""Backend plugins: distributions that register a backend class in the ``sockerless.backends`` group.
+
+A plugin's ``pyproject.toml`` says, for example::
+
+    [project.entry-points."sockerless.backends"]
+    lambda = "sockerless_lambda.backend:LambdaBackend"
+
+:func:`load_backend` imports the class by that name and checks that it is a backend before the
+host process builds its configuration section and starts it.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from typing import Any, cast
+
+import attrs
+
+from sockerless.backend import Backend, BaseBackend
+from sockerless.models import Capabilities
+
+__all__ = ["ENTRY_POINT_GROUP", "PluginError", "available_backends", "load_backend"]
+
+ENTRY_POINT_GROUP = "sockerless.backends"
+
+
+class PluginError(Exception):
+    """A backend cannot be found or loaded; the message names it, its distribution and what to do."""
+
+
+def available_backends() -> dict[str, importlib.metadata.EntryPoint]:
+    """Installed backends by name, sorted; when two distributions claim a name, the first on sys.path wins."""
+    found: dict[str, importlib.metadata.EntryPoint] = {}
+    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        found.setdefault(entry_point.name, entry_point)
+    return dict(sorted(found.items()))
+
+
+def load_backend(name: str) -> type[Backend]:
+    """Import the backend class registered as ``name``, or raise :class:`PluginError` saying why not."""
+    backends = available_backends()
+    entry_point = backends.get(name)
+    if entry_point is None:
+        installed = ", ".join(backends) or "none"
+        raise PluginError(
+            f"unknown backend {name!r} (installed: {installed}); "
+            f"install the distribution that provides it, e.g. sockerless-backend-{name}"
+        )
+    origin = _origin(entry_point)
+    try:
+        loaded = entry_point.load()
+    except Exception as exc:  # whatever the plugin's import raises, say which plugin raised it
+        raise PluginError(
+            f"backend {name!r} from {origin} failed to load ({entry_point.value}): "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    problems = _backend_problems(name, loaded)
+    if problems:
+        raise PluginError(
+            f"backend {name!r} from {origin} ({entry_point.value}) is not a sockerless backend: "
+            + "; ".join(problems)
+        )
+    return cast(type[Backend], loaded)
+
+
+def _origin(entry_point: importlib.metadata.EntryPoint) -> str:
+    dist = entry_point.dist
+    return f"distribution {dist.name} {dist.version}" if dist is not None else "an unknown distribution"
+
+
+def _protocol_members() -> list[str]:
+    members = {name for name in vars(Backend) if not name.startswith("_")} | set(Backend.__annotations__)
+    return sorted(members)
+
+
+def _backend_problems(name: str, loaded: Any) -> list[str]:
+    """What keeps ``loaded`` from being the backend registered as ``name``; empty when nothing does."""
+    if not isinstance(loaded, type):
+        return [f"it is {type(loaded).__name__} {loaded!r}, not a class"]
+    problems: list[str] = []
+    if not issubclass(loaded, BaseBackend):
+        missing = [member for member in _protocol_members() if not hasattr(loaded, member)]
+        if missing:
+            problems.append(
+                "it neither subclasses sockerless.backend.BaseBackend nor has every member of "
+                f"the Backend protocol (missing: {', '.join(missing)})"
+            )
+    declared = getattr(loaded, "name", None)
+    if declared != name:
+        problems.append(f"its name is {declared!r}, but it is registered as {name!r}")
+    if not isinstance(getattr(loaded, "capabilities", None), Capabilities):
+        problems.append("its capabilities are not a sockerless.models.Capabilities")
+    config_class = getattr(loaded, "config_class", None)
+    if config_class is not None and not attrs.has(config_class):
+        problems.append("its config_class is not an attrs class")
+    return problems

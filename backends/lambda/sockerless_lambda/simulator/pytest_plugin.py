@@ -1,1 +1,50 @@
-"""pytest plugin: the ``lambda_simulator`` fixture (placeholder while the simulator is built)."""
+"""pytest plugin: the ``lambda_simulator`` fixture, a started ``LambdaSimulator`` stopped after the test.
+
+Loaded into every pytest run through the ``pytest11`` entry point, so it imports nothing heavy:
+aiohttp and moto load only when a test asks for the fixture. Configure one test with
+``@pytest.mark.lambda_simulator(pending_seconds=0.5, seed=1, faults=[...])``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+try:
+    from pytest_asyncio import fixture as _async_fixture
+except ImportError:  # pragma: no cover - without pytest-asyncio, pytest cannot run async fixtures anyway
+    _async_fixture = pytest.fixture  # type: ignore[assignment]
+
+if TYPE_CHECKING:
+    from .simulator import LambdaSimulator
+
+__all__ = ["lambda_simulator"]
+
+# Variables that could send a client to a real account: removed for the test's duration.
+_REAL_AWS_VARIABLES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "lambda_simulator(**kwargs): LambdaSimulator arguments for the lambda_simulator fixture",
+    )
+
+
+@_async_fixture
+async def lambda_simulator(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[LambdaSimulator]:
+    """A started simulator; AWS_* variables point every SDK client at it with fake credentials."""
+    from .simulator import LambdaSimulator
+
+    for name in _REAL_AWS_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    marker = request.node.get_closest_marker("lambda_simulator")
+    options = dict(marker.kwargs) if marker is not None else {}
+    async with LambdaSimulator(**options) as simulator:
+        for name, value in simulator.client_environment().items():
+            monkeypatch.setenv(name, value)
+        yield simulator

@@ -1,0 +1,56 @@
+"""The simulator's settings: one frozen object, built once at start-up."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Iterable
+
+from attrs import field, frozen, validators
+
+from .faults import FaultRule
+
+__all__ = ["DEFAULT_ROLE_NAME", "SimulatorConfig", "require_loopback"]
+
+DEFAULT_ROLE_NAME = "sockerless-lambda-exec"
+
+
+def require_loopback(host: str) -> None:
+    """Refuse any address but loopback: whoever reaches the port runs commands on this machine."""
+    if host == "localhost":
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ValueError(
+            f"refusing to listen on {host!r}: the Lambda simulator runs commands on this machine "
+            "without isolation, so it binds to loopback only (use 127.0.0.1 or ::1)"
+        )
+
+
+def _loopback(_: object, __: object, value: str) -> None:
+    require_loopback(value)
+
+
+def _rule_tuple(rules: Iterable[FaultRule]) -> tuple[FaultRule, ...]:
+    return tuple(rules)
+
+
+@frozen
+class SimulatorConfig:
+    """Settings of one simulator; see ``LambdaSimulator`` for what each one does."""
+
+    host: str = field(default="127.0.0.1", validator=_loopback)
+    port: int = field(default=0, validator=[validators.ge(0), validators.le(65535)])
+    moto_url: str | None = None
+    region: str = "us-east-1"
+    role_name: str = DEFAULT_ROLE_NAME
+    pending_seconds: float = field(default=0.0, validator=validators.ge(0.0))
+    seed: int | None = None
+    faults: tuple[FaultRule, ...] = field(default=(), converter=_rule_tuple)
+    log_flush_seconds: float = field(default=1.0, validator=validators.gt(0.0))
+    max_connections: int = field(default=1024, validator=validators.ge(1))
+    child_path: str = field(factory=lambda: os.environ.get("PATH", os.defpath))
+    """``PATH`` of the commands: the host's, since they run on the host (a function's own PATH wins)."""

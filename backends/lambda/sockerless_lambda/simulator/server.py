@@ -1,0 +1,269 @@
+"""The one AWS endpoint: identify each call, count it, maybe break it, then own it or pass it to moto."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+from .errors import AwsError, aws_error_response
+from .faults import FaultInjector
+from .functions import parse_function_ref
+from .invocations import InvocationType, Invoker
+from .operations import AwsScope, Operation, identify_operation, parse_scope
+from .proxy import MotoProxy, UpstreamAnswer
+from .state import FunctionStateOverlay
+from .stats import Stats
+
+__all__ = ["AwsFrontend"]
+
+log = logging.getLogger(__name__)
+
+_Handler = Callable[[web.Request, Operation, AwsScope, bytes | None], Awaitable[web.StreamResponse]]
+
+# Lambda returns at most 50 functions per ListFunctions page, whatever MaxItems says.
+_LIST_PAGE_MAX = 50
+# Lambda operations that answer with one FunctionConfiguration document.
+_CONFIGURATION_ANSWERS = frozenset(
+    {"GetFunctionConfiguration", "UpdateFunctionCode", "PublishVersion", "UpdateFunctionConfiguration"}
+)
+
+
+class AwsFrontend:
+    """Routes AWS calls: Invoke runs here, state-bearing Lambda calls are rewritten, the rest is proxied."""
+
+    def __init__(
+        self,
+        *,
+        region: str,
+        proxy: MotoProxy,
+        invoker: Invoker,
+        overlay: FunctionStateOverlay,
+        faults: FaultInjector,
+        stats: Stats,
+    ) -> None:
+        self._region = region
+        self._proxy = proxy
+        self._invoker = invoker
+        self._overlay = overlay
+        self._faults = faults
+        self._stats = stats
+        self._lambda_handlers: dict[str, _Handler] = {
+            "Invoke": self._invoke,
+            "CreateFunction": self._create_function,
+            "UpdateFunctionConfiguration": self._update_function_configuration,
+            "DeleteFunction": self._delete_function,
+            "GetFunction": self._rewrite_configurations,
+            "ListFunctions": self._list_functions,
+            "ListVersionsByFunction": self._rewrite_configurations,
+            **dict.fromkeys(
+                _CONFIGURATION_ANSWERS - {"UpdateFunctionConfiguration"}, self._rewrite_configurations
+            ),
+        }
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """Entry point for every request outside the control API."""
+        query = {key: value for key, value in request.query.items()}
+        scope = parse_scope(request.headers, query, self._region)
+        form_body: bytes | None = None
+        form: dict[str, str] | None = None
+        if (
+            request.method == "POST"
+            and "X-Amz-Target" not in request.headers
+            and request.content_type == "application/x-www-form-urlencoded"
+        ):
+            # Query-protocol services (IAM, STS) name the operation in the body; these bodies are small.
+            form_body = await request.read()
+            form = dict(parse_qsl(form_body.decode(errors="replace"), keep_blank_values=True))
+        operation = identify_operation(scope, request.method, request.raw_path, query, request.headers, form)
+        self._stats.count_call(operation.key)
+
+        decision = self._faults.decide(operation)
+        if decision.delay_seconds:
+            await asyncio.sleep(decision.delay_seconds)
+        if decision.intercepts:
+            self._stats.count_fault(operation.key)
+            if decision.drop:
+                return _drop_connection(request)
+            assert decision.error is not None
+            return aws_error_response(operation.protocol, decision.error)
+
+        try:
+            handler = self._lambda_handlers.get(operation.name) if operation.service == "lambda" else None
+            if handler is not None:
+                return await handler(request, operation, scope, form_body)
+            response = await self._proxy.forward(request, form_body)
+            self._after_lambda_change(request, operation, scope, response.status)
+            return response
+        except AwsError as error:
+            return aws_error_response(operation.protocol, error)
+
+    # -- Invoke -------------------------------------------------------------------------------
+
+    async def _invoke(
+        self, request: web.Request, operation: Operation, scope: AwsScope, _: bytes | None
+    ) -> web.StreamResponse:
+        ref = parse_function_ref(operation.path_params["FunctionName"], request.query.get("Qualifier"))
+        raw_type = request.headers.get("X-Amz-Invocation-Type", InvocationType.REQUEST_RESPONSE)
+        try:
+            invocation_type = InvocationType(raw_type)
+        except ValueError:
+            raise AwsError(
+                "InvalidParameterValueException", 400, f"Unsupported invocation type: {raw_type}"
+            ) from None
+        payload = await request.read()
+        config = await self._invoker.resolve(scope, ref)
+        if invocation_type is InvocationType.DRY_RUN:
+            return web.Response(status=204, headers={"x-amzn-RequestId": str(uuid.uuid4())})
+        if invocation_type is InvocationType.EVENT:
+            request_id = self._invoker.invoke_in_background(scope, config, payload)
+            return web.Response(status=202, headers={"x-amzn-RequestId": request_id})
+        result = await self._invoker.invoke(scope, config, payload)
+        headers = {
+            "x-amzn-RequestId": result.request_id,
+            "X-Amz-Executed-Version": result.executed_version,
+            "Content-Type": "application/json",
+        }
+        if result.function_error:
+            headers["X-Amz-Function-Error"] = result.function_error
+        if request.headers.get("X-Amz-Log-Type") == "Tail":
+            headers["X-Amz-Log-Result"] = base64.b64encode(result.log_tail).decode()
+        return web.Response(status=200, headers=headers, body=result.payload)
+
+    # -- state and LoggingConfig overlay --------------------------------------------------------
+
+    async def _create_function(
+        self, request: web.Request, operation: Operation, scope: AwsScope, _: bytes | None
+    ) -> web.StreamResponse:
+        body = await request.read()
+        document = _json_object(body)
+        answer = await self._proxy.fetch(request, body)
+        name = parse_function_ref(str(document.get("FunctionName", ""))).name
+        if answer.status < 300 and name:
+            self._overlay.record_create(scope.region, name, _logging_config(document))
+            self._invoker.function_changed(scope.region, name)
+        return self._rewritten(answer, scope, lambda doc: [doc])
+
+    async def _update_function_configuration(
+        self, request: web.Request, operation: Operation, scope: AwsScope, _: bytes | None
+    ) -> web.StreamResponse:
+        body = await request.read()
+        answer = await self._proxy.fetch(request, body)
+        name = parse_function_ref(operation.path_params["FunctionName"]).name
+        if answer.status < 300:
+            self._overlay.record_update(scope.region, name, _json_object(body))
+        self._invoker.function_changed(scope.region, name)
+        return self._rewritten(answer, scope, lambda doc: [doc])
+
+    async def _delete_function(
+        self, request: web.Request, operation: Operation, scope: AwsScope, _: bytes | None
+    ) -> web.StreamResponse:
+        response = await self._proxy.forward(request)
+        ref = parse_function_ref(operation.path_params["FunctionName"], request.query.get("Qualifier"))
+        if ref.qualifier is None and (response.status < 300 or response.status == 404):
+            self._overlay.forget(scope.region, ref.name)
+        self._invoker.function_changed(scope.region, ref.name)
+        return response
+
+    async def _rewrite_configurations(
+        self, request: web.Request, operation: Operation, scope: AwsScope, body: bytes | None
+    ) -> web.StreamResponse:
+        answer = await self._proxy.fetch(request, body)
+        self._after_lambda_change(request, operation, scope, answer.status)
+        if operation.name == "GetFunction":
+            return self._rewritten(answer, scope, lambda doc: [doc.get("Configuration")])
+        if operation.name == "ListVersionsByFunction":
+            return self._rewritten(answer, scope, lambda doc: doc.get("Versions", []))
+        return self._rewritten(answer, scope, lambda doc: [doc])
+
+    async def _list_functions(
+        self, request: web.Request, operation: Operation, scope: AwsScope, body: bytes | None
+    ) -> web.StreamResponse:
+        answer = await self._proxy.fetch(request, body)
+        if answer.status >= 300:
+            return _as_response(answer, answer.body)
+        document = _json_object(answer.body)
+        # moto ignores MaxItems and Marker: page here, ordered by ARN, the marker being the last ARN.
+        functions = sorted(document.get("Functions", []), key=lambda item: str(item.get("FunctionArn", "")))
+        try:
+            max_items = min(int(request.query.get("MaxItems", _LIST_PAGE_MAX)), _LIST_PAGE_MAX)
+            after = _decode_marker(request.query.get("Marker"))
+        except ValueError as exc:
+            raise AwsError("InvalidParameterValueException", 400, str(exc)) from None
+        if after is not None:
+            functions = [item for item in functions if str(item.get("FunctionArn", "")) > after]
+        page = functions[: max(max_items, 1)]
+        document["Functions"] = page
+        document.pop("NextMarker", None)
+        if len(functions) > len(page):
+            document["NextMarker"] = _encode_marker(str(page[-1].get("FunctionArn", "")))
+        for configuration in page:
+            self._overlay.rewrite(scope.region, configuration)
+        return _as_response(answer, json.dumps(document).encode())
+
+    def _rewritten(
+        self, answer: UpstreamAnswer, scope: AwsScope, configurations: Callable[[dict[str, Any]], list[Any]]
+    ) -> web.Response:
+        if answer.status >= 300:
+            return _as_response(answer, answer.body)
+        document = _json_object(answer.body)
+        for configuration in configurations(document):
+            if isinstance(configuration, dict):
+                self._overlay.rewrite(scope.region, configuration)
+        return _as_response(answer, json.dumps(document).encode())
+
+    def _after_lambda_change(
+        self, request: web.Request, operation: Operation, scope: AwsScope, status: int
+    ) -> None:
+        """Any write to a function (code, concurrency, versions...) may change what an Invoke runs."""
+        if operation.service != "lambda" or request.method == "GET" or status >= 300:
+            return
+        identifier = operation.path_params.get("FunctionName")
+        if identifier:
+            self._invoker.function_changed(scope.region, parse_function_ref(identifier).name)
+
+
+def _drop_connection(request: web.Request) -> web.Response:
+    """Close the connection without an answer, as a lost network would."""
+    request.protocol.force_close()
+    if request.transport is not None:
+        request.transport.close()
+    return web.Response(status=500)  # never sent: the transport is already closed
+
+
+def _as_response(answer: UpstreamAnswer, body: bytes) -> web.Response:
+    return web.Response(status=answer.status, headers=answer.headers, body=body)
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        document = json.loads(body or b"{}")
+    except ValueError:
+        return {}
+    return document if isinstance(document, dict) else {}
+
+
+def _logging_config(document: dict[str, Any]) -> dict[str, Any] | None:
+    value = document.get("LoggingConfig")
+    return value if isinstance(value, dict) else None
+
+
+def _encode_marker(arn: str) -> str:
+    return base64.urlsafe_b64encode(arn.encode()).decode()
+
+
+def _decode_marker(marker: str | None) -> str | None:
+    if not marker:
+        return None
+    try:
+        return base64.urlsafe_b64decode(marker.encode()).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise ValueError(f"Invalid marker: {marker}") from None

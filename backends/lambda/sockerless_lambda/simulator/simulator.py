@@ -1,0 +1,281 @@
+"""``LambdaSimulator``: moto plus a runtime that really runs the command, behind one endpoint."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any, ClassVar, Self
+
+import aiohttp
+from aiohttp import web
+
+from .config import DEFAULT_ROLE_NAME, SimulatorConfig
+from .control import add_control_routes
+from .faults import FaultInjector, FaultRule
+from .invocations import Invoker
+from .moto_api import MotoApi
+from .moto_server import InProcessMoto
+from .operations import AwsScope
+from .proxy import MotoProxy
+from .server import AwsFrontend
+from .state import FunctionStateOverlay
+from .stats import Stats
+
+__all__ = ["LambdaSimulator"]
+
+log = logging.getLogger(__name__)
+
+_FAKE_SECRET = "testing"  # noqa: S105 - moto accepts any credentials; these never reach AWS
+# Invoke payloads reach 6 MB, CreateFunction zips 50 MB: above aiohttp's 1 MB default.
+_MAX_REQUEST_BYTES = 64 * 1024 * 1024
+_SHUTDOWN_SECONDS = 5.0
+
+
+class LambdaSimulator:
+    """A local AWS endpoint where Lambda functions really run their ``ImageConfig`` command.
+
+    Use it as ``async with LambdaSimulator() as sim:`` or with ``await start()`` / ``await stop()``.
+    Every AWS service is reachable at ``endpoint_url`` (moto behind it); ``role_arn`` is an
+    execution role that already exists. Faults can be given here (``faults``) or added at run time
+    with ``add_fault`` or ``POST {endpoint_url}/_sim/faults``.
+
+    Args:
+        host: loopback address to listen on; anything else is refused.
+        port: port to listen on, 0 for an ephemeral one.
+        moto_url: an external ``moto_server`` to use instead of an in-process one.
+        region: default region for calls that carry no credential scope.
+        role_name: name of the execution role created in moto's IAM.
+        pending_seconds: how long a new function stays ``Pending`` (0: Active at once).
+        seed: seed of the fault dice, for reproducible ``probability`` faults.
+        faults: fault rules active from the start (``FaultRule`` or its JSON form).
+        log_flush_seconds: how often a running invocation's output is written to CloudWatch.
+    """
+
+    # In-process moto servers share moto's global state: reset it only when no other simulator uses it.
+    _in_process_users: ClassVar[int] = 0
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        moto_url: str | None = None,
+        region: str = "us-east-1",
+        role_name: str = DEFAULT_ROLE_NAME,
+        pending_seconds: float = 0.0,
+        seed: int | None = None,
+        faults: Iterable[FaultRule | Mapping[str, Any]] = (),
+        log_flush_seconds: float = 1.0,
+        max_connections: int = 1024,
+    ) -> None:
+        rules = tuple(rule if isinstance(rule, FaultRule) else FaultRule.from_json(rule) for rule in faults)
+        self.config = SimulatorConfig(
+            host=host,
+            port=port,
+            moto_url=moto_url,
+            region=region,
+            role_name=role_name,
+            pending_seconds=pending_seconds,
+            seed=seed,
+            faults=rules,
+            log_flush_seconds=log_flush_seconds,
+            max_connections=max_connections,
+        )
+        self.faults = FaultInjector(seed, rules)
+        self.stats = Stats()
+        self._endpoint_url: str | None = None
+        self._role_arn: str | None = None
+        self._moto_url: str | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._moto_server: InProcessMoto | None = None
+        self._invoker: Invoker | None = None
+        self._runner: web.AppRunner | None = None
+        self._site: web.SockSite | None = None
+
+    # -- what clients need ----------------------------------------------------------------------
+
+    @property
+    def endpoint_url(self) -> str:
+        """The one AWS endpoint (``http://127.0.0.1:<port>``) for every service."""
+        return _started(self._endpoint_url)
+
+    @property
+    def role_arn(self) -> str:
+        """An execution role that exists in moto's IAM, ready for CreateFunction."""
+        return _started(self._role_arn)
+
+    @property
+    def region(self) -> str:
+        return self.config.region
+
+    @property
+    def account_id(self) -> str:
+        return self.role_arn.split(":")[4]
+
+    @property
+    def moto_url(self) -> str:
+        """moto itself, bypassing the simulator (no runtime, no faults, not counted)."""
+        return _started(self._moto_url)
+
+    def client_environment(self) -> dict[str, str]:
+        """Environment variables that point an AWS SDK at the simulator with fake credentials."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_ACCESS_KEY_ID": _FAKE_SECRET,
+            "AWS_SECRET_ACCESS_KEY": _FAKE_SECRET,
+            "AWS_SESSION_TOKEN": _FAKE_SECRET,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+        }
+
+    def add_fault(self, rule: FaultRule | Mapping[str, Any]) -> str:
+        """Activate a fault rule now; returns its id (for ``remove_fault``)."""
+        return self.faults.add(rule if isinstance(rule, FaultRule) else FaultRule.from_json(rule))
+
+    def remove_fault(self, rule_id: str) -> bool:
+        return self.faults.remove(rule_id)
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
+
+    # -- life cycle -------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Start moto (unless external), prepare it, then listen on the loopback endpoint."""
+        if self._runner is not None:
+            raise RuntimeError("the simulator is already started")
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        config = self.config
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=config.max_connections, limit_per_host=0),
+            auto_decompress=False,  # bodies pass through byte for byte
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+        )
+        if config.moto_url:
+            self._moto_url = config.moto_url.rstrip("/")
+        else:
+            self._moto_server = InProcessMoto()
+            self._moto_url = await self._moto_server.start()
+            LambdaSimulator._in_process_users += 1
+        moto = MotoApi(self._session, self._moto_url)
+        if self._moto_server is not None and LambdaSimulator._in_process_users == 1:
+            await moto.reset()
+        # Must precede any CreateFunction: the switch moves Lambda to another store (see the docs).
+        await moto.set_config({"lambda": {"use_docker": False}})
+        self._role_arn = await moto.ensure_role(
+            AwsScope(_FAKE_SECRET, config.region, "iam"), config.role_name
+        )
+
+        listener = _bind_loopback(config.host, config.port)
+        host, port = listener.getsockname()[:2]
+        self._endpoint_url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+        overlay = FunctionStateOverlay(config.pending_seconds)
+        self._invoker = Invoker(
+            moto,
+            overlay,
+            self.stats,
+            account_id=self.account_id,
+            base_environment=self._child_environment(),
+            flush_seconds=config.log_flush_seconds,
+        )
+        frontend = AwsFrontend(
+            region=config.region,
+            proxy=MotoProxy(self._session, self._moto_url),
+            invoker=self._invoker,
+            overlay=overlay,
+            faults=self.faults,
+            stats=self.stats,
+        )
+        app = web.Application(client_max_size=_MAX_REQUEST_BYTES)
+        add_control_routes(app.router, self.faults, self.stats, self._info)
+        app.router.add_route("*", "/{tail:.*}", frontend.handle)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_SECONDS)
+        await self._runner.setup()
+        self._site = web.SockSite(self._runner, listener)
+        await self._site.start()
+        log.info(
+            "Lambda simulator at %s (moto at %s, role %s)", self.endpoint_url, self._moto_url, self.role_arn
+        )
+
+    async def stop(self) -> None:
+        """Stop listening, kill running invocations and wait for them, then stop moto. Idempotent."""
+        if self._site is not None:
+            await self._site.stop()
+            self._site = None
+        if self._invoker is not None:
+            await self._invoker.close()
+            self._invoker = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        if self._moto_server is not None:
+            LambdaSimulator._in_process_users -= 1
+            await self._moto_server.stop()
+            self._moto_server = None
+        self._endpoint_url = None
+
+    def _child_environment(self) -> dict[str, str]:
+        # What every command sees besides the function's variables: fake credentials and our
+        # endpoint, so an AWS SDK inside the command talks to the simulator, never to real AWS.
+        return {
+            "PATH": self.config.child_path,
+            "LANG": "C.UTF-8",  # Lambda sets en_US.UTF-8, which many hosts lack
+            "TZ": ":UTC",
+            "LAMBDA_TASK_ROOT": "/var/task",
+            "LAMBDA_RUNTIME_DIR": "/var/runtime",
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_SECRET_ACCESS_KEY": _FAKE_SECRET,
+            "AWS_SESSION_TOKEN": _FAKE_SECRET,
+        }
+
+    def _info(self) -> dict[str, Any]:
+        return {
+            "endpoint_url": self._endpoint_url,
+            "role_arn": self._role_arn,
+            "region": self.region,
+            "moto_url": self._moto_url,
+            "pending_seconds": self.config.pending_seconds,
+        }
+
+
+def _started(value: str | None) -> str:
+    if value is None:
+        raise RuntimeError("the simulator is not started: call 'await simulator.start()' first")
+    return value
+
+
+def _bind_loopback(host: str, port: int) -> socket.socket:
+    address = "127.0.0.1" if host == "localhost" else host
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((address, port))
+    except OSError:
+        listener.close()
+        raise
+    return listener

@@ -1,0 +1,46 @@
+"""Per-operation call counters: what the benchmarks read to count AWS calls per container."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+__all__ = ["Stats"]
+
+
+class Stats:
+    """Calls seen from clients (not the simulator's own calls to moto), faults injected, invocations."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.faults: Counter[str] = Counter()
+        self.invocations: Counter[str] = Counter()
+        self.running = 0
+
+    def count_call(self, operation_key: str) -> None:
+        self.calls[operation_key] += 1
+
+    def count_fault(self, operation_key: str) -> None:
+        self.faults[operation_key] += 1
+
+    def invocation_started(self) -> None:
+        self.running += 1
+        self.invocations["started"] += 1
+
+    def invocation_finished(self, outcome: str) -> None:
+        self.running -= 1
+        self.invocations[outcome] += 1
+
+    def reset(self) -> None:
+        """Zero the counters; running invocations stay counted as running."""
+        self.calls.clear()
+        self.faults.clear()
+        self.invocations.clear()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "calls": dict(sorted(self.calls.items())),
+            "total_calls": sum(self.calls.values()),
+            "faults": dict(sorted(self.faults.items())),
+            "invocations": {**dict(sorted(self.invocations.items())), "running": self.running},
+        }

@@ -13,10 +13,7 @@ from sockerless.config import add_config_arguments, config_sections, flags_from_
 from sockerless.errors import NotFound
 from sockerless.models import Capabilities, ContainerConfig, ContainerCreateRequest
 from sockerless.plugins import ENTRY_POINT_GROUP, PluginError, available_backends, load_backend
-
-# The pytest script does not put the project root on sys.path and tests/ is not a package.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
-from demo_plugin import install_demo_plugin, install_distribution
+from tests.fixtures.demo_plugin import install_demo_plugin, install_distribution
 
 
 @pytest.fixture

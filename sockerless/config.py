@@ -113,11 +113,7 @@ def parse_file_mode(text: str) -> int:
     return mode
 
 
-def _check_file_mode(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
-    parse_file_mode(value)
-
-
-def _check_tcp(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+def _check_tcp(value: str) -> None:
     if not value:
         return
     try:
@@ -128,7 +124,7 @@ def _check_tcp(instance: Any, attribute: attrs.Attribute[Any], value: str) -> No
         ) from None
 
 
-def _check_backend_url(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+def _check_backend_url(value: str) -> None:
     if not value:
         return
     parts = urlsplit(value)
@@ -181,11 +177,11 @@ class ServerConfig:
 
     @socket_mode.validator
     def _socket_mode_is_octal(self, attribute: attrs.Attribute[str], value: str) -> None:
-        _check_file_mode(self, attribute, value)
+        parse_file_mode(value)
 
     @tcp.validator
     def _tcp_is_host_port(self, attribute: attrs.Attribute[str], value: str) -> None:
-        _check_tcp(self, attribute, value)
+        _check_tcp(value)
 
 
 @frozen
@@ -243,15 +239,15 @@ class FrontendConfig:
 
     @socket_mode.validator
     def _socket_mode_is_octal(self, attribute: attrs.Attribute[str], value: str) -> None:
-        _check_file_mode(self, attribute, value)
+        parse_file_mode(value)
 
     @tcp.validator
     def _tcp_is_host_port(self, attribute: attrs.Attribute[str], value: str) -> None:
-        _check_tcp(self, attribute, value)
+        _check_tcp(value)
 
     @backend.validator
     def _backend_is_url(self, attribute: attrs.Attribute[str], value: str) -> None:
-        _check_backend_url(self, attribute, value)
+        _check_backend_url(value)
 
 
 #: The sections every process has, in the order they are documented and printed.
@@ -387,7 +383,7 @@ def _describe(value: object) -> str:
 
 def _convert(value: object, kind: Any) -> Any:
     """A YAML value (typed) or an environment/flag value (a string) as ``kind``."""
-    if kind is Any:
+    if kind is Any or kind is None:  # None: a field without an annotation
         return value
     inner, optional = _unwrap_optional(kind)
     if optional:
@@ -803,7 +799,7 @@ def reference_markdown(sections: Mapping[str, type[Any]]) -> str:
             if _unwrap_optional(attribute.type)[0] is bool:
                 flag += f" / --no-{flag[2:]}"
             default = "*required*" if metadata.get("required") else _markdown_value(_default_value(attribute))
-            description = metadata.get("help", "")
+            description = metadata.get("help", "").replace("<", "\\<")  # <backend> is not an HTML tag
             if metadata.get("secret"):
                 description += f" Secret: printed as `{SECRET_MASK}`."
             cells = [
@@ -814,7 +810,6 @@ def reference_markdown(sections: Mapping[str, type[Any]]) -> str:
                 _allowed_values(attribute),
                 description,
             ]
-            cells[-1] = cells[-1].replace("<", "\\<")  # <backend> is not an HTML tag
             parts.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
         parts.append("")
     return "\n".join(parts)

@@ -1,0 +1,116 @@
+"""The ``sockerless`` command: a plugin found by name and served, config errors, graceful SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import stat
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from sockerless.cli import main
+from sockerless.plugins import load_backend
+from sockerless.server import InternalAPIServer
+from tests.fixtures.demo_plugin import install_demo_plugin
+
+
+@pytest.fixture
+def demo_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    install_demo_plugin(tmp_path, monkeypatch)
+    return tmp_path / "site-packages"
+
+
+async def test_a_plugin_defined_in_the_tests_is_loaded_by_name_and_served(
+    demo_site: Path, tmp_path: Path
+) -> None:
+    from sockerless.backend import BackendRuntime
+
+    backend_cls = load_backend("demo")
+    config = backend_cls.config_class(greeting="hi from the test")  # type: ignore[attr-defined]
+    backend = backend_cls(config, BackendRuntime(state_path=str(tmp_path / "s.db"), instance_id="t1"))  # type: ignore[call-arg]
+    server = InternalAPIServer(backend, socket_path=str(tmp_path / "demo.sock"))
+    await server.start()
+    try:
+        connector = aiohttp.UnixConnector(path=str(tmp_path / "demo.sock"))
+        async with aiohttp.ClientSession(connector=connector) as session:
+            async with session.get("http://x/internal/v1/info") as response:
+                assert response.status == 200
+                assert (await response.json())["Name"] == "hi from the test"
+            async with session.get("http://x/internal/v1/capabilities") as response:
+                assert (await response.json())["backend"] == "demo"
+    finally:
+        await server.stop()
+
+
+def test_print_config_masks_secrets(demo_site: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["serve", "demo", "--server-token", "hunter2", "--greeting", "yo", "--print-config"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "hunter2" not in out
+    assert "***" in out
+    assert "greeting: yo" in out
+
+
+def test_configuration_error_is_one_clear_message_and_exit_2(
+    demo_site: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["serve", "demo", "--server-log-level", "loud"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "server.log_level" in err
+    assert "Traceback" not in err
+
+
+def test_unknown_backend_lists_the_installed_ones(
+    demo_site: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["serve", "nope"]) == 2
+    assert "demo" in capsys.readouterr().err
+
+
+def test_backends_lists_installed_plugins(demo_site: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["backends"]) == 0
+    assert "demo" in capsys.readouterr().out
+
+
+async def test_serve_runs_until_sigterm_and_exits_0(demo_site: Path, tmp_path: Path) -> None:
+    sock = tmp_path / "run" / "backend.sock"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(demo_site), os.getcwd()]),
+        "SOCKERLESS_SERVER_SOCKET": str(sock),
+        "SOCKERLESS_STORE_PATH": str(tmp_path / "state.db"),
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sockerless.cli", "serve", "demo", env=env, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        assert process.stderr is not None
+        while not sock.exists():  # the log line "serving" comes once the socket is bound
+            line = await asyncio.wait_for(process.stderr.readline(), 30)
+            assert line, "the server exited before listening"
+        assert stat.S_IMODE(sock.stat().st_mode) == 0o600
+        connector = aiohttp.UnixConnector(path=str(sock))
+        async with (
+            aiohttp.ClientSession(connector=connector) as session,
+            session.get("http://x/internal/v1/version") as response,
+        ):
+            assert response.status == 200
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+        assert not sock.exists()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+def test_serve_refuses_a_public_address_without_token(
+    demo_site: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["serve", "demo", "--server-tcp", "0.0.0.0:0", "--store-path", ":memory:"]) == 1
+    assert "non-loopback" in capsys.readouterr().err

@@ -60,7 +60,7 @@ class _Pending:
 
 
 class ContainerWaiters:
-    """Futures waiting for exits and removals, keyed by container ID, plus tombstones of removed containers."""
+    """Futures waiting for exits and removals, by container ID, plus tombstones of removed containers."""
 
     def __init__(
         self,
@@ -76,7 +76,10 @@ class ContainerWaiters:
     def wait(
         self, container_id: str, condition: WaitCondition, *, status: str, last: ExitStatus
     ) -> asyncio.Future[WaitResponse]:
-        """A future resolved when ``condition`` holds for a container now in ``status`` that last exited with ``last``."""
+        """A future resolved when ``condition`` holds for a container now in ``status``.
+
+        ``last`` is how its previous run ended, the answer when the condition already holds.
+        """
         future: asyncio.Future[WaitResponse] = asyncio.get_running_loop().create_future()
         if condition is WaitCondition.NOT_RUNNING and status not in _WAITING_STATUSES:
             future.set_result(last.response())

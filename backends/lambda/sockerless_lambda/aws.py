@@ -1,0 +1,189 @@
+"""The AWS session and the process's long-lived clients, and the one way to call them.
+
+Three clients, each with its own connection pool and retry policy:
+
+* ``control``: Lambda control plane (create, delete, get, list, tag). botocore's ``standard`` retry
+  mode with bounded attempts handles throttling (about 15 control-plane requests/s per account).
+* ``invoke``: Lambda ``Invoke`` only. No automatic retries at all: an Invoke that may have reached
+  Lambda must never be sent twice (botocore retries read timeouts, which runs the function again).
+  ``read_timeout`` exceeds the function timeout, and the pool holds ``max_concurrent_invocations``
+  connections, because a synchronous invocation holds its connection for the whole run.
+* ``logs``: CloudWatch Logs, ``standard`` retries like the control plane.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from aiobotocore.config import AioConfig
+from aiobotocore.session import AioSession
+from botocore.exceptions import BotoCoreError, ClientError
+from types_aiobotocore_lambda import LambdaClient
+from types_aiobotocore_logs import CloudWatchLogsClient
+
+from sockerless.errors import SockerlessError
+from sockerless.observability import record_cloud_request_id
+from sockerless_lambda.errors import AwsOperation, error_code, map_aws_error, request_id_of
+
+__all__ = [
+    "INVOKE_READ_MARGIN_SECONDS",
+    "AwsClients",
+    "AwsSettings",
+    "aws_error_code",
+    "call",
+    "failure",
+    "succeeded",
+]
+
+log = logging.getLogger("sockerless.lambda.aws")
+
+#: Seconds the Invoke read timeout exceeds the function timeout (cold start, init, response transfer).
+INVOKE_READ_MARGIN_SECONDS = 120
+_CONTROL_POOL = 32
+_CONNECT_TIMEOUT = 10
+_CONTROL_READ_TIMEOUT = 60
+
+T = TypeVar("T")
+
+
+class AwsSettings:
+    """What the clients need, resolved from the config (and the simulator in simulate mode)."""
+
+    def __init__(
+        self,
+        *,
+        region: str,
+        endpoint_url: str | None = None,
+        profile: str | None = None,
+        static_credentials: tuple[str, str] | None = None,
+        function_timeout: int = 900,
+        max_concurrent_invocations: int = 200,
+        max_attempts: int = 5,
+    ) -> None:
+        self.region = region
+        self.endpoint_url = endpoint_url
+        self.profile = profile
+        self.static_credentials = static_credentials
+        self.function_timeout = function_timeout
+        self.max_concurrent_invocations = max_concurrent_invocations
+        self.max_attempts = max_attempts
+
+
+class AwsClients:
+    """One session, three clients, opened by :meth:`open` and closed by :meth:`close`."""
+
+    def __init__(self, settings: AwsSettings) -> None:
+        self.settings = settings
+        self._stack = contextlib.AsyncExitStack()
+        self._control: LambdaClient | None = None
+        self._invoke: LambdaClient | None = None
+        self._logs: CloudWatchLogsClient | None = None
+
+    @property
+    def control(self) -> LambdaClient:
+        return _opened(self._control)
+
+    @property
+    def invoke(self) -> LambdaClient:
+        return _opened(self._invoke)
+
+    @property
+    def logs(self) -> CloudWatchLogsClient:
+        return _opened(self._logs)
+
+    async def open(self) -> None:
+        s = self.settings
+        session = AioSession(profile=s.profile) if s.profile else AioSession()
+        common: dict[str, Any] = {"region_name": s.region, "endpoint_url": s.endpoint_url}
+        if s.static_credentials is not None:
+            common["aws_access_key_id"], common["aws_secret_access_key"] = s.static_credentials
+        retrying = AioConfig(
+            retries={"mode": "standard", "total_max_attempts": s.max_attempts},
+            max_pool_connections=_CONTROL_POOL,
+            connect_timeout=_CONNECT_TIMEOUT,
+            read_timeout=_CONTROL_READ_TIMEOUT,
+        )
+        invoking = AioConfig(
+            retries={"mode": "standard", "total_max_attempts": 1},
+            max_pool_connections=s.max_concurrent_invocations + 8,
+            connect_timeout=_CONNECT_TIMEOUT,
+            read_timeout=s.function_timeout + INVOKE_READ_MARGIN_SECONDS,
+        )
+        self._control = await self._stack.enter_async_context(
+            session.create_client("lambda", config=retrying, **common)
+        )
+        self._invoke = await self._stack.enter_async_context(
+            session.create_client("lambda", config=invoking, **common)
+        )
+        self._logs = await self._stack.enter_async_context(
+            session.create_client("logs", config=retrying, **common)
+        )
+
+    async def close(self) -> None:
+        self._control = self._invoke = self._logs = None
+        await self._stack.aclose()
+
+
+def _opened(client: T | None) -> T:
+    if client is None:
+        raise RuntimeError("the AWS clients are not open (LambdaBackend.start() was not called)")
+    return client
+
+
+async def call(operation: AwsOperation, method: Callable[..., Awaitable[T]], /, **params: Any) -> T:
+    """Call AWS; record the request ID; turn any failure into the mapped sockerless error.
+
+    The original botocore exception stays the ``__cause__`` (see :func:`aws_error_code`).
+    Parameters are never logged: they may hold environment values.
+    """
+    try:
+        response = await method(**params)
+    except (ClientError, BotoCoreError) as exc:
+        raise failure(operation, exc) from exc
+    succeeded(operation, response)
+    return response
+
+
+def succeeded(operation: AwsOperation, response: Any) -> str:
+    """Record and log the request ID of a successful call; returns it."""
+    request_id = request_id_of(response)
+    record_cloud_request_id(request_id)
+    log.debug(
+        "aws call",
+        extra={
+            "fields": {
+                "operation": operation.operation,
+                "target": operation.target,
+                "aws_request_id": request_id,
+            }
+        },
+    )
+    return request_id
+
+
+def failure(operation: AwsOperation, exc: BaseException) -> SockerlessError:
+    """Record and log a failed call's request ID; returns the mapped error to raise ``from exc``."""
+    request_id = request_id_of(exc)
+    record_cloud_request_id(request_id)
+    mapped = map_aws_error(exc, operation)
+    log.warning(
+        "aws call failed",
+        extra={
+            "fields": {
+                "operation": operation.operation,
+                "target": operation.target,
+                "aws_request_id": request_id,
+                "error": mapped.message,
+            }
+        },
+    )
+    return mapped
+
+
+def aws_error_code(error: SockerlessError) -> str:
+    """The AWS error code behind a mapped error ('' when it did not come from an AWS error response)."""
+    cause = error.__cause__
+    return error_code(cause) if cause is not None else ""

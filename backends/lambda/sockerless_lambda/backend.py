@@ -1,0 +1,320 @@
+"""``LambdaBackend``: the Backend protocol on AWS Lambda, wiring the parts together.
+
+The parts, one concept each: :mod:`.aws` (session and clients), :mod:`.containers` (the Docker
+container verbs), :mod:`.invocations` (running one invocation), :mod:`.logs` (the shared CloudWatch
+reader), :mod:`.images` (recorded image references), :mod:`.reconcile` (start-up recovery, orphans).
+Everything this class does not override answers 501 (exec, attach, networks, volumes, image load).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import platform
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, ClassVar, TypeVar
+
+import attrs
+
+from sockerless.backend import BackendRuntime, BaseBackend, ContainerLogs, Filters, LogsOptions
+from sockerless.errors import AccessDenied, Conflict, SockerlessError
+from sockerless.models import (
+    BackendInfo,
+    Capabilities,
+    Container,
+    ContainerCreateRequest,
+    ContainerCreateResponse,
+    ContainerSummary,
+    Image,
+    ImagePullRequest,
+    PruneResponse,
+    VersionInfo,
+    WaitCondition,
+    WaitResponse,
+)
+from sockerless.store import Store
+from sockerless.waiters import ContainerWaiters
+from sockerless_lambda import __version__
+from sockerless_lambda.aws import AwsClients, AwsSettings, aws_error_code, call
+from sockerless_lambda.config import LambdaConfig
+from sockerless_lambda.containers import ContainerService
+from sockerless_lambda.errors import AwsOperation
+from sockerless_lambda.functions import MANAGED_TAG
+from sockerless_lambda.images import ImageService
+from sockerless_lambda.invocations import Invoker
+from sockerless_lambda.logs import LogReader
+from sockerless_lambda.reconcile import find_orphans, reconcile_containers
+
+__all__ = ["LambdaBackend"]
+
+log = logging.getLogger("sockerless.lambda")
+T = TypeVar("T")
+
+_FAKE_CREDENTIALS = ("testing", "testing")  # the simulator accepts anything; never real AWS
+
+
+class LambdaBackend(BaseBackend):
+    """Containers as AWS Lambda functions (container images), output from CloudWatch Logs."""
+
+    name: ClassVar[str] = "lambda"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        exec=False,
+        attach=False,
+        logs=True,
+        logs_follow=False,
+        volumes=False,
+        networks=False,
+        health_checks=False,
+        image_pull=True,
+        image_load=False,
+        max_timeout_seconds=900,
+        agent_required=False,
+    )
+    config_class: ClassVar[type[Any] | None] = LambdaConfig
+    cli_aliases: ClassVar[dict[str, str]] = {"--simulate": "lambda.simulate"}
+    version_string: ClassVar[str] = __version__
+
+    def __init__(self, config: LambdaConfig, runtime: BackendRuntime) -> None:
+        self.config = config
+        self.runtime = runtime
+        self.simulator: Any = None  # sockerless_lambda.simulator.LambdaSimulator in simulate mode
+        self._clients: AwsClients | None = None
+        self._store: Store | None = None
+        self._waiters = ContainerWaiters()
+        self._reader: LogReader | None = None
+        self._images: ImageService | None = None
+        self._containers: ContainerService | None = None
+        self._background: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------------ life cycle
+
+    async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def start_clients(self) -> None:
+        """Open the AWS clients (starting the embedded simulator first in simulate mode)."""
+        config = self.config
+        settings = AwsSettings(
+            region=config.region or "",
+            endpoint_url=config.endpoint_url,
+            profile=config.profile,
+            function_timeout=config.timeout,
+            max_concurrent_invocations=config.max_concurrent_invocations,
+            max_attempts=config.max_attempts,
+        )
+        if config.simulate:
+            from sockerless_lambda.simulator import LambdaSimulator
+
+            self.simulator = LambdaSimulator(region=config.region or "us-east-1")
+            await self.simulator.start()
+            settings.region, settings.endpoint_url = self.simulator.region, self.simulator.endpoint_url
+            settings.profile, settings.static_credentials = None, _FAKE_CREDENTIALS
+            # The effective settings: the simulator's region and role unless configured.
+            self.config = attrs.evolve(
+                config, region=self.simulator.region, role_arn=config.role_arn or self.simulator.role_arn
+            )
+            log.info("simulate: using the embedded Lambda simulator at %s", settings.endpoint_url)
+        self._clients = AwsClients(settings)
+        await self._clients.open()
+
+    @property
+    def clients(self) -> AwsClients:
+        return _started(self._clients)
+
+    async def _start(self) -> None:
+        await self.start_clients()
+        config, clients = self.config, self.clients
+        self._store = await Store.open(self.runtime.state_path)
+        self._reader = LogReader(clients, log_group=config.log_group, interval=config.log_read_interval)
+        self._images = ImageService(self._store, architecture=config.architecture)
+        self._containers = ContainerService(
+            config=config,
+            instance_id=self.runtime.instance_id,
+            store=self._store,
+            clients=clients,
+            invoker=Invoker(
+                clients,
+                limit=config.max_concurrent_invocations,
+                max_attempts=config.max_attempts,
+                invocation_type=config.invocation_type,
+            ),
+            reader=self._reader,
+            waiters=self._waiters,
+            images=self._images,
+        )
+        await self._ensure_log_group()
+        await reconcile_containers(self._containers, self._store, clients)
+        self._spawn(self._report_orphans())
+
+    async def close(self) -> None:
+        """Cancel background work (runs are recovered at the next start), then close clients and the store."""
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        if self._containers is not None:
+            await self._containers.close()
+        if self._reader is not None:
+            await self._reader.close()
+        self._waiters.close()
+        if self._store is not None:
+            await self._store.close()
+            self._store = None
+        if self._clients is not None:
+            await self._clients.close()
+            self._clients = None
+        if self.simulator is not None:
+            await self.simulator.stop()
+            self.simulator = None
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        async def owned() -> None:
+            await work
+
+        task = asyncio.create_task(owned())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _ensure_log_group(self) -> None:
+        """The shared group, with retention and our tag; without permission, a warning (Lambda creates it)."""
+        logs, group = self._aws.logs, self.config.log_group
+        try:
+            await call(
+                AwsOperation("logs", "CreateLogGroup", "create log group", group),
+                logs.create_log_group,
+                logGroupName=group,
+                tags={MANAGED_TAG: "true"},
+            )
+        except AccessDenied as exc:
+            log.warning("cannot create the log group; Lambda creates it without retention: %s", exc.message)
+        except SockerlessError as exc:
+            if aws_error_code(exc) != "ResourceAlreadyExistsException":
+                raise
+        if self.config.log_retention_days:
+            try:
+                await call(
+                    AwsOperation("logs", "PutRetentionPolicy", "set retention of log group", group),
+                    logs.put_retention_policy,
+                    logGroupName=group,
+                    retentionInDays=self.config.log_retention_days,
+                )
+            except (AccessDenied, Conflict) as exc:
+                log.warning("cannot set the log group's retention: %s", exc.message)
+
+    async def _report_orphans(self) -> None:
+        try:
+            orphans = await find_orphans(self._aws, self._state, self.config, self.runtime.instance_id)
+        except SockerlessError as exc:
+            log.warning("cannot look for orphaned functions: %s", exc.message)
+            return
+        for orphan in orphans:
+            log.warning(
+                "orphaned Lambda function: tagged as sockerless's but unknown to the store; "
+                "list or delete with 'sockerless-backend-lambda orphans [--delete]'",
+                extra={
+                    "fields": {
+                        "function": orphan.function_name,
+                        "instance": orphan.instance,
+                        "mine": orphan.mine,
+                    }
+                },
+            )
+
+    @property
+    def _aws(self) -> AwsClients:
+        return _started(self._clients)
+
+    @property
+    def _state(self) -> Store:
+        return _started(self._store)
+
+    @property
+    def _service(self) -> ContainerService:
+        return _started(self._containers)
+
+    @property
+    def _image_service(self) -> ImageService:
+        return _started(self._images)
+
+    # ------------------------------------------------------------------ system
+
+    async def info(self) -> BackendInfo:
+        records = list(self._state.containers())
+        running = sum(1 for r in records if r.status == "running")
+        return BackendInfo(
+            id=self.runtime.instance_id,
+            name=f"sockerless-lambda ({self.config.region or 'simulated'})",
+            server_version=self.version_string,
+            containers=len(records),
+            containers_running=running,
+            containers_stopped=len(records) - running,
+            images=self._image_service.count(),
+            driver="lambda",
+            operating_system="AWS Lambda",
+            architecture="aarch64" if self.config.architecture == "arm64" else "x86_64",
+            kernel_version=platform.release(),
+        )
+
+    async def version(self) -> VersionInfo:
+        arch = "arm64" if self.config.architecture == "arm64" else "amd64"
+        return VersionInfo(version=self.version_string, arch=arch)
+
+    # ------------------------------------------------------------------ containers
+
+    async def create_container(
+        self, request: ContainerCreateRequest, name: str | None
+    ) -> ContainerCreateResponse:
+        return await self._service.create(request, name)
+
+    async def list_containers(
+        self, *, all: bool, limit: int | None, filters: Filters
+    ) -> list[ContainerSummary]:
+        return self._service.summaries(all=all, limit=limit, filters=filters)
+
+    async def inspect_container(self, ref: str) -> Container:
+        return self._service.inspect(ref)
+
+    async def start_container(self, ref: str) -> None:
+        await self._service.start(ref)
+
+    async def stop_container(self, ref: str, *, timeout: int | None, signal: str | None) -> None:
+        await self._service.stop(ref)
+
+    async def kill_container(self, ref: str, *, signal: str | None) -> None:
+        await self._service.kill(ref)
+
+    async def restart_container(self, ref: str, *, timeout: int | None) -> None:
+        await self._service.restart(ref)
+
+    async def remove_container(self, ref: str, *, force: bool, volumes: bool) -> None:
+        await self._service.remove(ref, force=force)
+
+    async def wait_container(self, ref: str, condition: WaitCondition) -> Awaitable[WaitResponse]:
+        return self._service.wait(ref, condition)
+
+    async def container_logs(self, ref: str, options: LogsOptions) -> ContainerLogs:
+        return await self._service.logs(ref, options)
+
+    async def prune_containers(self, filters: Filters) -> PruneResponse:
+        return await self._service.prune(filters)
+
+    # ------------------------------------------------------------------ images
+
+    async def pull_image(self, request: ImagePullRequest) -> AsyncIterator[dict[str, Any]]:
+        async for line in self._image_service.pull(request):
+            yield line
+
+    async def inspect_image(self, name: str) -> Image:
+        return self._image_service.inspect(name)
+
+    async def tag_image(self, name: str, repo: str, tag: str) -> None:
+        await self._image_service.tag(name, repo, tag)
+
+
+def _started(part: T | None) -> T:
+    if part is None:
+        raise RuntimeError("the Lambda backend is not started (call start() first)")
+    return part

@@ -1,0 +1,124 @@
+"""The ``lambda`` configuration section: every key, its default and its limits, in one place.
+
+Values come from the YAML file's ``lambda:`` mapping, ``SOCKERLESS_LAMBDA_<KEY>`` variables and
+``--lambda-<key>`` flags (the core loader). AWS credentials are never configured here: the standard
+AWS variables, shared files and ``profile`` supply them.
+"""
+
+from __future__ import annotations
+
+import re
+
+from attrs import define
+
+from sockerless.config import setting
+
+__all__ = ["FUNCTION_ID_LENGTH", "MAX_FUNCTION_NAME", "RETENTION_DAYS", "LambdaConfig"]
+
+#: Hex characters of the container ID in a function name; 24 hex = 96 bits, collision-free in practice.
+FUNCTION_ID_LENGTH = 24
+#: Lambda's function name limit (characters).
+MAX_FUNCTION_NAME = 64
+_NAME_CHARS = re.compile(r"[A-Za-z0-9_-]*")
+# CloudWatch log group names: 1-512 of these characters (CreateLogGroup), never under the reserved aws/.
+_LOG_GROUP = re.compile(r"[\.\-_/#A-Za-z0-9]{1,512}")
+# PutRetentionPolicy accepts only these values (days); 0 here means "leave the group's retention alone".
+RETENTION_DAYS = (
+    0,
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
+
+
+@define
+class LambdaConfig:
+    """Settings of the Lambda backend (section ``lambda``)."""
+
+    region: str | None = setting(None, help="AWS region of the functions and the log group (required)")
+    role_arn: str | None = setting(
+        None, help="ARN of the execution role every function runs with (required unless simulate)"
+    )
+    profile: str | None = setting(None, help="AWS shared-config profile for the backend's own credentials")
+    endpoint_url: str | None = setting(
+        None, help="Endpoint for Lambda and CloudWatch Logs (a local simulator); empty for AWS"
+    )
+    log_group: str = setting("/sockerless/lambda", help="CloudWatch Logs group every function logs to")
+    log_retention_days: int = setting(
+        30, help="Retention set on the log group at start-up (0: leave it as it is)", choices=RETENTION_DAYS
+    )
+    memory_size: int = setting(
+        1024, help="Function memory in MB when the container sets no memory limit", minimum=128, maximum=10240
+    )
+    timeout: int = setting(
+        900, help="Function timeout in seconds (Lambda's cap is 900)", minimum=1, maximum=900
+    )
+    subnet_ids: list[str] = setting(factory=list, help="VPC subnets for the functions (none: no VPC)")
+    security_group_ids: list[str] = setting(factory=list, help="VPC security groups for the functions")
+    architecture: str = setting("x86_64", help="Function architecture", choices=("x86_64", "arm64"))
+    function_prefix: str = setting("skls-", help="Prefix of function names (then 24 hex of the container ID)")
+    invocation_type: str = setting(
+        "RequestResponse",
+        help="RequestResponse holds the call for the whole run; Event returns at once and the exit is read "
+        "from CloudWatch",
+        choices=("RequestResponse", "Event"),
+    )
+    max_concurrent_invocations: int = setting(
+        200, help="Invocations in flight at once; later starts queue", minimum=100, maximum=10000
+    )
+    max_attempts: int = setting(
+        5,
+        help="Attempts for a throttled or unreachable AWS call (Invoke: only when it provably did not run)",
+        minimum=1,
+        maximum=20,
+    )
+    log_read_interval: float = setting(
+        1.0,
+        help="Seconds between CloudWatch reads of the shared log group (quota: 5/s)",
+        minimum=0.2,
+        maximum=60,
+    )
+    simulate: bool = setting(False, help="Run against an embedded local Lambda simulator (no AWS at all)")
+
+    def __attrs_post_init__(self) -> None:
+        """Checks across keys and of formats (the loader checks each key's choices and range)."""
+        problems: list[str] = []
+        if not self.simulate:
+            if not self.region:
+                problems.append("lambda.region is required (or set lambda.simulate)")
+            if not self.role_arn:
+                problems.append("lambda.role_arn is required: the ARN of the functions' execution role")
+        if not _LOG_GROUP.fullmatch(self.log_group) or self.log_group.lstrip("/").startswith("aws/"):
+            problems.append(
+                f"lambda.log_group {self.log_group!r} is invalid: 1-512 of [A-Za-z0-9._/#-], not under aws/"
+            )
+        longest = len(self.function_prefix) + FUNCTION_ID_LENGTH
+        if not _NAME_CHARS.fullmatch(self.function_prefix) or longest > MAX_FUNCTION_NAME:
+            problems.append(
+                f"lambda.function_prefix {self.function_prefix!r} is invalid: only [A-Za-z0-9_-], at most "
+                f"{MAX_FUNCTION_NAME - FUNCTION_ID_LENGTH} characters (function names are at most "
+                f"{MAX_FUNCTION_NAME})"
+            )
+        if self.security_group_ids and not self.subnet_ids:
+            problems.append("lambda.security_group_ids needs lambda.subnet_ids (a VPC config needs both)")
+        if problems:
+            raise ValueError("; ".join(problems))

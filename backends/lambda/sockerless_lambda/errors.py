@@ -1,0 +1,131 @@
+"""AWS errors as sockerless errors: the one table from AWS error codes to HTTP statuses.
+
+Every message names the service, the operation and its object, then AWS's code and message:
+``lambda: create function skls-0123...: TooManyRequestsException: Rate exceeded``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
+
+from sockerless.errors import (
+    AccessDenied,
+    Conflict,
+    InvalidParameter,
+    NotFound,
+    SockerlessError,
+    Unavailable,
+    UpstreamError,
+    UpstreamTimeout,
+)
+
+__all__ = [
+    "AwsOperation",
+    "error_code",
+    "is_pending_conflict",
+    "map_aws_error",
+    "request_id_of",
+]
+
+_BY_CODE: dict[str, type[SockerlessError]] = {
+    "ResourceNotFoundException": NotFound,
+    "ResourceConflictException": Conflict,
+    "ResourceAlreadyExistsException": Conflict,
+    "InvalidParameterValueException": InvalidParameter,
+    "InvalidParameterException": InvalidParameter,
+    "ValidationException": InvalidParameter,
+    "RequestTooLargeException": InvalidParameter,
+    "InvalidRequestContentException": InvalidParameter,
+    "TooManyRequestsException": Unavailable,
+    "ThrottlingException": Unavailable,
+    "Throttling": Unavailable,
+    "LimitExceededException": Unavailable,
+    "ServiceException": UpstreamError,
+    "ServiceUnavailableException": UpstreamError,
+    "AccessDeniedException": AccessDenied,
+    "AccessDenied": AccessDenied,
+    "UnrecognizedClientException": AccessDenied,
+    "InvalidSignatureException": AccessDenied,
+    "ExpiredTokenException": AccessDenied,
+}
+
+# IAM action names that differ from the API operation name.
+_IAM_ACTIONS = {"lambda:Invoke": "lambda:InvokeFunction"}
+
+
+class AwsOperation:
+    """One AWS call as the messages name it: ``lambda: create function skls-...``."""
+
+    def __init__(self, service: str, operation: str, verb: str, target: str = "") -> None:
+        self.service = service  # "lambda" | "logs"
+        self.operation = operation  # the API name, e.g. "CreateFunction"
+        self.verb = verb  # "create function"
+        self.target = target  # the function or log group
+
+    @property
+    def iam_action(self) -> str:
+        action = f"{self.service}:{self.operation}"
+        return _IAM_ACTIONS.get(action, action)
+
+    def __str__(self) -> str:
+        return f"{self.service}: {self.verb}{' ' + self.target if self.target else ''}"
+
+
+def error_code(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def request_id_of(value: Any) -> str:
+    """The AWS request ID of a response dict or a ClientError ('' when there is none)."""
+    response = value.response if isinstance(value, ClientError) else value
+    if not isinstance(response, dict):
+        return ""
+    metadata = response.get("ResponseMetadata") or {}
+    return str(metadata.get("RequestId") or "")
+
+
+def is_pending_conflict(exc: BaseException) -> bool:
+    """A ResourceConflictException that only says the function is not ready yet (retryable)."""
+    if error_code(exc) != "ResourceConflictException":
+        return False
+    message = str(exc.response.get("Error", {}).get("Message", "")) if isinstance(exc, ClientError) else ""
+    return any(state in message for state in ("Pending", "InProgress", "Inactive"))
+
+
+def map_aws_error(exc: BaseException, operation: AwsOperation) -> SockerlessError:
+    """The sockerless error for an AWS failure (after botocore's retries)."""
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", "")) or "UnknownError"
+        text = f"{operation}: {code}: {error.get('Message', '') or exc}"
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        kind = _BY_CODE.get(code)
+        if kind is None:
+            kind = UpstreamError if status >= 500 or status == 0 else InvalidParameter
+        if is_pending_conflict(exc):
+            kind = Unavailable  # still not ready after our retries: try again later, not a conflict
+        if kind is AccessDenied:
+            text += f" (the backend's credentials need {operation.iam_action})"
+        if kind is Unavailable:
+            return Unavailable(text, retry_after=1)
+        return kind(text)
+    if isinstance(exc, ReadTimeoutError | ConnectTimeoutError):
+        return UpstreamTimeout(f"{operation}: timed out talking to AWS: {exc}")
+    if isinstance(exc, NoCredentialsError):
+        return AccessDenied(
+            f"{operation}: no AWS credentials found: set AWS_PROFILE / AWS_ACCESS_KEY_ID or lambda.profile"
+        )
+    if isinstance(exc, EndpointConnectionError | ConnectionClosedError):
+        return UpstreamError(f"{operation}: cannot reach AWS: {exc}")
+    return UpstreamError(f"{operation}: {type(exc).__name__}: {exc}")

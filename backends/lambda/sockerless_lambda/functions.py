@@ -1,0 +1,209 @@
+"""What Lambda accepts: a container create request checked against Lambda's limits and turned into
+``CreateFunction`` parameters, before any AWS call.
+
+Lambda (and moto, which checks almost nothing) would accept or reject these only after a round
+trip; checking here answers 400 at once with a message saying what to change.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from attrs import frozen
+
+from sockerless.errors import InvalidParameter, NotImplementedByBackend
+from sockerless.models import ContainerCreateRequest
+from sockerless_lambda.config import FUNCTION_ID_LENGTH, LambdaConfig
+
+__all__ = [
+    "ENV_TOTAL_LIMIT",
+    "MANAGED_TAG",
+    "MAX_TAGS",
+    "RESERVED_ENV_KEYS",
+    "FunctionSpec",
+    "function_name_for",
+    "function_spec",
+    "validate_container_name",
+]
+
+#: Environment: keys and values together, in bytes (Lambda's 4 KB limit).
+ENV_TOTAL_LIMIT = 4096
+_ENV_KEY = re.compile(r"[a-zA-Z]([a-zA-Z0-9_])+")
+RESERVED_ENV_KEYS = frozenset(
+    {
+        "_HANDLER", "_X_AMZN_TRACE_ID", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_EXECUTION_ENV",
+        "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
+        "AWS_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+        "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR",
+    }
+)  # fmt: skip
+MEMORY_MIN_MB, MEMORY_MAX_MB = 128, 10240
+_MIB = 1024 * 1024
+_WORKDIR_MAX = 1000
+
+#: Lambda tag limits: 50 per function, key <= 128, value <= 256, no "aws:" prefix, a small alphabet.
+MAX_TAGS = 50
+_TAG_KEY_MAX, _TAG_VALUE_MAX = 128, 256
+_TAG_TEXT = re.compile(r"[\w\s.:/=+\-@]*")
+MANAGED_TAG = "sockerless:managed"
+CONTAINER_ID_TAG = "sockerless:container-id"
+NAME_TAG = "sockerless:name"
+INSTANCE_TAG = "sockerless:instance"
+
+# Docker's container-name rule; the length cap keeps the name usable as a tag value.
+_CONTAINER_NAME = re.compile(r"/?[a-zA-Z0-9][a-zA-Z0-9_.-]+")
+
+
+@frozen
+class FunctionSpec:
+    """The ``CreateFunction`` parameters of one container and what create reports back."""
+
+    name: str
+    params: dict[str, Any]
+    warnings: list[str]
+    memory_mb: int
+
+
+def function_name_for(container_id: str, config: LambdaConfig) -> str:
+    return config.function_prefix + container_id[:FUNCTION_ID_LENGTH]
+
+
+def validate_container_name(name: str) -> str:
+    """The name without its leading '/'; InvalidParameter when Docker or a Lambda tag would refuse it."""
+    if not _CONTAINER_NAME.fullmatch(name) or len(name.lstrip("/")) > _TAG_VALUE_MAX:
+        raise InvalidParameter(
+            f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed "
+            f"(at most {_TAG_VALUE_MAX} characters)"
+        )
+    return name.lstrip("/")
+
+
+def function_spec(
+    request: ContainerCreateRequest,
+    *,
+    container_id: str,
+    name: str,
+    instance_id: str,
+    config: LambdaConfig,
+) -> FunctionSpec:
+    """Check ``request`` against Lambda's limits and build the function; InvalidParameter on any violation."""
+    cfg, host = request.config, request.host_config
+    if not cfg.image:
+        raise InvalidParameter(
+            "invalid container: Image is required (an image URI Lambda can pull, e.g. ECR)"
+        )
+    if host.binds or host.mounts or host.volumes_from:
+        raise NotImplementedByBackend.for_operation(
+            "lambda", "volumes", "Remove -v/--mount from the container."
+        )
+    env = _checked_env(cfg.env_dict())
+    memory_mb = _memory_mb(host.memory, config.memory_size)
+    warnings: list[str] = []
+    tags = _tags(container_id, name, instance_id, cfg.labels or {}, warnings)
+    image_config: dict[str, Any] = {}
+    if cfg.entrypoint:
+        image_config["EntryPoint"] = list(cfg.entrypoint)
+    if cfg.cmd:
+        image_config["Command"] = list(cfg.cmd)
+    if cfg.working_dir:
+        if len(cfg.working_dir) > _WORKDIR_MAX or not cfg.working_dir.startswith("/"):
+            raise InvalidParameter(
+                f"invalid WorkingDir {cfg.working_dir!r}: Lambda needs an absolute path "
+                f"of at most {_WORKDIR_MAX} characters"
+            )
+        image_config["WorkingDirectory"] = cfg.working_dir
+    function_name = function_name_for(container_id, config)
+    params: dict[str, Any] = {
+        "FunctionName": function_name,
+        "Role": config.role_arn,
+        "PackageType": "Image",
+        "Code": {"ImageUri": cfg.image},
+        "Description": f"sockerless container /{name}",
+        "MemorySize": memory_mb,
+        "Timeout": config.timeout,
+        "Architectures": [config.architecture],
+        "LoggingConfig": {"LogFormat": "Text", "LogGroup": config.log_group},
+        "Tags": tags,
+    }
+    if image_config:
+        params["ImageConfig"] = image_config
+    if env:
+        params["Environment"] = {"Variables": env}
+    if config.subnet_ids:
+        params["VpcConfig"] = {
+            "SubnetIds": list(config.subnet_ids),
+            "SecurityGroupIds": list(config.security_group_ids),
+        }
+    return FunctionSpec(name=function_name, params=params, warnings=warnings, memory_mb=memory_mb)
+
+
+def _checked_env(env: Mapping[str, str]) -> dict[str, str]:
+    bad = sorted(key for key in env if not _ENV_KEY.fullmatch(key))
+    if bad:
+        raise InvalidParameter(
+            f"invalid environment variable name(s) {', '.join(bad)}: Lambda needs [a-zA-Z][a-zA-Z0-9_]+"
+        )
+    reserved = sorted(key for key in env if key in RESERVED_ENV_KEYS)
+    if reserved:
+        raise InvalidParameter(f"environment variable(s) {', '.join(reserved)} are reserved by Lambda")
+    total = sum(len(key.encode()) + len(value.encode()) for key, value in env.items())
+    if total > ENV_TOTAL_LIMIT:
+        raise InvalidParameter(
+            f"environment too large: {total} bytes of names and values, Lambda allows {ENV_TOTAL_LIMIT}"
+        )
+    return dict(env)
+
+
+def _memory_mb(memory_bytes: int, default_mb: int) -> int:
+    if memory_bytes <= 0:
+        return default_mb
+    memory_mb = math.ceil(memory_bytes / _MIB)
+    if not MEMORY_MIN_MB <= memory_mb <= MEMORY_MAX_MB:
+        raise InvalidParameter(
+            f"invalid memory limit {memory_mb} MB: Lambda allows {MEMORY_MIN_MB}-{MEMORY_MAX_MB} MB"
+        )
+    return memory_mb
+
+
+def _tags(
+    container_id: str, name: str, instance_id: str, labels: Mapping[str, str], warnings: list[str]
+) -> dict[str, str]:
+    """Our marking tags, plus the user's labels when every one of them fits Lambda's tag rules.
+
+    Labels stay the container's labels either way (the store keeps them); copying them to the
+    function is a convenience for whoever browses the AWS console, not worth failing a create for.
+    """
+    tags = {
+        MANAGED_TAG: "true",
+        CONTAINER_ID_TAG: container_id,
+        NAME_TAG: name,
+        INSTANCE_TAG: instance_id[:256],
+    }
+    problems = [
+        key
+        for key, value in labels.items()
+        if key.lower().startswith("aws:")
+        or key in tags
+        or not 1 <= len(key) <= _TAG_KEY_MAX
+        or len(value) > _TAG_VALUE_MAX
+        or not _TAG_TEXT.fullmatch(key)
+        or not _TAG_TEXT.fullmatch(value)
+    ]
+    if len(tags) + len(labels) > MAX_TAGS:
+        warnings.append(
+            f"labels not copied to the Lambda function's tags: {len(labels)} labels plus {len(tags)} "
+            f"sockerless tags exceed Lambda's {MAX_TAGS} tags"
+        )
+    elif problems:
+        warnings.append(
+            f"labels not copied to the Lambda function's tags: {', '.join(sorted(problems))} break "
+            f"Lambda's tag rules (key <= {_TAG_KEY_MAX}, value <= {_TAG_VALUE_MAX} characters, "
+            "no aws: prefix)"
+        )
+    else:
+        tags.update(labels)
+    return tags

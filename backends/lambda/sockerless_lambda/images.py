@@ -1,0 +1,89 @@
+"""Images: Lambda pulls the image itself when a function is created, so sockerless only records references.
+
+``pull`` checks and normalises the reference, remembers it and reports Docker-style progress;
+``inspect`` answers from what was recorded (by a pull, a tag or a container create). Nothing here
+calls AWS: whether Lambda can pull the image (an ECR repository in the function's region) shows at
+container create.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sockerless.errors import NotFound
+from sockerless.models import ContainerConfig, Image, ImagePullRequest, format_time
+from sockerless.references import parse_reference
+from sockerless.store import ImageRecord, Store
+
+__all__ = ["ImageService", "image_id_for"]
+
+_DOCKER_ARCH = {"x86_64": "amd64", "arm64": "arm64"}
+
+
+def image_id_for(reference: str, digest: str = "") -> str:
+    """The digest when known, else ``sha256`` of the normalised reference (stable across restarts)."""
+    return digest or "sha256:" + hashlib.sha256(reference.encode()).hexdigest()
+
+
+class ImageService:
+    def __init__(self, store: Store, *, architecture: str) -> None:
+        self._store = store
+        self._architecture = _DOCKER_ARCH.get(architecture, architecture)
+
+    async def remember(self, reference: str) -> ImageRecord:
+        """The record of ``reference``, created if never pulled (container create records images too)."""
+        parsed = parse_reference(reference)
+        try:
+            return self._store.resolve_image(str(parsed))
+        except NotFound:
+            pass
+        record = ImageRecord(
+            reference=str(parsed),
+            id=image_id_for(str(parsed), parsed.digest),
+            digest=parsed.digest,
+            created=dt.datetime.now(dt.UTC),
+            config=ContainerConfig(),
+            extra={"architecture": self._architecture},
+        )
+        await self._store.save_image(record)
+        return record
+
+    async def pull(self, request: ImagePullRequest) -> AsyncIterator[dict[str, Any]]:
+        """Docker's progress lines; the registry is not contacted (Lambda pulls at function create)."""
+        parsed = parse_reference(request.reference)
+        yield {"status": f"Pulling from {parsed.path}", "id": parsed.tag or parsed.digest}
+        record = await self.remember(request.reference)
+        yield {"status": f"Digest: {record.digest or record.id}"}
+        yield {"status": f"Status: Image is up to date for {parsed}"}
+
+    def inspect(self, name: str) -> Image:
+        record = self._store.resolve_image(name)
+        parsed = parse_reference(record.reference)
+        return Image(
+            id=record.id,
+            repo_tags=[parsed.familiar] if parsed.tag and not parsed.digest else [],
+            repo_digests=[f"{parsed.repository}@{record.digest}"] if record.digest else [],
+            created=format_time(record.created),
+            config=record.config,
+            architecture=str(record.extra.get("architecture", self._architecture)),
+        )
+
+    async def tag(self, name: str, repo: str, tag: str) -> None:
+        source = self._store.resolve_image(name)
+        target = parse_reference(f"{repo}:{tag}")
+        await self._store.save_image(
+            ImageRecord(
+                reference=str(target),
+                id=source.id,
+                digest=source.digest,
+                created=source.created,
+                config=source.config,
+                extra=dict(source.extra),
+            )
+        )
+
+    def count(self) -> int:
+        return len(list(self._store.images()))

@@ -1,0 +1,231 @@
+"""Running one invocation: readiness, the concurrency gate, the Invoke call and what its outcome means.
+
+Outcome rules (Lambda has no exit codes; these recover Docker's):
+
+* no ``FunctionError``: exit 0;
+* ``Runtime exited with error: exit status N``: exit N;
+* ``Task timed out after ...`` / ``Sandbox.Timedout``: exit 137, ``State.Error`` says it timed out;
+* ``Runtime exited with error: signal: killed`` (out of memory, or killed): exit 137; other signals 128+N;
+* ``Runtime.InvalidEntrypoint`` (the command cannot be run): exit 127, like Docker;
+* ``Runtime exited without providing a reason``: the process exited 0 without speaking the Runtime API;
+* any other function error: exit 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import random
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from attrs import frozen
+from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
+
+from sockerless.errors import SockerlessError
+from sockerless_lambda.aws import AwsClients, aws_error_code, call, failure, succeeded
+from sockerless_lambda.errors import AwsOperation, error_code, is_pending_conflict
+
+__all__ = [
+    "EXIT_FAILURE",
+    "EXIT_KILLED",
+    "EXIT_UNKNOWN",
+    "FunctionNotReady",
+    "InvocationOutcome",
+    "InvokeSent",
+    "Invoker",
+    "OutcomeUnknown",
+    "outcome_from_error",
+    "outcome_from_response",
+]
+
+log = logging.getLogger("sockerless.lambda.invocations")
+
+EXIT_FAILURE = 1
+EXIT_KILLED = 137
+#: Docker's code for a command that cannot be run (not found, not executable).
+EXIT_NOT_FOUND = 127
+#: The run may have happened, but nothing tells how it ended (see reconcile).
+EXIT_UNKNOWN = 255
+
+_EXIT_STATUS = re.compile(r"exit status (\d+)")
+_SIGNAL = re.compile(r"signal: ([a-z ]+)", re.IGNORECASE)
+# Go's signal names as Lambda's runtime reports them (``signal: killed``), to Docker's 128+N.
+_SIGNALS = {
+    "hangup": 1,
+    "interrupt": 2,
+    "aborted": 6,
+    "killed": 9,
+    "segmentation fault": 11,
+    "terminated": 15,
+}
+_TIMED_OUT = re.compile(r"Task timed out after ([\d.]+) seconds")
+_POLL_FIRST, _POLL_MAX = 0.25, 5.0
+_RETRY_BASE, _RETRY_CAP = 0.2, 10.0
+#: How long a function may stay Pending (container image optimisation can take minutes).
+ACTIVATION_DEADLINE_SECONDS = 600.0
+
+
+@frozen
+class InvocationOutcome:
+    exit_code: int
+    error: str = ""
+    request_id: str = ""
+    log_tail: str = ""
+
+
+class FunctionNotReady(SockerlessError):
+    """The function ended up ``Failed`` (or never became Active): it cannot run."""
+
+
+class OutcomeUnknown(Exception):
+    """The Invoke may have reached Lambda but its answer was lost (read timeout, dropped connection)."""
+
+    def __init__(self, detail: str, request_id: str = "") -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.request_id = request_id
+
+
+@frozen
+class InvokeSent:
+    """An ``Event`` invocation Lambda accepted: the outcome will be in CloudWatch."""
+
+    request_id: str
+
+
+def outcome_from_error(error_type: str, message: str) -> tuple[int, str]:
+    """Exit code and State.Error for a function error (from an Invoke payload or a log line)."""
+    timed_out = _TIMED_OUT.search(message)
+    if timed_out or error_type == "Sandbox.Timedout":
+        seconds = timed_out.group(1) if timed_out else "?"
+        return EXIT_KILLED, f"timed out: Lambda ended the run after {seconds} seconds (the function timeout)"
+    status = _EXIT_STATUS.search(message)
+    if status:
+        return int(status.group(1)), ""
+    signalled = _SIGNAL.search(message)
+    if signalled:
+        name = signalled.group(1).strip().lower()
+        number = _SIGNALS.get(name)
+        if number == 9:
+            return EXIT_KILLED, "killed: the process was killed (out of memory?)"
+        return (128 + number if number else EXIT_FAILURE), ""
+    if error_type == "Runtime.InvalidEntrypoint":
+        return EXIT_NOT_FOUND, f"cannot run the command: {message}"
+    if "exited without providing a reason" in message:
+        return 0, ""  # the process exited 0 without speaking the Runtime API
+    return EXIT_FAILURE, ""
+
+
+def outcome_from_response(response: dict[str, Any], payload: bytes) -> InvocationOutcome:
+    """The outcome of a synchronous (``RequestResponse``) Invoke."""
+    request_id = str(response.get("ResponseMetadata", {}).get("RequestId", ""))
+    tail = ""
+    if response.get("LogResult"):
+        tail = base64.b64decode(response["LogResult"]).decode("utf-8", "replace")
+    if not response.get("FunctionError"):
+        return InvocationOutcome(0, request_id=request_id, log_tail=tail)
+    error_type, message = "", ""
+    try:
+        body = json.loads(payload or b"{}")
+        if isinstance(body, dict):
+            error_type, message = str(body.get("errorType", "")), str(body.get("errorMessage", ""))
+    except ValueError:
+        message = payload.decode("utf-8", "replace")
+    exit_code, error = outcome_from_error(error_type, message)
+    return InvocationOutcome(exit_code, error, request_id=request_id, log_tail=tail)
+
+
+class Invoker:
+    """Invokes functions, at most ``limit`` at once (later ones queue), retrying only what is safe."""
+
+    def __init__(self, clients: AwsClients, *, limit: int, max_attempts: int, invocation_type: str) -> None:
+        self._clients = clients
+        self.gate = asyncio.Semaphore(limit)
+        self._max_attempts = max_attempts
+        self.invocation_type = invocation_type
+
+    async def wait_until_active(self, function_name: str) -> None:
+        """One GetFunctionConfiguration, then polls with backoff only while the function is Pending."""
+        operation = AwsOperation("lambda", "GetFunctionConfiguration", "get function", function_name)
+        delay = _POLL_FIRST
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ACTIVATION_DEADLINE_SECONDS
+        not_found_left = self._max_attempts
+        while True:
+            try:
+                configuration = await call(
+                    operation, self._clients.control.get_function_configuration, FunctionName=function_name
+                )
+            except SockerlessError as exc:
+                # Right after CreateFunction the function can be briefly invisible (eventual consistency).
+                if aws_error_code(exc) != "ResourceNotFoundException" or not_found_left <= 1:
+                    raise
+                not_found_left -= 1
+                state = "Pending"
+            else:
+                state = str(configuration.get("State", "Active"))
+                if state == "Failed":
+                    reason = configuration.get("StateReason", "unknown")
+                    raise FunctionNotReady(
+                        f"lambda: function {function_name} failed to become active: {reason}"
+                    )
+                if state not in ("Pending", "Inactive"):
+                    return
+            if loop.time() + delay > deadline:
+                raise FunctionNotReady(
+                    f"lambda: function {function_name} still {state} "
+                    f"after {ACTIVATION_DEADLINE_SECONDS:.0f} s"
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _POLL_MAX)
+
+    async def invoke(
+        self, function_name: str, *, before_send: Callable[[], Awaitable[None]]
+    ) -> InvocationOutcome | InvokeSent:
+        """Invoke once. Retries happen only on errors that prove the function did not run.
+
+        ``before_send`` runs (and persists that an Invoke may be under way) before the request
+        can reach Lambda, so a crash mid-run is recovered from CloudWatch rather than re-run.
+        """
+        operation = AwsOperation("lambda", "Invoke", "invoke function", function_name)
+        params: dict[str, Any] = {"FunctionName": function_name, "InvocationType": self.invocation_type}
+        if self.invocation_type == "RequestResponse":
+            params["LogType"] = "Tail"
+        await before_send()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = await self._clients.invoke.invoke(**params)
+            except (ClientError, EndpointConnectionError, ConnectTimeoutError) as exc:
+                if attempt < self._max_attempts and _did_not_run(exc):
+                    await asyncio.sleep(_backoff(attempt))
+                    continue
+                raise failure(operation, exc) from exc
+            except Exception as exc:  # read timeout, dropped connection: it may have run
+                raise OutcomeUnknown(f"{operation}: {type(exc).__name__}: {exc}") from exc
+            request_id = succeeded(operation, response)
+            if self.invocation_type == "Event":
+                return InvokeSent(request_id)
+            try:
+                payload = await response["Payload"].read()
+            except Exception as exc:
+                raise OutcomeUnknown(f"{operation}: reading the response: {exc}", request_id) from exc
+            return outcome_from_response(dict(response), payload)
+
+
+def _did_not_run(exc: BaseException) -> bool:
+    """Errors that prove Lambda did not start the function: throttling, not-ready, no connection."""
+    if isinstance(exc, EndpointConnectionError | ConnectTimeoutError):
+        return True
+    code = error_code(exc)
+    return code in ("TooManyRequestsException", "ResourceNotFoundException") or is_pending_conflict(exc)
+
+
+def _backoff(attempt: int) -> float:
+    """Full jitter: a random delay up to an exponentially growing cap."""
+    return random.uniform(0, min(_RETRY_CAP, _RETRY_BASE * 2**attempt))  # noqa: S311 - jitter, not security

@@ -1,0 +1,362 @@
+"""Container output from CloudWatch Logs: one shared, rate-limited reader for the whole log group.
+
+CloudWatch's read quotas are per account and region (``FilterLogEvents``: 5 requests/s), so
+reading per container breaks at a handful of containers. Every function logs to the one
+configured group, in streams named ``YYYY/MM/DD/<function_name>[<version>]<guid>``; one
+``FilterLogEvents`` over the group returns events of every stream, and the stream name routes
+each event to its container. All readers share one :class:`LogReader`:
+
+* calls are paced to one per ``interval`` seconds in total, however many containers exist;
+* concurrent requests for fresh logs join the fetch in flight instead of starting another;
+* each fetch reads from a little before the previous one (events arrive 1-5 s late) and drops
+  events already seen by ID; a container whose logs were never read is backfilled from its creation;
+* a finished container's logs settle (its run's ``END`` seen, then a settle delay) and are kept
+  by the caller, never fetched again.
+
+Platform lines (``START``/``END``/``REPORT``/``INIT_START``, runtime error lines, timeouts) are
+not container output; the backend reads them to learn how a run ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import datetime as dt
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from attrs import define, frozen
+
+from sockerless.backend import LogLine
+from sockerless.errors import SockerlessError
+from sockerless.logfilter import split_lines
+from sockerless_lambda.aws import AwsClients, aws_error_code, call
+from sockerless_lambda.errors import AwsOperation
+from sockerless_lambda.invocations import EXIT_KILLED, outcome_from_error
+
+__all__ = [
+    "LogEvent",
+    "LogReader",
+    "RunSummary",
+    "function_of_stream",
+    "is_platform_line",
+    "output_lines",
+    "summarize_run",
+]
+
+log = logging.getLogger("sockerless.lambda.logs")
+
+_STREAM = re.compile(r"\d{4}/\d{2}/\d{2}/(?P<function>[A-Za-z0-9_-]+)\[")
+_PLATFORM_PREFIXES = (
+    "INIT_START ",
+    "INIT_REPORT ",
+    "INIT_RUNTIME_DONE",
+    "START RequestId: ",
+    "END RequestId: ",
+    "REPORT RequestId: ",
+    "RUNTIME_DONE",
+    "EXTENSION ",
+    "TELEMETRY ",
+    "RESTORE_START ",
+    "RESTORE_REPORT ",
+)
+_START = re.compile(r"START RequestId: (?P<rid>\S+)")
+_END = re.compile(r"(?:END|REPORT) RequestId: (?P<rid>\S+)")
+_RUNTIME_ERROR = re.compile(r"RequestId: (?P<rid>\S+) Error: (?P<message>.*)", re.DOTALL)
+_TIMED_OUT = re.compile(r"\S+ (?P<rid>[0-9a-fA-F-]{8,}) (?P<message>Task timed out after [\d.]+ seconds)")
+_ERROR_TYPE = re.compile(r"(?:Runtime|Sandbox)\.[A-Za-z]+")
+_REPORT_TIMEOUT = re.compile(r"Status: timeout")
+
+#: Re-read this much before the previous fetch: CloudWatch delivers events 1-5 s late, sometimes more.
+OVERLAP_MS = 20_000
+#: Events kept per container in memory before the oldest are dropped.
+MAX_EVENTS_PER_FUNCTION = 20_000
+
+
+@frozen
+class LogEvent:
+    timestamp_ms: int
+    message: str
+    event_id: str = ""
+
+    @property
+    def timestamp(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.timestamp_ms / 1000, dt.UTC)
+
+
+@frozen
+class RunSummary:
+    """How one run ended, read from its platform lines."""
+
+    request_id: str
+    exit_code: int
+    error: str
+    ended_ms: int
+
+
+def function_of_stream(stream_name: str) -> str | None:
+    """The function a stream of the shared group belongs to: ``2024/05/01/skls-ab12[$LATEST]9f...``."""
+    match = _STREAM.match(stream_name)
+    return match.group("function") if match else None
+
+
+def is_platform_line(message: str) -> bool:
+    """Lambda's own lines, as opposed to what the container printed."""
+    text = message.rstrip("\n")
+    if text.startswith(_PLATFORM_PREFIXES) or _ERROR_TYPE.fullmatch(text):
+        return True
+    if _RUNTIME_ERROR.match(text) or _TIMED_OUT.match(text):
+        return True
+    if text.startswith("{") and '"platform.' in text:
+        try:
+            record = json.loads(text)
+        except ValueError:
+            return False
+        return isinstance(record, dict) and str(record.get("type", "")).startswith("platform.")
+    return False
+
+
+def output_lines(events: Iterable[LogEvent]) -> list[LogLine]:
+    """Container output as Docker log lines (everything is stdout: Lambda merges the streams)."""
+    lines: list[LogLine] = []
+    for event in events:
+        if not is_platform_line(event.message):
+            lines.extend(split_lines(event.message, event.timestamp))
+    return lines
+
+
+def summarize_run(
+    events: Iterable[LogEvent], *, request_id: str = "", after_ms: int = 0, exclude: Iterable[str] = ()
+) -> RunSummary | None:
+    """The end of a run, if its ``END``/``REPORT`` line is there.
+
+    The run is ``request_id``, or (unknown ID, e.g. after a crash) the first run that started
+    at or after ``after_ms`` and is not in ``exclude`` (earlier runs of the same container).
+    """
+    ordered = list(events)
+    target = request_id
+    if not target:
+        excluded = set(exclude)
+        for event in ordered:
+            match = _START.match(event.message)
+            if match and event.timestamp_ms >= after_ms and match.group("rid") not in excluded:
+                target = match.group("rid")
+                break
+        if not target:
+            return None
+    ended_ms: int | None = None
+    exit_code, error, failure = 0, "", ""
+    for event in ordered:
+        text = event.message.rstrip("\n")
+        if failure and _ERROR_TYPE.fullmatch(text):  # the error type follows the error line
+            exit_code, error = outcome_from_error(text, failure)
+            continue
+        end = _END.match(text)
+        if end and end.group("rid") == target:
+            ended_ms = event.timestamp_ms if ended_ms is None else ended_ms
+            if text.startswith("REPORT") and _REPORT_TIMEOUT.search(text) and exit_code != EXIT_KILLED:
+                exit_code, error = outcome_from_error("Sandbox.Timedout", "")
+            continue
+        failed = _RUNTIME_ERROR.match(text) or _TIMED_OUT.match(text)
+        if failed and failed.group("rid") == target:
+            failure = failed.group("message")
+            exit_code, error = outcome_from_error("", failure)
+    if ended_ms is None:
+        return None
+    return RunSummary(request_id=target, exit_code=exit_code, error=error, ended_ms=ended_ms)
+
+
+@define
+class _FunctionLog:
+    need_from_ms: int
+    events: list[LogEvent]
+    ids: set[str]
+    end_seen_at: dict[str, float]
+
+
+class LogReader:
+    """The one reader of the shared log group (see the module docstring)."""
+
+    def __init__(
+        self,
+        clients: AwsClients,
+        *,
+        log_group: str,
+        interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._clients = clients
+        self._group = log_group
+        self._interval = interval
+        self._clock = clock
+        self._functions: dict[str, _FunctionLog] = {}
+        self._covered_from_ms: int | None = None  # every event since then is in memory
+        self._covered_to_ms: int | None = None  # wall-clock time the last fetch began
+        self._backfill_ms: int | None = None
+        self._fetch: asyncio.Task[None] | None = None
+        self._last_call = -1e9
+        self._fetched_at = -1e9
+        self._updated = asyncio.Event()
+        self._watchers = 0
+        self._watch_loop: asyncio.Task[None] | None = None
+        self.calls = 0
+
+    # -- which functions to read
+
+    def track(self, function_name: str, since: dt.datetime) -> None:
+        """Collect ``function_name``'s events from ``since`` on (backfilled at the next fetch if needed)."""
+        since_ms = int(since.timestamp() * 1000)
+        known = self._functions.get(function_name)
+        if known is None:
+            self._functions[function_name] = _FunctionLog(since_ms, [], set(), {})
+        else:
+            known.need_from_ms = min(known.need_from_ms, since_ms)
+        if self._covered_from_ms is None or since_ms < self._covered_from_ms:
+            self._backfill_ms = since_ms if self._backfill_ms is None else min(self._backfill_ms, since_ms)
+
+    def forget(self, function_name: str) -> None:
+        """Stop collecting (removed, or its logs settled and kept elsewhere); drop what is in memory."""
+        self._functions.pop(function_name, None)
+
+    def tracking(self, function_name: str) -> bool:
+        return function_name in self._functions
+
+    # -- reading
+
+    def events(self, function_name: str) -> list[LogEvent]:
+        known = self._functions.get(function_name)
+        return list(known.events) if known else []
+
+    def run_end_age(self, function_name: str, request_id: str) -> float | None:
+        """Seconds since this reader first saw the run's ``END``/``REPORT`` (None: not seen yet)."""
+        known = self._functions.get(function_name)
+        if known is None or request_id not in known.end_seen_at:
+            return None
+        return self._clock() - known.end_seen_at[request_id]
+
+    async def refresh(self, *, max_wait: float) -> None:
+        """Make the cache at most one interval old, joining a fetch in flight; waits at most ``max_wait``."""
+        if self._fetch is None or self._fetch.done():
+            if self._backfill_ms is None and self._clock() - self._fetched_at < self._interval:
+                return
+            self._fetch = asyncio.create_task(self._fetch_once())
+        try:
+            await asyncio.wait_for(asyncio.shield(self._fetch), max_wait)
+        except TimeoutError:
+            log.info("logs: CloudWatch read still in progress; answering with what is cached")
+
+    async def watch_run(
+        self, function_name: str, *, request_id: str, after_ms: int, exclude: Iterable[str], deadline: float
+    ) -> RunSummary | None:
+        """Wait (sharing the reader's fetches) until the run's end shows in CloudWatch, or ``deadline``."""
+        excluded = tuple(exclude)
+        self._watchers += 1
+        if self._watch_loop is None or self._watch_loop.done():
+            self._watch_loop = asyncio.create_task(self._keep_reading())
+        try:
+            while True:
+                summary = summarize_run(
+                    self.events(function_name), request_id=request_id, after_ms=after_ms, exclude=excluded
+                )
+                remaining = deadline - self._clock()
+                if summary is not None or remaining <= 0:
+                    return summary
+                updated = self._updated
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(updated.wait(), remaining)
+        finally:
+            self._watchers -= 1
+
+    async def close(self) -> None:
+        for task in (self._watch_loop, self._fetch):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):  # shutting down
+                    await task
+
+    # -- the fetch
+
+    async def _keep_reading(self) -> None:
+        """While someone watches for a run's end, read once per interval (shared by all watchers)."""
+        while self._watchers > 0:
+            try:
+                await self.refresh(max_wait=max(60.0, self._interval * 10))
+            except SockerlessError as exc:
+                log.warning(
+                    "logs: reading CloudWatch failed; retrying", extra={"fields": {"error": exc.message}}
+                )
+            await asyncio.sleep(max(0.0, self._fetched_at + self._interval - self._clock()))
+
+    async def _pace(self) -> None:
+        wait = self._last_call + self._interval - self._clock()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self._last_call = self._clock()
+
+    async def _fetch_once(self) -> None:
+        try:
+            await self._read_window()
+        finally:
+            self._fetched_at = self._clock()
+            self._updated.set()
+            self._updated = asyncio.Event()
+
+    async def _read_window(self) -> None:
+        starts = [] if self._covered_to_ms is None else [self._covered_to_ms - OVERLAP_MS]
+        if self._backfill_ms is not None:
+            starts.append(self._backfill_ms)
+        if not starts or not self._functions:
+            return
+        start_ms = max(0, min(starts))
+        self._backfill_ms = None
+        began_ms = int(time.time() * 1000)
+        operation = AwsOperation("logs", "FilterLogEvents", "filter log events", self._group)
+        params: dict[str, Any] = {"logGroupName": self._group, "startTime": start_ms, "interleaved": True}
+        while True:
+            await self._pace()
+            self.calls += 1
+            try:
+                page = await call(operation, self._clients.logs.filter_log_events, **params)
+            except SockerlessError as exc:
+                if aws_error_code(exc) == "ResourceNotFoundException":
+                    break  # no group yet: nothing has been logged
+                self._backfill_ms = (
+                    start_ms if self._backfill_ms is None else min(self._backfill_ms, start_ms)
+                )
+                raise
+            for event in page.get("events", ()):
+                self._route(event)
+            token = page.get("nextToken")
+            if not token:
+                break
+            params["nextToken"] = token
+        self._covered_to_ms = began_ms
+        self._covered_from_ms = (
+            start_ms if self._covered_from_ms is None else min(self._covered_from_ms, start_ms)
+        )
+
+    def _route(self, raw: Any) -> None:
+        function_name = function_of_stream(str(raw.get("logStreamName", "")))
+        known = self._functions.get(function_name or "")
+        if known is None:
+            return
+        event_id = str(
+            raw.get("eventId") or f"{raw.get('logStreamName')}/{raw.get('timestamp')}/{raw.get('message')}"
+        )
+        if event_id in known.ids:
+            return
+        event = LogEvent(int(raw.get("timestamp", 0)), str(raw.get("message", "")), event_id)
+        known.ids.add(event_id)
+        bisect.insort(known.events, event, key=lambda e: e.timestamp_ms)
+        end = _END.match(event.message)
+        if end:
+            known.end_seen_at.setdefault(end.group("rid"), self._clock())
+        if len(known.events) > MAX_EVENTS_PER_FUNCTION:
+            dropped = known.events[: len(known.events) - MAX_EVENTS_PER_FUNCTION]
+            del known.events[: len(dropped)]
+            known.ids.difference_update(e.event_id for e in dropped)

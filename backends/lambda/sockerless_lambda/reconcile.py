@@ -1,0 +1,156 @@
+"""Start-up recovery and orphans: make the store and Lambda agree again after the process died.
+
+* A record still ``creating`` (the process died around CreateFunction): finished if the function
+  exists, removed if it does not.
+* A record ``removing``: the removal is finished.
+* A ``running`` record whose Invoke was never sent is started again (it cannot have run).
+* A ``running`` record whose Invoke may have been sent: the outcome is read from CloudWatch (the
+  run's END/REPORT and error lines), waiting through the shared reader at most until the function
+  timeout plus a margin; after that it exits with an error saying the outcome is unknown. No
+  container stays ``running`` forever.
+* An exited ``--rm`` container is removed.
+* Functions tagged as ours that the store does not know are orphans: reported at start-up, and
+  listed or deleted by ``sockerless-backend-lambda orphans [--delete]``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+from attrs import frozen
+
+from sockerless.errors import NotFound, SockerlessError
+from sockerless.store import ContainerRecord, Store
+from sockerless_lambda.aws import AwsClients, call
+from sockerless_lambda.config import LambdaConfig
+from sockerless_lambda.containers import CREATING, QUEUED, ContainerService, Fields
+from sockerless_lambda.errors import AwsOperation
+from sockerless_lambda.functions import CONTAINER_ID_TAG, INSTANCE_TAG, MANAGED_TAG, NAME_TAG
+
+__all__ = ["Orphan", "delete_orphans", "find_orphans", "reconcile_containers"]
+
+log = logging.getLogger("sockerless.lambda.reconcile")
+
+
+async def reconcile_containers(service: ContainerService, store: Store, clients: AwsClients) -> None:
+    """Bring every stored container to a state this process can serve; runs before the server listens."""
+    for record in list(store.containers()):
+        fields = record.backend_fields
+        try:
+            if fields.get(Fields.FUNCTION_STATE) == CREATING:
+                await _finish_create(record, store, clients)
+            elif record.status == "removing":
+                await service.remove_record(record)
+            elif record.status == "running":
+                if fields.get(Fields.INVOCATION) == QUEUED:
+                    log.info(
+                        "restarting a start that never reached Lambda",
+                        extra={"fields": {"container": record.id}},
+                    )
+                    service.launch(record, service.run(record))
+                else:
+                    log.info("recovering an invocation's outcome", extra=_about(record))
+                    service.launch(record, service.recover(record))
+            elif record.status == "exited" and record.host_config.auto_remove:
+                await service.remove_record(record)
+        except SockerlessError as exc:
+            log.warning(
+                "reconciling a container failed; it is retried at the next start",
+                extra={"fields": {"container": record.id, "error": exc.message}},
+            )
+
+
+async def _finish_create(record: ContainerRecord, store: Store, clients: AwsClients) -> None:
+    function_name = str(record.backend_fields[Fields.FUNCTION_NAME])
+    try:
+        found = await call(
+            AwsOperation("lambda", "GetFunction", "get function", function_name),
+            clients.control.get_function,
+            FunctionName=function_name,
+        )
+    except NotFound:
+        log.info(
+            "dropping a container whose function was never created",
+            extra={"fields": {"container": record.id}},
+        )
+        await store.delete_container(record.id)
+        return
+    configuration = found.get("Configuration", {})
+    record.backend_fields[Fields.FUNCTION_ARN] = configuration.get("FunctionArn", "")
+    record.backend_fields[Fields.FUNCTION_STATE] = configuration.get("State") or "Pending"
+    await store.save_container(record)
+    log.info("finished a create interrupted by a restart", extra=_about(record))
+
+
+def _about(record: ContainerRecord) -> dict[str, Any]:
+    return {"fields": {"container": record.id}}
+
+
+@frozen
+class Orphan:
+    """A function tagged as sockerless's that no stored container owns."""
+
+    function_name: str
+    container_id: str
+    container_name: str
+    instance: str
+    mine: bool  # tagged with this backend's instance ID (only these are deleted)
+
+
+async def find_orphans(
+    clients: AwsClients, store: Store, config: LambdaConfig, instance_id: str
+) -> list[Orphan]:
+    """Functions named with our prefix and tagged ``sockerless:managed=true`` that the store does not know.
+
+    Costs one ListFunctions page per 50 functions plus one ListTags per unknown prefixed function.
+    """
+    known = {str(r.backend_fields.get(Fields.FUNCTION_NAME)) for r in store.containers()}
+    listing = AwsOperation("lambda", "ListFunctions", "list functions")
+    orphans: list[Orphan] = []
+    params: dict[str, Any] = {}
+    while True:
+        page = await call(listing, clients.control.list_functions, **params)
+        for function in page.get("Functions", ()):
+            name = str(function.get("FunctionName", ""))
+            if not name.startswith(config.function_prefix) or name in known:
+                continue
+            tags = await call(
+                AwsOperation("lambda", "ListTags", "list tags", name),
+                clients.control.list_tags,
+                Resource=str(function.get("FunctionArn", "")),
+            )
+            values = tags.get("Tags", {})
+            if values.get(MANAGED_TAG) != "true":
+                continue
+            instance = values.get(INSTANCE_TAG, "")
+            orphans.append(
+                Orphan(
+                    name,
+                    values.get(CONTAINER_ID_TAG, ""),
+                    values.get(NAME_TAG, ""),
+                    instance,
+                    instance == instance_id,
+                )
+            )
+        marker = page.get("NextMarker")
+        if not marker:
+            return orphans
+        params["Marker"] = marker
+
+
+async def delete_orphans(clients: AwsClients, orphans: list[Orphan]) -> list[str]:
+    """Delete this instance's orphans; returns the names deleted."""
+    deleted: list[str] = []
+    for orphan in orphans:
+        if not orphan.mine:
+            continue
+        with contextlib.suppress(NotFound):
+            await call(
+                AwsOperation("lambda", "DeleteFunction", "delete function", orphan.function_name),
+                clients.control.delete_function,
+                FunctionName=orphan.function_name,
+            )
+        deleted.append(orphan.function_name)
+    return deleted

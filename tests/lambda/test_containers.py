@@ -1,0 +1,240 @@
+"""Containers through the internal API, against the simulator: create, start, wait, stop, remove, list."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+
+API = "/internal/v1"
+
+
+async def test_create_answers_201_with_a_64_hex_id_and_creates_the_function(api, lambda_simulator) -> None:
+    container_id = await api.create(
+        "web",
+        Cmd=["echo", "hi"],
+        Entrypoint=["/bin/sh", "-c"],
+        WorkingDir="/tmp",
+        Env=["AB=1", "EMPTY"],
+        Labels={"team": "data"},
+        HostConfig={"Memory": 256 * 1024 * 1024},
+    )
+    assert re.fullmatch(r"[0-9a-f]{64}", container_id)
+    function = await api.backend.clients.control.get_function(FunctionName=f"skls-{container_id[:24]}")
+    configuration = function["Configuration"]
+    assert configuration["PackageType"] == "Image"
+    assert configuration["MemorySize"] == 256
+    assert configuration["Timeout"] == 900
+    assert configuration["Environment"]["Variables"] == {"AB": "1"}
+    assert configuration["ImageConfigResponse"]["ImageConfig"] == {
+        "EntryPoint": ["/bin/sh", "-c"],
+        "Command": ["echo", "hi"],
+        "WorkingDirectory": "/tmp",
+    }
+    assert function["Tags"] == {
+        "sockerless:managed": "true",
+        "sockerless:container-id": container_id,
+        "sockerless:name": "web",
+        "sockerless:instance": "test-instance",
+        "team": "data",
+    }
+    inspected = await api.inspect("web")
+    assert inspected["Id"] == container_id
+    assert inspected["Name"] == "/web"
+    assert inspected["State"]["Status"] == "created"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"Image": ""}, "Image is required"),
+        ({"Env": ["AWS_REGION=x"]}, "reserved by Lambda"),
+        ({"Env": ["1BAD=x"]}, "invalid environment variable name"),
+        ({"Env": ["BIG=" + "x" * 4094]}, "environment too large"),
+        ({"HostConfig": {"Memory": 64 * 1024 * 1024}}, "Lambda allows 128-10240 MB"),
+        ({"HostConfig": {"Memory": 20 * 1024 * 1024 * 1024}}, "Lambda allows 128-10240 MB"),
+        ({"WorkingDir": "relative"}, "absolute path"),
+    ],
+)
+async def test_create_rejects_what_lambda_would_with_400_before_any_aws_call(
+    api, lambda_simulator, body, message
+) -> None:
+    lambda_simulator.stats.reset()
+    response = await api.client.post(f"{API}/containers", json={"Image": "repo:tag", **body})
+    assert response.status == 400
+    assert message in (await response.json())["message"]
+    assert lambda_simulator.stats.snapshot()["total_calls"] == 0
+
+
+async def test_create_rejects_volumes_with_501(api) -> None:
+    response = await api.client.post(
+        f"{API}/containers", json={"Image": "repo:tag", "HostConfig": {"Binds": ["/a:/b"]}}
+    )
+    assert response.status == 501
+    assert (await response.json())["message"].startswith("This backend (lambda) does not support volumes.")
+
+
+async def test_a_taken_name_is_a_409_before_any_aws_call(api, lambda_simulator) -> None:
+    first = await api.create("twin")
+    lambda_simulator.stats.reset()
+    response = await api.client.post(f"{API}/containers", json={"Image": "repo:tag"}, params={"name": "twin"})
+    assert response.status == 409
+    assert (await response.json())["message"] == (
+        f'Conflict. The container name "/twin" is already in use by container "{first}". '
+        "You have to remove (or rename) that container to be able to reuse that name."
+    )
+    assert lambda_simulator.stats.snapshot()["total_calls"] == 0
+
+
+async def test_labels_breaking_tag_rules_stay_labels_and_give_a_warning(api) -> None:
+    response = await api.client.post(
+        f"{API}/containers", json={"Image": "repo:tag", "Labels": {"aws:reserved": "x"}}
+    )
+    assert response.status == 201
+    created = await response.json()
+    assert "labels not copied" in created["Warnings"][0]
+    function = await api.backend.clients.control.get_function(FunctionName=f"skls-{created['Id'][:24]}")
+    assert "aws:reserved" not in function["Tags"]
+    assert (await api.inspect(created["Id"]))["Config"]["Labels"] == {"aws:reserved": "x"}
+
+
+@pytest.mark.parametrize(("command", "code"), [("echo ok", 0), ("exit 7", 7), ("kill -9 $$", 137)])
+async def test_the_exit_code_is_the_commands(api, command, code) -> None:
+    container_id, result = await api.run(command)
+    assert result == {"StatusCode": code} if code != 137 else result["StatusCode"] == 137
+    state = (await api.inspect(container_id))["State"]
+    assert state["Status"] == "exited"
+    assert state["ExitCode"] == code
+    assert state["FinishedAt"] >= state["StartedAt"] > "2000"
+
+
+@pytest.mark.parametrize("config_overrides", [{"timeout": 1}])
+async def test_a_timeout_exits_137_and_says_it_timed_out(api, config_overrides) -> None:
+    container_id, result = await api.run("sleep 5")
+    assert result["StatusCode"] == 137
+    assert "timed out" in result["Error"]["Message"]
+    assert "timed out" in (await api.inspect(container_id))["State"]["Error"]
+
+
+async def test_a_command_that_cannot_run_exits_127(api) -> None:
+    container_id = await api.create(Cmd=["/no/such/binary"])
+    waiting = asyncio.create_task(api.wait(container_id, "next-exit"))
+    await api.start(container_id)
+    result = await waiting
+    assert result["StatusCode"] == 127
+
+
+async def test_start_of_a_running_container_is_304_and_restart_after_exit_runs_again(api, poll) -> None:
+    container_id = await api.create(Cmd=["sh", "-c", "sleep 0.5; exit 2"])
+    await api.start(container_id)
+    again = await api.client.post(f"{API}/containers/{container_id}/start")
+    assert again.status == 304
+    assert (await api.wait(container_id))["StatusCode"] == 2
+    response = await api.client.post(f"{API}/containers/{container_id}/restart")
+    assert response.status == 204
+    assert (await api.wait(container_id))["StatusCode"] == 2
+
+
+async def test_stop_and_kill_are_noops_that_succeed(api) -> None:
+    container_id = await api.create(Cmd=["sh", "-c", "sleep 0.3; exit 5"])
+    await api.start(container_id)
+    assert (await api.client.post(f"{API}/containers/{container_id}/stop")).status == 204
+    assert (await api.client.post(f"{API}/containers/{container_id}/kill")).status == 204
+    assert (await api.wait(container_id))["StatusCode"] == 5  # the run was not cut short
+    assert (await api.client.post(f"{API}/containers/{container_id}/stop")).status == 304
+    assert (await api.client.post(f"{API}/containers/{container_id}/kill")).status == 204
+
+
+async def test_removing_a_running_container_needs_force(api, lambda_simulator, poll) -> None:
+    container_id = await api.create(Cmd=["sh", "-c", "sleep 2"])
+    await api.start(container_id)
+    response = await api.client.delete(f"{API}/containers/{container_id}")
+    assert response.status == 409
+    assert (await response.json())["message"] == (
+        f"You cannot remove a running container {container_id[:12]}. "
+        "Stop the container before attempting removal or force remove"
+    )
+    removed = asyncio.create_task(api.wait(container_id, "removed"))
+    await asyncio.sleep(0)
+    assert (await api.client.delete(f"{API}/containers/{container_id}", params={"force": "1"})).status == 204
+    assert (await removed)["StatusCode"] == 137
+    assert (await api.client.get(f"{API}/containers/{container_id}")).status == 404
+    functions = await api.backend.clients.control.list_functions()
+    assert all(f["FunctionName"] != f"skls-{container_id[:24]}" for f in functions["Functions"])
+
+
+async def test_remove_deletes_the_function_and_a_gone_function_is_fine(api) -> None:
+    container_id = await api.create("gone")
+    await api.backend.clients.control.delete_function(FunctionName=f"skls-{container_id[:24]}")
+    assert (await api.client.delete(f"{API}/containers/gone")).status == 204
+    response = await api.client.get(f"{API}/containers/gone")
+    assert response.status == 404
+    assert (await response.json())["message"] == "No such container: gone"
+
+
+async def test_auto_remove_removes_after_exit_and_releases_removed_waiters(api, poll) -> None:
+    container_id = await api.create(Cmd=["sh", "-c", "exit 3"], HostConfig={"AutoRemove": True})
+    removed = asyncio.create_task(api.wait(container_id, "removed"))
+    await asyncio.sleep(0)
+    await api.start(container_id)
+    assert (await removed) == {"StatusCode": 3}
+    assert (await api.client.get(f"{API}/containers/{container_id}")).status == 404
+    # The SDK may ask after removal: the tombstone answers.
+    assert (await api.wait(container_id)) == {"StatusCode": 3}
+    assert (await api.wait(container_id[:12], "removed")) == {"StatusCode": 3}
+
+
+async def test_wait_before_start_waits_for_that_starts_exit(api) -> None:
+    container_id = await api.create(Cmd=["sh", "-c", "exit 4"])
+    not_running = asyncio.create_task(api.wait(container_id))
+    next_exit = asyncio.create_task(api.wait(container_id, "next-exit"))
+    await asyncio.sleep(0.1)
+    assert not not_running.done() and not next_exit.done()
+    await api.start(container_id)
+    assert await not_running == {"StatusCode": 4}
+    assert await next_exit == {"StatusCode": 4}
+    # not-running on an exited container answers at once
+    assert await asyncio.wait_for(api.wait(container_id), 5) == {"StatusCode": 4}
+
+
+async def test_wait_on_an_unknown_container_is_404(api) -> None:
+    response = await api.client.post(f"{API}/containers/nope/wait")
+    assert response.status == 404
+
+
+async def test_list_shows_running_by_default_and_all_with_filters(api, poll) -> None:
+    done_id, _ = await api.run("exit 1", Labels={"role": "batch"})
+    slow = await api.create("slow", Cmd=["sh", "-c", "sleep 1"], Labels={"role": "web"})
+    await api.start(slow)
+    running = await (await api.client.get(f"{API}/containers")).json()
+    assert [row["Id"] for row in running] == [slow]
+    assert running[0]["Status"].startswith("Up")
+    everything = await (await api.client.get(f"{API}/containers", params={"all": "1"})).json()
+    assert {row["Id"] for row in everything} == {done_id, slow}
+    batch = await (
+        await api.client.get(f"{API}/containers", params={"all": "1", "filters": '{"label":["role=batch"]}'})
+    ).json()
+    assert [row["Id"] for row in batch] == [done_id]
+    assert batch[0]["State"] == "exited"
+    assert batch[0]["Status"].startswith("Exited (1) ")
+    await api.wait(slow)
+
+
+async def test_prune_removes_stopped_containers(api) -> None:
+    exited, _ = await api.run("true")
+    created = await api.create()
+    response = await api.client.post(f"{API}/containers/prune")
+    assert response.status == 200
+    assert set((await response.json())["ContainersDeleted"]) == {exited, created}
+    assert (await api.client.get(f"{API}/containers", params={"all": "1"})).status == 200
+    assert await (await api.client.get(f"{API}/containers", params={"all": "1"})).json() == []
+
+
+@pytest.mark.lambda_simulator(pending_seconds=0.6)
+async def test_a_pending_function_is_waited_for_before_the_invoke(api, lambda_simulator) -> None:
+    _, result = await api.run("exit 0")
+    assert result == {"StatusCode": 0}
+    calls = lambda_simulator.stats.snapshot()["calls"]
+    assert calls["lambda:Invoke"] == 1
+    assert calls["lambda:GetFunctionConfiguration"] >= 2  # polled while Pending, then Active

@@ -9,7 +9,7 @@ import math
 import os
 import signal
 import uuid
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -66,7 +66,7 @@ class _Environment:
 
 
 class Invoker:
-    """Runs invocations and owns every background (``Event``) invocation until ``close``."""
+    """Runs invocations, each in a task it owns until it ends or ``close`` cancels it."""
 
     def __init__(
         self,
@@ -88,7 +88,7 @@ class Invoker:
         self.functions = FunctionCache()
         self._idle: dict[tuple[str, str, str], list[_Environment]] = {}
         self._generations: dict[tuple[str, str], int] = {}
-        self._background: set[asyncio.Task[InvocationResult]] = set()
+        self._running: set[asyncio.Task[InvocationResult]] = set()
         self._warned_images: set[str] = set()
 
     async def resolve(self, scope: AwsScope, ref: FunctionRef) -> FunctionConfig:
@@ -123,19 +123,30 @@ class Invoker:
     def invoke_in_background(self, scope: AwsScope, config: FunctionConfig, payload: bytes) -> str:
         """Start an ``Event`` invocation and return its request ID at once."""
         request_id = str(uuid.uuid4())
-        task = asyncio.create_task(
-            self.invoke(scope, config, payload, request_id), name=f"invoke {config.name} {request_id}"
-        )
-        self._background.add(task)
-        task.add_done_callback(self._background_done)
+        self._track(self.invoke(scope, config, payload, request_id), config, request_id)
         return request_id
 
+    async def invoke_tracked(
+        self, scope: AwsScope, config: FunctionConfig, payload: bytes
+    ) -> InvocationResult:
+        """A synchronous invocation that ``close`` can still end (its caller only awaits it)."""
+        request_id = str(uuid.uuid4())
+        return await self._track(self.invoke(scope, config, payload, request_id), config, request_id)
+
     async def close(self) -> None:
-        """Cancel background invocations (their processes are killed) and wait for them."""
-        tasks = list(self._background)
+        """Cancel running invocations (their processes are killed) and wait for them."""
+        tasks = list(self._running)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _track(
+        self, run: Coroutine[Any, Any, InvocationResult], config: FunctionConfig, request_id: str
+    ) -> asyncio.Task[InvocationResult]:
+        task = asyncio.create_task(run, name=f"invoke {config.name} {request_id}")
+        self._running.add(task)
+        task.add_done_callback(self._finished)
+        return task
 
     async def invoke(
         self, scope: AwsScope, config: FunctionConfig, payload: bytes, request_id: str | None = None
@@ -250,10 +261,10 @@ class Invoker:
         if reusable and environment.generation == current:
             self._idle.setdefault((region, config.name, config.version), []).append(environment)
 
-    def _background_done(self, task: asyncio.Task[InvocationResult]) -> None:
-        self._background.discard(task)
+    def _finished(self, task: asyncio.Task[InvocationResult]) -> None:
+        self._running.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("background invocation failed", exc_info=task.exception())
+            log.error("invocation %s failed", task.get_name(), exc_info=task.exception())
 
 
 class _Records:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -38,5 +39,16 @@ class InProcessMoto:
 
     async def stop(self) -> None:
         server, self._server = self._server, None
-        if server is not None:
-            await asyncio.to_thread(server.stop)
+        if server is None:
+            return
+        host, port = server.get_host_and_port()
+        stopping = asyncio.create_task(asyncio.to_thread(server.stop))
+        # serve_forever only checks for shutdown between select() calls of 0.5 s: a connection wakes it.
+        while not stopping.done():
+            with contextlib.suppress(OSError):
+                _, writer = await asyncio.open_connection(host, port)
+                writer.close()
+                await writer.wait_closed()
+            await asyncio.wait({stopping}, timeout=0.05)
+        await stopping
+        server._server.server_close()  # ThreadedMotoServer.stop leaves the listening socket open

@@ -126,7 +126,7 @@ class AwsFrontend:
         if invocation_type is InvocationType.EVENT:
             request_id = self._invoker.invoke_in_background(scope, config, payload)
             return web.Response(status=202, headers={"x-amzn-RequestId": request_id})
-        result = await self._invoker.invoke(scope, config, payload)
+        result = await self._invoker.invoke_tracked(scope, config, payload)
         headers = {
             "x-amzn-RequestId": result.request_id,
             "X-Amz-Executed-Version": result.executed_version,

@@ -1,0 +1,96 @@
+"""``sockerless-lambda-simulator``: run the simulator as its own process until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .config import DEFAULT_ROLE_NAME
+from .simulator import LambdaSimulator
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        faults: list[Any] = [json.loads(rule) for rule in args.fault]
+        simulator = LambdaSimulator(
+            host=args.host,
+            port=args.port,
+            moto_url=args.moto_url,
+            region=args.region,
+            role_name=args.role_name,
+            pending_seconds=args.pending_seconds,
+            seed=args.seed,
+            faults=faults,
+        )
+    except ValueError as exc:  # json.JSONDecodeError is a ValueError too
+        _parser().error(str(exc))
+    return asyncio.run(_serve(simulator))
+
+
+async def _serve(simulator: LambdaSimulator) -> int:
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping.set)
+    async with simulator:
+        # The first line is the endpoint: scripts and tests read it to know the server is up.
+        print(f"endpoint_url={simulator.endpoint_url}")
+        print(f"role_arn={simulator.role_arn}")
+        print(f"region={simulator.region}")
+        print(f"control={simulator.endpoint_url}/_sim/", flush=True)
+        await stopping.wait()
+        logging.getLogger(__name__).info("stopping: killing running invocations")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sockerless-lambda-simulator",
+        description=(
+            "A local AWS endpoint (moto behind it) where Lambda functions really run their ImageConfig "
+            "command on this machine. Images are NOT pulled and there is no isolation: development only."
+        ),
+    )
+    parser.add_argument("--port", type=int, default=0, help="port to listen on (default: 0, any free port)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="loopback address to listen on (default: 127.0.0.1)"
+    )
+    parser.add_argument("--moto-url", help="use this moto_server instead of starting one in-process")
+    parser.add_argument("--region", default="us-east-1", help="default region (default: us-east-1)")
+    parser.add_argument(
+        "--role-name", default=DEFAULT_ROLE_NAME, help="execution role to create in moto's IAM"
+    )
+    parser.add_argument(
+        "--pending-seconds",
+        type=float,
+        default=0.0,
+        help="keep new functions Pending this long after CreateFunction (default: 0)",
+    )
+    parser.add_argument("--seed", type=int, help="seed for probabilistic faults (reproducible runs)")
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help='a fault rule, repeatable, e.g. \'{"kind": "throttle", "operation": "Invoke", "count": 2}\'',
+    )
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

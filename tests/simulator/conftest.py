@@ -1,0 +1,93 @@
+"""Shared fixtures: plain aiobotocore clients pointed at the ``lambda_simulator`` fixture."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiobotocore.session import get_session
+
+from tests.simulator.helpers import IMAGE, client_options
+
+_names = itertools.count(1)
+
+
+@pytest.fixture
+async def lambda_client(lambda_simulator: Any) -> AsyncIterator[Any]:
+    async with get_session().create_client("lambda", **client_options(lambda_simulator)) as client:
+        yield client
+
+
+@pytest.fixture
+async def logs_client(lambda_simulator: Any) -> AsyncIterator[Any]:
+    async with get_session().create_client("logs", **client_options(lambda_simulator)) as client:
+        yield client
+
+
+CreateFunction = Callable[..., Awaitable[dict[str, Any]]]
+
+
+@pytest.fixture
+def create_function(lambda_simulator: Any, lambda_client: Any) -> CreateFunction:
+    """``await create_function("echo hi; exit 3", Timeout=1, ...)``: an image function running ``sh -c``."""
+
+    async def create(command: str | None, **options: Any) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "FunctionName": f"fn-{next(_names)}",
+            "PackageType": "Image",
+            "Code": {"ImageUri": IMAGE},
+            "Role": lambda_simulator.role_arn,
+        }
+        if command is not None:
+            params["ImageConfig"] = {"EntryPoint": ["sh", "-c"], "Command": [command]}
+        params.update(options)
+        response: dict[str, Any] = await lambda_client.create_function(**params)
+        return response
+
+    return create
+
+
+ReadLog = Callable[..., Awaitable[list[dict[str, Any]]]]
+
+
+@pytest.fixture
+def read_log(logs_client: Any) -> ReadLog:
+    """Events of a log group (all streams, or those starting with a prefix), oldest first.
+
+    With ``until``, poll until one event's message contains it: bounded by ``deadline`` seconds.
+    """
+
+    async def read(
+        group: str, *, stream_prefix: str | None = None, until: str | None = None, deadline: float = 10.0
+    ) -> list[dict[str, Any]]:
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + deadline
+        while True:
+            events = await _all_events(logs_client, group, stream_prefix)
+            if until is None or any(until in event["message"] for event in events):
+                return events
+            if loop.time() > give_up:
+                raise AssertionError(
+                    f"no log event containing {until!r} in {group} after {deadline} s: {events}"
+                )
+            await asyncio.sleep(0.05)
+
+    return read
+
+
+async def _all_events(logs_client: Any, group: str, stream_prefix: str | None) -> list[dict[str, Any]]:
+    try:
+        streams = await logs_client.describe_log_streams(logGroupName=group)
+    except logs_client.exceptions.ResourceNotFoundException:
+        return []
+    events: list[dict[str, Any]] = []
+    for stream in sorted(streams["logStreams"], key=lambda item: item.get("creationTime", 0)):
+        name = stream["logStreamName"]
+        if stream_prefix is not None and not name.startswith(stream_prefix):
+            continue
+        page = await logs_client.get_log_events(logGroupName=group, logStreamName=name, startFromHead=True)
+        events.extend({**event, "logStreamName": name} for event in page["events"])
+    return events

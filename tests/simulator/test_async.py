@@ -1,0 +1,59 @@
+"""Event invocations answer 202 at once and run in the background."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.simulator.helpers import wait_until
+
+
+@pytest.mark.lambda_simulator(log_flush_seconds=0.1)
+async def test_event_invoke_answers_202_and_completes_in_the_background(
+    lambda_client: Any, create_function: Any, read_log: Any, tmp_path: Any
+) -> None:
+    gate = tmp_path / "gate"
+    # The command waits for the test to open the gate: proof that 202 came before the end of the run.
+    created = await create_function(
+        f"echo started; while [ ! -e {gate} ]; do sleep 0.02; done; echo finished"
+    )
+    name = created["FunctionName"]
+
+    response = await lambda_client.invoke(FunctionName=name, InvocationType="Event", Payload=b"{}")
+
+    assert response["StatusCode"] == 202
+    request_id = response["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
+    await read_log(f"/aws/lambda/{name}", until="started\n")  # flushed while it still runs
+    gate.touch()
+    events = await read_log(f"/aws/lambda/{name}", until=f"END RequestId: {request_id}")
+    messages = [event["message"] for event in events]
+    assert messages[0] == f"START RequestId: {request_id} Version: $LATEST\n"
+    assert "finished\n" in messages
+
+
+async def test_event_invoke_of_a_missing_function_is_resource_not_found(lambda_client: Any) -> None:
+    try:
+        await lambda_client.invoke(FunctionName="missing", InvocationType="Event")
+    except lambda_client.exceptions.ResourceNotFoundException:
+        return
+    raise AssertionError("an Event invoke of a missing function must fail")
+
+
+async def test_running_invocations_are_counted(
+    lambda_client: Any, create_function: Any, lambda_simulator: Any, tmp_path: Any
+) -> None:
+    gate = tmp_path / "gate"
+    created = await create_function(f"while [ ! -e {gate} ]; do sleep 0.02; done")
+
+    for _ in range(3):
+        await lambda_client.invoke(FunctionName=created["FunctionName"], InvocationType="Event")
+
+    await wait_until(
+        lambda: lambda_simulator.stats.snapshot()["invocations"]["running"] == 3, what="3 running"
+    )
+    gate.touch()
+    await wait_until(
+        lambda: lambda_simulator.stats.snapshot()["invocations"]["running"] == 0, what="0 running"
+    )
+    assert lambda_simulator.stats.snapshot()["invocations"]["succeeded"] == 3

@@ -1,0 +1,34 @@
+"""Hundreds of invocations at once all complete, each with its own logs."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+CONCURRENT = 120
+
+
+async def test_many_concurrent_invocations_all_complete(
+    lambda_simulator: Any, lambda_client: Any, create_function: Any, read_log: Any
+) -> None:
+    names = [(await create_function("cat; echo"))["FunctionName"] for _ in range(4)]
+
+    async def call(index: int) -> tuple[int, Any]:
+        response = await lambda_client.invoke(FunctionName=names[index % 4], Payload=str(index).encode())
+        return index, await response["Payload"].read()
+
+    results = await asyncio.gather(*(call(index) for index in range(CONCURRENT)))
+
+    assert all(payload == str(index).encode() for index, payload in results)
+    assert lambda_simulator.stats.snapshot()["invocations"] == {
+        "started": CONCURRENT,
+        "succeeded": CONCURRENT,
+        "running": 0,
+    }
+    ends = [
+        event
+        for name in names
+        for event in await read_log(f"/aws/lambda/{name}")
+        if event["message"].startswith("END RequestId:")
+    ]
+    assert len(ends) == CONCURRENT

@@ -1,0 +1,224 @@
+"""Invoke runs the function's ImageConfig command and answers the way Lambda does."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+
+async def invoke_json(lambda_client: Any, name: str, **options: Any) -> tuple[dict[str, Any], Any]:
+    response = await lambda_client.invoke(FunctionName=name, **options)
+    payload = json.loads(await response["Payload"].read())
+    return response, payload
+
+
+async def test_create_invoke_delete(lambda_client: Any, create_function: Any) -> None:
+    created = await create_function("echo hi")
+    name = created["FunctionName"]
+
+    response, payload = await invoke_json(lambda_client, name)
+
+    assert response["StatusCode"] == 200
+    assert "FunctionError" not in response
+    assert response["ExecutedVersion"] == "$LATEST"
+    assert response["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
+    assert payload is None  # "hi" is not JSON: the payload is null
+    await lambda_client.delete_function(FunctionName=name)
+    with pytest.raises(lambda_client.exceptions.ResourceNotFoundException):
+        await lambda_client.invoke(FunctionName=name)
+
+
+async def test_exit_status_zero_succeeds_and_last_json_line_is_the_payload(
+    lambda_client: Any, create_function: Any
+) -> None:
+    created = await create_function("echo starting; echo '{\"result\": 42}'")
+
+    response, payload = await invoke_json(lambda_client, created["FunctionName"])
+
+    assert "FunctionError" not in response
+    assert payload == {"result": 42}
+
+
+async def test_exit_status_n_is_an_unhandled_runtime_exit_error(
+    lambda_client: Any, create_function: Any
+) -> None:
+    created = await create_function("echo hi; exit 3")
+
+    response, payload = await invoke_json(lambda_client, created["FunctionName"])
+
+    request_id = response["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
+    assert response["StatusCode"] == 200
+    assert response["FunctionError"] == "Unhandled"
+    assert payload == {
+        "errorType": "Runtime.ExitError",
+        "errorMessage": f"RequestId: {request_id} Error: Runtime exited with error: exit status 3",
+    }
+
+
+async def test_timeout_kills_the_command_and_reports_sandbox_timedout(
+    lambda_client: Any, create_function: Any
+) -> None:
+    created = await create_function("sleep 5", Timeout=1)
+
+    response, payload = await invoke_json(lambda_client, created["FunctionName"])
+
+    assert response["FunctionError"] == "Unhandled"
+    assert payload["errorType"] == "Sandbox.Timedout"
+    assert payload["errorMessage"].endswith("Error: Task timed out after 1.00 seconds")
+
+
+async def test_death_by_signal_is_reported_like_go_does(lambda_client: Any, create_function: Any) -> None:
+    created = await create_function("kill -9 $$")
+
+    _, payload = await invoke_json(lambda_client, created["FunctionName"])
+
+    assert payload["errorType"] == "Runtime.ExitError"
+    assert payload["errorMessage"].endswith("Error: Runtime exited with error: signal: killed")
+
+
+async def test_missing_executable_is_an_invalid_entrypoint(
+    lambda_client: Any, create_function: Any, lambda_simulator: Any
+) -> None:
+    created = await create_function(None, ImageConfig={"EntryPoint": ["/nonexistent/entrypoint"]})
+
+    response, payload = await invoke_json(lambda_client, created["FunctionName"])
+
+    assert response["FunctionError"] == "Unhandled"
+    assert payload["errorType"] == "Runtime.InvalidEntrypoint"
+    assert payload["errorMessage"].endswith("fork/exec /nonexistent/entrypoint: no such file or directory")
+
+
+async def test_function_without_a_command_fails_like_an_image_without_the_runtime_api(
+    lambda_client: Any, create_function: Any
+) -> None:
+    created = await create_function(None)
+
+    response, payload = await invoke_json(lambda_client, created["FunctionName"])
+
+    assert response["FunctionError"] == "Unhandled"
+    assert payload["errorType"] == "Runtime.ExitError"
+    assert payload["errorMessage"].endswith("Error: Runtime exited without providing a reason")
+
+
+async def test_missing_function_is_resource_not_found(lambda_client: Any, lambda_simulator: Any) -> None:
+    with pytest.raises(ClientError) as caught:
+        await lambda_client.invoke(FunctionName="no-such-function")
+
+    error = caught.value.response
+    assert error["Error"]["Code"] == "ResourceNotFoundException"
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == 404
+    arn = f"arn:aws:lambda:us-east-1:{lambda_simulator.account_id}:function:no-such-function"
+    assert error["Error"]["Message"] == f"Function not found: {arn}"
+
+
+async def test_payload_arrives_on_stdin(lambda_client: Any, create_function: Any) -> None:
+    created = await create_function("cat; echo")
+
+    _, payload = await invoke_json(lambda_client, created["FunctionName"], Payload=b'{"hello": "world"}')
+
+    assert payload == {"hello": "world"}
+
+
+async def test_command_sees_function_and_lambda_environment(lambda_client: Any, create_function: Any) -> None:
+    script = (
+        'printf \'{"name":"%s","memory":"%s","version":"%s","group":"%s",'
+        '"stream":"%s","region":"%s","foo":"%s"}\\n\' '
+        '"$AWS_LAMBDA_FUNCTION_NAME" "$AWS_LAMBDA_FUNCTION_MEMORY_SIZE" "$AWS_LAMBDA_FUNCTION_VERSION" '
+        '"$AWS_LAMBDA_LOG_GROUP_NAME" "$AWS_LAMBDA_LOG_STREAM_NAME" "$AWS_REGION" "$FOO"'
+    )
+    created = await create_function(script, MemorySize=256, Environment={"Variables": {"FOO": "bar"}})
+    name = created["FunctionName"]
+
+    _, payload = await invoke_json(lambda_client, name)
+
+    assert payload["name"] == name
+    assert payload["memory"] == "256"
+    assert payload["version"] == "$LATEST"
+    assert payload["group"] == f"/aws/lambda/{name}"
+    assert "[$LATEST]" in payload["stream"]
+    assert payload["region"] == "us-east-1"
+    assert payload["foo"] == "bar"
+
+
+async def test_runs_in_a_fresh_temporary_directory_when_workdir_is_not_on_this_machine(
+    lambda_client: Any, create_function: Any
+) -> None:
+    created = await create_function(
+        None,
+        ImageConfig={
+            "EntryPoint": ["sh", "-c"],
+            "Command": ['touch marker; printf \'"%s"\\n\' "$PWD"'],
+            "WorkingDirectory": "/nonexistent/app",
+        },
+    )
+
+    _, first = await invoke_json(lambda_client, created["FunctionName"])
+    _, second = await invoke_json(lambda_client, created["FunctionName"])
+
+    assert first != second
+    assert not os.path.exists(first)  # removed after the invocation
+
+
+async def test_runs_in_the_working_directory_when_it_exists(
+    lambda_client: Any, create_function: Any, tmp_path: Any
+) -> None:
+    created = await create_function(
+        None,
+        ImageConfig={
+            "EntryPoint": ["sh", "-c"],
+            "Command": ["pwd > where"],
+            "WorkingDirectory": str(tmp_path),
+        },
+    )
+
+    await lambda_client.invoke(FunctionName=created["FunctionName"])
+
+    assert (tmp_path / "where").read_text().strip() == str(tmp_path)
+
+
+@pytest.mark.parametrize("form", ["arn", "partial-arn", "qualified"])
+async def test_function_may_be_named_by_arn_partial_arn_or_qualifier(
+    lambda_client: Any, create_function: Any, form: str
+) -> None:
+    created = await create_function("echo '\"ok\"'")
+    arn = created["FunctionArn"]
+    identifier = {
+        "arn": arn,
+        "partial-arn": arn.split(":", 4)[4],  # 123456789012:function:name
+        "qualified": f"{created['FunctionName']}:$LATEST",
+    }[form]
+
+    _, payload = await invoke_json(lambda_client, identifier)
+
+    assert payload == "ok"
+
+
+async def test_dry_run_answers_204_without_running(
+    lambda_client: Any, create_function: Any, tmp_path: Any
+) -> None:
+    marker = tmp_path / "ran"
+    created = await create_function(f"touch {marker}")
+
+    response = await lambda_client.invoke(FunctionName=created["FunctionName"], InvocationType="DryRun")
+
+    assert response["StatusCode"] == 204
+    assert not marker.exists()
+
+
+async def test_update_function_configuration_changes_what_runs(
+    lambda_client: Any, create_function: Any
+) -> None:
+    created = await create_function("echo '\"before\"'")
+    name = created["FunctionName"]
+    await invoke_json(lambda_client, name)
+
+    await lambda_client.update_function_configuration(
+        FunctionName=name, ImageConfig={"EntryPoint": ["sh", "-c"], "Command": ["echo '\"after\"'"]}
+    )
+    _, payload = await invoke_json(lambda_client, name)
+
+    assert payload == "after"

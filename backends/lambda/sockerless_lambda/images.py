@@ -54,8 +54,8 @@ class ImageService:
     async def pull(self, request: ImagePullRequest) -> AsyncIterator[dict[str, Any]]:
         """Docker's progress lines; the registry is not contacted (Lambda pulls at function create)."""
         parsed = parse_reference(request.reference)
+        record = await self.remember(request.reference)  # before the first line: a client may not read on
         yield {"status": f"Pulling from {parsed.path}", "id": parsed.tag or parsed.digest}
-        record = await self.remember(request.reference)
         yield {"status": f"Digest: {record.digest or record.id}"}
         yield {"status": f"Status: Image is up to date for {parsed}"}
 

@@ -1,0 +1,115 @@
+"""What the Lambda backend declares and refuses: capabilities, 501s, system info, images."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sockerless_lambda import __version__
+
+API = "/internal/v1"
+CI_HINT = "CI runners require exec-capable backends (ecs, cloudrun, aca, docker)."
+
+
+async def test_capabilities_are_exactly_lambdas(api) -> None:
+    response = await api.client.get(f"{API}/capabilities")
+    assert response.status == 200
+    assert await response.json() == {
+        "backend": "lambda",
+        "version": __version__,
+        "capabilities": {
+            "exec": False,
+            "attach": False,
+            "logs": True,
+            "logs_follow": False,
+            "volumes": False,
+            "networks": False,
+            "health_checks": False,
+            "image_pull": True,
+            "image_load": False,
+            "max_timeout_seconds": 900,
+            "agent_required": False,
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "message"),
+    [
+        ("POST", "/containers/{id}/exec", f"This backend (lambda) does not support exec. {CI_HINT}"),
+        ("POST", "/exec/abc/start", f"This backend (lambda) does not support exec. {CI_HINT}"),
+        ("POST", "/containers/{id}/attach", f"This backend (lambda) does not support attach. {CI_HINT}"),
+        ("GET", "/networks", "This backend (lambda) does not support networks."),
+        ("POST", "/networks", "This backend (lambda) does not support networks."),
+        ("GET", "/volumes", "This backend (lambda) does not support volumes."),
+        ("POST", "/volumes", "This backend (lambda) does not support volumes."),
+        (
+            "POST",
+            "/images/load",
+            "This backend (lambda) does not support image load. "
+            "Push the image to a registry the backend can pull from instead.",
+        ),
+    ],
+)
+async def test_unsupported_operations_answer_501_with_the_exact_message(api, method, path, message) -> None:
+    container_id = await api.create()
+    response = await api.client.request(method, API + path.format(id=container_id), json={"Cmd": ["ls"]})
+    assert response.status == 501
+    assert response.headers["Content-Type"] == "application/json"
+    assert await response.json() == {"message": message}
+
+
+async def test_info_and_version(api) -> None:
+    await api.create()
+    info = await (await api.client.get(f"{API}/info")).json()
+    assert info["ID"] == "test-instance"
+    assert info["Containers"] == 1
+    assert info["ContainersStopped"] == 1
+    assert info["Images"] == 1
+    assert info["Driver"] == "lambda"
+    version = await (await api.client.get(f"{API}/version")).json()
+    assert version["Version"] == __version__
+
+
+async def test_pull_records_the_reference_and_streams_progress(api, lambda_simulator) -> None:
+    lambda_simulator.stats.reset()
+    response = await api.client.post(f"{API}/images/pull", json={"Reference": "alpine"})
+    assert response.status == 200
+    lines = [json.loads(line) for line in (await response.text()).splitlines()]
+    assert lines[0] == {"status": "Pulling from library/alpine", "id": "latest"}
+    assert lines[-1] == {"status": "Status: Image is up to date for docker.io/library/alpine:latest"}
+    assert lambda_simulator.stats.snapshot()["total_calls"] == 0  # Lambda pulls at create, not now
+    image = await (await api.client.get(f"{API}/images/inspect", params={"name": "alpine:latest"})).json()
+    assert image["RepoTags"] == ["alpine:latest"]
+    assert image["Id"].startswith("sha256:") and len(image["Id"]) == 71
+
+
+async def test_pull_of_a_digest_reference_uses_the_digest_as_id(api) -> None:
+    digest = "sha256:" + "ab" * 32
+    reference = f"123456789012.dkr.ecr.us-east-1.amazonaws.com/jobs@{digest}"
+    response = await api.client.post(f"{API}/images/pull", json={"Reference": reference})
+    assert response.status == 200
+    image = await (await api.client.get(f"{API}/images/inspect", params={"name": reference})).json()
+    assert image["Id"] == digest
+    assert image["RepoDigests"] == [reference]
+
+
+async def test_an_image_never_pulled_nor_used_is_404_and_create_records_it(api) -> None:
+    response = await api.client.get(f"{API}/images/inspect", params={"name": "localhost:5000/x/y:tag"})
+    assert response.status == 404
+    assert (await response.json())["message"] == "No such image: localhost:5000/x/y:tag"
+    await api.create(Image="localhost:5000/x/y:tag")
+    response = await api.client.get(f"{API}/images/inspect", params={"name": "localhost:5000/x/y:tag"})
+    assert response.status == 200
+
+
+async def test_tag_adds_a_reference_to_the_same_image(api) -> None:
+    assert (await api.client.post(f"{API}/images/pull", json={"Reference": "alpine:3.20"})).status == 200
+    response = await api.client.post(
+        f"{API}/images/tag", params={"name": "alpine:3.20", "repo": "myrepo/alpine", "tag": "v1"}
+    )
+    assert response.status == 201
+    tagged = await (await api.client.get(f"{API}/images/inspect", params={"name": "myrepo/alpine:v1"})).json()
+    original = await (await api.client.get(f"{API}/images/inspect", params={"name": "alpine:3.20"})).json()
+    assert tagged["Id"] == original["Id"]

@@ -1,0 +1,166 @@
+"""AWS errors become the right HTTP status and a message naming the operation and the function."""
+
+from __future__ import annotations
+
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
+
+from sockerless import errors
+from sockerless_lambda.errors import AwsOperation, is_pending_conflict, map_aws_error
+
+API = "/internal/v1"
+CREATE = AwsOperation("lambda", "CreateFunction", "create function", "skls-abc")
+
+
+def client_error(code: str, message: str, status: int, request_id: str = "req-1") -> ClientError:
+    return ClientError(
+        {
+            "Error": {"Code": code, "Message": message},
+            "ResponseMetadata": {"HTTPStatusCode": status, "RequestId": request_id},
+        },
+        "CreateFunction",
+    )
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "expected"),
+    [
+        ("ResourceNotFoundException", 404, errors.NotFound),
+        ("ResourceConflictException", 409, errors.Conflict),
+        ("InvalidParameterValueException", 400, errors.InvalidParameter),
+        ("ValidationException", 400, errors.InvalidParameter),
+        ("RequestTooLargeException", 413, errors.InvalidParameter),
+        ("TooManyRequestsException", 429, errors.Unavailable),
+        ("ThrottlingException", 400, errors.Unavailable),
+        ("ServiceException", 500, errors.UpstreamError),
+        ("SomethingNew", 503, errors.UpstreamError),
+        ("AccessDeniedException", 403, errors.AccessDenied),
+    ],
+)
+def test_aws_error_codes_map_to_statuses(code, status, expected) -> None:
+    mapped = map_aws_error(client_error(code, "the message", status), CREATE)
+    assert type(mapped) is expected
+    assert mapped.message.startswith(f"lambda: create function skls-abc: {code}: the message")
+
+
+def test_a_pending_conflict_is_retryable_not_a_conflict() -> None:
+    pending = client_error(
+        "ResourceConflictException",
+        "The operation cannot be performed at this time. The function is currently in the following state: Pending",
+        409,
+    )
+    assert is_pending_conflict(pending)
+    assert isinstance(map_aws_error(pending, CREATE), errors.Unavailable)
+    assert not is_pending_conflict(client_error("ResourceConflictException", "Function already exist", 409))
+
+
+def test_access_denied_names_the_missing_permission() -> None:
+    invoke = AwsOperation("lambda", "Invoke", "invoke function", "skls-abc")
+    mapped = map_aws_error(client_error("AccessDeniedException", "not authorized", 403), invoke)
+    assert mapped.status == 403
+    assert "lambda:InvokeFunction" in mapped.message
+
+
+def test_timeouts_and_unreachable_endpoints() -> None:
+    timeout = map_aws_error(ReadTimeoutError(endpoint_url="http://127.0.0.1:1"), CREATE)
+    assert timeout.status == 504
+    unreachable = map_aws_error(EndpointConnectionError(endpoint_url="http://127.0.0.1:1"), CREATE)
+    assert unreachable.status == 502
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "text"),
+    [
+        (
+            {"kind": "error", "status": 404, "code": "ResourceNotFoundException", "message": "gone"},
+            404,
+            "ResourceNotFoundException: gone",
+        ),
+        (
+            {
+                "kind": "error",
+                "status": 409,
+                "code": "ResourceConflictException",
+                "message": "Function already exist",
+            },
+            409,
+            "ResourceConflictException: Function already exist",
+        ),
+        (
+            {
+                "kind": "error",
+                "status": 400,
+                "code": "InvalidParameterValueException",
+                "message": "bad image",
+            },
+            400,
+            "InvalidParameterValueException: bad image",
+        ),
+        (
+            {"kind": "error", "status": 403, "code": "AccessDeniedException", "message": "not authorized"},
+            403,
+            "(the backend's credentials need lambda:CreateFunction)",
+        ),
+        ({"kind": "error"}, 502, "ServiceException"),
+        ({"kind": "throttle"}, 503, "TooManyRequestsException: Rate exceeded"),
+    ],
+)
+async def test_a_failed_create_function_maps_the_error_and_leaves_no_container(
+    api, lambda_simulator, fault, status, text
+) -> None:
+    lambda_simulator.add_fault({"operation": "lambda:CreateFunction", **fault})
+    response = await api.client.post(f"{API}/containers", json={"Image": "repo:tag"}, params={"name": "xy"})
+    assert response.status == status
+    message = (await response.json())["message"]
+    assert message.startswith("lambda: create function skls-")
+    assert text in message
+    listed = await (await api.client.get(f"{API}/containers", params={"all": "1"})).json()
+    assert listed == []
+
+
+async def test_throttling_is_retried_then_surfaced_as_503(api, lambda_simulator) -> None:
+    lambda_simulator.add_fault({"kind": "throttle", "operation": "lambda:CreateFunction"})
+    response = await api.client.post(f"{API}/containers", json={"Image": "repo:tag"})
+    assert response.status == 503
+    assert response.headers["Retry-After"] == "1"
+    snapshot = lambda_simulator.stats.snapshot()
+    assert snapshot["faults"]["lambda:CreateFunction"] == 2  # max_attempts = 2 in these tests
+
+
+async def test_a_throttle_that_clears_is_invisible(api, lambda_simulator) -> None:
+    lambda_simulator.add_fault({"kind": "throttle", "operation": "lambda:CreateFunction", "count": 1})
+    await api.create()
+
+
+async def test_a_throttled_invoke_is_retried_because_it_did_not_run(api, lambda_simulator) -> None:
+    lambda_simulator.add_fault({"kind": "throttle", "operation": "lambda:Invoke", "count": 1})
+    _, result = await api.run("exit 6")
+    assert result == {"StatusCode": 6}
+    snapshot = lambda_simulator.stats.snapshot()
+    assert snapshot["invocations"]["started"] == 1  # it ran exactly once
+
+
+async def test_an_invoke_that_stays_throttled_exits_with_an_error(api, lambda_simulator) -> None:
+    lambda_simulator.add_fault({"kind": "throttle", "operation": "lambda:Invoke"})
+    container_id, result = await api.run("exit 0")
+    assert result["StatusCode"] == 1
+    assert "lambda: invoke function skls-" in result["Error"]["Message"]
+    assert "TooManyRequestsException" in result["Error"]["Message"]
+    assert (await api.inspect(container_id))["State"]["Error"] == result["Error"]["Message"]
+
+
+async def test_an_invoke_that_fails_in_lambda_is_not_retried(api, lambda_simulator) -> None:
+    lambda_simulator.add_fault({"kind": "error", "operation": "lambda:Invoke", "count": 1})
+    _, result = await api.run("exit 0")
+    assert result["StatusCode"] == 1
+    assert "ServiceException" in result["Error"]["Message"]
+    assert lambda_simulator.stats.snapshot()["calls"]["lambda:Invoke"] == 1
+
+
+async def test_a_delete_function_failure_keeps_the_container(api, lambda_simulator) -> None:
+    container_id = await api.create()
+    lambda_simulator.add_fault({"kind": "error", "operation": "lambda:DeleteFunction"})
+    response = await api.client.delete(f"{API}/containers/{container_id}")
+    assert response.status == 502
+    assert (await response.json())["message"].startswith("lambda: delete function skls-")
+    assert (await api.inspect(container_id))["State"]["Status"] == "created"

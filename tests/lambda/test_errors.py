@@ -46,7 +46,8 @@ def test_aws_error_codes_map_to_statuses(code, status, expected) -> None:
 def test_a_pending_conflict_is_retryable_not_a_conflict() -> None:
     pending = client_error(
         "ResourceConflictException",
-        "The operation cannot be performed at this time. The function is currently in the following state: Pending",
+        "The operation cannot be performed at this time. "
+        "The function is currently in the following state: Pending",
         409,
     )
     assert is_pending_conflict(pending)

@@ -206,7 +206,7 @@ class LambdaBackend(BaseBackend):
 
     async def _report_orphans(self) -> None:
         try:
-            orphans = await find_orphans(self._aws, self._state, self.config, self.runtime.instance_id)
+            orphans = await find_orphans(self._aws, self.store, self.config, self.runtime.instance_id)
         except SockerlessError as exc:
             log.warning("cannot look for orphaned functions: %s", exc.message)
             return
@@ -228,7 +228,8 @@ class LambdaBackend(BaseBackend):
         return _started(self._clients)
 
     @property
-    def _state(self) -> Store:
+    def store(self) -> Store:
+        """The state store (open between start() and close())."""
         return _started(self._store)
 
     @property
@@ -242,7 +243,7 @@ class LambdaBackend(BaseBackend):
     # ------------------------------------------------------------------ system
 
     async def info(self) -> BackendInfo:
-        records = list(self._state.containers())
+        records = list(self.store.containers())
         running = sum(1 for r in records if r.status == "running")
         return BackendInfo(
             id=self.runtime.instance_id,

@@ -152,3 +152,34 @@ async def test_command_line_refuses_a_non_loopback_host() -> None:
     _, stderr = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 2
     assert b"loopback" in stderr
+
+
+async def test_an_external_moto_is_used_over_http(tmp_path: Any) -> None:
+    from sockerless_lambda.simulator.moto_server import InProcessMoto
+
+    moto = InProcessMoto()  # stands in for a separate moto_server process
+    moto_url = await moto.start()
+    try:
+        async with (
+            LambdaSimulator(moto_url=moto_url) as simulator,
+            get_session().create_client("lambda", **client_options(simulator)) as client,
+            get_session().create_client("logs", **client_options(simulator)) as logs,
+        ):
+            assert simulator.moto_url == moto_url
+            await client.create_function(
+                FunctionName="external-moto",
+                PackageType="Image",
+                Code={"ImageUri": IMAGE},
+                Role=simulator.role_arn,
+                ImageConfig={"EntryPoint": ["sh", "-c"], "Command": ["echo via-http"]},
+            )
+            await client.invoke(FunctionName="external-moto")
+            streams = await logs.describe_log_streams(logGroupName="/aws/lambda/external-moto")
+            events = await logs.get_log_events(
+                logGroupName="/aws/lambda/external-moto",
+                logStreamName=streams["logStreams"][0]["logStreamName"],
+                startFromHead=True,
+            )
+            assert "via-http\n" in [event["message"] for event in events["events"]]
+    finally:
+        await moto.stop()

@@ -7,16 +7,17 @@ import contextlib
 import logging
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
 import aiohttp
 from attrs import frozen
 
-from .moto_api import MotoApi, MotoError
+from .moto_api import MotoError
 from .operations import AwsScope
 
-__all__ = ["CloudWatchWriter", "InvocationLog", "LogEvent", "log_stream_name"]
+__all__ = ["CloudWatchWriter", "InvocationLog", "LogEvent", "LogsApi", "log_stream_name"]
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +41,16 @@ def log_stream_name(function_name: str, version: str, custom_group: bool, now: d
     return f"{day}/{owner}[{version}]{uuid.uuid4().hex}"
 
 
+class LogsApi(Protocol):
+    """Where CloudWatch Logs calls go: moto over HTTP (``MotoApi``) or in-process (``InProcessLogs``)."""
+
+    async def logs(self, scope: AwsScope, action: str, body: Mapping[str, Any]) -> dict[str, Any]: ...
+
+
 class CloudWatchWriter:
     """Creates groups and streams once, and puts events in as few PutLogEvents calls as the limits allow."""
 
-    def __init__(self, moto: MotoApi) -> None:
+    def __init__(self, moto: LogsApi) -> None:
         self._moto = moto
         self._groups: dict[tuple[str, str], asyncio.Future[None]] = {}
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from attrs import define, frozen
 
-from .cloudwatch import CloudWatchWriter, InvocationLog, log_stream_name
+from .cloudwatch import CloudWatchWriter, InvocationLog, LogsApi, log_stream_name
 from .errors import FunctionNotFound, FunctionPending
 from .functions import FunctionCache, FunctionConfig, FunctionRef
 from .moto_api import MotoApi
@@ -77,6 +77,7 @@ class Invoker:
         account_id: str,
         base_environment: Mapping[str, str],
         flush_seconds: float,
+        logs: LogsApi | None = None,
     ) -> None:
         self._moto = moto
         self._overlay = overlay
@@ -84,7 +85,7 @@ class Invoker:
         self._account_id = account_id
         self._base_environment = dict(base_environment)
         self._flush_seconds = flush_seconds
-        self._writer = CloudWatchWriter(moto)
+        self._writer = CloudWatchWriter(logs or moto)
         self.functions = FunctionCache()
         self._idle: dict[tuple[str, str, str], list[_Environment]] = {}
         self._generations: dict[tuple[str, str], int] = {}

@@ -1,13 +1,17 @@
-"""An in-process moto server on an ephemeral loopback port."""
+"""moto in this process: a server on an ephemeral loopback port, and direct CloudWatch Logs calls."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["InProcessMoto"]
+from .moto_api import MotoError
+from .operations import AwsScope
+
+__all__ = ["InProcessLogs", "InProcessMoto"]
 
 
 class InProcessMoto:
@@ -52,3 +56,41 @@ class InProcessMoto:
             await asyncio.wait({stopping}, timeout=0.05)
         await stopping
         server._server.server_close()  # ThreadedMotoServer.stop leaves the listening socket open
+
+
+class InProcessLogs:
+    """CloudWatch Logs calls made straight into the in-process moto backend, skipping HTTP.
+
+    An HTTP call costs moto about 3 ms of Python (werkzeug, Flask, parsing) under the GIL we share
+    with it: two thirds of an invocation's cost. A direct call costs microseconds. moto's own
+    threaded server already touches these objects from several threads, so this adds no new race.
+    """
+
+    def __init__(self) -> None:
+        from moto.iam.models import get_account_id_from
+        from moto.logs.models import logs_backends
+
+        self._backends = logs_backends
+        self._account_of = get_account_id_from
+        self._accounts: dict[str, str] = {}
+
+    async def logs(self, scope: AwsScope, action: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        account = self._accounts.get(scope.access_key)
+        if account is None:
+            account = self._accounts[scope.access_key] = self._account_of(scope.access_key)
+        backend = self._backends[account][scope.region]
+        try:
+            if action == "CreateLogGroup":
+                backend.create_log_group(body["logGroupName"], tags={})
+            elif action == "CreateLogStream":
+                backend.create_log_stream(body["logGroupName"], body["logStreamName"])
+            elif action == "PutLogEvents":
+                backend.put_log_events(body["logGroupName"], body["logStreamName"], body["logEvents"])
+            else:
+                raise ValueError(f"unsupported in-process logs action {action}")
+        except Exception as exc:
+            code = getattr(exc, "error_type", None) or getattr(exc, "code", None)
+            if not isinstance(code, str):
+                raise
+            raise MotoError(400, code, str(getattr(exc, "message", exc))) from exc
+        return {}

@@ -16,7 +16,7 @@ from .control import add_control_routes
 from .faults import FaultInjector, FaultRule
 from .invocations import Invoker
 from .moto_api import MotoApi
-from .moto_server import InProcessMoto
+from .moto_server import InProcessLogs, InProcessMoto
 from .operations import AwsScope
 from .proxy import MotoProxy
 from .server import AwsFrontend
@@ -198,6 +198,7 @@ class LambdaSimulator:
             account_id=self.account_id,
             base_environment=self._child_environment(),
             flush_seconds=config.log_flush_seconds,
+            logs=InProcessLogs() if self._moto_server is not None else None,
         )
         frontend = AwsFrontend(
             region=config.region,

@@ -1,0 +1,155 @@
+"""Fixtures: a backend served on a Unix socket, the Docker frontend in front of it, and the clients
+(the real docker CLI, the Docker SDK for Python, a raw HTTP session) pointed at the frontend."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import aiohttp
+import attrs
+import pytest
+import pytest_asyncio
+
+from sockerless.frontend import DockerFrontend
+from sockerless.server import InternalAPIServer
+
+from .local_backend import LocalBackend
+
+DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
+#: Every CLI or SDK call gets this long; a hang fails the test instead of the run.
+CLIENT_TIMEOUT = 60.0
+
+
+@pytest.fixture
+def short_dir() -> Iterator[str]:
+    """A directory for sockets: Unix socket paths must stay under 108 bytes, pytest's are long."""
+    path = tempfile.mkdtemp(prefix="skf-", dir="/tmp")
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def backend_options() -> dict[str, Any]:
+    """Override in a module or test to change the LocalBackend's settings."""
+    return {}
+
+
+@pytest.fixture
+def frontend_options() -> dict[str, Any]:
+    """Override in a module or test to change the DockerFrontend's settings."""
+    return {}
+
+
+@pytest_asyncio.fixture
+async def backend_server(short_dir: str, backend_options: dict[str, Any]) -> AsyncIterator[InternalAPIServer]:
+    server = InternalAPIServer(LocalBackend(**backend_options), socket_path=f"{short_dir}/backend.sock")
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+def local_backend(backend_server: InternalAPIServer) -> LocalBackend:
+    backend = backend_server.backend
+    assert isinstance(backend, LocalBackend)
+    return backend
+
+
+@pytest_asyncio.fixture
+async def frontend(
+    backend_server: InternalAPIServer, short_dir: str, frontend_options: dict[str, Any]
+) -> AsyncIterator[DockerFrontend]:
+    options: dict[str, Any] = {"follow_poll_interval": 0.05, "follow_max_interval": 0.2}
+    options.update(frontend_options)
+    started = DockerFrontend(
+        backend_url=backend_server.address, socket_path=f"{short_dir}/docker.sock", **options
+    )
+    await started.start()
+    try:
+        yield started
+    finally:
+        await started.stop()
+
+
+@attrs.frozen
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+class DockerCLI:
+    """The real docker CLI against one daemon address, reading no user configuration."""
+
+    def __init__(self, host: str, config_dir: str) -> None:
+        self.host = host
+        self.config_dir = config_dir
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "DOCKER_HOST": self.host,
+            "DOCKER_CONFIG": self.config_dir,
+            "HOME": self.config_dir,
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        }
+
+    async def __call__(self, *args: str, timeout: float = CLIENT_TIMEOUT) -> Result:
+        process = await asyncio.create_subprocess_exec(
+            DOCKER,
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=self.env,
+        )
+        try:
+            out, err = await asyncio.wait_for(process.communicate(), timeout)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            pytest.fail(f"docker {' '.join(args)} did not finish within {timeout} s")
+        assert process.returncode is not None
+        return Result(process.returncode, out.decode(), err.decode())
+
+
+@pytest.fixture
+def docker_cli(frontend: DockerFrontend, short_dir: str) -> DockerCLI:
+    if not os.path.exists(DOCKER):
+        pytest.skip("the docker CLI is not installed")
+    config_dir = f"{short_dir}/docker-config"
+    os.makedirs(config_dir, exist_ok=True)
+    return DockerCLI(frontend.address, config_dir)
+
+
+@pytest_asyncio.fixture
+async def http(frontend: DockerFrontend) -> AsyncIterator[aiohttp.ClientSession]:
+    """A raw HTTP session on the frontend's socket, for wire-level checks."""
+    path = frontend.address.removeprefix("unix://")
+    async with aiohttp.ClientSession(
+        base_url="http://docker", connector=aiohttp.UnixConnector(path=path)
+    ) as session:
+        yield session
+
+
+@pytest_asyncio.fixture
+async def sdk(frontend: DockerFrontend) -> AsyncIterator[Any]:
+    """The Docker SDK for Python; it blocks, so it is built and called through ``asyncio.to_thread``."""
+    import docker
+
+    client = await asyncio.to_thread(
+        docker.DockerClient, base_url=frontend.address, timeout=int(CLIENT_TIMEOUT)
+    )
+    try:
+        yield client
+    finally:
+        client.close()

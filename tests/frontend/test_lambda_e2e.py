@@ -1,0 +1,172 @@
+"""End to end: the real docker CLI and the Docker SDK -> the frontend -> the Lambda backend -> the simulator.
+
+The simulator runs each function's command on this host, so any image name works
+(``alpine`` as well as an ECR URI); the output reaches ``docker`` through CloudWatch Logs,
+the way it does on AWS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import docker.errors
+import pytest
+import pytest_asyncio
+
+from sockerless.backend import BackendRuntime
+from sockerless.server import InternalAPIServer
+
+from .conftest import DockerCLI
+
+lambda_backend = pytest.importorskip("sockerless_lambda.backend")
+lambda_config = pytest.importorskip("sockerless_lambda.config")
+
+pytestmark = pytest.mark.docker_cli
+
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/app:latest"
+
+
+@pytest.fixture
+def frontend_options() -> dict[str, Any]:
+    # CloudWatch is read in batches: a slower pace than the local backend's tests.
+    return {"follow_poll_interval": 0.2, "follow_max_interval": 1.0}
+
+
+@pytest_asyncio.fixture
+async def backend_server(
+    lambda_simulator: Any, short_dir: str, tmp_path: Path
+) -> AsyncIterator[InternalAPIServer]:
+    config = lambda_config.LambdaConfig(
+        region=lambda_simulator.region,
+        role_arn=lambda_simulator.role_arn,
+        endpoint_url=lambda_simulator.endpoint_url,
+        log_read_interval=0.25,
+        max_attempts=2,
+    )
+    backend = lambda_backend.LambdaBackend(config, BackendRuntime(str(tmp_path / "lambda.sqlite3"), "e2e"))
+    server = InternalAPIServer(backend, socket_path=f"{short_dir}/backend.sock")
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+async def call(function: Any, *args: Any, **kwargs: Any) -> Any:
+    return await asyncio.to_thread(function, *args, **kwargs)
+
+
+# ---------------------------------------------------------------------------- the docker CLI
+
+
+async def test_run_rm_prints_hi_and_exits_3(docker_cli: DockerCLI) -> None:
+    result = await docker_cli("run", "--rm", IMAGE, "sh", "-c", "echo hi; exit 3")
+    assert result.code == 3, result.err
+    assert result.out == "hi\n"
+    assert (await docker_cli("ps", "-a", "-q")).out == ""
+
+
+async def test_run_alpine_pulls_then_runs(docker_cli: DockerCLI) -> None:
+    result = await docker_cli("run", "--rm", "alpine", "sh", "-c", "echo from alpine")
+    assert result.code == 0, result.err
+    assert "Unable to find image 'alpine:latest' locally" in result.err
+    assert result.out == "from alpine\n"
+
+
+async def test_detached_run_wait_logs_rm(docker_cli: DockerCLI) -> None:
+    assert (await docker_cli("pull", IMAGE)).code == 0
+    started = await docker_cli("run", "-d", "--name", "job", IMAGE, "sh", "-c", "echo one; echo two; exit 4")
+    assert started.code == 0, started.err
+    assert (await docker_cli("wait", "job")).out.strip() == "4"
+
+    assert (await docker_cli("logs", "job")).out == "one\ntwo\n"
+    assert (await docker_cli("logs", "--tail", "1", "job")).out == "two\n"
+    stamped = (await docker_cli("logs", "-t", "job")).out.splitlines()
+    assert [line.split(" ", 1)[1] for line in stamped] == ["one", "two"]
+    assert (await docker_cli("logs", "-f", "job")).out == "one\ntwo\n"
+
+    template = await docker_cli("inspect", "--format", "{{.State.ExitCode}}", "job")
+    assert template.out.strip() == "4"
+    assert (await docker_cli("rm", "job")).code == 0
+    assert (await docker_cli("inspect", "job")).code == 1
+
+
+async def test_logs_follow_of_a_running_container(docker_cli: DockerCLI) -> None:
+    assert (await docker_cli("pull", IMAGE)).code == 0
+    started = await docker_cli("run", "-d", IMAGE, "sh", "-c", "echo a; sleep 1; echo b")
+    followed = await docker_cli("logs", "-f", started.out.strip())
+    assert followed.code == 0, followed.err
+    assert followed.out == "a\nb\n"
+
+
+async def test_ps_with_label_filters(docker_cli: DockerCLI) -> None:
+    assert (await docker_cli("pull", IMAGE)).code == 0
+    await docker_cli("create", "--label", "ci=yes", "--name", "labelled", IMAGE, "true")
+    await docker_cli("create", "--name", "plain", IMAGE, "true")
+    result = await docker_cli("ps", "-a", "--filter", "label=ci=yes", "--format", "{{.Names}} {{.Status}}")
+    assert result.out.splitlines() == ["labelled Created"]
+
+
+async def test_pull_both_reference_forms(docker_cli: DockerCLI) -> None:
+    assert (await docker_cli("pull", "alpine")).code == 0
+    assert (await docker_cli("pull", IMAGE)).code == 0
+    inspected = await docker_cli("image", "inspect", "--format", "{{json .RepoTags}}", IMAGE)
+    assert IMAGE in json.loads(inspected.out)
+
+
+async def test_exec_is_refused_with_the_lambda_message(docker_cli: DockerCLI) -> None:
+    assert (await docker_cli("pull", IMAGE)).code == 0
+    await docker_cli("create", "--name", "target", IMAGE, "true")
+    result = await docker_cli("exec", "target", "ls")
+    assert result.code == 1
+    assert result.err.strip() == (
+        "Error response from daemon: This backend (lambda) does not support exec. "
+        "CI runners require exec-capable backends (ecs, cloudrun, aca, docker)."
+    )
+
+
+async def test_network_ls_is_refused(docker_cli: DockerCLI) -> None:
+    result = await docker_cli("network", "ls")
+    assert result.code == 1
+    assert "This backend (lambda) does not support networks." in result.err
+
+
+async def test_create_with_a_never_pulled_image_pulls_it_then_creates(docker_cli: DockerCLI) -> None:
+    image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/never:1"
+    result = await docker_cli("create", "--name", "fresh", image, "true")
+    assert result.code == 0, result.err
+    assert f"Unable to find image '{image}' locally" in result.err
+    inspected = await docker_cli("inspect", "--format", "{{.Config.Image}}", "fresh")
+    assert inspected.out.strip() == image
+
+
+# ---------------------------------------------------------------------------- the Docker SDK
+
+
+async def test_sdk_pull_run_blocking_and_detached(sdk: Any) -> None:
+    image = await call(sdk.images.pull, "alpine")
+    assert "alpine:latest" in image.tags
+    output = await call(sdk.containers.run, "alpine", ["sh", "-c", "echo blocking"], remove=True)
+    assert output == b"blocking\n"
+
+    container = await call(
+        sdk.containers.run, "alpine", ["sh", "-c", "echo detached; exit 2"], detach=True, labels={"k": "v"}
+    )
+    assert await call(container.wait) == {"StatusCode": 2}
+    assert await call(container.logs) == b"detached\n"
+    listed = await call(sdk.containers.list, all=True, filters={"label": ["k=v"]})
+    assert [c.id for c in listed] == [container.id]
+    await call(container.remove)
+    with pytest.raises(docker.errors.NotFound):
+        await call(sdk.containers.get, container.id)
+
+
+async def test_sdk_blocking_run_with_auto_remove(sdk: Any) -> None:
+    await call(sdk.images.pull, IMAGE)
+    output = await call(sdk.containers.run, IMAGE, ["sh", "-c", "echo auto"], auto_remove=True)
+    assert output == b"auto\n"
+    assert await call(sdk.containers.list, all=True) == []

@@ -27,7 +27,7 @@ from sockerless.frontend.autoremove import (
 from sockerless.frontend.context import FrontendContext, frontend_of
 from sockerless.frontend.follow import ExitWatcher, LogFollower
 from sockerless.frontend.hijack import MULTIPLEXED_STREAM, RAW_STREAM
-from sockerless.frontend.unsupported import requires
+from sockerless.frontend.unsupported import requires, unsupported
 from sockerless.models import WaitCondition, parse_time, unstructure
 from sockerless.server import JSON_CONTENT_TYPE, json_response, query_bool, query_int, read_json
 from sockerless.streams import encode_frame, format_log_time
@@ -79,6 +79,10 @@ async def create_container(request: web.Request) -> web.StreamResponse:
     image = body.get("Image")
     if not isinstance(image, str) or not image:
         raise InvalidParameter("invalid create body: Image is required")
+    if body.get("AttachStdin") is True and not frontend.capabilities.attach:
+        # Refused here, where the CLI shows the message; at attach it would only print
+        # "unable to upgrade to tcp, received 501" and leave the container behind.
+        raise unsupported(frontend, "attaching stdin")
     await _require_image(frontend, image)
     name = request.query.get("name") or None
     body = defer_auto_remove(body, frontend.capabilities)

@@ -48,14 +48,12 @@ class FollowSettings:
     """Bounded polling for log follow and read-only attach on backends that cannot follow.
 
     ``interval`` is the pause between two fetches while output arrives; it grows by ``backoff``
-    up to ``max_interval`` while nothing new arrives. ``lookback`` is how far before the newest
-    line each fetch reaches back, so that lines the backend delivers late (CloudWatch) still show.
+    up to ``max_interval`` while nothing new arrives.
     """
 
     interval: float = 1.0
     max_interval: float = 5.0
     backoff: float = 1.5
-    lookback: float = 5.0
 
 
 @define

@@ -6,10 +6,9 @@ one fetch per interval, the interval growing while nothing new arrives, and emit
 has not emitted before. It ends when the container has exited and a fetch made after the exit
 brings nothing new: the backend's logs for an exited container are then final.
 
-Deduplication: every fetch asks for the lines since ``floor`` (the newest timestamp seen minus a
-look-back window, so that lines a backend delivers late still arrive), and a line is new unless
-its (timestamp, stream, content, position among identical lines) was emitted before. Lines at or
-below the floor are never emitted again.
+Deduplication is by position in the output: a line is identified by its stream and content, and
+each fetch's new lines are those after the end of what was already seen (:func:`continuation`).
+Timestamps are not trusted for this, since a backend may re-stamp lines between fetches.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 
@@ -30,14 +28,12 @@ from sockerless.errors import NotFound, SockerlessError
 from sockerless.frontend.context import FollowSettings
 from sockerless.models import WaitCondition
 
-__all__ = ["ExitWatcher", "LogFollower"]
+__all__ = ["ExitWatcher", "LogFollower", "continuation"]
 
 log = logging.getLogger("sockerless.frontend.follow")
 
 #: Consecutive failed fetches after which following gives up (the backend is down, not slow).
 MAX_CONSECUTIVE_FAILURES = 5
-
-_LineKey = tuple[dt.datetime, int, bytes, int]
 
 
 class ExitWatcher:
@@ -124,37 +120,47 @@ class ExitWatcher:
             interval = min(interval * self._settings.backoff, self._settings.max_interval)
 
 
-@attrs.define
-class _Seen:
-    """What has been emitted: keys of lines above ``floor``; nothing at or below it is new."""
+def continuation(history: list[int], view: list[int]) -> int | None:
+    """Where the lines not seen yet start in ``view``, given the ``history`` of lines already seen.
 
-    floor: dt.datetime | None = None
-    keys: set[_LineKey] = attrs.Factory(set)
-    newest: dt.datetime | None = None
+    Both are lists of line keys in order. Logs only grow, so usually ``view`` starts with
+    ``history`` (the fast path). A backend may also show a shortened view for a while (a tail of
+    the output before the full logs arrive) or re-stamp lines: then the longest end of the history
+    found in the view marks the place (the earliest such place, so that nothing is lost).
+    None: no line of the history is in the view.
+    """
+    seen, size = len(history), len(view)
+    if seen <= size and view[:seen] == history:
+        return seen
+    if not history:
+        return 0
+    best_length, best_end = 0, None
+    last = history[-1]
+    for end in range(1, size + 1):
+        if view[end - 1] != last:
+            continue
+        length = 1
+        while length < seen and length < end and view[end - 1 - length] == history[seen - 1 - length]:
+            length += 1
+        if length > best_length:
+            best_length, best_end = length, end
+    return best_end
 
-    def admit(self, lines: list[LogLine]) -> list[LogLine]:
-        fresh: list[LogLine] = []
-        positions: Counter[tuple[dt.datetime, int, bytes]] = Counter()
-        for line in lines:
-            identity = (line.timestamp, line.stream, line.data)
-            key = (*identity, positions[identity])
-            positions[identity] += 1
-            if (self.floor is not None and line.timestamp <= self.floor) or key in self.keys:
-                continue
-            self.keys.add(key)
-            fresh.append(line)
-            if self.newest is None or line.timestamp > self.newest:
-                self.newest = line.timestamp
-        return fresh
 
-    def raise_floor(self, floor: dt.datetime) -> None:
-        if self.floor is None or floor > self.floor:
-            self.floor = floor
-            self.keys = {key for key in self.keys if key[0] > floor}
+def _key(line: LogLine) -> int:
+    """A line's identity for following: its stream and content. Timestamps are not part of it, because
+    a backend may re-stamp lines (a quick tail first, CloudWatch's own times later)."""
+    return hash((line.stream, line.data))
 
 
 class LogFollower:
-    """Follows a container's logs by polling ``client.fetch_logs``; iterate :meth:`lines`."""
+    """Follows a container's logs by polling ``client.fetch_logs``; iterate :meth:`lines`.
+
+    Every fetch asks for the logs as the client asked for them (``since``, ``until``, streams)
+    without a tail; the first fetch applies the tail itself, and later ones emit what follows the
+    lines already seen (:func:`continuation`). ``after``: lines stamped at or before it belong to
+    an earlier run and are not shown.
+    """
 
     def __init__(
         self,
@@ -169,7 +175,8 @@ class LogFollower:
     ) -> None:
         self._client = client
         self._ref = ref
-        self._options = attrs.evolve(options, follow=False, timestamps=True)
+        self._tail = options.tail
+        self._options = attrs.evolve(options, follow=False, timestamps=True, tail=None)
         self._settings = settings
         self._watcher = watcher
         self._clock = clock
@@ -177,24 +184,14 @@ class LogFollower:
         self.fetches = 0
 
     async def lines(self) -> AsyncIterator[LogLine]:
-        seen = _Seen(floor=self._after)
-        tail = self._options.tail
-        first = True
+        history: list[int] | None = None
         interval = self._settings.interval
         failures = 0
         while True:
             exited_before_fetch = self._watcher.exited.is_set()
             fetched_at = self._clock()
-            since = self._options.since
-            if seen.floor is not None and (since is None or seen.floor > since):
-                since = seen.floor
-            # The first fetch applies the tail; with --tail 0 it still reads one line, to learn
-            # where "now" is in the backend's clock.
-            request_tail = max(tail, 1) if first and tail is not None else None
             try:
-                fetched = await self._client.fetch_logs(
-                    self._ref, attrs.evolve(self._options, since=since, tail=request_tail)
-                )
+                fetched = await self._client.fetch_logs(self._ref, self._options)
             except NotFound:
                 return  # removed while we followed: nothing more will come
             except SockerlessError as exc:
@@ -210,20 +207,14 @@ class LogFollower:
                 continue
             failures = 0
             self.fetches += 1
-            if first and request_tail is not None and len(fetched.lines) >= request_tail:
-                # Older lines were cut by the tail: show the last ``tail`` and never the older ones.
-                lines = fetched.lines
-                shown = lines[len(lines) - request_tail :] if tail else []
-                seen.admit(lines)
-                seen.raise_floor(min(line.timestamp for line in lines))
-                fresh = shown
+            if history is None:
+                fresh = self._first(fetched.lines)
+                history = [_key(line) for line in fetched.lines]
             else:
-                fresh = seen.admit(fetched.lines)
-            first = False
+                fresh = self._new(history, fetched.lines)
+                history.extend(_key(line) for line in fresh)
             for line in fresh:
                 yield line
-            if seen.newest is not None:
-                seen.raise_floor(seen.newest - dt.timedelta(seconds=self._settings.lookback))
             if not fresh and (exited_before_fetch or self._watcher.gone):
                 return  # exited, and a fetch after the exit brought nothing new: final
             until = self._options.until
@@ -232,6 +223,22 @@ class LogFollower:
             interval = self._settings.interval if fresh else interval * self._settings.backoff
             interval = min(interval, self._settings.max_interval)
             await self._pause(interval, exited_before_fetch)
+
+    def _first(self, lines: list[LogLine]) -> list[LogLine]:
+        after = self._after
+        shown = [line for line in lines if after is None or line.timestamp > after]
+        if self._tail is not None:
+            shown = shown[len(shown) - self._tail :] if self._tail > 0 else []
+        return shown
+
+    @staticmethod
+    def _new(history: list[int], lines: list[LogLine]) -> list[LogLine]:
+        start = continuation(history, [_key(line) for line in lines])
+        if start is not None:
+            return lines[start:]
+        # Nothing seen is in this view (a backend that dropped old lines): new is what was not seen.
+        known = set(history)
+        return [line for line in lines if _key(line) not in known]
 
     async def _pause(self, interval: float, exited_before_fetch: bool) -> None:
         """Sleep ``interval``; an exit noticed meanwhile ends the sleep at once (once only)."""

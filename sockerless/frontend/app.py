@@ -181,7 +181,10 @@ def create_app(
     app[_TOKEN_KEY] = token
     for method, path, handler in routes():
         for prefix in ("", _VERSION_PREFIX):
-            app.router.add_route(method, prefix + path, handler)
+            if method == "GET":
+                app.router.add_get(prefix + path, handler)  # and HEAD: the CLI pings with HEAD
+            else:
+                app.router.add_route(method, prefix + path, handler)
     return app
 
 

@@ -2,9 +2,12 @@
 
 It has what Lambda has and lacks what Lambda lacks (logs but no follow, no attach, no exec, no
 networks, no volumes), so the frontend's emulations are exercised against any backend, not only
-Lambda. Output is kept in memory with timestamps; ``log_delay`` makes lines visible only that
-long after they were printed, as CloudWatch does. ``--rm`` removes the container, and its logs,
-at exit, as the Lambda backend does.
+Lambda. Output is kept in memory with timestamps. Two quirks of the Lambda backend can be turned
+on: ``log_delay`` makes lines of a running container visible only that long after they were
+printed (CloudWatch), and ``restamp_after_exit`` stamps every line with the exit time in the first
+fetch after the exit (the quick tail Lambda returns before CloudWatch has the lines). As with
+Lambda, the logs of an exited container are final, and ``--rm`` removes the container and its
+logs at exit.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import signal
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, ClassVar
+
+import attrs
 
 from sockerless.backend import BaseBackend, ContainerLogs, Filters, LogLine, LogsOptions
 from sockerless.errors import Conflict, InvalidParameter, NotFound, NotModified
@@ -55,12 +60,14 @@ class LocalBackend(BaseBackend):
     name: ClassVar[str] = "local"
     capabilities: ClassVar[Capabilities] = Capabilities(logs=True, image_pull=True, max_timeout_seconds=60)
 
-    def __init__(self, *, log_delay: float = 0.0) -> None:
+    def __init__(self, *, log_delay: float = 0.0, restamp_after_exit: bool = False) -> None:
         self.log_delay = log_delay
+        self.restamp_after_exit = restamp_after_exit
+        self._restamped: set[str] = set()
         self.records: dict[str, ContainerRecord] = {}
         self.output: dict[str, list[LogLine]] = {}
         self.images: dict[str, Image] = {}
-        self.pull_auth: list[str] = []
+        self.pulls: list[ImagePullRequest] = []
         self.calls: Counter[str] = Counter()
         self.waiters = ContainerWaiters(tombstone_seconds=60)
         self._processes: dict[str, asyncio.subprocess.Process] = {}
@@ -157,6 +164,7 @@ class LocalBackend(BaseBackend):
             start_new_session=True,
         )
         record.status, record.started_at, record.pid = "running", _now(), process.pid
+        self._restamped.discard(record.id)
         self._processes[record.id] = process
         self._runs[record.id] = asyncio.create_task(self._run(record, process))
 
@@ -237,8 +245,13 @@ class LocalBackend(BaseBackend):
     async def container_logs(self, ref: str, options: LogsOptions) -> ContainerLogs:
         self.calls["logs"] += 1
         record = self._resolve(ref)
-        visible_until = _now() - dt.timedelta(seconds=self.log_delay)
-        lines = [line for line in self.output[record.id] if line.timestamp <= visible_until]
+        lines = self.output[record.id]
+        if record.status == "running":
+            visible_until = _now() - dt.timedelta(seconds=self.log_delay)
+            lines = [line for line in lines if line.timestamp <= visible_until]
+        elif self.restamp_after_exit and record.finished_at and record.id not in self._restamped:
+            self._restamped.add(record.id)
+            lines = [attrs.evolve(line, timestamp=record.finished_at) for line in lines]
         return ContainerLogs(tty=record.config.tty, lines=iterate(select(lines, options)))
 
     async def prune_containers(self, filters: Filters) -> PruneResponse:
@@ -252,7 +265,7 @@ class LocalBackend(BaseBackend):
     # ------------------------------------------------------------------ images
 
     async def pull_image(self, request: ImagePullRequest) -> AsyncIterator[dict[str, Any]]:
-        self.pull_auth.append(request.auth)
+        self.pulls.append(request)
         reference = normalize_reference(request.reference)
         yield {"status": f"Pulling from {reference}"}
         if "missing" in reference:

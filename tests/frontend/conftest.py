@@ -103,17 +103,19 @@ class DockerCLI:
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         }
 
-    async def __call__(self, *args: str, timeout: float = CLIENT_TIMEOUT) -> Result:
+    async def __call__(
+        self, *args: str, input: bytes | None = None, timeout: float = CLIENT_TIMEOUT
+    ) -> Result:
         process = await asyncio.create_subprocess_exec(
             DOCKER,
             *args,
-            stdin=asyncio.subprocess.DEVNULL,
+            stdin=asyncio.subprocess.DEVNULL if input is None else asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             env=self.env,
         )
         try:
-            out, err = await asyncio.wait_for(process.communicate(), timeout)
+            out, err = await asyncio.wait_for(process.communicate(input), timeout)
         except TimeoutError:
             process.kill()
             await process.wait()

@@ -210,6 +210,7 @@ class DockerFrontend:
         attach_mode: str = AttachMode.READ_ONLY.value,
         follow_poll_interval: float = 1.0,
         follow_max_interval: float = 5.0,
+        emulate_follow: bool = True,
         token: str = "",
         backend_token: str = "",
         allow_public: bool = False,
@@ -226,6 +227,7 @@ class DockerFrontend:
         self._follow = FollowSettings(
             interval=follow_poll_interval, max_interval=max(follow_poll_interval, follow_max_interval)
         )
+        self._emulate_follow = emulate_follow
         self._token, self._backend_token = token, backend_token
         self._allow_public = allow_public
         self._backend_wait = backend_wait
@@ -295,6 +297,7 @@ class DockerFrontend:
                 backend_version=backend_version,
                 attach_mode=self._attach_mode,
                 follow=self._follow,
+                emulate_follow=self._emulate_follow,
             )
             self._runner = web.AppRunner(
                 create_app(context, token=self._token),

@@ -19,7 +19,7 @@ from aiohttp import web
 from sockerless.backend import AttachOptions, LogsOptions
 from sockerless.errors import SockerlessError
 from sockerless.frontend.autoremove import is_deferred
-from sockerless.frontend.context import AttachMode, frontend_of
+from sockerless.frontend.context import frontend_of
 from sockerless.frontend.follow import ExitWatcher, LogFollower
 from sockerless.frontend.hijack import (
     MULTIPLEXED_STREAM,
@@ -77,7 +77,7 @@ async def attach_container(request: web.Request) -> web.StreamResponse:
     if frontend.capabilities.attach:
         upstream = frontend.client.attach_container(request.match_info["id"], dict(request.query))
         return await pipe_upgraded(request, upstream)
-    if frontend.attach_mode is AttachMode.STRICT or not frontend.capabilities.logs:
+    if not frontend.emulates_attach:
         raise unsupported(frontend, "attach")
     if options.stdin:
         raise unsupported(frontend, "attaching stdin")

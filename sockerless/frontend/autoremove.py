@@ -30,7 +30,7 @@ from sockerless.client import BackendClient
 from sockerless.errors import Conflict, NotFound, SockerlessError
 from sockerless.frontend.context import FollowSettings
 from sockerless.frontend.follow import ExitWatcher
-from sockerless.models import Capabilities, Container, ContainerSummary, WaitCondition
+from sockerless.models import Container, ContainerSummary, WaitCondition
 
 __all__ = [
     "AUTO_REMOVE_LABEL",
@@ -39,7 +39,6 @@ __all__ = [
     "hide_label",
     "is_deferred",
     "shows_auto_remove",
-    "streams_are_emulated",
 ]
 
 log = logging.getLogger("sockerless.frontend.autoremove")
@@ -50,11 +49,7 @@ AUTO_REMOVE_LABEL = "sockerless.frontend.auto-remove"
 FALLBACK_GRACE_SECONDS = 5.0
 
 
-def streams_are_emulated(capabilities: Capabilities) -> bool:
-    return capabilities.logs and not (capabilities.attach and capabilities.logs_follow)
-
-
-def defer_auto_remove(body: Mapping[str, Any], capabilities: Capabilities) -> dict[str, Any]:
+def defer_auto_remove(body: Mapping[str, Any], streams_are_emulated: bool) -> dict[str, Any]:
     """The create body to send: ``--rm`` of an attached create moved to the label, else unchanged."""
     result = dict(body)
     host_config = body.get("HostConfig")
@@ -62,7 +57,7 @@ def defer_auto_remove(body: Mapping[str, Any], capabilities: Capabilities) -> di
         not isinstance(host_config, Mapping)
         or host_config.get("AutoRemove") is not True
         or not (body.get("AttachStdout") or body.get("AttachStderr"))
-        or not streams_are_emulated(capabilities)
+        or not streams_are_emulated
     ):
         return result
     labels = body.get("Labels")

@@ -22,7 +22,6 @@ from sockerless.frontend.autoremove import (
     hide_label,
     is_deferred,
     shows_auto_remove,
-    streams_are_emulated,
 )
 from sockerless.frontend.context import FrontendContext, frontend_of
 from sockerless.frontend.follow import ExitWatcher, LogFollower
@@ -85,7 +84,7 @@ async def create_container(request: web.Request) -> web.StreamResponse:
         raise unsupported(frontend, "attaching stdin")
     await _require_image(frontend, image)
     name = request.query.get("name") or None
-    body = defer_auto_remove(body, frontend.capabilities)
+    body = defer_auto_remove(body, frontend.emulates_attach or frontend.emulates_follow)
     created = await frontend.detach(frontend.client.create_container(body, name))
     return json_response(unstructure(created), 201)
 
@@ -122,7 +121,7 @@ async def inspect_container(request: web.Request) -> web.StreamResponse:
 async def start_container(request: web.Request) -> web.StreamResponse:
     frontend = frontend_of(request)
     await frontend.detach(frontend.client.start_container(_ref(request)))
-    if streams_are_emulated(frontend.capabilities):
+    if frontend.emulates_attach or frontend.emulates_follow:
         with contextlib.suppress(SockerlessError):
             container = await frontend.client.inspect_container(_ref(request))
             if is_deferred(container):
@@ -224,7 +223,7 @@ def logs_options(request: web.Request) -> LogsOptions:
 async def container_logs(request: web.Request) -> web.StreamResponse:
     frontend = frontend_of(request)
     options = logs_options(request)
-    if options.follow and not frontend.capabilities.logs_follow:
+    if options.follow and frontend.emulates_follow:
         return await _follow_logs(request, frontend, options)
     async with frontend.client.container_logs(_ref(request), options) as stream:
         response = web.StreamResponse(status=200, headers={"Content-Type": stream.content_type})

@@ -64,6 +64,8 @@ class FrontendContext:
     backend_version: VersionInfo = field(factory=lambda: VersionInfo(version=""))
     attach_mode: AttachMode = AttachMode.READ_ONLY
     follow: FollowSettings = field(factory=FollowSettings)
+    #: Emulate ``logs?follow=1`` by polling when the backend cannot follow.
+    emulate_follow: bool = True
     #: State-changing backend calls shielded from client disconnects; drained at shutdown.
     detached: set[asyncio.Task[Any]] = field(factory=set)
 
@@ -74,6 +76,18 @@ class FrontendContext:
     @property
     def capabilities(self) -> Capabilities:
         return self.report.capabilities
+
+    @property
+    def emulates_attach(self) -> bool:
+        """Attach is answered from the logs: the backend has logs but no attach, and the mode allows it."""
+        caps = self.capabilities
+        return caps.logs and not caps.attach and self.attach_mode is AttachMode.READ_ONLY
+
+    @property
+    def emulates_follow(self) -> bool:
+        """``logs?follow=1`` is answered by polling: the backend has logs but cannot follow."""
+        caps = self.capabilities
+        return caps.logs and not caps.logs_follow and self.emulate_follow
 
     async def detach(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run a state-changing backend call so that a client hanging up cannot cut it in half."""

@@ -160,3 +160,14 @@ async def test_a_client_leaving_a_follow_stops_the_polling(
     settled = local_backend.calls["logs"]
     await asyncio.sleep(0.5)  # longer than the largest poll interval: no fetch may happen
     assert local_backend.calls["logs"] == settled
+
+
+@pytest.mark.parametrize("frontend_options", [{"emulate_follow": False}])
+async def test_follow_emulation_switched_off_answers_the_logs_so_far(
+    http: aiohttp.ClientSession, local_backend: LocalBackend
+) -> None:
+    container_id = await start(http, "echo now; sleep 30")
+    await eventually(lambda: len(local_backend.output[container_id]) == 1)
+    assert await follow(http, container_id) == [(1, b"now\n")]  # ends although the container runs
+    async with http.delete(f"/containers/{container_id}", params={"force": "1"}):
+        pass

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient
@@ -114,7 +115,9 @@ class Api:
 
 @pytest_asyncio.fixture
 async def api(backend: LambdaBackend, aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]]) -> Api:
-    return Api(await aiohttp_client(create_app(backend)), backend)
+    # No connection cap: hundreds of waits hold a connection each while starts still need one.
+    unlimited = aiohttp.TCPConnector(limit=0)
+    return Api(await aiohttp_client(create_app(backend), connector=unlimited), backend)
 
 
 async def eventually(

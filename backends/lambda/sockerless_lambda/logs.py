@@ -259,6 +259,9 @@ class LogReader:
         if self._watch_loop is None or self._watch_loop.done():
             self._watch_loop = asyncio.create_task(self._keep_reading())
         try:
+            # Read at least once, even past the deadline: after a long outage the end is in CloudWatch.
+            with contextlib.suppress(SockerlessError):
+                await self.refresh(max_wait=max(60.0, self._interval * 10))
             while True:
                 summary = summarize_run(
                     self.events(function_name), request_id=request_id, after_ms=after_ms, exclude=excluded

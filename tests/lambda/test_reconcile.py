@@ -1,0 +1,260 @@
+"""Restarts: containers survive, a run in flight when the process died is recovered, orphans are found."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from sockerless.backend import BackendRuntime, LogsOptions
+from sockerless.cli import _instance_id
+from sockerless.models import ContainerConfig, ContainerCreateRequest, HostConfig
+from sockerless.store import ContainerRecord
+from sockerless_lambda.backend import LambdaBackend
+from sockerless_lambda.config import LambdaConfig
+from sockerless_lambda.reconcile import find_orphans
+
+API = "/internal/v1"
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/jobs:latest"
+BACKEND_MAIN = "import sys; from sockerless_lambda.cli import main; sys.exit(main())"
+
+
+def backend_flags(simulator, state_path: str) -> list[str]:
+    return [
+        "--store-path", state_path,
+        "--lambda-region", simulator.region,
+        "--lambda-role-arn", simulator.role_arn,
+        "--lambda-endpoint-url", simulator.endpoint_url,
+        "--lambda-log-read-interval", "0.25",
+    ]  # fmt: skip
+
+
+async def restarted(simulator, state_path: str, **overrides) -> LambdaBackend:
+    config = LambdaConfig(
+        region=simulator.region,
+        role_arn=simulator.role_arn,
+        endpoint_url=simulator.endpoint_url,
+        log_read_interval=0.25,
+        **overrides,
+    )
+    backend = LambdaBackend(config, BackendRuntime(state_path, _instance_id(state_path)))
+    await backend.start()
+    return backend
+
+
+async def test_an_invocation_in_flight_when_the_backend_was_killed_is_recovered(
+    lambda_simulator, tmp_path: Path, poll
+) -> None:
+    state_path, socket_path = str(tmp_path / "state.sqlite3"), str(tmp_path / "backend.sock")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        BACKEND_MAIN,
+        "--server-socket",
+        socket_path,
+        *backend_flags(lambda_simulator, state_path),
+        env=dict(os.environ),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=socket_path)) as session:
+
+            async def serving() -> bool:
+                assert process.returncode is None, "the backend process exited"
+                try:
+                    async with session.get(f"http://backend{API}/capabilities") as response:
+                        return response.status == 200
+                except aiohttp.ClientConnectionError:
+                    return False
+
+            await poll(serving, timeout=30)
+            body = {"Image": IMAGE, "Cmd": ["sh", "-c", "sleep 3; echo done; exit 4"]}
+            async with session.post(f"http://backend{API}/containers", json=body) as response:
+                container_id = (await response.json())["Id"]
+            async with session.post(f"http://backend{API}/containers/{container_id}/start") as response:
+                assert response.status == 204
+
+            async def invoking() -> bool:
+                return lambda_simulator.stats.running >= 1
+
+            await poll(invoking, timeout=20)
+        process.send_signal(signal.SIGKILL)  # mid-invocation: the command still sleeps in the simulator
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await asyncio.wait_for(process.wait(), 10)
+
+    backend = await restarted(lambda_simulator, state_path)
+    try:
+        assert backend.store.resolve_container(container_id).status == "running"
+
+        async def exited() -> bool:
+            return backend.store.resolve_container(container_id).status == "exited"
+
+        await poll(exited, timeout=30)
+        record = backend.store.resolve_container(container_id)
+        assert (record.exit_code, record.error) == (4, "")
+        assert lambda_simulator.stats.snapshot()["invocations"]["started"] == 1  # never invoked twice
+        logs = await backend.container_logs(container_id, LogsOptions())
+        assert b"".join([line.data async for line in logs.lines]) == b"done\n"
+    finally:
+        await backend.close()
+
+
+async def test_a_start_that_never_reached_lambda_is_sent_after_a_restart(
+    backend, lambda_simulator, poll
+) -> None:
+    created = await backend.create_container(
+        ContainerCreateRequest(config=ContainerConfig(image=IMAGE, cmd=["sh", "-c", "exit 9"])), None
+    )
+    record = backend.store.resolve_container(created.id)
+    record.status, record.started_at = "running", dt.datetime.now(dt.UTC)
+    record.backend_fields["invocation"] = "queued"
+    await backend.store.save_container(record)
+    await backend.close()
+    await backend.start()
+
+    async def exited() -> bool:
+        return backend.store.resolve_container(created.id).status == "exited"
+
+    await poll(exited)
+    assert backend.store.resolve_container(created.id).exit_code == 9
+
+
+async def test_a_run_whose_end_never_shows_is_marked_unknown_after_timeout_and_margin(backend, poll) -> None:
+    created = await backend.create_container(
+        ContainerCreateRequest(config=ContainerConfig(image=IMAGE)), None
+    )
+    record = backend.store.resolve_container(created.id)
+    record.status = "running"
+    record.started_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=backend.config.timeout + 61)
+    record.backend_fields["invocation"] = "sent"
+    await backend.store.save_container(record)
+    await backend.close()
+    await backend.start()
+
+    async def exited() -> bool:
+        return backend.store.resolve_container(created.id).status == "exited"
+
+    await poll(exited)
+    record = backend.store.resolve_container(created.id)
+    assert record.exit_code == 255
+    assert "outcome of the Lambda invocation" in record.error and "unknown" in record.error
+
+
+async def test_records_stuck_creating_are_finished_or_cleaned(backend, lambda_simulator) -> None:
+    made = await backend.create_container(ContainerCreateRequest(config=ContainerConfig(image=IMAGE)), "made")
+    record = backend.store.resolve_container(made.id)
+    record.backend_fields["function_state"] = "creating"
+    record.backend_fields.pop("function_arn")
+    await backend.store.save_container(record)
+    never = ContainerRecord(
+        id="f" * 64,
+        name="never",
+        created=dt.datetime.now(dt.UTC),
+        image=IMAGE,
+        config=ContainerConfig(image=IMAGE),
+        host_config=HostConfig(),
+        backend_fields={"function_name": "skls-" + "f" * 24, "function_state": "creating"},
+    )
+    await backend.store.add_container(never)
+    await backend.close()
+    await backend.start()
+    finished = backend.store.resolve_container(made.id).backend_fields
+    assert finished["function_state"] == "Active"
+    assert finished["function_arn"].endswith(":function:skls-" + made.id[:24])
+    assert backend.store.get_container(never.id) is None
+
+
+async def test_an_interrupted_removal_is_finished(backend) -> None:
+    created = await backend.create_container(
+        ContainerCreateRequest(config=ContainerConfig(image=IMAGE)), None
+    )
+    record = backend.store.resolve_container(created.id)
+    record.status = "removing"
+    await backend.store.save_container(record)
+    await backend.close()
+    await backend.start()
+    assert backend.store.get_container(created.id) is None
+
+
+async def test_functions_tagged_as_ours_but_unknown_are_orphans(
+    backend, lambda_simulator, state_path, caplog
+) -> None:
+    control = backend.clients.control
+    tags = {"sockerless:managed": "true", "sockerless:container-id": "a" * 64, "sockerless:name": "lost"}
+    for name, instance in (("skls-" + "a" * 24, "test-instance"), ("skls-" + "b" * 24, "someone-else")):
+        await control.create_function(
+            FunctionName=name,
+            Role=lambda_simulator.role_arn,
+            PackageType="Image",
+            Code={"ImageUri": IMAGE},
+            Tags={**tags, "sockerless:instance": instance},
+        )
+    await control.create_function(
+        FunctionName="skls-" + "c" * 24,
+        Role=lambda_simulator.role_arn,
+        PackageType="Image",
+        Code={"ImageUri": IMAGE},
+    )
+    await backend.create_container(ContainerCreateRequest(config=ContainerConfig(image=IMAGE)), None)
+    orphans = await find_orphans(backend.clients, backend.store, backend.config, "test-instance")
+    assert sorted((o.function_name, o.mine) for o in orphans) == [
+        ("skls-" + "a" * 24, True),
+        ("skls-" + "b" * 24, False),
+    ]
+    with caplog.at_level(logging.WARNING, logger="sockerless.lambda"):
+        await backend.close()
+        await backend.start()
+        await asyncio.sleep(0)
+        for _ in range(100):
+            if any("orphaned Lambda function" in r.getMessage() for r in caplog.records):
+                break
+            await asyncio.sleep(0.05)
+    assert sum("orphaned Lambda function" in r.getMessage() for r in caplog.records) == 2
+
+
+async def test_the_orphans_command_lists_and_deletes_this_instances_orphans(
+    lambda_simulator, tmp_path: Path
+) -> None:
+    state_path = str(tmp_path / "state.sqlite3")
+    backend = await restarted(lambda_simulator, state_path)
+    try:
+        name = "skls-" + "d" * 24
+        await backend.clients.control.create_function(
+            FunctionName=name,
+            Role=lambda_simulator.role_arn,
+            PackageType="Image",
+            Code={"ImageUri": IMAGE},
+            Tags={"sockerless:managed": "true", "sockerless:instance": _instance_id(state_path)},
+        )
+    finally:
+        await backend.close()
+    command = [sys.executable, "-c", BACKEND_MAIN, "orphans", *backend_flags(lambda_simulator, state_path)]
+    listed = await asyncio.to_thread(
+        subprocess.run, command, capture_output=True, text=True, timeout=60, env=dict(os.environ)
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert name in listed.stdout and "this instance" in listed.stdout
+    deleted = await asyncio.to_thread(
+        subprocess.run,
+        [*command, "--delete"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ),
+    )
+    assert deleted.returncode == 0, deleted.stderr
+    assert f"deleted {name}" in deleted.stdout
+    again = await asyncio.to_thread(
+        subprocess.run, command, capture_output=True, text=True, timeout=60, env=dict(os.environ)
+    )
+    assert "no orphaned functions" in again.stdout

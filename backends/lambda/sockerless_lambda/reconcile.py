@@ -106,12 +106,13 @@ async def find_orphans(
 
     Costs one ListFunctions page per 50 functions plus one ListTags per unknown prefixed function.
     """
-    known = {str(r.backend_fields.get(Fields.FUNCTION_NAME)) for r in store.containers()}
     listing = AwsOperation("lambda", "ListFunctions", "list functions")
     orphans: list[Orphan] = []
     params: dict[str, Any] = {}
     while True:
         page = await call(listing, clients.control.list_functions, **params)
+        # Known as of now: containers created while the listing runs are not orphans.
+        known = {str(r.backend_fields.get(Fields.FUNCTION_NAME)) for r in store.containers()}
         for function in page.get("Functions", ()):
             name = str(function.get("FunctionName", ""))
             if not name.startswith(config.function_prefix) or name in known:

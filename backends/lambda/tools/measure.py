@@ -103,9 +103,8 @@ async def lifecycle() -> None:
         delta = {k: v - previous.get(k, 0) for k, v in totals.items() if v - previous.get(k, 0)}
         print(f"{step:24} {sum(delta.values()):3}  {', '.join(f'{k} {v}' for k, v in sorted(delta.items()))}")
         previous = totals
-    print(
-        f"{'total':24} {sum(previous.values()):3}  {', '.join(f'{k} {v}' for k, v in sorted(previous.items()))}"
-    )
+    per_operation = ", ".join(f"{k} {v}" for k, v in sorted(previous.items()))
+    print(f"{'total':24} {sum(previous.values()):3}  {per_operation}")
 
 
 async def log_reads(count: int, seconds: float) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -113,3 +114,33 @@ async def test_tag_adds_a_reference_to_the_same_image(api) -> None:
     tagged = await (await api.client.get(f"{API}/images/inspect", params={"name": "myrepo/alpine:v1"})).json()
     original = await (await api.client.get(f"{API}/images/inspect", params={"name": "alpine:3.20"})).json()
     assert tagged["Id"] == original["Id"]
+
+
+async def test_start_up_creates_the_log_group_with_retention_and_tag(backend) -> None:
+    groups = await backend.clients.logs.describe_log_groups(logGroupNamePrefix="/sockerless/lambda")
+    assert [(g["logGroupName"], g.get("retentionInDays")) for g in groups["logGroups"]] == [
+        ("/sockerless/lambda", 30)
+    ]
+    tags = await backend.clients.logs.list_tags_log_group(logGroupName="/sockerless/lambda")
+    assert tags["tags"] == {"sockerless:managed": "true"}
+
+
+DENY_LOG_GROUP = {
+    "kind": "error",
+    "operation": "logs:CreateLogGroup",
+    "status": 400,
+    "code": "AccessDeniedException",
+}
+
+
+@pytest.mark.lambda_simulator(faults=[DENY_LOG_GROUP])
+async def test_without_permission_to_create_the_log_group_start_up_only_warns(backend, caplog) -> None:
+    started = caplog.get_records("setup")  # the backend fixture started it
+    assert any("cannot create the log group" in record.getMessage() for record in started)
+
+
+async def test_aws_request_ids_reach_the_request_log(api, caplog) -> None:
+    with caplog.at_level(logging.INFO, logger="sockerless.access"):
+        await api.create()
+    lines = [r for r in caplog.records if r.name == "sockerless.access" and r.fields["method"] == "POST"]
+    assert lines and lines[-1].fields["cloud_request_ids"]

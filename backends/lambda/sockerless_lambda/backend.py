@@ -17,7 +17,7 @@ from typing import Any, ClassVar, TypeVar
 import attrs
 
 from sockerless.backend import BackendRuntime, BaseBackend, ContainerLogs, Filters, LogsOptions
-from sockerless.errors import AccessDenied, Conflict, SockerlessError
+from sockerless.errors import AccessDenied, SockerlessError
 from sockerless.models import (
     BackendInfo,
     Capabilities,
@@ -201,7 +201,7 @@ class LambdaBackend(BaseBackend):
                     logGroupName=group,
                     retentionInDays=self.config.log_retention_days,
                 )
-            except (AccessDenied, Conflict) as exc:
+            except SockerlessError as exc:  # denied, or no group (creation was denied): not fatal
                 log.warning("cannot set the log group's retention: %s", exc.message)
 
     async def _report_orphans(self) -> None:

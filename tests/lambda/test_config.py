@@ -142,3 +142,13 @@ async def test_simulate_starts_an_embedded_simulator_and_runs_containers(tmp_pat
     finally:
         await backend.close()
     assert backend.simulator is None
+
+
+def test_the_readme_configuration_table_is_the_generated_one() -> None:
+    from sockerless.config import reference_markdown
+
+    readme = (Path(__file__).parents[2] / "backends" / "lambda" / "README.md").read_text()
+    table = reference_markdown({"lambda": LambdaConfig}).split("\n", 2)[2].strip()
+    assert table in readme, (
+        "regenerate the table in backends/lambda/README.md (command in the comment above it)"
+    )

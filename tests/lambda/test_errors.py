@@ -165,3 +165,17 @@ async def test_a_delete_function_failure_keeps_the_container(api, lambda_simulat
     assert response.status == 502
     assert (await response.json())["message"].startswith("lambda: delete function skls-")
     assert (await api.inspect(container_id))["State"]["Status"] == "created"
+
+
+@pytest.mark.parametrize("config_overrides", [{"timeout": 1}])
+async def test_a_lost_invoke_answer_is_never_resent_and_ends_unknown(
+    api, lambda_simulator, monkeypatch, config_overrides
+) -> None:
+    from sockerless_lambda import containers
+
+    monkeypatch.setattr(containers, "RECOVERY_MARGIN_SECONDS", 1.0)
+    lambda_simulator.add_fault({"kind": "drop", "operation": "lambda:Invoke", "count": 1})
+    _, result = await api.run("exit 0")
+    assert result["StatusCode"] == 255
+    assert "unknown" in result["Error"]["Message"]
+    assert lambda_simulator.stats.snapshot()["calls"]["lambda:Invoke"] == 1  # may have run: not sent again

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import platform
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Coroutine
 from typing import Any, ClassVar, TypeVar
 
 import attrs
@@ -170,11 +170,8 @@ class LambdaBackend(BaseBackend):
             await self.simulator.stop()
             self.simulator = None
 
-    def _spawn(self, work: Awaitable[None]) -> None:
-        async def owned() -> None:
-            await work
-
-        task = asyncio.create_task(owned())
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 

@@ -184,10 +184,10 @@ class ContainerService:
         record = self._store.resolve_container(ref)
         if record.status == "running":
             raise NotModified(f"container {record.id} is already running")
-        if record.status == "removing" or record.backend_fields.get(Fields.FUNCTION_STATE) == CREATING:
-            raise Conflict(
-                f"container {record.id} is being {(record.status == 'removing' and 'removed') or 'created'}"
-            )
+        if record.status == "removing":
+            raise Conflict(f"container {record.id} is being removed")
+        if record.backend_fields.get(Fields.FUNCTION_STATE) == CREATING:
+            raise Conflict(f"container {record.id} is still being created")
         fields = record.backend_fields
         if fields.get(Fields.REQUEST_ID):
             past = [*fields.get(Fields.PAST_REQUEST_IDS, []), fields[Fields.REQUEST_ID]]

@@ -173,7 +173,6 @@ def summarize_run(
 
 @define
 class _FunctionLog:
-    need_from_ms: int
     events: list[LogEvent]
     ids: set[str]
     end_seen_at: dict[str, float]
@@ -204,18 +203,13 @@ class LogReader:
         self._updated = asyncio.Event()
         self._watchers = 0
         self._watch_loop: asyncio.Task[None] | None = None
-        self.calls = 0
 
     # -- which functions to read
 
     def track(self, function_name: str, since: dt.datetime) -> None:
         """Collect ``function_name``'s events from ``since`` on (backfilled at the next fetch if needed)."""
         since_ms = int(since.timestamp() * 1000)
-        known = self._functions.get(function_name)
-        if known is None:
-            self._functions[function_name] = _FunctionLog(since_ms, [], set(), {})
-        else:
-            known.need_from_ms = min(known.need_from_ms, since_ms)
+        self._functions.setdefault(function_name, _FunctionLog([], set(), {}))
         if self._covered_from_ms is None or since_ms < self._covered_from_ms:
             self._backfill_ms = since_ms if self._backfill_ms is None else min(self._backfill_ms, since_ms)
 
@@ -322,7 +316,6 @@ class LogReader:
         params: dict[str, Any] = {"logGroupName": self._group, "startTime": start_ms, "interleaved": True}
         while True:
             await self._pace()
-            self.calls += 1
             try:
                 page = await call(operation, self._clients.logs.filter_log_events, **params)
             except SockerlessError as exc:

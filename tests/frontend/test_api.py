@@ -435,3 +435,22 @@ async def test_an_unreachable_backend_is_a_clear_503(
         message = (await response.json())["message"]
     assert message.startswith(f"cannot reach the sockerless backend at {address}: ")
     assert message.endswith("; is it running?")
+
+
+async def test_logs_since_and_until_reach_the_backend(http: aiohttp.ClientSession) -> None:
+    container_id = await create(http, ["sh", "-c", "echo line"])
+    await http.post(f"/containers/{container_id}/start")
+    await wait_exit(http, container_id)
+
+    async def output(**query: str) -> bytes:
+        params = {"stdout": "1", **query}
+        async with http.get(f"/containers/{container_id}/logs", params=params) as response:
+            assert response.status == 200, await response.text()
+            return b"".join(data for _, data in decode_frames(await response.read())[0])
+
+    assert await output(since="0") == b"line\n"
+    assert await output(since="4102444800.5") == b""  # 2100
+    assert await output(until="1") == b""
+    assert await output(until="4102444800") == b"line\n"
+    async with http.get(f"/containers/{container_id}/logs", params={"stdout": "1", "since": "soon"}) as r:
+        await expect_error(r, 400, "invalid time 'soon': expected RFC 3339 or unix seconds")

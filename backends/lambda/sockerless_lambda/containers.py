@@ -14,7 +14,6 @@ The store holds the container and its function; ``backend_fields`` keeps the Lam
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import secrets
@@ -42,7 +41,7 @@ from sockerless.waiters import ContainerWaiters, ExitStatus
 from sockerless_lambda.aws import AwsClients, call
 from sockerless_lambda.config import LambdaConfig
 from sockerless_lambda.errors import AwsOperation
-from sockerless_lambda.functions import function_spec, validate_container_name
+from sockerless_lambda.functions import delete_function, function_spec, validate_container_name
 from sockerless_lambda.images import ImageService
 from sockerless_lambda.invocations import (
     EXIT_FAILURE,
@@ -175,7 +174,7 @@ class ContainerService:
                 MaximumRetryAttempts=0,
             )
         except SockerlessError:
-            await self._delete_function(function_name)
+            await delete_function(self._clients, function_name)
             raise
 
     # ------------------------------------------------------------------ start / stop / kill / restart
@@ -364,7 +363,7 @@ class ContainerService:
         record.status = "removing"
         await self._store.save_container(record)
         try:
-            await self._delete_function(str(record.backend_fields[Fields.FUNCTION_NAME]))
+            await delete_function(self._clients, str(record.backend_fields[Fields.FUNCTION_NAME]))
         except SockerlessError:
             record.status = previous
             await self._store.save_container(record)
@@ -374,14 +373,6 @@ class ContainerService:
         status = ExitStatus(EXIT_KILLED, "") if was_running else ExitStatus(record.exit_code, record.error)
         self._waiters.removed(record.id, record.name, status)
         log.info("container removed", extra={"fields": {"container": record.id}})
-
-    async def _delete_function(self, function_name: str) -> None:
-        with contextlib.suppress(NotFound):
-            await call(
-                AwsOperation("lambda", "DeleteFunction", "delete function", function_name),
-                self._clients.control.delete_function,
-                FunctionName=function_name,
-            )
 
     async def prune(self, filters: Filters) -> PruneResponse:
         until = [parse_time(value) for value in filters.get("until", [])]

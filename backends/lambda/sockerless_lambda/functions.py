@@ -1,5 +1,5 @@
-"""What Lambda accepts: a container create request checked against Lambda's limits and turned into
-``CreateFunction`` parameters, before any AWS call.
+"""Lambda functions: a container create request checked against Lambda's limits and turned into
+``CreateFunction`` parameters before any AWS call, and their deletion.
 
 Lambda (and moto, which checks almost nothing) would accept or reject these only after a round
 trip; checking here answers 400 at once with a message saying what to change.
@@ -7,6 +7,7 @@ trip; checking here answers 400 at once with a message saying what to change.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from collections.abc import Mapping
@@ -14,9 +15,11 @@ from typing import Any
 
 from attrs import frozen
 
-from sockerless.errors import InvalidParameter, NotImplementedByBackend
+from sockerless.errors import InvalidParameter, NotFound, NotImplementedByBackend
 from sockerless.models import ContainerCreateRequest
+from sockerless_lambda.aws import AwsClients, call
 from sockerless_lambda.config import FUNCTION_ID_LENGTH, LambdaConfig
+from sockerless_lambda.errors import AwsOperation
 
 __all__ = [
     "ENV_TOTAL_LIMIT",
@@ -24,6 +27,7 @@ __all__ = [
     "MAX_TAGS",
     "RESERVED_ENV_KEYS",
     "FunctionSpec",
+    "delete_function",
     "function_name_for",
     "function_spec",
     "validate_container_name",
@@ -66,6 +70,16 @@ class FunctionSpec:
     params: dict[str, Any]
     warnings: list[str]
     memory_mb: int
+
+
+async def delete_function(clients: AwsClients, function_name: str) -> None:
+    """DeleteFunction; a function already gone is fine."""
+    with contextlib.suppress(NotFound):
+        await call(
+            AwsOperation("lambda", "DeleteFunction", "delete function", function_name),
+            clients.control.delete_function,
+            FunctionName=function_name,
+        )
 
 
 def function_name_for(container_id: str, config: LambdaConfig) -> str:

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from typing import Any
 
@@ -27,7 +26,7 @@ from sockerless_lambda.aws import AwsClients, call
 from sockerless_lambda.config import LambdaConfig
 from sockerless_lambda.containers import CREATING, QUEUED, ContainerService, Fields
 from sockerless_lambda.errors import AwsOperation
-from sockerless_lambda.functions import CONTAINER_ID_TAG, INSTANCE_TAG, MANAGED_TAG, NAME_TAG
+from sockerless_lambda.functions import CONTAINER_ID_TAG, INSTANCE_TAG, MANAGED_TAG, NAME_TAG, delete_function
 
 __all__ = ["Orphan", "delete_orphans", "find_orphans", "reconcile_containers"]
 
@@ -147,11 +146,6 @@ async def delete_orphans(clients: AwsClients, orphans: list[Orphan]) -> list[str
     for orphan in orphans:
         if not orphan.mine:
             continue
-        with contextlib.suppress(NotFound):
-            await call(
-                AwsOperation("lambda", "DeleteFunction", "delete function", orphan.function_name),
-                clients.control.delete_function,
-                FunctionName=orphan.function_name,
-            )
+        await delete_function(clients, orphan.function_name)
         deleted.append(orphan.function_name)
     return deleted

@@ -57,3 +57,40 @@ async def test_running_invocations_are_counted(
         lambda: lambda_simulator.stats.snapshot()["invocations"]["running"] == 0, what="0 running"
     )
     assert lambda_simulator.stats.snapshot()["invocations"]["succeeded"] == 3
+
+
+def starts_of(events: list[dict[str, Any]], request_id: str) -> int:
+    return sum(event["message"] == f"START RequestId: {request_id} Version: $LATEST\n" for event in events)
+
+
+@pytest.mark.lambda_simulator(event_retry_delays=(0.05, 0.05))
+async def test_failed_event_invocations_are_retried_twice_with_the_same_request_id(
+    lambda_simulator: Any, lambda_client: Any, create_function: Any, read_log: Any
+) -> None:
+    created = await create_function("echo attempt; exit 1")
+    name = created["FunctionName"]
+
+    response = await lambda_client.invoke(FunctionName=name, InvocationType="Event")
+
+    request_id = response["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
+    stats = lambda_simulator.stats
+    await wait_until(lambda: stats.snapshot()["invocations"]["events_pending"] == 0, what="event done")
+    assert starts_of(await read_log(f"/aws/lambda/{name}"), request_id) == 3
+    assert stats.snapshot()["invocations"]["retried"] == 2
+
+
+@pytest.mark.lambda_simulator(event_retry_delays=(0.05, 0.05))
+async def test_maximum_retry_attempts_zero_runs_a_failed_event_once(
+    lambda_simulator: Any, lambda_client: Any, create_function: Any, read_log: Any
+) -> None:
+    created = await create_function("exit 1")
+    name = created["FunctionName"]
+    await lambda_client.put_function_event_invoke_config(FunctionName=name, MaximumRetryAttempts=0)
+
+    response = await lambda_client.invoke(FunctionName=name, InvocationType="Event")
+
+    request_id = response["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
+    stats = lambda_simulator.stats
+    await wait_until(lambda: stats.snapshot()["invocations"]["events_pending"] == 0, what="event done")
+    assert starts_of(await read_log(f"/aws/lambda/{name}"), request_id) == 1
+    assert "retried" not in stats.snapshot()["invocations"]

@@ -24,6 +24,7 @@ async def test_many_concurrent_invocations_all_complete(
         "started": CONCURRENT,
         "succeeded": CONCURRENT,
         "running": 0,
+        "events_pending": 0,
     }
     ends = [
         event

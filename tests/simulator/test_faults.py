@@ -199,5 +199,5 @@ async def test_stats_count_client_calls_per_operation_and_reset(
         "logs:DescribeLogGroups": 1,
     }
     assert stats["total_calls"] == 5
-    assert stats["invocations"] == {"started": 2, "succeeded": 2, "running": 0}
+    assert stats["invocations"] == {"started": 2, "succeeded": 2, "running": 0, "events_pending": 0}
     assert lambda_simulator.stats.snapshot()["total_calls"] == 0

@@ -222,3 +222,20 @@ async def test_update_function_configuration_changes_what_runs(
     _, payload = await invoke_json(lambda_client, name)
 
     assert payload == "after"
+
+
+@pytest.mark.parametrize(
+    ("invocation_type", "limit"), [("RequestResponse", 6 * 1024 * 1024), ("Event", 1024 * 1024)]
+)
+async def test_payloads_over_the_quota_are_request_too_large(
+    lambda_client: Any, create_function: Any, invocation_type: str, limit: int
+) -> None:
+    created = await create_function("true")
+
+    with pytest.raises(ClientError) as caught:
+        await lambda_client.invoke(
+            FunctionName=created["FunctionName"], InvocationType=invocation_type, Payload=b"x" * (limit + 1)
+        )
+
+    assert caught.value.response["Error"]["Code"] == "RequestTooLargeException"
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 413

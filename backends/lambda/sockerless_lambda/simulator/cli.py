@@ -35,6 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             pending_seconds=args.pending_seconds,
             seed=args.seed,
             faults=faults,
+            event_retry_delays=[float(delay) for delay in args.event_retry_delays.split(",") if delay],
         )
     except ValueError as exc:  # json.JSONDecodeError is a ValueError too
         _parser().error(str(exc))
@@ -79,6 +80,12 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         help="keep new functions Pending this long after CreateFunction (default: 0)",
+    )
+    parser.add_argument(
+        "--event-retry-delays",
+        default="60,120",
+        metavar="S,S",
+        help="seconds before each retry of a failed Event invocation (default: 60,120; '' for none)",
     )
     parser.add_argument("--seed", type=int, help="seed for probabilistic faults (reproducible runs)")
     parser.add_argument(

@@ -38,6 +38,10 @@ def _rule_tuple(rules: Iterable[FaultRule]) -> tuple[FaultRule, ...]:
     return tuple(rules)
 
 
+def _float_tuple(values: Iterable[float]) -> tuple[float, ...]:
+    return tuple(float(value) for value in values)
+
+
 @frozen
 class SimulatorConfig:
     """Settings of one simulator; see ``LambdaSimulator`` for what each one does."""
@@ -50,6 +54,7 @@ class SimulatorConfig:
     pending_seconds: float = field(default=0.0, validator=validators.ge(0.0))
     seed: int | None = None
     faults: tuple[FaultRule, ...] = field(default=(), converter=_rule_tuple)
+    event_retry_delays: tuple[float, ...] = field(default=(60.0, 120.0), converter=_float_tuple)
     log_flush_seconds: float = field(default=1.0, validator=validators.gt(0.0))
     max_connections: int = field(default=1024, validator=validators.ge(1))
     child_path: str = field(factory=lambda: os.environ.get("PATH", os.defpath))

@@ -9,7 +9,7 @@ import math
 import os
 import signal
 import uuid
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 from attrs import define, frozen
 
 from .cloudwatch import CloudWatchWriter, InvocationLog, LogsApi, log_stream_name
-from .errors import FunctionNotFound, FunctionPending
+from .errors import AwsError, FunctionNotFound, FunctionPending
 from .functions import FunctionCache, FunctionConfig, FunctionRef
 from .moto_api import MotoApi
 from .operations import AwsScope
@@ -77,6 +77,7 @@ class Invoker:
         account_id: str,
         base_environment: Mapping[str, str],
         flush_seconds: float,
+        event_retry_delays: Sequence[float] = (),
         logs: LogsApi | None = None,
     ) -> None:
         self._moto = moto
@@ -85,6 +86,7 @@ class Invoker:
         self._account_id = account_id
         self._base_environment = dict(base_environment)
         self._flush_seconds = flush_seconds
+        self._event_retry_delays = tuple(event_retry_delays)
         self._writer = CloudWatchWriter(logs or moto)
         self.functions = FunctionCache()
         self._idle: dict[tuple[str, str, str], list[_Environment]] = {}
@@ -124,8 +126,32 @@ class Invoker:
     def invoke_in_background(self, scope: AwsScope, config: FunctionConfig, payload: bytes) -> str:
         """Start an ``Event`` invocation and return its request ID at once."""
         request_id = str(uuid.uuid4())
-        self._track(self.invoke(scope, config, payload, request_id), config, request_id)
+        self._stats.event_accepted()
+        task = self._track(self._invoke_event(scope, config, payload, request_id), config, request_id)
+        task.add_done_callback(lambda _: self._stats.event_done())
         return request_id
+
+    async def _invoke_event(
+        self, scope: AwsScope, config: FunctionConfig, payload: bytes, request_id: str
+    ) -> InvocationResult:
+        """Run an Event invocation and, like Lambda, retry a failure (same request ID) after a delay."""
+        result = await self.invoke(scope, config, payload, request_id)
+        if result.function_error is None or not self._event_retry_delays:
+            return result
+        attempts = await self._moto.maximum_retry_attempts(scope, config.name)
+        for delay in self._event_retry_delays[:attempts]:
+            self._stats.count_retry()
+            await asyncio.sleep(delay)
+            ref = FunctionRef(config.name, None if config.version == "$LATEST" else config.version)
+            try:
+                config = await self.resolve(scope, ref)
+            except AwsError as exc:
+                log.info("event %s is not retried: %s", request_id, exc)
+                break
+            result = await self.invoke(scope, config, payload, request_id)
+            if result.function_error is None:
+                break
+        return result
 
     async def invoke_tracked(
         self, scope: AwsScope, config: FunctionConfig, payload: bytes

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from .moto_api import MotoError
+from .moto_api import MotoError, MotoGate
 from .operations import AwsScope
 
 __all__ = ["InProcessLogs", "InProcessMoto"]
@@ -62,23 +62,30 @@ class InProcessLogs:
     """CloudWatch Logs calls made straight into the in-process moto backend, skipping HTTP.
 
     An HTTP call costs moto about 3 ms of Python (werkzeug, Flask, parsing) under the GIL we share
-    with it: two thirds of an invocation's cost. A direct call costs microseconds. moto's own
-    threaded server already touches these objects from several threads, so this adds no new race.
+    with it: two thirds of an invocation's cost. A direct call costs microseconds. It takes the
+    ``logs`` gate like any other call, so it never runs while moto serves a logs request.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, gate: MotoGate) -> None:
         from moto.iam.models import get_account_id_from
         from moto.logs.models import logs_backends
 
         self._backends = logs_backends
         self._account_of = get_account_id_from
         self._accounts: dict[str, str] = {}
+        self._gate = gate
 
     async def logs(self, scope: AwsScope, action: str, body: Mapping[str, Any]) -> dict[str, Any]:
         account = self._accounts.get(scope.access_key)
         if account is None:
             account = self._accounts[scope.access_key] = self._account_of(scope.access_key)
         backend = self._backends[account][scope.region]
+        async with self._gate.lock("logs"):
+            self._call(backend, action, body)
+        return {}
+
+    @staticmethod
+    def _call(backend: Any, action: str, body: Mapping[str, Any]) -> None:
         try:
             if action == "CreateLogGroup":
                 backend.create_log_group(body["logGroupName"], tags={})
@@ -93,4 +100,3 @@ class InProcessLogs:
             if not isinstance(code, str):
                 raise
             raise MotoError(400, code, str(getattr(exc, "message", exc))) from exc
-        return {}

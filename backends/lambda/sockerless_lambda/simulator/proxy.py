@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -11,6 +12,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from .errors import AwsError
+from .moto_api import MotoGate
 
 __all__ = ["MotoProxy", "UpstreamAnswer"]
 
@@ -42,14 +44,17 @@ class UpstreamAnswer:
 class MotoProxy:
     """A reverse proxy to moto over one shared session; Authorization and every other header go as is."""
 
-    def __init__(self, session: aiohttp.ClientSession, moto_url: str) -> None:
+    def __init__(self, session: aiohttp.ClientSession, moto_url: str, gate: MotoGate) -> None:
         self._session = session
         self._base = moto_url.rstrip("/")
+        self._gate = gate
 
-    async def forward(self, request: web.Request, body: bytes | None = None) -> web.StreamResponse:
+    async def forward(
+        self, service: str, request: web.Request, body: bytes | None = None
+    ) -> web.StreamResponse:
         """Send the request to moto and stream its answer back."""
         try:
-            async with self._send(request, body) as upstream:
+            async with self._send(service, request, body) as upstream:
                 headers = _end_to_end(upstream.headers)
                 length = upstream.content_length
                 if request.method == "HEAD" or (length is not None and length <= _BUFFER_LIMIT):
@@ -65,10 +70,10 @@ class MotoProxy:
         except aiohttp.ClientConnectionError as exc:
             raise _unavailable(exc) from exc
 
-    async def fetch(self, request: web.Request, body: bytes | None = None) -> UpstreamAnswer:
+    async def fetch(self, service: str, request: web.Request, body: bytes | None = None) -> UpstreamAnswer:
         """Send the request to moto and read the whole answer, to be rewritten before it goes back."""
         try:
-            async with self._send(request, body) as upstream:
+            async with self._send(service, request, body) as upstream:
                 data = await upstream.read()
                 headers = _end_to_end(upstream.headers)
                 headers.popall("Content-Length", None)
@@ -76,7 +81,10 @@ class MotoProxy:
         except aiohttp.ClientConnectionError as exc:
             raise _unavailable(exc) from exc
 
-    def _send(self, request: web.Request, body: bytes | None) -> aiohttp.client._RequestContextManager:
+    @contextlib.asynccontextmanager
+    async def _send(
+        self, service: str, request: web.Request, body: bytes | None
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
         headers = _end_to_end(request.headers)
         headers.popall("Host", None)
         data: bytes | AsyncIterator[bytes] | None = body
@@ -84,13 +92,19 @@ class MotoProxy:
             headers.popall("Content-Length", None)
         elif request.body_exists:
             data = request.content.iter_chunked(_CHUNK)
-        return self._session.request(
-            request.method,
-            URL(self._base + request.raw_path, encoded=True),
-            headers=headers,
-            data=data,
-            allow_redirects=False,
-        )
+        # Held until moto's status line arrives: by then moto has computed the whole answer.
+        async with self._gate.lock(service):
+            upstream = await self._session.request(
+                request.method,
+                URL(self._base + request.raw_path, encoded=True),
+                headers=headers,
+                data=data,
+                allow_redirects=False,
+            )
+        try:
+            yield upstream
+        finally:
+            upstream.release()
 
 
 def _end_to_end(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> CIMultiDict[str]:

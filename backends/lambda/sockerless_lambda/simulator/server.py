@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 _Handler = Callable[[web.Request, Operation, AwsScope, bytes | None], Awaitable[web.StreamResponse]]
 
+# Invoke payload quotas: 6 MB synchronous, 1 MB asynchronous (AWS Lambda API reference, Invoke).
+_SYNC_PAYLOAD_MAX = 6 * 1024 * 1024
+_EVENT_PAYLOAD_MAX = 1024 * 1024
 # Lambda returns at most 50 functions per ListFunctions page, whatever MaxItems says.
 _LIST_PAGE_MAX = 50
 # Lambda operations that answer with one FunctionConfiguration document.
@@ -100,7 +103,7 @@ class AwsFrontend:
             handler = self._lambda_handlers.get(operation.name) if operation.service == "lambda" else None
             if handler is not None:
                 return await handler(request, operation, scope, form_body)
-            response = await self._proxy.forward(request, form_body)
+            response = await self._proxy.forward(operation.service, request, form_body)
             self._after_lambda_change(request, operation, scope, response.status)
             return response
         except AwsError as error:
@@ -120,6 +123,13 @@ class AwsFrontend:
                 "InvalidParameterValueException", 400, f"Unsupported invocation type: {raw_type}"
             ) from None
         payload = await request.read()
+        limit = _EVENT_PAYLOAD_MAX if invocation_type is InvocationType.EVENT else _SYNC_PAYLOAD_MAX
+        if len(payload) > limit:
+            raise AwsError(
+                "RequestTooLargeException",
+                413,
+                f"Request must be smaller than {limit} bytes for the InvokeFunction operation",
+            )
         config = await self._invoker.resolve(scope, ref)
         if invocation_type is InvocationType.DRY_RUN:
             return web.Response(status=204, headers={"x-amzn-RequestId": str(uuid.uuid4())})
@@ -145,7 +155,7 @@ class AwsFrontend:
     ) -> web.StreamResponse:
         body = await request.read()
         document = _json_object(body)
-        answer = await self._proxy.fetch(request, body)
+        answer = await self._proxy.fetch(operation.service, request, body)
         name = parse_function_ref(str(document.get("FunctionName", ""))).name
         if answer.status < 300 and name:
             self._overlay.record_create(scope.region, name, _logging_config(document))
@@ -156,7 +166,7 @@ class AwsFrontend:
         self, request: web.Request, operation: Operation, scope: AwsScope, _: bytes | None
     ) -> web.StreamResponse:
         body = await request.read()
-        answer = await self._proxy.fetch(request, body)
+        answer = await self._proxy.fetch(operation.service, request, body)
         name = parse_function_ref(operation.path_params["FunctionName"]).name
         if answer.status < 300:
             self._overlay.record_update(scope.region, name, _json_object(body))
@@ -166,7 +176,7 @@ class AwsFrontend:
     async def _delete_function(
         self, request: web.Request, operation: Operation, scope: AwsScope, _: bytes | None
     ) -> web.StreamResponse:
-        response = await self._proxy.forward(request)
+        response = await self._proxy.forward(operation.service, request)
         ref = parse_function_ref(operation.path_params["FunctionName"], request.query.get("Qualifier"))
         if ref.qualifier is None and (response.status < 300 or response.status == 404):
             self._overlay.forget(scope.region, ref.name)
@@ -176,7 +186,7 @@ class AwsFrontend:
     async def _rewrite_configurations(
         self, request: web.Request, operation: Operation, scope: AwsScope, body: bytes | None
     ) -> web.StreamResponse:
-        answer = await self._proxy.fetch(request, body)
+        answer = await self._proxy.fetch(operation.service, request, body)
         self._after_lambda_change(request, operation, scope, answer.status)
         if operation.name == "GetFunction":
             return self._rewritten(answer, scope, lambda doc: [doc.get("Configuration")])
@@ -187,7 +197,7 @@ class AwsFrontend:
     async def _list_functions(
         self, request: web.Request, operation: Operation, scope: AwsScope, body: bytes | None
     ) -> web.StreamResponse:
-        answer = await self._proxy.fetch(request, body)
+        answer = await self._proxy.fetch(operation.service, request, body)
         if answer.status >= 300:
             return _as_response(answer, answer.body)
         document = _json_object(answer.body)

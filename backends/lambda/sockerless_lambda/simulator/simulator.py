@@ -15,7 +15,7 @@ from .config import DEFAULT_ROLE_NAME, SimulatorConfig
 from .control import add_control_routes
 from .faults import FaultInjector, FaultRule
 from .invocations import Invoker
-from .moto_api import MotoApi
+from .moto_api import MotoApi, MotoGate
 from .moto_server import InProcessLogs, InProcessMoto
 from .operations import AwsScope
 from .proxy import MotoProxy
@@ -50,6 +50,8 @@ class LambdaSimulator:
         pending_seconds: how long a new function stays ``Pending`` (0: Active at once).
         seed: seed of the fault dice, for reproducible ``probability`` faults.
         faults: fault rules active from the start (``FaultRule`` or its JSON form).
+        event_retry_delays: seconds before each retry of a failed Event invocation (Lambda: about
+            1 and 2 minutes); the function's MaximumRetryAttempts caps the count. ``()``: no retries.
         log_flush_seconds: how often a running invocation's output is written to CloudWatch.
     """
 
@@ -67,6 +69,7 @@ class LambdaSimulator:
         pending_seconds: float = 0.0,
         seed: int | None = None,
         faults: Iterable[FaultRule | Mapping[str, Any]] = (),
+        event_retry_delays: Iterable[float] = (60.0, 120.0),
         log_flush_seconds: float = 1.0,
         max_connections: int = 1024,
     ) -> None:
@@ -80,6 +83,7 @@ class LambdaSimulator:
             pending_seconds=pending_seconds,
             seed=seed,
             faults=rules,
+            event_retry_delays=tuple(event_retry_delays),
             log_flush_seconds=log_flush_seconds,
             max_connections=max_connections,
         )
@@ -177,7 +181,8 @@ class LambdaSimulator:
             self._moto_server = InProcessMoto()
             self._moto_url = await self._moto_server.start()
             LambdaSimulator._in_process_users += 1
-        moto = MotoApi(self._session, self._moto_url)
+        gate = MotoGate()
+        moto = MotoApi(self._session, self._moto_url, gate)
         if self._moto_server is not None and LambdaSimulator._in_process_users == 1:
             await moto.reset()
         # Must precede any CreateFunction: the switch moves Lambda to another store (see the docs).
@@ -198,11 +203,12 @@ class LambdaSimulator:
             account_id=self.account_id,
             base_environment=self._child_environment(),
             flush_seconds=config.log_flush_seconds,
-            logs=InProcessLogs() if self._moto_server is not None else None,
+            event_retry_delays=config.event_retry_delays,
+            logs=InProcessLogs(gate) if self._moto_server is not None else None,
         )
         frontend = AwsFrontend(
             region=config.region,
-            proxy=MotoProxy(self._session, self._moto_url),
+            proxy=MotoProxy(self._session, self._moto_url, gate),
             invoker=self._invoker,
             overlay=overlay,
             faults=self.faults,

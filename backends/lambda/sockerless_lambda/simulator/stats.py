@@ -16,6 +16,8 @@ class Stats:
         self.faults: Counter[str] = Counter()
         self.invocations: Counter[str] = Counter()
         self.running = 0
+        self.events_pending = 0
+        """Event invocations not yet done: running, or waiting to be retried."""
 
     def count_call(self, operation_key: str) -> None:
         self.calls[operation_key] += 1
@@ -31,8 +33,17 @@ class Stats:
         self.running -= 1
         self.invocations[outcome] += 1
 
+    def event_accepted(self) -> None:
+        self.events_pending += 1
+
+    def event_done(self) -> None:
+        self.events_pending -= 1
+
+    def count_retry(self) -> None:
+        self.invocations["retried"] += 1
+
     def reset(self) -> None:
-        """Zero the counters; running invocations stay counted as running."""
+        """Zero the counters; running invocations and pending events stay counted."""
         self.calls.clear()
         self.faults.clear()
         self.invocations.clear()
@@ -42,5 +53,9 @@ class Stats:
             "calls": dict(sorted(self.calls.items())),
             "total_calls": sum(self.calls.values()),
             "faults": dict(sorted(self.faults.items())),
-            "invocations": {**dict(sorted(self.invocations.items())), "running": self.running},
+            "invocations": {
+                **dict(sorted(self.invocations.items())),
+                "running": self.running,
+                "events_pending": self.events_pending,
+            },
         }

@@ -18,6 +18,27 @@ from sockerless.server import ServerOptions, create_app
 
 #: A small body limit keeps the "too large" cases cheap to send.
 MAX_BODY_BYTES = 128 * 1024
+#: Lines the fuzz tests leave for the terminal summary (what ran, by input class and status).
+CENSUS_KEY = pytest.StashKey[list[str]]()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The long fuzz variants run only when asked for (``-m slow``), as the marker says."""
+    if "slow" in (config.getoption("markexpr", "") or ""):
+        return
+    here = Path(__file__).parent
+    skip = pytest.mark.skip(reason="long variant: run with -m slow")
+    for item in items:
+        if item.get_closest_marker("slow") is not None and here in item.path.parents:
+            item.add_marker(skip)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    lines = config.stash.get(CENSUS_KEY, [])
+    if lines:
+        terminalreporter.section("fuzz census")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 class LambdaApi:

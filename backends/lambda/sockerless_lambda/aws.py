@@ -16,17 +16,19 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 from botocore.exceptions import BotoCoreError, ClientError
-from types_aiobotocore_lambda import LambdaClient
-from types_aiobotocore_logs import CloudWatchLogsClient
 
 from sockerless.errors import SockerlessError
 from sockerless.observability import record_cloud_request_id
 from sockerless_lambda.errors import AwsOperation, error_code, map_aws_error, request_id_of
+
+if TYPE_CHECKING:  # type stubs only (the lint extra): never needed at run time
+    from types_aiobotocore_lambda import LambdaClient
+    from types_aiobotocore_logs import CloudWatchLogsClient
 
 __all__ = [
     "INVOKE_READ_MARGIN_SECONDS",

@@ -34,10 +34,6 @@ _SYNC_PAYLOAD_MAX = 6 * 1024 * 1024
 _EVENT_PAYLOAD_MAX = 1024 * 1024
 # Lambda returns at most 50 functions per ListFunctions page, whatever MaxItems says.
 _LIST_PAGE_MAX = 50
-# Lambda operations that answer with one FunctionConfiguration document.
-_CONFIGURATION_ANSWERS = frozenset(
-    {"GetFunctionConfiguration", "UpdateFunctionCode", "PublishVersion", "UpdateFunctionConfiguration"}
-)
 
 
 class AwsFrontend:
@@ -67,14 +63,14 @@ class AwsFrontend:
             "GetFunction": self._rewrite_configurations,
             "ListFunctions": self._list_functions,
             "ListVersionsByFunction": self._rewrite_configurations,
-            **dict.fromkeys(
-                _CONFIGURATION_ANSWERS - {"UpdateFunctionConfiguration"}, self._rewrite_configurations
-            ),
+            "GetFunctionConfiguration": self._rewrite_configurations,
+            "UpdateFunctionCode": self._rewrite_configurations,
+            "PublishVersion": self._rewrite_configurations,
         }
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Entry point for every request outside the control API."""
-        query = {key: value for key, value in request.query.items()}
+        query = dict(request.query)
         scope = parse_scope(request.headers, query, self._region)
         form_body: bytes | None = None
         form: dict[str, str] | None = None
@@ -108,6 +104,11 @@ class AwsFrontend:
             return response
         except AwsError as error:
             return aws_error_response(operation.protocol, error)
+        except Exception as exc:
+            # A bug of ours still answers in AWS's shape, so the client sees a ServiceException.
+            log.exception("simulator failed on %s", operation.key)
+            failure = AwsError("ServiceException", 500, f"the simulator failed on {operation.key}: {exc!r}")
+            return aws_error_response(operation.protocol, failure)
 
     # -- Invoke -------------------------------------------------------------------------------
 

@@ -56,9 +56,9 @@ __all__ = [
     "OPENAPI_VERSION",
     "OPERATIONS",
     "Operation",
+    "Param",
     "build_openapi",
     "main",
-    "model_schema",
     "render_openapi",
 ]
 
@@ -165,18 +165,8 @@ def _default(attribute: attrs.Attribute[Any]) -> Any:
 
 
 def _description(cls: type[Any]) -> str:
-    doc = cls.__doc__ or ""
-    # attrs gives undocumented classes a generated signature as their docstring: not a description.
-    if not doc or doc.startswith(f"{cls.__name__}("):
-        return ""
-    return " ".join(doc.strip().split("\n\n")[0].split())
-
-
-def model_schema(cls: type[Any]) -> tuple[JSONObject, dict[str, JSONObject]]:
-    """The schema of one attrs class and every component it refers to (for tests and tools)."""
-    schemas = _Schemas()
-    ref = schemas.ref(cls)
-    return ref, schemas.components
+    """The first paragraph of the class docstring, on one line (reST markup kept)."""
+    return " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split())
 
 
 # ---------------------------------------------------------------------------- what the route table cannot say
@@ -246,7 +236,6 @@ def _filters(keys: frozenset[str]) -> Param:
     )
 
 
-_WAIT_BODY = "Headers are sent at once, the body when the condition is met."
 _STREAM = {"type": "string", "format": "binary"}
 _ANY_OBJECT: JSONObject = {"type": "object"}
 _PROGRESS = {
@@ -594,6 +583,18 @@ def _payload(schemas: _Schemas, payload: Any) -> JSONObject:
     raise TypeError(f"cannot describe {payload!r} as a schema")
 
 
+_PATH_PARAMETERS = {
+    (
+        "containers",
+        "id",
+    ): "A full ID, a unique ID prefix (3+ characters) or a name, with or without a leading /",
+    ("exec", "id"): "The exec instance ID",
+    ("networks", "id"): "The network ID or name",
+    ("networks", "verb"): "connect or disconnect",
+    ("volumes", "name"): "The volume name",
+}
+
+
 def _openapi_path(path: str) -> tuple[str, list[JSONObject]]:
     """``/x/{id}/{verb:a|b}`` as OpenAPI ``/x/{id}/{verb}`` plus its path parameters."""
     parameters: list[JSONObject] = []
@@ -605,10 +606,7 @@ def _openapi_path(path: str) -> tuple[str, list[JSONObject]]:
             schema["enum"] = pattern.split("|")
         elif name == "id":
             schema["minLength"] = 1
-        description = {
-            "id": "A full ID, a unique ID prefix (3+ characters) or a name, with or without a leading /",
-            "name": "The volume name",
-        }.get(name, "")
+        description = _PATH_PARAMETERS.get((path.removeprefix(PREFIX).split("/")[1], name), "")
         parameter: JSONObject = {"name": name, "in": "path", "required": True, "schema": schema}
         if description:
             parameter["description"] = description

@@ -1,0 +1,348 @@
+"""Item 1: overhead over the floor set by AWS itself.
+
+The same container lifecycles, ``echo hi``, at 1, 10 and 100 at once, two ways against one simulator:
+
+* **backend**: create → start → wait → logs → remove through the internal API (``sockerless.client``
+  over the Unix socket of ``sockerless serve lambda``);
+* **direct**: the bare AWS calls such a lifecycle needs, made with aiobotocore: CreateFunction
+  (with the backend's parameters), GetFunctionConfiguration only if the function is not Active
+  yet, Invoke with ``LogType=Tail`` (the tail carries the whole output of ``echo hi``),
+  DeleteFunction. No CloudWatch read: the output is complete without one, so this is the
+  strictest floor (the backend's own CloudWatch reads are counted in the table).
+
+A sample is ``waves`` consecutive waves of N concurrent lifecycles; one round measures both
+variants back to back (the order alternates between rounds); the ratio is the median over rounds
+of backend time / direct time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sockerless.backend import BackendRuntime, LogsOptions
+from sockerless.client import BackendClient
+from sockerless.models import ContainerCreateRequest, WaitCondition, structure
+from sockerless.streams import decode_frames
+
+from .common import (
+    IMAGE,
+    ItemResult,
+    Row,
+    Simulator,
+    Table,
+    access_durations,
+    aws_client,
+    bench_dir,
+    cloudwatch_reads,
+    cpu_seconds,
+    diff_calls,
+    log_size,
+    median,
+    product,
+    serve_argv,
+)
+
+TARGET = 1.25
+COMMAND = ["echo", "hi"]
+LOG_GROUP = "/sockerless/lambda"  # the backend's default group: both variants log to the same one
+Phases = dict[str, list[float]]
+
+
+async def backend_lifecycle(client: BackendClient, phases: Phases) -> None:
+    began = time.perf_counter()
+    created = await client.create_container({"Image": IMAGE, "Cmd": COMMAND}, None)
+    marks = [("create", time.perf_counter())]
+    await client.start_container(created.id)
+    marks.append(("start", time.perf_counter()))
+    async with client.wait_container(created.id, WaitCondition.NOT_RUNNING) as pending:
+        result = await pending.result()
+    marks.append(("wait", time.perf_counter()))
+    data = b""
+    async with client.container_logs(created.id, LogsOptions()) as stream:
+        async for chunk in stream.chunks():
+            data += chunk
+    marks.append(("logs", time.perf_counter()))
+    await client.remove_container(created.id)
+    marks.append(("remove", time.perf_counter()))
+    frames, rest = decode_frames(data)
+    output = b"".join(payload for _, payload in frames)
+    if result.status_code != 0 or output != b"hi\n" or rest:
+        raise AssertionError(f"backend lifecycle: exit {result.status_code}, output {output!r}")
+    previous = began
+    for phase, mark in marks:
+        phases[phase].append(mark - previous)
+        previous = mark
+
+
+async def inprocess_lifecycle(backend: Any, phases: Phases) -> None:
+    """The same lifecycle calling a ``LambdaBackend`` object directly: no HTTP, no JSON logs."""
+    began = time.perf_counter()
+    request = structure({"Image": IMAGE, "Cmd": COMMAND}, ContainerCreateRequest)
+    created = await backend.create_container(request, None)
+    marks = [("create", time.perf_counter())]
+    await backend.start_container(created.id)
+    marks.append(("start", time.perf_counter()))
+    waiting = await backend.wait_container(created.id, WaitCondition.NOT_RUNNING)
+    result = await waiting
+    marks.append(("wait", time.perf_counter()))
+    logs = await backend.container_logs(created.id, LogsOptions())
+    output = b"".join([line.data async for line in logs.lines])
+    marks.append(("logs", time.perf_counter()))
+    await backend.remove_container(created.id, force=False, volumes=False)
+    marks.append(("remove", time.perf_counter()))
+    if result.status_code != 0 or output != b"hi\n":
+        raise AssertionError(f"in-process lifecycle: exit {result.status_code}, output {output!r}")
+    previous = began
+    for phase, mark in marks:
+        phases[phase].append(mark - previous)
+        previous = mark
+
+
+@contextlib.asynccontextmanager
+async def inprocess_backend(workdir: str, sim: Simulator) -> AsyncIterator[Any]:
+    """A ``LambdaBackend`` in this process on the simulator, configured as ``serve`` configures it."""
+    from sockerless_lambda.backend import LambdaBackend
+    from sockerless_lambda.config import LambdaConfig
+
+    saved = {key: os.environ.get(key) for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")  # the simulator's
+    config = LambdaConfig(region="us-east-1", role_arn=sim.role_arn, endpoint_url=sim.endpoint_url)
+    backend = LambdaBackend(config, BackendRuntime(os.path.join(workdir, "inprocess.sqlite3"), "bench"))
+    try:
+        await backend.start()
+        yield backend
+    finally:
+        await backend.close()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def function_params(name: str, role_arn: str) -> dict[str, Any]:
+    """What the backend sends for ``{"Image": IMAGE, "Cmd": ["echo", "hi"]}`` (see functions.py)."""
+    return {
+        "FunctionName": name,
+        "Role": role_arn,
+        "PackageType": "Image",
+        "Code": {"ImageUri": IMAGE},
+        "Description": f"sockerless container /{name}",
+        "MemorySize": 1024,
+        "Timeout": 900,
+        "Architectures": ["x86_64"],
+        "LoggingConfig": {"LogFormat": "Text", "LogGroup": LOG_GROUP},
+        "Tags": {
+            "sockerless:managed": "true",
+            "sockerless:container-id": name,
+            "sockerless:name": name,
+            "sockerless:instance": "bench-direct",
+        },
+        "ImageConfig": {"Command": COMMAND},
+    }
+
+
+async def direct_lifecycle(lam: Any, role_arn: str, phases: Phases) -> None:
+    name = f"direct-{uuid.uuid4().hex[:24]}"
+    began = time.perf_counter()
+    created = await lam.create_function(**function_params(name, role_arn))
+    state = created.get("State", "Pending")
+    while state != "Active":  # the readiness check, only when CreateFunction did not say Active
+        await asyncio.sleep(0.05)
+        state = (await lam.get_function_configuration(FunctionName=name)).get("State", "Active")
+    marks = [("create", time.perf_counter())]
+    response = await lam.invoke(FunctionName=name, LogType="Tail")
+    await response["Payload"].read()
+    tail = base64.b64decode(response.get("LogResult", "")).decode()
+    marks.append(("invoke", time.perf_counter()))
+    await lam.delete_function(FunctionName=name)
+    marks.append(("delete", time.perf_counter()))
+    if response.get("FunctionError") or "hi\n" not in tail:
+        raise AssertionError(f"direct lifecycle failed: {response.get('FunctionError')} {tail!r}")
+    previous = began
+    for phase, mark in marks:
+        phases[phase].append(mark - previous)
+        previous = mark
+
+
+async def _wave(run_one: Any, level: int, phases: Phases) -> float:
+    began = time.perf_counter()
+    await asyncio.gather(*(run_one(phases) for _ in range(level)))
+    return time.perf_counter() - began
+
+
+ROUTES = {
+    "POST /internal/v1/containers": "create",
+    "POST /internal/v1/containers/{id}/start": "start",
+    "POST /internal/v1/containers/{id}/wait": "wait",
+    "GET /internal/v1/containers/{id}/logs": "logs",
+    "DELETE /internal/v1/containers/{id}": "remove",
+}
+DEFAULT_ROUNDS = {1: 40, 10: 12, 100: 4}
+
+
+async def run(*, levels: tuple[int, ...] = (1, 10, 100), rounds: dict[int, int] | None = None) -> ItemResult:
+    rounds = rounds or DEFAULT_ROUNDS
+    result = ItemResult(
+        "1",
+        "Overhead over the floor (backend vs bare AWS calls)",
+        setup=(
+            "Lifecycle `echo hi`: create → start → wait → logs → remove through the internal API of "
+            "`sockerless serve lambda` (its Unix socket, `sockerless.client`), versus CreateFunction → "
+            "Invoke(LogType=Tail) → DeleteFunction with aiobotocore (GetFunctionConfiguration only if "
+            "CreateFunction does not answer Active; it always did), on the same standalone simulator, "
+            "with the backend's CreateFunction parameters and log group. No CloudWatch read in the "
+            "floor: the Tail holds the whole output. A round is one wave of N concurrent lifecycles of "
+            "each variant, back to back, the order alternating; rounds: "
+            + ", ".join(f"{rounds.get(level, 1)} at N={level}" for level in levels)
+            + ". Ratio = median over rounds of (backend wave time / direct wave time)."
+        ),
+        command="python -m bench --only 1",
+    )
+    with bench_dir() as workdir:
+        sim = Simulator(workdir)
+        try:
+            await sim.start()
+            socket = os.path.join(workdir, "backend.sock")
+            log_path = os.path.join(workdir, "serve.log")
+            argv = serve_argv(workdir, sim, socket=socket, store=os.path.join(workdir, "lambda.sqlite3"))
+            async with (
+                product(workdir, "serve", argv, socket, "/internal/v1/capabilities") as served,
+                BackendClient(f"unix://{socket}") as client,
+                aws_client("lambda", sim.endpoint_url) as lam,
+                inprocess_backend(workdir, sim) as local,
+            ):
+
+                async def backend_one(phases: Phases) -> None:
+                    await backend_lifecycle(client, phases)
+
+                async def direct_one(phases: Phases) -> None:
+                    await direct_lifecycle(lam, sim.role_arn, phases)
+
+                async def inprocess_one(phases: Phases) -> None:
+                    await inprocess_lifecycle(local, phases)
+
+                all_runners = {"backend": backend_one, "direct": direct_one, "in-process": inprocess_one}
+                # Warm-up: connections, the log group, the simulator's first-image warning.
+                scratch: Phases = defaultdict(list)
+                for warm in all_runners.values():
+                    await _wave(warm, 4, scratch)
+                pids = {"simulator": sim.pid, "backend": served.pid, "client": None}
+                breakdown_rows: list[list[str]] = []
+                cpu_rows: list[list[str]] = []
+                calls_rows: list[list[str]] = []
+                for level in levels:
+                    count = rounds.get(level, 1)
+                    # The in-process variant (a breakdown) only where it is cheap: N=1.
+                    runners = (
+                        dict(all_runners)
+                        if level == 1
+                        else {k: all_runners[k] for k in ("backend", "direct")}
+                    )
+                    times: dict[str, list[float]] = {variant: [] for variant in runners}
+                    ratios: list[float] = []
+                    inprocess_ratios: list[float] = []
+                    phases: dict[str, Phases] = {variant: defaultdict(list) for variant in runners}
+                    cpu: dict[str, dict[str, float]] = {v: defaultdict(float) for v in runners}
+                    backend_calls: dict[str, int] = defaultdict(int)
+                    log_offset = log_size(log_path)
+                    for round_index in range(count):
+                        order = list(runners)
+                        order = order[round_index % len(order) :] + order[: round_index % len(order)]
+                        if round_index % 2:
+                            order.reverse()
+                        sample: dict[str, float] = {}
+                        for variant in order:
+                            before = await sim.calls() if variant == "backend" else {}
+                            cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+                            sample[variant] = await _wave(runners[variant], level, phases[variant])
+                            for name, pid in pids.items():
+                                cpu[variant][name] += cpu_seconds(pid) - cpu_before[name]
+                            if variant == "backend":
+                                for key, value in diff_calls(await sim.calls(), before).items():
+                                    backend_calls[key] += value
+                        for variant, seconds in sample.items():
+                            times[variant].append(seconds)
+                        ratios.append(sample["backend"] / sample["direct"])
+                        if "in-process" in sample:
+                            inprocess_ratios.append(sample["in-process"] / sample["direct"])
+                    ratio = median(ratios)
+                    lifecycles = level * count
+                    result.rows.append(
+                        Row(
+                            f"N={level}: backend / direct wave time",
+                            f"{ratio:.2f} (median wave: backend {median(times['backend']) * 1000:.0f} ms, "
+                            f"direct {median(times['direct']) * 1000:.0f} ms)",
+                            f"≤ {TARGET}",
+                            ratio <= TARGET,
+                        )
+                    )
+                    if inprocess_ratios:
+                        result.rows.append(
+                            Row(
+                                f"N={level}: in-process backend (no internal-API hop) / direct",
+                                f"{median(inprocess_ratios):.2f} "
+                                f"(median {median(times['in-process']) * 1000:.0f} ms)",
+                            )
+                        )
+                        result.data[f"inprocess_ratio_{level}"] = median(inprocess_ratios)
+                    result.data[f"ratio_{level}"] = ratio
+                    result.data[f"ratios_{level}"] = ratios
+                    server = access_durations(log_path, log_offset)
+                    for variant in runners:
+                        cells = [
+                            f"{name} {median(values) * 1000:.1f}" for name, values in phases[variant].items()
+                        ]
+                        if variant == "backend":
+                            side = [
+                                f"{phase} {median(server.get(route, [])):.1f}"
+                                for route, phase in ROUTES.items()
+                            ]
+                            cells.append("— server-side: " + ", ".join(side))
+                        breakdown_rows.append([str(level), variant, ", ".join(cells)])
+                        cpu_rows.append(
+                            [str(level), variant]
+                            + [f"{cpu[variant][name] / lifecycles * 1000:.1f}" for name in pids]
+                            + [f"{sum(cpu[variant].values()) / lifecycles * 1000:.1f}"]
+                        )
+                    per_lifecycle = {key: value / lifecycles for key, value in sorted(backend_calls.items())}
+                    calls_rows.append(
+                        [
+                            str(level),
+                            ", ".join(f"{key} {value:.2f}" for key, value in per_lifecycle.items()),
+                            f"{cloudwatch_reads(dict(backend_calls)) / lifecycles:.3f}",
+                        ]
+                    )
+                result.tables.append(
+                    Table(
+                        "Where the time goes: median ms per call within a lifecycle, client-side; for the "
+                        "backend also the server-side duration of each request (its access log)",
+                        ["N", "variant", "phases (ms)"],
+                        breakdown_rows,
+                    )
+                )
+                result.tables.append(
+                    Table(
+                        "CPU milliseconds per lifecycle, by process (2 cores shared by all three)",
+                        ["N", "variant", *[f"{name} CPU ms" for name in pids], "total CPU ms"],
+                        cpu_rows,
+                    )
+                )
+                result.tables.append(
+                    Table(
+                        "AWS calls the backend made per lifecycle during the timed rounds",
+                        ["N", "calls per lifecycle", "CloudWatch reads per lifecycle"],
+                        calls_rows,
+                    )
+                )
+        finally:
+            await sim.stop()
+    return result

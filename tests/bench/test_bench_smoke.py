@@ -1,0 +1,62 @@
+"""Smoke test of the benchmark code (``bench/``): it imports, runs its smallest variant, and renders.
+
+No timing is asserted: only that figures of the right shape come out, so the bench cannot rot.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+
+import pytest
+
+MODULES = [
+    "bench",
+    "bench.common",
+    "bench.launcher",
+    "bench.run",
+    "bench.item1_overhead",
+    "bench.item2_calls",
+    "bench.item3_cloudwatch",
+    "bench.item4_concurrency",
+    "bench.item5_store",
+    "bench.item6_e2e",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_bench_modules_import(name: str) -> None:
+    importlib.import_module(name)
+
+
+def test_every_item_is_runnable_by_number() -> None:
+    from bench.run import ITEMS
+
+    assert set(ITEMS) == {"1", "2", "3", "4", "5", "6", "sim"}
+
+
+async def test_overhead_item_smallest_variant_produces_figures() -> None:
+    from bench import item1_overhead
+    from bench.run import render
+
+    leftovers = {name for name in os.listdir("/tmp") if name.startswith("skb-")}
+    result = await item1_overhead.run(levels=(1,), rounds={1: 2})
+
+    assert [row.figure for row in result.rows] == [
+        "N=1: backend / direct wave time",
+        "N=1: in-process backend (no internal-API hop) / direct",
+    ]
+    assert result.rows[0].met in (True, False)
+    assert len(result.data["ratios_1"]) == 2
+    assert all(ratio > 0 and math.isfinite(ratio) for ratio in result.data["ratios_1"])
+    assert [len(table.rows) for table in result.tables] == [3, 3, 1]
+    calls = result.tables[2].rows[0][1]
+    for operation in ("lambda:CreateFunction 1.00", "lambda:Invoke 1.00", "lambda:DeleteFunction 1.00"):
+        assert operation in calls
+
+    report = render([result], argv=["--only", "1"], quick=True, seconds=1.0)
+    assert "## 1. Overhead over the floor" in report
+    assert "| N=1: backend / direct wave time |" in report
+    # Everything the item started is gone: its temporary directory too.
+    assert {name for name in os.listdir("/tmp") if name.startswith("skb-")} == leftovers

@@ -306,6 +306,17 @@ async def run(
                 f"{per_container:.0f} KiB",
             )
         )
+        if figures["failed_opens"]:
+            result.notes.append(
+                f"{label}: {figures['failed_opens']} of {count} waits opened at once failed with "
+                f"`{figures['first_failed_open']}` (they were opened again, 50 at a time, so the run went "
+                "on). Cause: the internal API listens with aiohttp's default accept backlog of 128 "
+                "(`web.SockSite(runner, sock)` calls `listen(128)` again over the 1024 that "
+                "`sockerless.listen` set); a Unix-socket connect that finds the queue full gets EAGAIN, "
+                "which asyncio takes for 'in progress' and then reports as connected: the first write "
+                "fails with ENOTCONN. Reproduced with plain aiohttp: 500 concurrent requests to a "
+                "Unix-socket site, 371 fail with backlog 128, none with `backlog=1024`."
+            )
         if figures["errors"]:
             result.notes.append(
                 f"{label}: {figures['errors']} waits failed; the first: {figures['first_error']}"

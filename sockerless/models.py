@@ -106,7 +106,9 @@ def parse_time(text: str) -> dt.datetime | None:
         return None
     try:
         return dt.datetime.fromtimestamp(float(text), dt.UTC)
-    except ValueError:
+    except OverflowError:
+        raise InvalidParameter(f"invalid time {text!r}: out of range") from None
+    except (ValueError, OSError):
         pass
     body = text.replace("z", "Z").replace("Z", "+00:00")
     if "." in body:

@@ -128,13 +128,22 @@ async def read_json(request: web.Request, *, required: bool = True) -> Any:
             raise InvalidParameter("request body is empty; a JSON object is required")
         return {}
     try:
-        return json.loads(await request.read())
+        return json.loads(await request.read(), parse_constant=_refuse_constant)
     except UnicodeDecodeError:
         raise InvalidParameter("request body is not UTF-8 JSON") from None
     except json.JSONDecodeError as exc:
         raise InvalidParameter(
             f"invalid JSON body: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    except RecursionError:
+        raise InvalidParameter("invalid JSON body: nested too deeply") from None
+    except ValueError as exc:  # Python's limit on integer digits, or a NaN/Infinity literal
+        raise InvalidParameter(f"invalid JSON body: {exc}") from None
+
+
+def _refuse_constant(name: str) -> Any:
+    """JSON has no NaN or Infinity; Python's parser accepts them unless told not to."""
+    raise ValueError(f"{name} is not valid JSON")
 
 
 def _backend(request: web.Request) -> Backend:
@@ -642,7 +651,8 @@ def create_app(backend: Backend, options: ServerOptions | None = None) -> web.Ap
     app = web.Application(
         middlewares=[access_middleware, error_middleware, guard_middleware],
         client_max_size=options.max_body_bytes,
-        handler_args={"max_field_size": 16384},
+        # Docker IDs and filters fit easily; a longer line is answered by aiohttp itself in text/plain.
+        handler_args={"max_field_size": 16384, "max_line_size": 65536},
     )
     app[BACKEND_KEY] = backend
     app[TASKS_KEY] = set()

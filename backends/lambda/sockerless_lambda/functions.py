@@ -48,6 +48,10 @@ RESERVED_ENV_KEYS = frozenset(
 MEMORY_MIN_MB, MEMORY_MAX_MB = 128, 10240
 _MIB = 1024 * 1024
 _WORKDIR_MAX = 1000
+# ImageConfig.EntryPoint and .Command: at most 1500 items each (botocore's StringList shape).
+_ARGV_MAX = 1500
+# CreateFunction Description: 0-256 characters.
+_DESCRIPTION_MAX = 256
 
 #: Lambda tag limits: 50 per function, key <= 128, value <= 256, no "aws:" prefix, a small alphabet.
 MAX_TAGS = 50
@@ -96,6 +100,12 @@ def validate_container_name(name: str) -> str:
     return name.lstrip("/")
 
 
+def _description(name: str) -> str:
+    """Lambda's Description holds at most 256 characters; a long container name is shortened."""
+    text = f"sockerless container /{name}"
+    return text if len(text) <= _DESCRIPTION_MAX else text[: _DESCRIPTION_MAX - 3] + "..."
+
+
 def function_spec(
     request: ContainerCreateRequest,
     *,
@@ -119,10 +129,15 @@ def function_spec(
     warnings: list[str] = []
     tags = _tags(container_id, name, instance_id, cfg.labels or {}, warnings)
     image_config: dict[str, Any] = {}
-    if cfg.entrypoint:
-        image_config["EntryPoint"] = list(cfg.entrypoint)
-    if cfg.cmd:
-        image_config["Command"] = list(cfg.cmd)
+    for key, argv in (("EntryPoint", cfg.entrypoint), ("Command", cfg.cmd)):
+        if not argv:
+            continue
+        if len(argv) > _ARGV_MAX:
+            docker_name = "Entrypoint" if key == "EntryPoint" else "Cmd"
+            raise InvalidParameter(
+                f"invalid {docker_name}: {len(argv)} items; Lambda accepts at most {_ARGV_MAX}"
+            )
+        image_config[key] = list(argv)
     if cfg.working_dir:
         if len(cfg.working_dir) > _WORKDIR_MAX or not cfg.working_dir.startswith("/"):
             raise InvalidParameter(
@@ -136,7 +151,7 @@ def function_spec(
         "Role": config.role_arn,
         "PackageType": "Image",
         "Code": {"ImageUri": cfg.image},
-        "Description": f"sockerless container /{name}",
+        "Description": _description(name),
         "MemorySize": memory_mb,
         "Timeout": config.timeout,
         "Architectures": [config.architecture],

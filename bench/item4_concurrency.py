@@ -259,11 +259,14 @@ async def run(
         command="python -m bench --only 4",
     )
     table_rows = []
+    failed_opens: list[str] = []
+    first_failure = ""
     for setup in setups:
         with bench_dir() as workdir:
             figures = await measure(workdir, setup == "embedded", count, sleep_seconds)
         result.data[setup] = figures
-        label = "standalone simulator" if setup == "standalone" else "embedded simulator"
+        embedded = setup == "embedded"
+        label = "embedded simulator" if embedded else "standalone simulator"
         all_ok = figures["correct"] == count
         result.rows.append(
             Row(f"{label}: exit codes correct", f"{figures['correct']}/{count}", f"{count}/{count}", all_ok)
@@ -307,16 +310,8 @@ async def run(
             )
         )
         if figures["failed_opens"]:
-            result.notes.append(
-                f"{label}: {figures['failed_opens']} of {count} waits opened at once failed with "
-                f"`{figures['first_failed_open']}` (they were opened again, 50 at a time, so the run went "
-                "on). Cause: the internal API listens with aiohttp's default accept backlog of 128 "
-                "(`web.SockSite(runner, sock)` calls `listen(128)` again over the 1024 that "
-                "`sockerless.listen` set); a Unix-socket connect that finds the queue full gets EAGAIN, "
-                "which asyncio takes for 'in progress' and then reports as connected: the first write "
-                "fails with ENOTCONN. Reproduced with plain aiohttp: 500 concurrent requests to a "
-                "Unix-socket site, 371 fail with backlog 128, none with `backlog=1024`."
-            )
+            failed_opens.append(f"{figures['failed_opens']} ({label})")
+            first_failure = figures["first_failed_open"]
         if figures["errors"]:
             result.notes.append(
                 f"{label}: {figures['errors']} waits failed; the first: {figures['first_error']}"
@@ -329,10 +324,19 @@ async def run(
                 f"{figures['create_lag_p99']:.1f} / {figures['create_lag_max']:.1f}",
                 f"{figures['rss_before_kb'] / 1024:.0f} / {figures['rss_created_kb'] / 1024:.0f} / "
                 f"{figures['rss_peak_kb'] / 1024:.0f}",
-                f"{figures['sim_rss_peak_kb'] / 1024:.0f}"
-                if figures["sim_rss_peak_kb"]
-                else "(in the backend)",
+                f"{figures['sim_rss_peak_kb'] / 1024:.0f}" if not embedded else "(in the backend)",
+                f"{figures['backend_cpu']:.1f} / " + (f"{figures['sim_cpu']:.1f}" if not embedded else "—"),
             ]
+        )
+    if failed_opens:
+        result.notes.append(
+            f"Waits opened at once that failed: {', '.join(failed_opens)}, with `{first_failure}` (they were "
+            "opened again, 50 at a time, so the run went on). Cause: the internal API listens with "
+            "aiohttp's default accept backlog of 128 (`web.SockSite(runner, sock)` calls `listen(128)` "
+            "again over the 1024 that `sockerless.listen` set); a Unix-socket connect that finds the queue "
+            "full gets EAGAIN, which asyncio takes for 'in progress' and then reports as connected: the "
+            "first write fails with ENOTCONN. Reproduced with plain aiohttp: 500 concurrent requests to "
+            "a Unix-socket site, 371 fail with backlog 128, none with `backlog=1024`."
         )
     result.tables.append(
         Table(

@@ -224,6 +224,25 @@ async def run(*, count: int = 10_000, inspects: int = 2000, lists: int = 10, sta
             ],
         )
     )
+    if list_median > TARGET_LIST_MS:
+        result.notes.append(
+            f"What limits list: the server builds every row on each call ({median(server_list):.0f} ms "
+            f"server-side of {list_median:.0f} ms): {parts['views']:.0f} ms for the {rows} "
+            f"`container_summary` views (`sockerless/views.py`), {parts['unstructure']:.0f} ms for cattrs "
+            f"to turn them into dicts and {parts['dumps']:.0f} ms for `json.dumps` of {size / 1e6:.1f} MB "
+            "(this process, same store). The HTTP transfer adds little."
+        )
+    if p99 > TARGET_INSPECT_P99_MS:
+        result.notes.append(
+            f"What limits inspect: the server answers in {percentile(server_inspect, 99):.2f} ms at p99 "
+            "(its access log); the rest of the client-side p99 is HTTP and the scheduling of two "
+            "processes on a shared 2-core machine."
+        )
+    if startup_big > TARGET_STARTUP_S:
+        result.notes.append(
+            f"What limits start-up: {startup_empty:.2f} s with an empty store, plus loading the "
+            f"{count} records ({median(open_times):.2f} s for `Store.open` alone)."
+        )
     result.tables.append(
         Table(
             "Where start-up goes",

@@ -37,7 +37,7 @@ from sockerless.observability import configure_logging
 from sockerless.plugins import PluginError, available_backends, load_backend
 from sockerless.server import InternalAPIServer, run_until_signalled
 
-__all__ = ["main", "serve_main"]
+__all__ = ["instance_id_for", "main", "serve_main"]
 
 _USAGE = """\
 sockerless COMMAND [options]
@@ -53,7 +53,7 @@ Run 'sockerless COMMAND --help' for the settings of a command.
 """
 
 
-def _instance_id(store_path: str) -> str:
+def instance_id_for(store_path: str) -> str:
     """Stable per host and store, so functions created by this installation can be told apart."""
     return hashlib.sha256(f"{socket.gethostname()}:{os.path.abspath(store_path)}".encode()).hexdigest()[:12]
 
@@ -100,7 +100,7 @@ def _server(backend: Backend, config: ServerConfig, socket_path: str | None = No
 
 def _backend(backend_cls: type[Backend], settings: Settings) -> Backend:
     store_path = resolve_store_path(settings)
-    runtime = BackendRuntime(state_path=store_path, instance_id=_instance_id(store_path))
+    runtime = BackendRuntime(state_path=store_path, instance_id=instance_id_for(store_path))
     return backend_cls(settings.backend, runtime)  # type: ignore[call-arg]
 
 

@@ -143,7 +143,9 @@ async def test_stop_and_kill_are_noops_that_succeed(api) -> None:
     assert (await api.client.post(f"{API}/containers/{container_id}/kill")).status == 204
     assert (await api.wait(container_id))["StatusCode"] == 5  # the run was not cut short
     assert (await api.client.post(f"{API}/containers/{container_id}/stop")).status == 304
-    assert (await api.client.post(f"{API}/containers/{container_id}/kill")).status == 204
+    after_exit = await api.client.post(f"{API}/containers/{container_id}/kill")
+    assert after_exit.status == 409
+    assert (await after_exit.json())["message"] == f"Container {container_id} is not running"
 
 
 async def test_removing_a_running_container_needs_force(api, lambda_simulator, poll) -> None:

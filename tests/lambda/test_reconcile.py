@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 
 from sockerless.backend import BackendRuntime, LogsOptions
-from sockerless.cli import _instance_id
+from sockerless.cli import instance_id_for
 from sockerless.models import ContainerConfig, ContainerCreateRequest, HostConfig
 from sockerless.store import ContainerRecord
 from sockerless_lambda.backend import LambdaBackend
@@ -44,7 +44,7 @@ async def restarted(simulator, state_path: str, **overrides) -> LambdaBackend:
         log_read_interval=0.25,
         **overrides,
     )
-    backend = LambdaBackend(config, BackendRuntime(state_path, _instance_id(state_path)))
+    backend = LambdaBackend(config, BackendRuntime(state_path, instance_id_for(state_path)))
     await backend.start()
     return backend
 
@@ -234,7 +234,7 @@ async def test_the_orphans_command_lists_and_deletes_this_instances_orphans(
             Role=lambda_simulator.role_arn,
             PackageType="Image",
             Code={"ImageUri": IMAGE},
-            Tags={"sockerless:managed": "true", "sockerless:instance": _instance_id(state_path)},
+            Tags={"sockerless:managed": "true", "sockerless:instance": instance_id_for(state_path)},
         )
     finally:
         await backend.close()

@@ -62,10 +62,10 @@ def orphans_main(argv: Sequence[str]) -> int:
     except ConfigError as exc:
         print("configuration error:\n  " + "\n  ".join(exc.problems), file=sys.stderr)
         return 2
-    from sockerless.cli import _instance_id  # the host's own rule; no public helper yet
+    from sockerless.cli import instance_id_for
 
     store_path = resolve_store_path(settings)
-    runtime = BackendRuntime(state_path=store_path, instance_id=_instance_id(store_path))
+    runtime = BackendRuntime(state_path=store_path, instance_id=instance_id_for(store_path))
     return asyncio.run(_orphans(settings.backend, runtime, delete=args.delete))
 
 

@@ -222,8 +222,11 @@ class ContainerService:
         log.info("stop is a no-op on Lambda", extra={"fields": {"container": record.id}})
 
     async def kill(self, ref: str) -> None:
-        """A no-op that succeeds (idempotent): Lambda cannot signal or cancel an invocation."""
+        """A no-op that succeeds on a running container, as often as asked: Lambda cannot signal or
+        cancel an invocation. A container that is not running is a 409, as the internal API says."""
         record = self._store.resolve_container(ref)
+        if record.status != "running":
+            raise Conflict(f"Container {record.id} is not running")
         log.info(
             "kill is a no-op on Lambda", extra={"fields": {"container": record.id, "status": record.status}}
         )

@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
+import attrs
 from aiohttp import web
 
 from sockerless.backend import CI_RUNNER_HINT as _CI_HINT
@@ -406,7 +407,7 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
     backend = _backend(request)
     if options.follow and not backend.capabilities.logs_follow:
         # The backend cannot follow: answer with what is available now, as the capability says.
-        options = LogsOptions(**{**_fields(options), "follow": False})
+        options = attrs.evolve(options, follow=False)
     logs = await backend.container_logs(request.match_info["id"], options)
     content_type = (
         "application/vnd.docker.raw-stream" if logs.tty else "application/vnd.docker.multiplexed-stream"
@@ -425,12 +426,6 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
             await aclose()
     await response.write_eof()
     return response
-
-
-def _fields(options: LogsOptions) -> dict[str, Any]:
-    import attrs
-
-    return attrs.asdict(options, recurse=False)
 
 
 @requires("attach")

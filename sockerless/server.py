@@ -29,7 +29,15 @@ from sockerless.errors import (
     Unavailable,
 )
 from sockerless.filters import CONTAINER_FILTERS, parse_filters
-from sockerless.listen import Listener, bind_tcp, bind_unix, is_loopback, parse_tcp, remove_socket_file
+from sockerless.listen import (
+    Listener,
+    ListenError,
+    bind_tcp,
+    bind_unix,
+    is_loopback,
+    parse_tcp,
+    remove_socket_file,
+)
 from sockerless.models import (
     AuthRequest,
     ContainerCreateRequest,
@@ -704,8 +712,6 @@ class InternalAPIServer:
         if self._tcp:
             host, _ = parse_tcp(self._tcp)
             if not is_loopback(host) and not self._token and not self._allow_public:
-                from sockerless.listen import ListenError
-
                 raise ListenError(
                     f"refusing to listen on non-loopback address {host} without a token: "
                     "set server.token (or server.allow_public to accept the risk)"

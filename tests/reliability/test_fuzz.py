@@ -701,7 +701,7 @@ def id_cases(document: dict[str, Any]) -> list[st.SearchStrategy[Case]]:
             "GET /containers/{id}/logs": 200,
             "POST /containers/{id}/wait": 200,
             "POST /containers/{id}/stop": 304,
-            "POST /containers/{id}/kill": 204,
+            "POST /containers/{id}/kill": 409,  # seeds are never running
         }.get(route, 501)
         return Case(
             kind=f"path ID: a real container ({route.split('/')[-1]})",

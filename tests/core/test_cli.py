@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import stat
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -16,6 +18,16 @@ from sockerless.cli import main
 from sockerless.plugins import load_backend
 from sockerless.server import InternalAPIServer
 from tests.fixtures.demo_plugin import install_demo_plugin
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """main() configures the root logger on the captured stderr; later tests must not write there."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture

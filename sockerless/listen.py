@@ -25,6 +25,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: Pending connections a listener holds. aiohttp's default of 128 makes the 129th of a burst of
+#: Unix-socket connects fail (ENOTCONN on first write), e.g. hundreds of `docker run` waits at once.
+BACKLOG = 1024
+
 
 class ListenError(Exception):
     """The address cannot be used; the message says why and what to do."""
@@ -65,7 +69,7 @@ def bind_tcp(address: str) -> Listener:
     except OSError as exc:
         sock.close()
         raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    sock.listen(1024)
+    sock.listen(BACKLOG)
     sock.setblocking(False)
     bound_host, bound_port = sock.getsockname()[:2]
     return Listener(sock=sock, description=f"tcp://{bound_host}:{bound_port}")
@@ -127,7 +131,7 @@ def bind_unix(path: str, *, mode: int = 0o600, group: str = "") -> Listener:
             sock.close()
             os.unlink(path)
             raise ListenError(f"cannot give socket {path} to group {group!r}: {exc}") from None
-    sock.listen(1024)
+    sock.listen(BACKLOG)
     sock.setblocking(False)
     return Listener(sock=sock, description=f"unix://{path}", socket_path=path)
 

@@ -30,6 +30,7 @@ from sockerless.errors import (
 )
 from sockerless.filters import CONTAINER_FILTERS, parse_filters
 from sockerless.listen import (
+    BACKLOG,
     Listener,
     ListenError,
     bind_tcp,
@@ -729,7 +730,7 @@ class InternalAPIServer:
                 app, handler_cancellation=True, shutdown_timeout=self._grace, access_log=None
             )
             await self._runner.setup()
-            await web.SockSite(self._runner, listener.sock).start()
+            await web.SockSite(self._runner, listener.sock, backlog=BACKLOG).start()
         except BaseException:
             listener.sock.close()
             remove_socket_file(listener.socket_path)

@@ -29,6 +29,7 @@ from sockerless.frontend.context import (
 )
 from sockerless.frontend.unsupported import Handler, unsupported_handler
 from sockerless.listen import (
+    BACKLOG,
     Listener,
     ListenError,
     bind_tcp,
@@ -306,7 +307,7 @@ class DockerFrontend:
                 access_log=None,
             )
             await self._runner.setup()
-            await web.SockSite(self._runner, listener.sock).start()
+            await web.SockSite(self._runner, listener.sock, backlog=BACKLOG).start()
         except BaseException:
             listener.sock.close()
             remove_socket_file(listener.socket_path)

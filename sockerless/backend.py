@@ -99,6 +99,8 @@ class BackendRuntime:
 
     state_path: str
     instance_id: str
+    #: SQLite's synchronous mode for the store at ``state_path`` (the ``store.synchronous`` setting).
+    store_synchronous: str = "normal"
 
 
 @runtime_checkable

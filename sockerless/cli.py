@@ -100,7 +100,11 @@ def _server(backend: Backend, config: ServerConfig, socket_path: str | None = No
 
 def _backend(backend_cls: type[Backend], settings: Settings) -> Backend:
     store_path = resolve_store_path(settings)
-    runtime = BackendRuntime(state_path=store_path, instance_id=instance_id_for(store_path))
+    runtime = BackendRuntime(
+        state_path=store_path,
+        instance_id=instance_id_for(store_path),
+        store_synchronous=settings.store.synchronous,
+    )
     return backend_cls(settings.backend, runtime)  # type: ignore[call-arg]
 
 

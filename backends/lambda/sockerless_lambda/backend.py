@@ -128,7 +128,7 @@ class LambdaBackend(BaseBackend):
     async def _start(self) -> None:
         await self.start_clients()
         config, clients = self.config, self.clients
-        self._store = await Store.open(self.runtime.state_path)
+        self._store = await Store.open(self.runtime.state_path, synchronous=self.runtime.store_synchronous)
         self._reader = LogReader(clients, log_group=config.log_group, interval=config.log_read_interval)
         self._images = ImageService(self._store, architecture=config.architecture)
         self._containers = ContainerService(

@@ -167,13 +167,10 @@ async def test_a_delete_function_failure_keeps_the_container(api, lambda_simulat
     assert (await api.inspect(container_id))["State"]["Status"] == "created"
 
 
-@pytest.mark.parametrize("config_overrides", [{"timeout": 1}])
+@pytest.mark.parametrize("config_overrides", [{"timeout": 1, "recovery_margin": 1}])
 async def test_a_lost_invoke_answer_is_never_resent_and_ends_unknown(
-    api, lambda_simulator, monkeypatch, config_overrides
+    api, lambda_simulator, config_overrides
 ) -> None:
-    from sockerless_lambda import containers
-
-    monkeypatch.setattr(containers, "RECOVERY_MARGIN_SECONDS", 1.0)
     lambda_simulator.add_fault({"kind": "drop", "operation": "lambda:Invoke", "count": 1})
     _, result = await api.run("exit 0")
     assert result["StatusCode"] == 255

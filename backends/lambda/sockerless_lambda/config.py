@@ -97,6 +97,14 @@ class LambdaConfig:
         minimum=0.2,
         maximum=60,
     )
+    recovery_margin: float = setting(
+        60.0,
+        help="Seconds past the function timeout to wait for a run's end in CloudWatch when its Invoke "
+        "answer was lost (a restart, a dropped connection) before its outcome is reported unknown "
+        "(exit 255); CloudWatch delivers late",
+        minimum=1,
+        maximum=3600,
+    )
     simulate: bool = setting(False, help="Run against an embedded local Lambda simulator (no AWS at all)")
 
     def __attrs_post_init__(self) -> None:

@@ -84,8 +84,6 @@ LOG_SETTLE_SECONDS = 3.0
 LOG_KEEP_BYTES = 256 * 1024
 #: How long ``docker logs`` waits for a CloudWatch read in flight before answering with what is cached.
 LOGS_MAX_WAIT_SECONDS = 5.0
-#: A run whose end is read from CloudWatch may end this long after its function timeout (CloudWatch delay).
-RECOVERY_MARGIN_SECONDS = 60.0
 _PAST_REQUESTS_KEPT = 20
 _TAIL_KEEP = 4096
 
@@ -292,7 +290,8 @@ class ContainerService:
         function_name = str(fields[Fields.FUNCTION_NAME])
         started = record.started_at or record.created
         self._reader.track(function_name, started - dt.timedelta(seconds=5))
-        deadline_wall = started.timestamp() + self._config.timeout + RECOVERY_MARGIN_SECONDS
+        margin = self._config.recovery_margin
+        deadline_wall = started.timestamp() + self._config.timeout + margin
         summary = await self._reader.watch_run(
             function_name,
             request_id=request_id,
@@ -305,7 +304,7 @@ class ContainerService:
                 EXIT_UNKNOWN,
                 f"the outcome of the Lambda invocation of {function_name} is unknown: no END line in "
                 f"CloudWatch within the function timeout ({self._config.timeout} s) plus "
-                f"{RECOVERY_MARGIN_SECONDS:.0f} s",
+                f"{margin:g} s",
                 request_id=request_id,
             )
         return InvocationOutcome(summary.exit_code, summary.error, request_id=summary.request_id)
@@ -324,7 +323,20 @@ class ContainerService:
             outcome.error,
             _now(),
         )
+        rid = outcome.request_id
+        complete_tail = bool(rid) and all(
+            f"{marker} RequestId: {rid}" in outcome.log_tail for marker in ("START", "END")
+        )
+        if complete_tail:
+            # The Tail holds the whole run: keep it as the settled output and never read CloudWatch
+            # for this run. Its lines carry no time of their own, so they are stamped with the exit.
+            stamp = _ms(record.finished_at)
+            self._keep_settled(
+                record, [LogEvent(stamp, line) for line in outcome.log_tail.splitlines(keepends=True)]
+            )
         await self._store.save_container(record)
+        if complete_tail:
+            self._reader.forget(str(fields[Fields.FUNCTION_NAME]))
         log.info(
             "container exited",
             extra={
@@ -439,7 +451,13 @@ class ContainerService:
     async def logs(self, ref: str, options: LogsOptions) -> ContainerLogs:
         record = self._store.resolve_container(ref)
         lines = await self._log_lines(record)
-        return ContainerLogs(tty=record.config.tty, lines=iterate(select(lines, options)))
+        fields = record.backend_fields
+        final = (
+            record.status == "exited"
+            and bool(fields.get(Fields.REQUEST_ID))
+            and fields.get(Fields.LOGS_SETTLED) == fields.get(Fields.REQUEST_ID)
+        )
+        return ContainerLogs(tty=record.config.tty, lines=iterate(select(lines, options)), final=final)
 
     async def _log_lines(self, record: ContainerRecord) -> list[LogLine]:
         fields = record.backend_fields
@@ -478,6 +496,15 @@ class ContainerService:
 
     async def _settle(self, record: ContainerRecord, events: list[LogEvent]) -> None:
         """Keep this output for good (capped) and stop reading CloudWatch for it."""
+        self._keep_settled(record, events)
+        try:
+            await self._store.save_container(record)
+        except NotFound:
+            return
+        self._reader.forget(str(record.backend_fields[Fields.FUNCTION_NAME]))
+
+    def _keep_settled(self, record: ContainerRecord, events: list[LogEvent]) -> None:
+        """Append the run's output to the kept logs (capped) and mark the run settled; not saved."""
         fields = record.backend_fields
         stored: list[list[Any]] = list(fields.get(Fields.LOGS, []))
         stored.extend(
@@ -492,11 +519,6 @@ class ContainerService:
         fields[Fields.LOGS] = stored
         fields[Fields.LOGS_UNTIL_MS] = max([e.timestamp_ms for e in events], default=_ms(_now()))
         fields[Fields.LOGS_SETTLED] = fields.get(Fields.REQUEST_ID, "")
-        try:
-            await self._store.save_container(record)
-        except NotFound:
-            return
-        self._reader.forget(str(fields[Fields.FUNCTION_NAME]))
 
 
 def _from_ms(value: int) -> dt.datetime:

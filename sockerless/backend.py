@@ -81,6 +81,8 @@ class ContainerLogs:
 
     tty: bool
     lines: AsyncIterator[LogLine]
+    #: The container has exited and these are all the lines it will ever have: a follower may stop.
+    final: bool = False
 
 
 @frozen

@@ -53,7 +53,7 @@ from sockerless.models import (
     structure,
     unstructure,
 )
-from sockerless.streams import decode_frames
+from sockerless.streams import LOGS_FINAL_HEADER, decode_frames
 
 __all__ = [
     "DEFAULT_REQUEST_TIMEOUT",
@@ -206,6 +206,8 @@ class FetchedLogs:
 
     tty: bool
     lines: list[LogLine]
+    #: The backend says these are all the lines the container will ever have.
+    final: bool = False
 
 
 def _split_timestamp(payload: bytes) -> tuple[dt.datetime, bytes] | None:
@@ -489,7 +491,8 @@ class BackendClient:
         finally:
             response.release()
         tty = response.headers.get("Content-Type", "") == "application/vnd.docker.raw-stream"
-        return FetchedLogs(tty=tty, lines=parse_timestamped_logs(body, tty=tty))
+        final = response.headers.get(LOGS_FINAL_HEADER, "") == "true"
+        return FetchedLogs(tty=tty, lines=parse_timestamped_logs(body, tty=tty), final=final)
 
     async def prune_containers(self, filters: str | None = None) -> PruneResponse:
         return await self._model(

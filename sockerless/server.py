@@ -50,7 +50,7 @@ from sockerless.models import (
     unstructure,
 )
 from sockerless.observability import RequestContext, bind_request, unbind_request
-from sockerless.streams import encode_frame, format_log_time
+from sockerless.streams import LOGS_FINAL_HEADER, encode_frame, format_log_time
 
 __all__ = [
     "JSON_CONTENT_TYPE",
@@ -421,7 +421,10 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
     content_type = (
         "application/vnd.docker.raw-stream" if logs.tty else "application/vnd.docker.multiplexed-stream"
     )
-    response = web.StreamResponse(status=200, headers={"Content-Type": content_type})
+    headers = {"Content-Type": content_type}
+    if logs.final:
+        headers[LOGS_FINAL_HEADER] = "true"
+    response = web.StreamResponse(status=200, headers=headers)
     await response.prepare(request)
     try:
         async for line in logs.lines:

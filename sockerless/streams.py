@@ -5,7 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import struct
 
-__all__ = ["STDERR", "STDOUT", "decode_frames", "encode_frame", "format_log_time"]
+__all__ = ["LOGS_FINAL_HEADER", "STDERR", "STDOUT", "decode_frames", "encode_frame", "format_log_time"]
+
+#: An additive extension of the internal logs response: the container has exited and the backend
+#: will never have more lines for it, so a frontend emulating ``follow`` can end without another poll.
+LOGS_FINAL_HEADER = "X-Sockerless-Logs-Final"
 
 STDOUT = 1
 STDERR = 2

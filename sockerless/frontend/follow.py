@@ -215,6 +215,8 @@ class LogFollower:
                 history.extend(_key(line) for line in fresh)
             for line in fresh:
                 yield line
+            if fetched.final:
+                return  # the backend says nothing more will come: no settling poll needed
             if not fresh and (exited_before_fetch or self._watcher.gone):
                 return  # exited, and a fetch after the exit brought nothing new: final
             until = self._options.until

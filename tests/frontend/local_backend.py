@@ -60,7 +60,10 @@ class LocalBackend(BaseBackend):
     name: ClassVar[str] = "local"
     capabilities: ClassVar[Capabilities] = Capabilities(logs=True, image_pull=True, max_timeout_seconds=60)
 
-    def __init__(self, *, log_delay: float = 0.0, restamp_after_exit: bool = False) -> None:
+    def __init__(
+        self, *, log_delay: float = 0.0, restamp_after_exit: bool = False, final_logs: bool = False
+    ) -> None:
+        self.final_logs = final_logs  # mark an exited container's logs final, as the Lambda backend does
         self.log_delay = log_delay
         self.restamp_after_exit = restamp_after_exit
         self._restamped: set[str] = set()
@@ -252,7 +255,8 @@ class LocalBackend(BaseBackend):
         elif self.restamp_after_exit and record.finished_at and record.id not in self._restamped:
             self._restamped.add(record.id)
             lines = [attrs.evolve(line, timestamp=record.finished_at) for line in lines]
-        return ContainerLogs(tty=record.config.tty, lines=iterate(select(lines, options)))
+        final = self.final_logs and record.status == "exited"
+        return ContainerLogs(tty=record.config.tty, lines=iterate(select(lines, options)), final=final)
 
     async def prune_containers(self, filters: Filters) -> PruneResponse:
         deleted = []

@@ -171,3 +171,16 @@ async def test_follow_emulation_switched_off_answers_the_logs_so_far(
     assert await follow(http, container_id) == [(1, b"now\n")]  # ends although the container runs
     async with http.delete(f"/containers/{container_id}", params={"force": "1"}):
         pass
+
+
+@pytest.mark.parametrize(
+    ("backend_options", "fetches"), [({"final_logs": True}, 1), ({"final_logs": False}, 2)]
+)
+async def test_logs_the_backend_marks_final_end_the_follow_without_a_settling_fetch(
+    http: aiohttp.ClientSession, local_backend: LocalBackend, fetches: int
+) -> None:
+    container_id = await start(http, "echo done")
+    await eventually(lambda: local_backend.records[container_id].status == "exited")
+    before = local_backend.calls["logs"]
+    assert await follow(http, container_id) == [(1, b"done\n")]
+    assert local_backend.calls["logs"] - before == fetches

@@ -176,3 +176,39 @@ async def test_logs_of_a_created_container_are_empty_without_aws_calls(api, lamb
 async def test_logs_of_an_unknown_container_are_404(api) -> None:
     response = await api.client.get(f"{API}/containers/nope/logs", params={"stdout": "1"})
     assert response.status == 404
+
+
+async def test_logs_are_marked_final_once_settled_and_not_while_running(api, lambda_simulator, poll) -> None:
+    running = await api.create(Cmd=["sh", "-c", "echo started; sleep 2"])
+    await api.start(running)
+    response = await api.client.get(f"{API}/containers/{running}/logs", params={"stdout": "1"})
+    assert response.status == 200
+    assert "X-Sockerless-Logs-Final" not in response.headers
+
+    container_id, _ = await api.run("echo one; echo two")
+
+    async def final() -> bool:
+        response = await api.client.get(f"{API}/containers/{container_id}/logs", params={"stdout": "1"})
+        await response.read()
+        return response.headers.get("X-Sockerless-Logs-Final") == "true"
+
+    await poll(final, timeout=20)
+    before = filter_calls(lambda_simulator)
+    assert await final()
+    assert await api.output(container_id) == "one\ntwo\n"
+    assert filter_calls(lambda_simulator) == before
+
+
+def test_the_tail_confirms_cloudwatch_only_when_it_holds_the_whole_run() -> None:
+    tail = f"START RequestId: {RID} Version: $LATEST\none\ntwo\nEND RequestId: {RID}\n"
+    tail += f"REPORT RequestId: {RID}\tDuration: 1 ms\t\n"
+    fields = {"request_id": RID, "log_tail": tail}
+    events = [
+        LogEvent(1, f"START RequestId: {RID} Version: $LATEST\n"),
+        LogEvent(2, "one\n"),
+        LogEvent(3, "two\n"),
+    ]
+    assert containers._tail_confirms(fields, events)
+    assert not containers._tail_confirms(fields, events[:2])  # CloudWatch still lacks "two"
+    cut = {"request_id": RID, "log_tail": tail.split("\n", 1)[1]}  # the START line fell off the 4 KB tail
+    assert not containers._tail_confirms(cut, events)

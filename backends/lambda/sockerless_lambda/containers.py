@@ -323,20 +323,7 @@ class ContainerService:
             outcome.error,
             _now(),
         )
-        rid = outcome.request_id
-        complete_tail = bool(rid) and all(
-            f"{marker} RequestId: {rid}" in outcome.log_tail for marker in ("START", "END")
-        )
-        if complete_tail:
-            # The Tail holds the whole run: keep it as the settled output and never read CloudWatch
-            # for this run. Its lines carry no time of their own, so they are stamped with the exit.
-            stamp = _ms(record.finished_at)
-            self._keep_settled(
-                record, [LogEvent(stamp, line) for line in outcome.log_tail.splitlines(keepends=True)]
-            )
         await self._store.save_container(record)
-        if complete_tail:
-            self._reader.forget(str(fields[Fields.FUNCTION_NAME]))
         log.info(
             "container exited",
             extra={
@@ -478,7 +465,8 @@ class ContainerService:
         events = [e for e in self._reader.events(function_name) if e.timestamp_ms >= _ms(since)]
         end_age = self._reader.run_end_age(function_name, request_id) if request_id else None
         if finished and end_age is not None:
-            if end_age >= LOG_SETTLE_SECONDS and fields.get(Fields.INVOCATION) == DONE:
+            confirmed = end_age >= LOG_SETTLE_SECONDS or _tail_confirms(fields, events)
+            if confirmed and fields.get(Fields.INVOCATION) == DONE:
                 await self._settle(record, events)
             return kept + output_lines(events)
         tail = str(fields.get(Fields.LOG_TAIL, ""))
@@ -496,15 +484,6 @@ class ContainerService:
 
     async def _settle(self, record: ContainerRecord, events: list[LogEvent]) -> None:
         """Keep this output for good (capped) and stop reading CloudWatch for it."""
-        self._keep_settled(record, events)
-        try:
-            await self._store.save_container(record)
-        except NotFound:
-            return
-        self._reader.forget(str(record.backend_fields[Fields.FUNCTION_NAME]))
-
-    def _keep_settled(self, record: ContainerRecord, events: list[LogEvent]) -> None:
-        """Append the run's output to the kept logs (capped) and mark the run settled; not saved."""
         fields = record.backend_fields
         stored: list[list[Any]] = list(fields.get(Fields.LOGS, []))
         stored.extend(
@@ -519,6 +498,24 @@ class ContainerService:
         fields[Fields.LOGS] = stored
         fields[Fields.LOGS_UNTIL_MS] = max([e.timestamp_ms for e in events], default=_ms(_now()))
         fields[Fields.LOGS_SETTLED] = fields.get(Fields.REQUEST_ID, "")
+        try:
+            await self._store.save_container(record)
+        except NotFound:
+            return
+        self._reader.forget(str(fields[Fields.FUNCTION_NAME]))
+
+
+def _tail_confirms(fields: dict[str, Any], events: list[LogEvent]) -> bool:
+    """True when the run's ``LogType=Tail`` holds the whole run (its START and END) and CloudWatch
+    already shows the same output: nothing is late, so the logs settle at once, with CloudWatch's
+    times, instead of after :data:`LOG_SETTLE_SECONDS` of further reads."""
+    request_id, tail = str(fields.get(Fields.REQUEST_ID, "")), str(fields.get(Fields.LOG_TAIL, ""))
+    if not request_id or not all(f"{mark} RequestId: {request_id}" in tail for mark in ("START", "END")):
+        return False
+    tail_events = [LogEvent(0, text) for text in tail.splitlines(keepends=True)]
+    expected = [line.data for line in output_lines(tail_events)]
+    seen = [line.data for line in output_lines(events)]
+    return not expected or seen[-len(expected) :] == expected
 
 
 def _from_ms(value: int) -> dt.datetime:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import operator
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -308,6 +309,14 @@ class Container:
     log_path: str = ""
 
 
+def _flat(cls: type[T]) -> type[T]:
+    """Mark a class whose fields are all plain JSON values (no nested models): it unstructures with
+    a single attribute fetch per field, which matters for ``docker ps -a`` over thousands of rows."""
+    cls.__sockerless_flat__ = True  # type: ignore[attr-defined]
+    return cls
+
+
+@_flat
 @define
 class ContainerSummary:
     """One row of ``GET /containers`` (list)."""
@@ -563,6 +572,10 @@ def _make_converter() -> cattrs.Converter:
     def unstructure_factory(cls: type[Any]) -> Callable[[Any], Any]:
         overrides = {name: override(rename=wire) for name, wire in names(cls).items()}
         inner = make_dict_unstructure_fn(cls, conv, **overrides)  # type: ignore[arg-type]
+        if getattr(cls, "__sockerless_flat__", False):
+            wires = tuple(names(cls).values())
+            fetch = operator.attrgetter(*names(cls))
+            return lambda obj: dict(zip(wires, fetch(obj), strict=True))
         if cls is WaitResponse:
             # An Error object, even empty, makes `docker run` exit 125: omit it on success.
             return lambda obj: {k: v for k, v in inner(obj).items() if not (k == "Error" and v is None)}

@@ -342,6 +342,16 @@ class WaitCondition(enum.StrEnum):
     NEXT_EXIT = "next-exit"
     REMOVED = "removed"
 
+    @classmethod
+    def from_query(cls, raw: str | None) -> WaitCondition:
+        """The ``condition`` query parameter; absent or empty means ``not-running``, as in Docker."""
+        try:
+            return cls(raw or cls.NOT_RUNNING.value)
+        except ValueError:
+            raise InvalidParameter(
+                f"invalid condition {raw!r}: expected not-running, next-exit or removed"
+            ) from None
+
 
 @frozen
 class WaitError:

@@ -357,13 +357,7 @@ async def remove_container(request: web.Request) -> web.StreamResponse:
 
 async def wait_container(request: web.Request) -> web.StreamResponse:
     """Headers at once (``docker run`` sends start only after it has them), the body at the exit."""
-    raw = request.query.get("condition") or WaitCondition.NOT_RUNNING.value
-    try:
-        condition = WaitCondition(raw)
-    except ValueError:
-        raise InvalidParameter(
-            f"invalid condition {raw!r}: expected not-running, next-exit or removed"
-        ) from None
+    condition = WaitCondition.from_query(request.query.get("condition"))
     waiter = asyncio.ensure_future(
         await _backend(request).wait_container(request.match_info["id"], condition)
     )

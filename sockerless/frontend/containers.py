@@ -173,13 +173,7 @@ async def prune_containers(request: web.Request) -> web.StreamResponse:
 async def wait_container(request: web.Request) -> web.StreamResponse:
     """Headers as soon as the backend holds the wait (``docker run`` sends start only then), the
     body when the condition holds. ``docker run -d`` drops the connection: that cancels the wait."""
-    raw = request.query.get("condition") or WaitCondition.NOT_RUNNING.value
-    try:
-        condition = WaitCondition(raw)
-    except ValueError:
-        raise InvalidParameter(
-            f"invalid condition {raw!r}: expected not-running, next-exit or removed"
-        ) from None
+    condition = WaitCondition.from_query(request.query.get("condition"))
     async with frontend_of(request).client.wait_container(_ref(request), condition) as pending:
         response = web.StreamResponse(status=200, headers={"Content-Type": JSON_CONTENT_TYPE})
         await response.prepare(request)

@@ -369,15 +369,21 @@ class BackendClient:
         json_body: Any = None,
     ) -> Any:
         response = await self._send(method, path, params=params, json_body=json_body)
+        body = await self._read_body(response, "its answer")
+        return _decode_json(body, self.url, "answer") if body else None
+
+    async def _read_body(self, response: aiohttp.ClientResponse, what: str) -> bytes:
+        """The whole body, with transport failures as 502/504 naming the backend; releases it."""
         try:
-            body = await response.read()
+            return await response.read()
         except aiohttp.ClientError as exc:
-            raise UpstreamError(f"reading the answer of the backend at {self.url} failed: {exc}") from None
+            raise UpstreamError(f"reading {what} from the backend at {self.url} failed: {exc}") from None
         except TimeoutError:
-            raise UpstreamTimeout(f"the sockerless backend at {self.url} did not answer in time") from None
+            raise UpstreamTimeout(
+                f"the sockerless backend at {self.url} did not send {what} in time"
+            ) from None
         finally:
             response.release()
-        return _decode_json(body, self.url, "answer") if body else None
 
     async def _model(self, cls: type[T], method: str, path: str, **kwargs: Any) -> T:
         return _structure(await self._json(method, path, **kwargs), cls, self.url)
@@ -482,14 +488,7 @@ class BackendClient:
         params = _logs_query(options)
         params.update(timestamps="1", follow="0")
         response = await self._send("GET", f"/containers/{_segment(ref)}/logs", params=params)
-        try:
-            body = await response.read()
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(f"reading logs from the backend at {self.url} failed: {exc}") from None
-        except TimeoutError:
-            raise UpstreamTimeout(f"the sockerless backend at {self.url} did not send logs in time") from None
-        finally:
-            response.release()
+        body = await self._read_body(response, "logs")
         tty = response.headers.get("Content-Type", "") == "application/vnd.docker.raw-stream"
         final = response.headers.get(LOGS_FINAL_HEADER, "") == "true"
         return FetchedLogs(tty=tty, lines=parse_timestamped_logs(body, tty=tty), final=final)

@@ -14,6 +14,7 @@ two labels). Then ``sockerless serve lambda`` opens it, on a standalone simulato
 from __future__ import annotations
 
 import asyncio
+import gc
 import datetime as dt
 import json
 import os
@@ -277,6 +278,8 @@ async def run(*, count: int = 10_000, inspects: int = 2000, lists: int = 10, sta
 async def list_parts(path: str, rounds: int) -> dict[str, float]:
     """The list handler's steps, timed in this process (median ms over ``rounds``)."""
     store = await Store.open(path)
+    gc.collect()
+    gc.freeze()  # as `sockerless serve` does once started (sockerless/cli.py)
     try:
         records = list(store.containers())
         steps: dict[str, list[float]] = {"views": [], "unstructure": [], "dumps": []}
@@ -294,6 +297,7 @@ async def list_parts(path: str, rounds: int) -> dict[str, float]:
             steps["dumps"].append((dumped - unstructured) * 1000)
         return {name: median(values) for name, values in steps.items()}
     finally:
+        gc.unfreeze()
         await store.close()
 
 

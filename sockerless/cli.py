@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import hashlib
 import os
 import socket
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import attrs
@@ -125,6 +126,19 @@ def _frontend(settings: Settings, backend_url: str) -> Any:
     )
 
 
+def _frozen_after(start: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+    """Start, then move everything loaded so far (the store's records) out of the garbage
+    collector's sight: otherwise each full collection walks every record, and `docker ps -a` over
+    10 000 containers takes three times as long (measured: 49 ms vs 160 ms to build the rows)."""
+
+    async def start_and_freeze() -> None:
+        await start()
+        gc.collect()
+        gc.freeze()
+
+    return start_and_freeze
+
+
 def serve_main(backend_name: str, argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """Serve one backend's internal API until SIGTERM/SIGINT. Plugins' console scripts call this."""
     return _guarded(lambda: _serve(backend_name, _argv(argv), prog))
@@ -140,7 +154,7 @@ def _serve(backend_name: str, argv: Sequence[str], prog: str | None) -> int:
     assert backend_cls is not None
     configure_logging(settings.server.log_level, settings.server.log_format)
     server = _server(_backend(backend_cls, settings), settings.server)
-    asyncio.run(run_until_signalled(server.start, server.stop))
+    asyncio.run(run_until_signalled(_frozen_after(server.start), server.stop))
     return 0
 
 
@@ -196,7 +210,7 @@ def up_main(argv: Sequence[str]) -> int:
             await server.stop()
             print("sockerless: stopped", file=sys.stderr)
 
-        await run_until_signalled(start, stop)
+        await run_until_signalled(_frozen_after(start), stop)
 
     asyncio.run(run())
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 
 from sockerless.models import Container, ContainerState, ContainerSummary, format_time
@@ -20,9 +21,13 @@ __all__ = [
 
 def image_id_of(record: ContainerRecord) -> str:
     """The image ID Docker shows; derived from the reference when the backend knows no digest."""
-    if record.image_id:
-        return record.image_id
-    return "sha256:" + hashlib.sha256(record.image.encode()).hexdigest()
+    return record.image_id or _reference_id(record.image)
+
+
+@functools.lru_cache(maxsize=4096)
+def _reference_id(image: str) -> str:
+    # Many containers share few images: hash each reference once, not once per `docker ps` row.
+    return "sha256:" + hashlib.sha256(image.encode()).hexdigest()
 
 
 def command_of(record: ContainerRecord) -> list[str]:
@@ -93,14 +98,15 @@ def status_text(record: ContainerRecord, now: dt.datetime) -> str:
 
 
 def container_summary(record: ContainerRecord, now: dt.datetime) -> ContainerSummary:
+    config = record.config
     return ContainerSummary(
         id=record.id,
         names=["/" + record.name],
         image=record.image,
-        image_id=image_id_of(record),
-        command=" ".join(command_of(record)),
+        image_id=record.image_id or _reference_id(record.image),
+        command=" ".join([*(config.entrypoint or ()), *(config.cmd or ())]),
         created=int(record.created.timestamp()),
         state=record.status,
         status=status_text(record, now),
-        labels=dict(record.labels),
+        labels=dict(config.labels) if config.labels else {},
     )

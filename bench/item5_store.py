@@ -14,8 +14,8 @@ two labels). Then ``sockerless serve lambda`` opens it, on a standalone simulato
 from __future__ import annotations
 
 import asyncio
-import gc
 import datetime as dt
+import gc
 import json
 import os
 import random

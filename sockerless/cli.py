@@ -33,6 +33,7 @@ from sockerless.config import (
     resolve_frontend_socket,
     resolve_store_path,
 )
+from sockerless.errors import SockerlessError
 from sockerless.listen import ListenError
 from sockerless.observability import configure_logging
 from sockerless.plugins import PluginError, available_backends, load_backend
@@ -274,6 +275,9 @@ def _guarded(run: Callable[[], int]) -> int:
         return 2
     except ListenError as exc:
         print(f"sockerless: {exc}", file=sys.stderr)
+        return 1
+    except SockerlessError as exc:  # a backend that cannot start (its cloud refused, say)
+        print(f"sockerless: cannot start: {exc.message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

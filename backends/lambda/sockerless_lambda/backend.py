@@ -17,7 +17,7 @@ from typing import Any, ClassVar, TypeVar
 import attrs
 
 from sockerless.backend import BackendRuntime, BaseBackend, ContainerLogs, Filters, LogsOptions
-from sockerless.errors import AccessDenied, SockerlessError
+from sockerless.errors import SockerlessError
 from sockerless.models import (
     BackendInfo,
     Capabilities,
@@ -185,11 +185,13 @@ class LambdaBackend(BaseBackend):
                 logGroupName=group,
                 tags={MANAGED_TAG: "true"},
             )
-        except AccessDenied as exc:
-            log.warning("cannot create the log group; Lambda creates it without retention: %s", exc.message)
         except SockerlessError as exc:
+            # Denied, throttled past the retries, or AWS unreachable: serving does not need the group
+            # (Lambda creates it on first use, without retention or tags), so start anyway.
             if aws_error_code(exc) != "ResourceAlreadyExistsException":
-                raise
+                log.warning(
+                    "cannot create the log group; Lambda creates it without retention: %s", exc.message
+                )
         if self.config.log_retention_days:
             try:
                 await call(

@@ -1,4 +1,4 @@
-"""Fault injection: throttles, 5xx errors, added latency and dropped connections per operation."""
+"""Fault injection: throttles, 5xx errors, latency, dropped connections and lost answers per operation."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ class FaultKind(StrEnum):
     ERROR = "error"
     LATENCY = "latency"
     DROP = "drop"
+    #: The call is carried out, then the connection is closed instead of answering: a lost response.
+    DROP_ANSWER = "drop_answer"
 
 
 def _check_operation(_: object, __: object, value: str) -> None:
@@ -103,11 +105,13 @@ def _throttle_defaults(operation: Operation) -> tuple[str, int]:
 
 @frozen
 class FaultDecision:
-    """What the proxy must do for one call: wait, then answer with ``error``, drop, or go on."""
+    """What the proxy must do for one call: wait, then answer with ``error``, drop, or go on (and with
+    ``drop_answer``, carry the call out but close the connection instead of answering)."""
 
     delay_seconds: float = 0.0
     error: AwsError | None = None
     drop: bool = False
+    drop_answer: bool = False
 
     @property
     def intercepts(self) -> bool:
@@ -157,12 +161,12 @@ class FaultInjector:
             return FaultDecision()
         delay_ms = 0
         error: AwsError | None = None
-        drop = False
+        drop = drop_answer = False
         for active in list(self._rules):
             rule = active.rule
             if not rule.matches(operation):
                 continue
-            if rule.kind is not FaultKind.LATENCY and (error is not None or drop):
+            if rule.kind is not FaultKind.LATENCY and (error is not None or drop or drop_answer):
                 continue
             # Draw only for partial rules, so a seed replays the same sequence of decisions.
             if rule.probability < 1.0 and self._random.random() >= rule.probability:
@@ -174,6 +178,8 @@ class FaultInjector:
                 delay_ms += rule.latency_ms
             elif rule.kind is FaultKind.DROP:
                 drop = True
+            elif rule.kind is FaultKind.DROP_ANSWER:
+                drop_answer = True
             else:
                 error = rule.as_error(operation)
-        return FaultDecision(delay_seconds=delay_ms / 1000.0, error=error, drop=drop)
+        return FaultDecision(delay_seconds=delay_ms / 1000.0, error=error, drop=drop, drop_answer=drop_answer)

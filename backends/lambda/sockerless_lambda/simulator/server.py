@@ -96,19 +96,28 @@ class AwsFrontend:
             return aws_error_response(operation.protocol, decision.error)
 
         try:
-            handler = self._lambda_handlers.get(operation.name) if operation.service == "lambda" else None
-            if handler is not None:
-                return await handler(request, operation, scope, form_body)
-            response = await self._proxy.forward(operation.service, request, form_body)
-            self._after_lambda_change(request, operation, scope, response.status)
-            return response
+            response = await self._carry_out(request, operation, scope, form_body)
         except AwsError as error:
-            return aws_error_response(operation.protocol, error)
+            response = aws_error_response(operation.protocol, error)
         except Exception as exc:
             # A bug of ours still answers in AWS's shape, so the client sees a ServiceException.
             log.exception("simulator failed on %s", operation.key)
             failure = AwsError("ServiceException", 500, f"the simulator failed on {operation.key}: {exc!r}")
-            return aws_error_response(operation.protocol, failure)
+            response = aws_error_response(operation.protocol, failure)
+        if decision.drop_answer:
+            self._stats.count_fault(operation.key)
+            return _drop_connection(request)
+        return response
+
+    async def _carry_out(
+        self, request: web.Request, operation: Operation, scope: AwsScope, form_body: bytes | None
+    ) -> web.StreamResponse:
+        handler = self._lambda_handlers.get(operation.name) if operation.service == "lambda" else None
+        if handler is not None:
+            return await handler(request, operation, scope, form_body)
+        response = await self._proxy.forward(operation.service, request, form_body)
+        self._after_lambda_change(request, operation, scope, response.status)
+        return response
 
     # -- Invoke -------------------------------------------------------------------------------
 

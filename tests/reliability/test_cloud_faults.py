@@ -1,0 +1,471 @@
+"""Cloud faults on every AWS operation the Lambda backend uses, injected by the simulator.
+
+For each operation and each kind of fault (throttling, a 5xx answer, a dropped connection; the 5xx and
+dropped-connection variants of the start-up, orphan and Event-mode operations run with ``-m slow``):
+
+* a fault that clears within the retries is invisible: the request succeeds, and the simulator's
+  per-operation counters show the retries;
+* a fault that lasts surfaces only after ``max_attempts`` calls, as the status the internal API
+  promises: 503 with ``Retry-After`` for throttling, 502 for a 5xx or a lost connection;
+* an ``Invoke`` that may have reached Lambda (a 5xx, a dropped connection, a lost answer) is sent
+  exactly once; only answers that prove the function did not run (throttling) are retried;
+* a slow operation (seconds of latency) holds up nobody else: the event loop stays responsive.
+
+The backend runs in this process on the simulator (``lambda_simulator``) with ``max_attempts=2``:
+one retry, after botocore's jittered wait of up to 1 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from aiohttp.test_utils import TestClient
+
+from sockerless.backend import BackendRuntime
+from sockerless.server import create_app
+from sockerless_lambda.backend import LambdaBackend
+from sockerless_lambda.config import LambdaConfig
+from sockerless_lambda.reconcile import find_orphans
+
+API = "/internal/v1"
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/jobs:latest"
+ATTEMPTS = 2
+GROUP = "/sockerless/lambda"
+#: The fault rules, by name; ``count`` is added per test.
+KINDS = {
+    "throttle": {"kind": "throttle"},
+    "5xx": {"kind": "error", "status": 503},
+    "drop": {"kind": "drop"},
+}
+#: Throttling always; the 5xx and dropped-connection variants of the rarer operations in the long run.
+THROTTLE_ALWAYS = ["throttle", *(pytest.param(kind, marks=pytest.mark.slow) for kind in ("5xx", "drop"))]
+#: What a fault that outlasts the retries becomes on the internal API.
+PERSISTENT_STATUS = {"throttle": 503, "5xx": 502, "drop": 502}
+#: How botocore names each in the message (a dropped connection has no AWS error code).
+PERSISTENT_TEXT = {
+    "throttle": "TooManyRequestsException",
+    "5xx": "ServiceException",
+    "drop": "cannot reach AWS",
+}
+LOGS_PERSISTENT_TEXT = {**PERSISTENT_TEXT, "throttle": "ThrottlingException", "5xx": "InternalFailure"}
+
+
+def _config(simulator: Any, **overrides: Any) -> LambdaConfig:
+    settings: dict[str, Any] = {
+        "region": simulator.region,
+        "role_arn": simulator.role_arn,
+        "endpoint_url": simulator.endpoint_url,
+        "log_read_interval": 0.25,
+        "max_attempts": ATTEMPTS,
+        "timeout": 5,
+        "recovery_margin": 2,
+    }
+    settings.update(overrides)
+    return LambdaConfig(**settings)
+
+
+class Harness:
+    """A started backend on the simulator, its internal API, and the simulator's counters."""
+
+    def __init__(self, simulator: Any, state_path: str, client_factory: Any) -> None:
+        self.simulator = simulator
+        self.state_path = state_path
+        self._client_factory = client_factory
+        self.backend: LambdaBackend | None = None
+        self.client: TestClient[Any, Any] | None = None
+
+    async def start(self, **overrides: Any) -> Harness:
+        self.backend = LambdaBackend(
+            _config(self.simulator, **overrides), BackendRuntime(self.state_path, "faults")
+        )
+        await self.backend.start()
+        self.client = await self._client_factory(
+            create_app(self.backend), connector=aiohttp.TCPConnector(limit=0)
+        )
+        return self
+
+    async def stop(self) -> None:
+        if self.client is not None:
+            await self.client.close()
+            self.client = None
+        if self.backend is not None:
+            await self.backend.close()
+            self.backend = None
+
+    @property
+    def api(self) -> TestClient[Any, Any]:
+        assert self.client is not None
+        return self.client
+
+    def fault(self, kind: str, operation: str, count: int | None) -> None:
+        self.simulator.add_fault({**KINDS[kind], "operation": operation, "count": count})
+
+    def calls(self, operation: str) -> int:
+        return int(self.simulator.stats.snapshot()["calls"].get(operation, 0))
+
+    def faults(self, operation: str) -> int:
+        return int(self.simulator.stats.snapshot()["faults"].get(operation, 0))
+
+    async def create(self, command: str = "exit 0", **body: Any) -> tuple[int, dict[str, Any]]:
+        body = {"Image": IMAGE, "Cmd": ["sh", "-c", command], **body}
+        response = await self.api.post(f"{API}/containers", json=body)
+        return response.status, await response.json()
+
+    async def created(self, command: str = "exit 0") -> str:
+        status, body = await self.create(command)
+        assert status == 201, body
+        return str(body["Id"])
+
+    async def run(self, container_id: str) -> dict[str, Any]:
+        """Start and wait: the wait body (``StatusCode`` and maybe ``Error``)."""
+        waiting = asyncio.ensure_future(self.api.post(f"{API}/containers/{container_id}/wait"))
+        started = await self.api.post(f"{API}/containers/{container_id}/start")
+        assert started.status == 204, await started.text()
+        response = await asyncio.wait_for(waiting, 30)
+        return dict(await response.json())
+
+    async def status(self, container_id: str) -> str:
+        response = await self.api.get(f"{API}/containers/{container_id}")
+        return str((await response.json())["State"]["Status"]) if response.status == 200 else "gone"
+
+
+@pytest_asyncio.fixture
+async def harness(
+    lambda_simulator: Any,
+    tmp_path: Path,
+    aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]],
+) -> AsyncIterator[Harness]:
+    made = Harness(lambda_simulator, str(tmp_path / "state.sqlite3"), aiohttp_client)
+    try:
+        yield made
+    finally:
+        await made.stop()
+
+
+#: A fault count the retries absorb: every attempt but the last fails.
+TRANSIENT = ATTEMPTS - 1
+
+
+# ---------------------------------------------------------------------------- control plane
+
+
+def _retried(harness: Harness, operation: str, kind: str, attempts: int = ATTEMPTS) -> None:
+    """``attempts`` calls reached the simulator for this fault; aiohttp itself resends a dropped GET
+    or DELETE once on a reused connection, under botocore's retries."""
+    calls = harness.calls(operation)
+    assert attempts <= calls <= (2 * attempts if kind == "drop" else attempts), (operation, calls)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_create_function(harness: Harness, kind: str) -> None:
+    await harness.start()
+    harness.fault(kind, "lambda:CreateFunction", TRANSIENT)
+    await harness.created()
+    _retried(harness, "lambda:CreateFunction", kind)
+
+    harness.simulator.stats.reset()
+    harness.fault(kind, "lambda:CreateFunction", None)
+    response = await harness.api.post(f"{API}/containers", json={"Image": IMAGE})
+    body = await response.json()
+    assert response.status == PERSISTENT_STATUS[kind], body
+    assert body["message"].startswith("lambda: create function skls-")
+    assert PERSISTENT_TEXT[kind] in body["message"]
+    if kind == "throttle":
+        assert response.headers["Retry-After"] == "1"
+    _retried(harness, "lambda:CreateFunction", kind)
+    listed = await (await harness.api.get(f"{API}/containers", params={"all": "1"})).json()
+    assert len(listed) == 1  # only the first: a failed create leaves nothing behind
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_delete_function(harness: Harness, kind: str) -> None:
+    await harness.start()
+    first, second = await harness.created(), await harness.created()
+    harness.fault(kind, "lambda:DeleteFunction", TRANSIENT)
+    assert (await harness.api.delete(f"{API}/containers/{first}")).status == 204
+    assert await harness.status(first) == "gone"
+    _retried(harness, "lambda:DeleteFunction", kind)
+
+    harness.simulator.stats.reset()
+    harness.fault(kind, "lambda:DeleteFunction", None)
+    response = await harness.api.delete(f"{API}/containers/{second}")
+    body = await response.json()
+    assert response.status == PERSISTENT_STATUS[kind], body
+    assert body["message"].startswith("lambda: delete function skls-")
+    _retried(harness, "lambda:DeleteFunction", kind)
+    assert await harness.status(second) == "created"  # kept: removing it again works later
+
+
+@pytest.mark.lambda_simulator(pending_seconds=0.3)
+@pytest.mark.parametrize("kind", THROTTLE_ALWAYS)
+async def test_get_function_configuration_while_pending(harness: Harness, kind: str) -> None:
+    await harness.start()
+    # Pending for 0.3 s after CreateFunction: a start waits for Active with GetFunctionConfiguration.
+    first, second = await harness.created("exit 4"), await harness.created("exit 4")
+    harness.fault(kind, "lambda:GetFunctionConfiguration", TRANSIENT)
+    assert await harness.run(first) == {"StatusCode": 4}
+
+    harness.simulator.stats.reset()
+    harness.fault(kind, "lambda:GetFunctionConfiguration", None)
+    result = await harness.run(second)
+    assert result["StatusCode"] == 1
+    assert result["Error"]["Message"].startswith("lambda: get function skls-")
+    assert PERSISTENT_TEXT[kind] in result["Error"]["Message"]
+    _retried(harness, "lambda:GetFunctionConfiguration", kind)
+    assert harness.simulator.stats.snapshot()["invocations"].get("started", 0) == 0
+
+
+@pytest.mark.parametrize("kind", THROTTLE_ALWAYS)
+async def test_get_function_when_finishing_an_interrupted_create(
+    harness: Harness, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    await harness.start()
+    container_id = await harness.created()
+
+    async def restart_after_a_crash_in_create(count: int | None) -> str:
+        assert harness.backend is not None
+        record = harness.backend.store.resolve_container(container_id)
+        record.backend_fields["function_state"] = "creating"  # as a crash during CreateFunction leaves it
+        await harness.backend.store.save_container(record)
+        await harness.stop()
+        harness.simulator.stats.reset()
+        harness.fault(kind, "lambda:GetFunction", count)
+        await harness.start()
+        assert harness.backend is not None
+        return str(harness.backend.store.resolve_container(container_id).backend_fields["function_state"])
+
+    assert await restart_after_a_crash_in_create(TRANSIENT) == "Active"
+    _retried(harness, "lambda:GetFunction", kind)
+    with caplog.at_level(logging.WARNING, logger="sockerless.lambda"):
+        # Started anyway; the record waits for the next start, and the log says why.
+        assert await restart_after_a_crash_in_create(None) == "creating"
+    _retried(harness, "lambda:GetFunction", kind)
+    assert any("reconciling a container failed" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("kind", THROTTLE_ALWAYS)
+async def test_put_function_event_invoke_config(harness: Harness, kind: str) -> None:
+    await harness.start(invocation_type="Event")
+    harness.fault(kind, "lambda:PutFunctionEventInvokeConfig", TRANSIENT)
+    status, body = await harness.create()
+    assert status == 201, body
+    _retried(harness, "lambda:PutFunctionEventInvokeConfig", kind)
+
+    harness.simulator.stats.reset()
+    harness.fault(kind, "lambda:PutFunctionEventInvokeConfig", None)
+    status, body = await harness.create()
+    assert status == PERSISTENT_STATUS[kind], body
+    assert body["message"].startswith("lambda: configure async invoke skls-")
+    _retried(harness, "lambda:PutFunctionEventInvokeConfig", kind)
+    assert harness.calls("lambda:DeleteFunction") == 1  # the function made for it is not left behind
+    async with _lambda_client(harness.simulator) as client:
+        assert len((await client.list_functions())["Functions"]) == 1
+
+
+@pytest.mark.parametrize("kind", THROTTLE_ALWAYS)
+async def test_orphan_listing(harness: Harness, kind: str) -> None:
+    await harness.start()
+    assert harness.backend is not None
+    async with _lambda_client(harness.simulator) as client:
+        await client.create_function(
+            FunctionName="skls-" + "e" * 24,
+            Role=harness.simulator.role_arn,
+            PackageType="Image",
+            Code={"ImageUri": IMAGE},
+            Tags={"sockerless:managed": "true", "sockerless:instance": "faults"},
+        )
+    backend = harness.backend
+    for operation in ("lambda:ListFunctions", "lambda:ListTags"):
+        harness.simulator.stats.reset()
+        harness.fault(kind, operation, TRANSIENT)
+        orphans = await find_orphans(backend.clients, backend.store, backend.config, "faults")
+        assert [orphan.function_name for orphan in orphans] == ["skls-" + "e" * 24]
+        _retried(harness, operation, kind)
+
+
+# ---------------------------------------------------------------------------- start-up: the log group
+
+
+@pytest.mark.parametrize("kind", THROTTLE_ALWAYS)
+@pytest.mark.parametrize("operation", ["logs:CreateLogGroup", "logs:PutRetentionPolicy"])
+async def test_the_log_group_at_start_up(
+    harness: Harness, kind: str, operation: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    harness.fault(kind, operation, TRANSIENT)
+    await harness.start(log_retention_days=7)
+    _retried(harness, operation, kind)
+    async with _logs_client(harness.simulator) as logs:
+        groups = (await logs.describe_log_groups(logGroupNamePrefix=GROUP))["logGroups"]
+    assert [(g["logGroupName"], g.get("retentionInDays")) for g in groups] == [(GROUP, 7)]
+
+    await harness.stop()
+    harness.simulator.stats.reset()
+    harness.fault(kind, operation, None)
+    with caplog.at_level(logging.WARNING, logger="sockerless.lambda"):
+        await harness.start(log_retention_days=7)  # never fails to start over the log group
+    _retried(harness, operation, kind)
+    assert any("log group" in r.getMessage() for r in caplog.records)
+    assert await harness.run(await harness.created("exit 2")) == {"StatusCode": 2}  # and it serves
+
+
+# ---------------------------------------------------------------------------- CloudWatch reads
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_filter_log_events(harness: Harness, kind: str) -> None:
+    await harness.start()
+    first, second = await harness.created("echo out; exit 0"), await harness.created("echo out; exit 0")
+    assert await harness.run(first) == {"StatusCode": 0}
+    assert await harness.run(second) == {"StatusCode": 0}
+
+    async def logs(container_id: str, count: int | None) -> aiohttp.ClientResponse:
+        # The first read of a container's logs reads CloudWatch (then they settle and are kept).
+        await asyncio.sleep(0.3)  # one read interval since the last read
+        harness.simulator.stats.reset()
+        harness.fault(kind, "logs:FilterLogEvents", count)
+        return await harness.api.get(f"{API}/containers/{container_id}/logs", params={"stdout": "1"})
+
+    response = await logs(first, TRANSIENT)
+    assert response.status == 200
+    assert (await response.read()).endswith(b"out\n")
+    _retried(harness, "logs:FilterLogEvents", kind)
+
+    response = await logs(second, None)
+    body = await response.json()
+    assert response.status == PERSISTENT_STATUS[kind], body
+    assert body["message"].startswith(f"logs: filter log events {GROUP}: ")
+    assert LOGS_PERSISTENT_TEXT[kind] in body["message"]
+    _retried(harness, "logs:FilterLogEvents", kind)
+
+
+# ---------------------------------------------------------------------------- Invoke
+
+
+async def test_a_throttled_invoke_is_retried_because_it_did_not_run(harness: Harness) -> None:
+    await harness.start()
+    container_id = await harness.created("exit 6")
+    harness.fault("throttle", "lambda:Invoke", ATTEMPTS - 1)
+    assert await harness.run(container_id) == {"StatusCode": 6}
+    assert harness.calls("lambda:Invoke") == ATTEMPTS
+    assert harness.simulator.stats.snapshot()["invocations"]["started"] == 1
+
+
+async def test_an_invoke_throttled_past_the_retries_exits_1_and_never_ran(harness: Harness) -> None:
+    await harness.start()
+    container_id = await harness.created("exit 6")
+    harness.fault("throttle", "lambda:Invoke", None)
+    result = await harness.run(container_id)
+    assert result["StatusCode"] == 1
+    assert "TooManyRequestsException" in result["Error"]["Message"]
+    assert harness.calls("lambda:Invoke") == ATTEMPTS
+    assert harness.simulator.stats.snapshot()["invocations"].get("started", 0) == 0
+
+
+@pytest.mark.parametrize(
+    ("kind", "exit_code", "ran"),
+    [
+        ("5xx", 1, False),  # Lambda may have run it: not retried, reported as a failure
+        ("drop", 255, False),  # no answer: nothing tells whether it ran; CloudWatch shows no run
+        ("drop_answer", 6, True),  # it ran, the answer was lost: the exit comes from CloudWatch
+    ],
+)
+async def test_an_invoke_that_may_have_reached_lambda_is_sent_exactly_once(
+    harness: Harness, kind: str, exit_code: int, ran: bool
+) -> None:
+    await harness.start(timeout=1, recovery_margin=1)
+    container_id = await harness.created("exit 6")
+    rule = KINDS.get(kind, {"kind": kind})
+    harness.simulator.add_fault({**rule, "operation": "lambda:Invoke"})  # every Invoke, for ever
+    result = await harness.run(container_id)
+    assert result["StatusCode"] == exit_code, result
+    assert harness.calls("lambda:Invoke") == 1  # never sent again
+    assert harness.simulator.stats.snapshot()["invocations"].get("started", 0) == int(ran)
+    if exit_code == 255:
+        assert "unknown" in result["Error"]["Message"]
+
+
+# ---------------------------------------------------------------------------- backoff and jitter
+
+
+async def test_retries_back_off_with_jitter(harness: Harness) -> None:
+    """Throttled calls wait before each retry, each for its own random time (full jitter)."""
+    random.seed(20240601)  # botocore draws its jitter from the random module: a replayable run
+    await harness.start()
+    harness.fault("throttle", "lambda:CreateFunction", None)
+
+    async def timed_create() -> float:
+        began = time.monotonic()
+        status, _ = await harness.create()
+        assert status == 503
+        return time.monotonic() - began
+
+    durations = sorted(await asyncio.gather(*(timed_create() for _ in range(8))))
+    assert harness.calls("lambda:CreateFunction") == 8 * ATTEMPTS
+    # Two waits of rand(0, 1) and rand(0, 2) s each: never more than 3 s, rarely all short...
+    assert durations[-1] < 3 + 1
+    assert sum(durations) / len(durations) > 0.3
+    # ...and spread out, so that throttled callers do not come back in lockstep.
+    assert durations[-1] - durations[0] > 0.2
+
+
+# ---------------------------------------------------------------------------- latency
+
+
+async def test_a_slow_operation_does_not_hold_up_other_requests(harness: Harness) -> None:
+    await harness.start()
+    known = await harness.created()
+    harness.simulator.add_fault({"kind": "latency", "operation": "lambda:CreateFunction", "latency_ms": 3000})
+    slow_creates = [asyncio.ensure_future(harness.create()) for _ in range(5)]
+    await asyncio.sleep(0.1)  # the creates are now waiting on the slowed CreateFunction
+
+    async def timed(method: str, path: str, **options: Any) -> float:
+        began = time.monotonic()
+        response = await harness.api.request(method, API + path, **options)
+        assert response.status == 200, await response.text()
+        await response.read()
+        return time.monotonic() - began
+
+    quick = await asyncio.gather(
+        *(timed("GET", f"/containers/{known}") for _ in range(20)),
+        *(timed("GET", "/containers", params={"all": "1"}) for _ in range(20)),
+        *(timed("GET", "/info") for _ in range(10)),
+    )
+    assert not any(task.done() for task in slow_creates)  # still held by the cloud
+    assert max(quick) < 1.0, f"slowest: {max(quick):.2f} s"
+    began = time.monotonic()
+    for status, body in await asyncio.gather(*slow_creates):
+        assert status == 201, body
+    assert time.monotonic() - began > 2  # they did wait for the cloud
+
+
+# ---------------------------------------------------------------------------- clients
+
+
+def _client_options(simulator: Any) -> dict[str, Any]:
+    return {
+        "endpoint_url": simulator.endpoint_url,
+        "region_name": simulator.region,
+        "aws_access_key_id": "testing",
+        "aws_secret_access_key": "testing",
+    }
+
+
+def _lambda_client(simulator: Any) -> Any:
+    from aiobotocore.session import get_session
+
+    return get_session().create_client("lambda", **_client_options(simulator))
+
+
+def _logs_client(simulator: Any) -> Any:
+    from aiobotocore.session import get_session
+
+    return get_session().create_client("logs", **_client_options(simulator))

@@ -89,6 +89,23 @@ def _socket_is_live(path: str) -> bool:
     return True
 
 
+def _check_directory_is_safe(directory: str) -> None:
+    """Whoever may rename or delete entries of the socket's directory can put their own socket in its
+    place (and read what clients send, registry credentials included): that must be only us or root,
+    or the directory must be sticky like /tmp, where nobody can remove another user's file."""
+    info = os.stat(directory)
+    if info.st_uid not in (os.getuid(), 0):
+        raise ListenError(
+            f"the socket directory {directory} belongs to another user (uid {info.st_uid}), who could "
+            "replace the socket; choose a directory of your own"
+        )
+    if info.st_mode & stat.S_IWOTH and not info.st_mode & stat.S_ISVTX:
+        raise ListenError(
+            f"the socket directory {directory} is writable by every user and not sticky: anyone could "
+            "replace the socket; choose a private directory (or chmod o-w or +t it)"
+        )
+
+
 def bind_unix(path: str, *, mode: int = 0o600, group: str = "") -> Listener:
     """Bind ``path`` with ``mode`` from the first moment (umask), replacing a stale socket file.
 
@@ -100,6 +117,7 @@ def bind_unix(path: str, *, mode: int = 0o600, group: str = "") -> Listener:
         os.makedirs(parent, mode=0o700, exist_ok=True)
     except OSError as exc:
         raise ListenError(f"cannot create the directory for socket {path}: {exc.strerror}") from None
+    _check_directory_is_safe(parent)
     if os.path.lexists(path):
         if not stat.S_ISSOCK(os.lstat(path).st_mode):
             raise ListenError(f"{path} exists and is not a socket; refusing to replace it")

@@ -38,6 +38,7 @@ from sockerless.listen import ListenError
 from sockerless.observability import configure_logging
 from sockerless.plugins import PluginError, available_backends, load_backend
 from sockerless.server import InternalAPIServer, run_until_signalled
+from sockerless.tls import TLSError
 
 __all__ = ["instance_id_for", "main", "serve_main"]
 
@@ -97,6 +98,9 @@ def _server(backend: Backend, config: ServerConfig, socket_path: str | None = No
         allow_public=config.allow_public,
         max_inflight_requests=config.max_inflight_requests,
         max_body_bytes=config.max_body_bytes,
+        tls_cert=config.tls_cert,
+        tls_key=config.tls_key,
+        tls_client_ca=config.tls_client_ca,
     )
 
 
@@ -118,12 +122,19 @@ def _frontend(settings: Settings, backend_url: str) -> Any:
         socket_path=resolve_frontend_socket(settings),
         tcp=config.tcp,
         socket_mode=parse_file_mode(config.socket_mode),
+        socket_group=config.socket_group,
         backend_url=backend_url,
         attach_mode=config.attach,
         follow_poll_interval=config.follow_poll_interval,
         token=config.token,
         allow_public=config.allow_public,
         backend_token=settings.server.token,
+        tls_cert=config.tls_cert,
+        tls_key=config.tls_key,
+        tls_client_ca=config.tls_client_ca,
+        backend_tls_ca=config.backend_tls_ca,
+        backend_tls_cert=config.backend_tls_cert,
+        backend_tls_key=config.backend_tls_key,
     )
 
 
@@ -196,11 +207,7 @@ def up_main(argv: Sequence[str]) -> int:
         async def start() -> None:
             nonlocal frontend
             await server.start()
-            backend_url = settings.frontend.backend or (
-                server.address.replace("tcp://", "http://")
-                if server.address.startswith("tcp://")
-                else server.address
-            )
+            backend_url = settings.frontend.backend or server.url
             frontend = _frontend(settings, backend_url)
             await frontend.start()
             _announce(settings, frontend.address, backend_cls)
@@ -276,6 +283,9 @@ def _guarded(run: Callable[[], int]) -> int:
     except ListenError as exc:
         print(f"sockerless: {exc}", file=sys.stderr)
         return 1
+    except TLSError as exc:
+        print(f"sockerless: {exc}", file=sys.stderr)
+        return 2
     except SockerlessError as exc:  # a backend that cannot start (its cloud refused, say)
         print(f"sockerless: cannot start: {exc.message}", file=sys.stderr)
         return 1

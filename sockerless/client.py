@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import ssl
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
@@ -98,7 +99,7 @@ def error_for_status(status: int, message: str, retry_after: int | None = None) 
 
 
 def parse_backend_url(url: str) -> tuple[str, str | None]:
-    """``unix:///path`` or ``http://host:port`` (``tcp://`` is accepted for the latter) as
+    """``unix:///path``, ``http://host:port`` (``tcp://`` is accepted for it) or ``https://host:port`` as
     ``(base URL, Unix socket path or None)``."""
     parts = urlsplit(url)
     if parts.scheme == "unix":
@@ -108,7 +109,11 @@ def parse_backend_url(url: str) -> tuple[str, str | None]:
         return "http://backend", path
     if parts.scheme in ("http", "tcp") and parts.netloc:
         return f"http://{parts.netloc}", None
-    raise ValueError(f"invalid backend URL {url!r}: expected unix:///path or http://host:port")
+    if parts.scheme == "https" and parts.netloc:
+        return f"https://{parts.netloc}", None
+    raise ValueError(
+        f"invalid backend URL {url!r}: expected unix:///path, http://host:port or https://host:port"
+    )
 
 
 def _since(value: dt.datetime | None) -> str | None:
@@ -268,9 +273,13 @@ class BackendClient:
         token: str = "",
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
         connect_timeout: float = 5.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        """``ssl_context`` verifies an https:// backend (and may carry a client certificate); without it
+        the system's CAs verify it."""
         self.url = url
         self._base, self._socket_path = parse_backend_url(url)
+        self._ssl = ssl_context
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._request_timeout = request_timeout
         self._connect_timeout = connect_timeout
@@ -293,7 +302,7 @@ class BackendClient:
             connector: aiohttp.BaseConnector = (
                 aiohttp.UnixConnector(path=self._socket_path, limit=0)
                 if self._socket_path is not None
-                else aiohttp.TCPConnector(limit=0)
+                else aiohttp.TCPConnector(limit=0, ssl=self._ssl if self._ssl is not None else True)
             )
             self._session = aiohttp.ClientSession(
                 base_url=self._base,
@@ -329,6 +338,11 @@ class BackendClient:
             response = await self._get_session().request(
                 method, PREFIX + path, params=params, data=body, headers=send_headers, timeout=timeout
             )
+        except aiohttp.ClientSSLError as exc:  # no use retrying: the certificates do not fit
+            raise UpstreamError(
+                f"TLS with the sockerless backend at {self.url} failed: {_reason(exc)} "
+                "(see the frontend's backend_tls_* settings)"
+            ) from None
         except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
             raise Unavailable(
                 f"cannot reach the sockerless backend at {self.url}: {_reason(exc)}; is it running?"

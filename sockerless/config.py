@@ -138,6 +138,35 @@ def _check_backend_url(value: str) -> None:
     raise ValueError(f"{value!r} is not a backend URL like unix:///path/to/backend.sock or http://host:port")
 
 
+# ---------------------------------------------------------------------------- TLS settings
+
+_TLS_CERT_HELP = "PEM file of the certificate (chain) to serve TLS with on the TCP address; needs tls_key."
+_TLS_KEY_HELP = "PEM file of the private key of tls_cert (a path: keys never go in the configuration)."
+_TLS_CLIENT_CA_HELP = (
+    "PEM file of the CAs whose client certificates are accepted: with it every client must present one "
+    "(mutual TLS), which authenticates clients on a non-loopback address as a token does."
+)
+
+
+def _tls_problems(section: str, tcp: str, cert: str, key: str, client_ca: str) -> list[str]:
+    problems: list[str] = []
+    if bool(cert) != bool(key):
+        problems.append(f"{section}.tls_cert and {section}.tls_key go together: set both")
+    if client_ca and not cert:
+        problems.append(f"{section}.tls_client_ca needs {section}.tls_cert and {section}.tls_key")
+    if cert and not tcp:
+        problems.append(
+            f"{section}.tls_cert needs {section}.tcp: TLS is for the TCP listener "
+            "(a Unix socket is protected by its file permissions)"
+        )
+    return problems
+
+
+def _raise_problems(problems: list[str]) -> None:
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
 # ---------------------------------------------------------------------------- the core sections
 
 
@@ -163,7 +192,9 @@ class ServerConfig:
     log_format: str = setting("json", help="Log line format.", choices=("json", "text"))
     token: str = setting("", help="Bearer token clients must send on TCP; empty requires none.", secret=True)
     allow_public: bool = setting(
-        False, help="Accept a non-loopback TCP address without a token (anyone who can reach it is trusted)."
+        False,
+        help="Accept a non-loopback TCP address without client authentication "
+        "(anyone who can reach it is trusted).",
     )
     max_body_bytes: int = setting(
         1 << 20, help="Largest JSON request body accepted, in bytes.", minimum=1024, maximum=1 << 30
@@ -174,6 +205,9 @@ class ServerConfig:
         minimum=1,
         maximum=65536,
     )
+    tls_cert: str = setting("", help=_TLS_CERT_HELP)
+    tls_key: str = setting("", help=_TLS_KEY_HELP)
+    tls_client_ca: str = setting("", help=_TLS_CLIENT_CA_HELP)
 
     @socket_mode.validator
     def _socket_mode_is_octal(self, attribute: attrs.Attribute[str], value: str) -> None:
@@ -182,6 +216,9 @@ class ServerConfig:
     @tcp.validator
     def _tcp_is_host_port(self, attribute: attrs.Attribute[str], value: str) -> None:
         _check_tcp(value)
+
+    def __attrs_post_init__(self) -> None:
+        _raise_problems(_tls_problems("server", self.tcp, self.tls_cert, self.tls_key, self.tls_client_ca))
 
 
 @frozen
@@ -216,6 +253,7 @@ class FrontendConfig:
     socket_mode: str = setting(
         "0600", help='Octal permissions of the socket file (quote it in YAML: "0660").'
     )
+    socket_group: str = setting("", help="Group that owns the socket file; empty keeps the default group.")
     backend: str = setting(
         "",
         help="Internal API of the backend, unix:///path or http://host:port; "
@@ -234,8 +272,22 @@ class FrontendConfig:
         "", help="Bearer token Docker clients must send on TCP; empty requires none.", secret=True
     )
     allow_public: bool = setting(
-        False, help="Accept a non-loopback TCP address without a token (anyone who can reach it is trusted)."
+        False,
+        help="Accept a non-loopback TCP address without client authentication "
+        "(anyone who can reach it is trusted).",
     )
+    tls_cert: str = setting("", help=_TLS_CERT_HELP)
+    tls_key: str = setting("", help=_TLS_KEY_HELP)
+    tls_client_ca: str = setting("", help=_TLS_CLIENT_CA_HELP)
+    backend_tls_ca: str = setting(
+        "", help="PEM file of the CAs that sign an https:// backend's certificate; empty: the system's CAs."
+    )
+    backend_tls_cert: str = setting(
+        "",
+        help="PEM file of the client certificate shown to an https:// backend that requires one "
+        "(its server.tls_client_ca).",
+    )
+    backend_tls_key: str = setting("", help="PEM file of the private key of backend_tls_cert.")
 
     @socket_mode.validator
     def _socket_mode_is_octal(self, attribute: attrs.Attribute[str], value: str) -> None:
@@ -248,6 +300,15 @@ class FrontendConfig:
     @backend.validator
     def _backend_is_url(self, attribute: attrs.Attribute[str], value: str) -> None:
         _check_backend_url(value)
+
+    def __attrs_post_init__(self) -> None:
+        problems = _tls_problems("frontend", self.tcp, self.tls_cert, self.tls_key, self.tls_client_ca)
+        if bool(self.backend_tls_cert) != bool(self.backend_tls_key):
+            problems.append("frontend.backend_tls_cert and frontend.backend_tls_key go together: set both")
+        uses_tls = self.backend_tls_ca or self.backend_tls_cert
+        if uses_tls and self.backend and not self.backend.startswith("https://"):
+            problems.append("frontend.backend_tls_* are for an https:// backend; frontend.backend is not one")
+        _raise_problems(problems)
 
 
 #: The sections every process has, in the order they are documented and printed.
@@ -313,12 +374,14 @@ def resolve_frontend_socket(settings: Settings) -> str:
 
 
 def resolve_backend_url(settings: Settings) -> str:
-    """``frontend.backend``, or the local server's address: its TCP address if set, else its socket."""
+    """``frontend.backend``, or the local server's address: its TCP address if set (https with
+    ``server.tls_cert``), else its socket."""
     if settings.frontend.backend:
         return settings.frontend.backend
     if settings.server.tcp:
         host, port = parse_tcp(settings.server.tcp)
-        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        scheme = "https" if settings.server.tls_cert else "http"
+        return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
     return f"unix://{settings.server.socket}"
 
 

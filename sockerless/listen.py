@@ -1,4 +1,9 @@
-"""Listening sockets for both servers: owner-only Unix sockets, loopback TCP by default."""
+"""Listening sockets for both servers: owner-only Unix sockets, loopback TCP by default, and TLS.
+
+A TCP address anyone else can reach must authenticate its clients: with a bearer token or with TLS
+client certificates (:func:`require_authentication`; :mod:`sockerless.tls`), unless the operator
+explicitly accepts the risk.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ __all__ = [
     "is_loopback",
     "parse_tcp",
     "remove_socket_file",
+    "require_authentication",
 ]
 
 log = logging.getLogger(__name__)
@@ -57,6 +63,24 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def require_authentication(
+    address: str, *, token: str, client_ca: str, allow_public: bool, section: str
+) -> None:
+    """Refuse a non-loopback TCP ``address`` whose clients nobody authenticates.
+
+    A bearer token or TLS with client certificates (``client_ca``) authenticates them; ``allow_public``
+    is the operator saying that anyone who can reach the address is trusted.
+    """
+    host, _ = parse_tcp(address)
+    if is_loopback(host) or token or client_ca or allow_public:
+        return
+    raise ListenError(
+        f"refusing to listen on non-loopback address {host} without client authentication: "
+        f"set {section}.token or {section}.tls_cert, {section}.tls_key and {section}.tls_client_ca "
+        f"(or {section}.allow_public to accept the risk)"
+    )
 
 
 def bind_tcp(address: str) -> Listener:

@@ -12,6 +12,7 @@ import hmac
 import json
 import logging
 import signal
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
@@ -32,12 +33,10 @@ from sockerless.filters import CONTAINER_FILTERS, parse_filters
 from sockerless.listen import (
     BACKLOG,
     Listener,
-    ListenError,
     bind_tcp,
     bind_unix,
-    is_loopback,
-    parse_tcp,
     remove_socket_file,
+    require_authentication,
 )
 from sockerless.models import (
     AuthRequest,
@@ -51,6 +50,7 @@ from sockerless.models import (
 )
 from sockerless.observability import RequestContext, bind_request, unbind_request
 from sockerless.streams import LOGS_FINAL_HEADER, encode_frame, format_log_time
+from sockerless.tls import TLSListener, server_context, start_site
 
 __all__ = [
     "JSON_CONTENT_TYPE",
@@ -686,17 +686,22 @@ class InternalAPIServer:
         allow_public: bool = False,
         max_inflight_requests: int = 512,
         max_body_bytes: int = 1 << 20,
+        tls_cert: str = "",
+        tls_key: str = "",
+        tls_client_ca: str = "",
     ) -> None:
         self.backend = backend
         self._socket_path, self._tcp = socket_path, tcp
         self._socket_mode, self._socket_group = socket_mode, socket_group
         self._grace = shutdown_grace
         self._token, self._allow_public = token, allow_public
+        self._tls = (tls_cert, tls_key, tls_client_ca)
         self._options = ServerOptions(
             token=token, max_inflight_requests=max_inflight_requests, max_body_bytes=max_body_bytes
         )
         self._runner: web.AppRunner | None = None
         self._listener: Listener | None = None
+        self._tls_listener: TLSListener | None = None
         self._backend_started = False
 
     @property
@@ -706,19 +711,30 @@ class InternalAPIServer:
             raise RuntimeError("the server is not listening")
         return self._listener.description
 
-    def _bind(self) -> Listener:
-        if self._tcp:
-            host, _ = parse_tcp(self._tcp)
-            if not is_loopback(host) and not self._token and not self._allow_public:
-                raise ListenError(
-                    f"refusing to listen on non-loopback address {host} without a token: "
-                    "set server.token (or server.allow_public to accept the risk)"
-                )
-            return bind_tcp(self._tcp)
-        return bind_unix(self._socket_path, mode=self._socket_mode, group=self._socket_group)
+    @property
+    def url(self) -> str:
+        """The address as a client's URL: ``unix:///path``, ``http://host:port`` or ``https://host:port``."""
+        address = self.address
+        if address.startswith("tcp://"):
+            return ("https://" if self._tls[0] else "http://") + address.removeprefix("tcp://")
+        return address
+
+    def _bind(self) -> tuple[Listener, ssl.SSLContext | None]:
+        if not self._tcp:
+            return bind_unix(self._socket_path, mode=self._socket_mode, group=self._socket_group), None
+        cert, key, client_ca = self._tls
+        require_authentication(
+            self._tcp,
+            token=self._token,
+            client_ca=client_ca,
+            allow_public=self._allow_public,
+            section="server",
+        )
+        context = server_context(cert, key, client_ca) if cert else None
+        return bind_tcp(self._tcp), context
 
     async def start(self) -> None:
-        listener = self._bind()  # fail on a bad address before starting cloud clients
+        listener, tls = self._bind()  # fail on a bad address or certificate before starting cloud clients
         try:
             await self.backend.start()
             self._backend_started = True
@@ -727,7 +743,7 @@ class InternalAPIServer:
                 app, handler_cancellation=True, shutdown_timeout=self._grace, access_log=None
             )
             await self._runner.setup()
-            await web.SockSite(self._runner, listener.sock, backlog=BACKLOG).start()
+            self._tls_listener = await start_site(self._runner, listener.sock, tls, backlog=BACKLOG)
         except BaseException:
             listener.sock.close()
             remove_socket_file(listener.socket_path)
@@ -735,12 +751,23 @@ class InternalAPIServer:
                 await self.backend.close()
             raise
         self._listener = listener
-        log.info("serving", extra={"fields": {"backend": self.backend.name, "address": listener.description}})
+        security = "mutual TLS" if self._tls[2] else "TLS" if tls else "none"
+        log.info(
+            "serving",
+            extra={
+                "fields": {"backend": self.backend.name, "address": listener.description, "tls": security}
+            },
+        )
 
     async def stop(self) -> None:
+        if self._tls_listener is not None:
+            await self._tls_listener.stop_accepting()
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()  # stop accepting, drain within the grace period, cancel the rest
+        if self._tls_listener is not None:
+            tls_listener, self._tls_listener = self._tls_listener, None
+            await tls_listener.close()
         if self._backend_started:
             self._backend_started = False
             await self.backend.close()

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import ssl
 from typing import Any
 
 from aiohttp import web
@@ -31,15 +32,14 @@ from sockerless.frontend.unsupported import Handler, unsupported_handler
 from sockerless.listen import (
     BACKLOG,
     Listener,
-    ListenError,
     bind_tcp,
     bind_unix,
-    is_loopback,
-    parse_tcp,
     remove_socket_file,
+    require_authentication,
 )
 from sockerless.models import CapabilityReport, VersionInfo
 from sockerless.server import access_middleware, error_response
+from sockerless.tls import TLSListener, client_context, server_context, start_site
 
 __all__ = ["DEFAULT_SOCKET", "DockerFrontend", "create_app", "routes"]
 
@@ -218,6 +218,12 @@ class DockerFrontend:
         backend_wait: float = 30.0,
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
         shutdown_grace: float = 10.0,
+        tls_cert: str = "",
+        tls_key: str = "",
+        tls_client_ca: str = "",
+        backend_tls_ca: str = "",
+        backend_tls_cert: str = "",
+        backend_tls_key: str = "",
     ) -> None:
         if follow_poll_interval <= 0:
             raise ValueError("follow_poll_interval must be positive")
@@ -234,10 +240,13 @@ class DockerFrontend:
         self._backend_wait = backend_wait
         self._request_timeout = request_timeout
         self._grace = shutdown_grace
+        self._tls = (tls_cert, tls_key, tls_client_ca)
+        self._backend_tls = (backend_tls_ca, backend_tls_cert, backend_tls_key)
         self._client: BackendClient | None = None
         self._context: FrontendContext | None = None
         self._runner: web.AppRunner | None = None
         self._listener: Listener | None = None
+        self._tls_listener: TLSListener | None = None
 
     @property
     def address(self) -> str:
@@ -253,16 +262,19 @@ class DockerFrontend:
             raise RuntimeError("the frontend is not started")
         return self._context.report
 
-    def _bind(self) -> Listener:
-        if self._tcp:
-            host, _ = parse_tcp(self._tcp)
-            if not is_loopback(host) and not self._token and not self._allow_public:
-                raise ListenError(
-                    f"refusing to listen on non-loopback address {host} without a token: "
-                    "set a frontend token (or allow_public to accept the risk)"
-                )
-            return bind_tcp(self._tcp)
-        return bind_unix(self._socket_path, mode=self._socket_mode, group=self._socket_group)
+    def _bind(self) -> tuple[Listener, ssl.SSLContext | None]:
+        if not self._tcp:
+            return bind_unix(self._socket_path, mode=self._socket_mode, group=self._socket_group), None
+        cert, key, client_ca = self._tls
+        require_authentication(
+            self._tcp,
+            token=self._token,
+            client_ca=client_ca,
+            allow_public=self._allow_public,
+            section="frontend",
+        )
+        context = server_context(cert, key, client_ca) if cert else None
+        return bind_tcp(self._tcp), context
 
     async def _read_capabilities(self, client: BackendClient) -> CapabilityReport:
         """The backend may still be starting: retry a refused connection until ``backend_wait``."""
@@ -281,9 +293,14 @@ class DockerFrontend:
             delay = min(delay * 2, 1.0)
 
     async def start(self) -> None:
-        listener = self._bind()  # fail on a bad address before waiting for the backend
+        ca, cert, key = self._backend_tls
+        backend_tls = client_context(ca, cert, key) if ca or cert else None
+        listener, tls = self._bind()  # fail on a bad address or certificate before waiting for the backend
         client = BackendClient(
-            self._backend_url, token=self._backend_token, request_timeout=self._request_timeout
+            self._backend_url,
+            token=self._backend_token,
+            request_timeout=self._request_timeout,
+            ssl_context=backend_tls,
         )
         try:
             report = await self._read_capabilities(client)
@@ -307,7 +324,7 @@ class DockerFrontend:
                 access_log=None,
             )
             await self._runner.setup()
-            await web.SockSite(self._runner, listener.sock, backlog=BACKLOG).start()
+            self._tls_listener = await start_site(self._runner, listener.sock, tls, backlog=BACKLOG)
         except BaseException:
             listener.sock.close()
             remove_socket_file(listener.socket_path)
@@ -325,14 +342,20 @@ class DockerFrontend:
                     "backend": report.backend,
                     "backend_url": self._backend_url,
                     "attach": self._attach_mode.value,
+                    "tls": "mutual" if self._tls[2] else "server" if tls else "none",
                 }
             },
         )
 
     async def stop(self) -> None:
+        if self._tls_listener is not None:
+            await self._tls_listener.stop_accepting()
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
+        if self._tls_listener is not None:
+            tls_listener, self._tls_listener = self._tls_listener, None
+            await tls_listener.close()
         if self._context is not None:
             await self._context.auto_remover.close()
         if self._context is not None and self._context.detached:

@@ -287,8 +287,8 @@ def test_an_unknown_key_in_the_file_lists_the_known_keys_and_the_closest(write_c
 def test_an_unknown_key_in_a_known_environment_section_is_an_error() -> None:
     assert problems(environ={"SOCKERLESS_SERVER_LOG_LEVL": "debug"}) == [
         "unknown key server.log_levl (known: socket, tcp, socket_mode, socket_group, shutdown_grace, "
-        "log_level, log_format, token, allow_public, max_body_bytes, max_inflight_requests); "
-        "did you mean log_level? [env SOCKERLESS_SERVER_LOG_LEVL]"
+        "log_level, log_format, token, allow_public, max_body_bytes, max_inflight_requests, tls_cert, "
+        "tls_key, tls_client_ca); did you mean log_level? [env SOCKERLESS_SERVER_LOG_LEVL]"
     ]
 
 

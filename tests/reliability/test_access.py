@@ -1,0 +1,583 @@
+"""Who may talk to sockerless: owner-only Unix sockets (or a chosen group), loopback TCP by default, and
+a TCP address others can reach only with client authentication: a bearer token (compared in constant
+time) or TLS client certificates. Both the internal-API server and the Docker frontend, with the
+certificates made here (``cryptography``), and the real docker CLI over mutual TLS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import grp
+import hmac
+import os
+import shutil
+import ssl
+import stat
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import attrs
+import pytest
+import pytest_asyncio
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from sockerless import cli, listen
+from sockerless.config import ConfigError, load_settings
+from sockerless.frontend import DockerFrontend
+from sockerless.listen import ListenError
+from sockerless.server import InternalAPIServer
+from sockerless.tls import TLSError
+from tests.frontend.local_backend import LocalBackend
+
+API = "/internal/v1"
+DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
+
+
+# ---------------------------------------------------------------------------- certificates
+
+
+@attrs.frozen
+class Pki:
+    """PEM files: a CA, a server certificate for 127.0.0.1 and localhost, a client certificate it
+    signed, and a client certificate of another CA (a stranger)."""
+
+    ca: str
+    server_cert: str
+    server_key: str
+    client_cert: str
+    client_key: str
+    stranger_cert: str
+    stranger_key: str
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _certificate(
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: tuple[str, ec.EllipticCurvePrivateKey] | None,
+    *,
+    ca: bool = False,
+    usage: x509.ObjectIdentifier | None = None,
+) -> x509.Certificate:
+    issuer_name, issuer_key = issuer or (subject, key)
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(_name(issuer_name))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if ca:
+        builder = builder.add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+    if usage is not None:
+        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    if usage == ExtendedKeyUsageOID.SERVER_AUTH:
+        import ipaddress
+
+        names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _write(
+    directory: Path, name: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey
+) -> tuple[str, str]:
+    cert_path, key_path = directory / f"{name}.pem", directory / f"{name}-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    key_path.chmod(0o600)
+    return str(cert_path), str(key_path)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    directory = tmp_path_factory.mktemp("pki")
+    keys = {
+        name: ec.generate_private_key(ec.SECP256R1()) for name in ("ca", "other", "server", "client", "x")
+    }
+    ca = _certificate("sockerless test CA", keys["ca"], None, ca=True)
+    other = _certificate("someone else's CA", keys["other"], None, ca=True)
+    ca_path, _ = _write(directory, "ca", ca, keys["ca"])
+    server = _write(
+        directory,
+        "server",
+        _certificate(
+            "127.0.0.1",
+            keys["server"],
+            ("sockerless test CA", keys["ca"]),
+            usage=ExtendedKeyUsageOID.SERVER_AUTH,
+        ),
+        keys["server"],
+    )
+    client = _write(
+        directory,
+        "client",
+        _certificate(
+            "ci-runner",
+            keys["client"],
+            ("sockerless test CA", keys["ca"]),
+            usage=ExtendedKeyUsageOID.CLIENT_AUTH,
+        ),
+        keys["client"],
+    )
+    stranger = _write(
+        directory,
+        "stranger",
+        _certificate(
+            "intruder", keys["x"], ("someone else's CA", keys["other"]), usage=ExtendedKeyUsageOID.CLIENT_AUTH
+        ),
+        keys["x"],
+    )
+    _ = other
+    return Pki(ca_path, *server, *client, *stranger)
+
+
+def _client_tls(pki: Pki, cert: str = "", key: str = "", ca: str | None = None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=ca or pki.ca)
+    if cert:
+        context.load_cert_chain(cert, key)
+    return context
+
+
+# ---------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    path = tempfile.mkdtemp(prefix="ska-", dir="/tmp")
+    try:
+        yield Path(path)
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest_asyncio.fixture
+async def backend_socket(short_dir: Path) -> AsyncIterator[InternalAPIServer]:
+    server = InternalAPIServer(LocalBackend(), socket_path=str(short_dir / "backend.sock"))
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+async def _status(url: str, *, ssl_context: ssl.SSLContext | bool = True, **options: Any) -> int:
+    async with aiohttp.ClientSession() as session, session.get(url, ssl=ssl_context, **options) as response:
+        return response.status
+
+
+# ---------------------------------------------------------------------------- Unix sockets
+
+
+def _own_group() -> tuple[int, str]:
+    """A group the current user belongs to, other than the primary one when there is such a group."""
+    groups = [gid for gid in os.getgroups() if gid != os.getgid()] or [os.getgid()]
+    return groups[-1], grp.getgrgid(groups[-1]).gr_name
+
+
+async def test_unix_sockets_are_owner_only_by_default(short_dir: Path) -> None:
+    server = InternalAPIServer(LocalBackend(), socket_path=str(short_dir / "run" / "backend.sock"))
+    await server.start()
+    frontend = DockerFrontend(backend_url=server.address, socket_path=str(short_dir / "run" / "docker.sock"))
+    await frontend.start()
+    try:
+        for name in ("backend.sock", "docker.sock"):
+            assert stat.S_IMODE(os.stat(short_dir / "run" / name).st_mode) == 0o600
+        assert stat.S_IMODE(os.stat(short_dir / "run").st_mode) == 0o700  # created owner-only
+    finally:
+        await frontend.stop()
+        await server.stop()
+
+
+async def test_a_socket_group_opens_the_sockets_to_that_group(short_dir: Path) -> None:
+    gid, group = _own_group()
+    settings = load_settings(
+        environ={},
+        flags={
+            "server.socket": str(short_dir / "backend.sock"),
+            "server.socket_mode": "0660",
+            "server.socket_group": group,
+            "frontend.socket": str(short_dir / "docker.sock"),
+            "frontend.socket_mode": "0660",
+            "frontend.socket_group": group,
+        },
+    )
+    server = cli._server(LocalBackend(), settings.server)
+    await server.start()
+    frontend = cli._frontend(settings, server.url)
+    await frontend.start()
+    try:
+        for name in ("backend.sock", "docker.sock"):
+            info = os.stat(short_dir / name)
+            assert (stat.S_IMODE(info.st_mode), info.st_gid) == (0o660, gid), name
+    finally:
+        await frontend.stop()
+        await server.stop()
+
+
+async def test_an_unknown_socket_group_is_refused(short_dir: Path) -> None:
+    server = InternalAPIServer(
+        LocalBackend(), socket_path=str(short_dir / "backend.sock"), socket_group="no-such-group-here"
+    )
+    with pytest.raises(ListenError, match="no-such-group-here"):
+        await server.start()
+    assert not (short_dir / "backend.sock").exists()
+
+
+async def test_a_socket_directory_others_can_write_is_refused(short_dir: Path) -> None:
+    shared = short_dir / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # anyone could replace the socket here
+    with pytest.raises(ListenError, match="writable by every user"):
+        await InternalAPIServer(LocalBackend(), socket_path=str(shared / "backend.sock")).start()
+    shared.chmod(0o1777)  # sticky, like /tmp: nobody can remove another user's file
+    server = InternalAPIServer(LocalBackend(), socket_path=str(shared / "backend.sock"))
+    await server.start()
+    await server.stop()
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="giving a directory to another user needs root")
+async def test_a_socket_directory_of_another_user_is_refused(short_dir: Path) -> None:
+    theirs = short_dir / "theirs"
+    theirs.mkdir(mode=0o755)
+    os.chown(theirs, 65534, -1)  # nobody's, as a /tmp/sockerless-<uid> made first by someone else
+    frontend = DockerFrontend(backend_url="unix:///nowhere", socket_path=str(theirs / "docker.sock"))
+    with pytest.raises(ListenError, match="belongs to another user"):
+        await frontend.start()
+
+
+# ---------------------------------------------------------------------------- TCP: loopback, or authenticated
+
+
+async def test_tcp_without_a_host_listens_on_loopback() -> None:
+    server = InternalAPIServer(LocalBackend(), tcp=":0")
+    await server.start()
+    try:
+        assert server.address.startswith("tcp://127.0.0.1:")
+    finally:
+        await server.stop()
+
+
+@pytest.mark.parametrize("section", ["server", "frontend"])
+@pytest.mark.parametrize("address", ["0.0.0.0:0", "[::]:0", "192.0.2.1:2375", "example.com:2375"])
+async def test_a_public_address_without_client_authentication_is_refused(
+    section: str, address: str, pki: Pki
+) -> None:
+    # TLS alone (no client CA) proves the server to clients, not clients to the server: still refused.
+    options = {"tcp": address, "tls_cert": pki.server_cert, "tls_key": pki.server_key}
+    if section == "server":
+        with pytest.raises(ListenError, match="non-loopback"):
+            await InternalAPIServer(LocalBackend(), **options).start()
+    else:
+        with pytest.raises(ListenError, match="non-loopback"):
+            await DockerFrontend(backend_url="unix:///nowhere", **options).start()
+
+
+@pytest.mark.parametrize("section", ["server", "frontend"])
+def test_the_commands_refuse_a_public_address_without_client_authentication(
+    section: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    flags = [f"--{section}-tcp", "0.0.0.0:0", "--store-path", str(tmp_path / "state.sqlite3")]
+    argv = (
+        ["up", "--backend", "lambda", "--simulate", *flags] if section == "server" else ["frontend", *flags]
+    )
+    assert cli.main(argv) == 1
+    assert "non-loopback" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("section", ["server", "frontend"])
+@pytest.mark.parametrize(
+    "authentication", ["token", "mutual TLS", "allow_public"], ids=["token", "mtls", "allow_public"]
+)
+async def test_client_authentication_allows_a_public_address(
+    section: str, authentication: str, pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Bind loopback in the end: tests never listen on a public address.
+    asked: list[str] = []
+
+    def bind_loopback(address: str) -> listen.Listener:
+        asked.append(address)
+        return listen.bind_tcp("127.0.0.1:0")
+
+    monkeypatch.setattr(
+        f"sockerless.{'server' if section == 'server' else 'frontend.app'}.bind_tcp", bind_loopback
+    )
+    options: dict[str, Any] = {"tcp": "0.0.0.0:2375"}
+    if authentication == "token":
+        options["token"] = "s3cret-token"
+    elif authentication == "mutual TLS":
+        options.update(tls_cert=pki.server_cert, tls_key=pki.server_key, tls_client_ca=pki.ca)
+    else:
+        options["allow_public"] = True
+    if section == "server":
+        server = InternalAPIServer(LocalBackend(), **options)
+        await server.start()
+        await server.stop()
+    else:
+        backend = InternalAPIServer(LocalBackend(), tcp="127.0.0.1:0")
+        await backend.start()
+        try:
+            frontend = DockerFrontend(backend_url=backend.url, **options)
+            await frontend.start()
+            await frontend.stop()
+        finally:
+            await backend.stop()
+    assert asked == ["0.0.0.0:2375"]
+
+
+# ---------------------------------------------------------------------------- bearer tokens
+
+
+async def test_tokens_are_compared_in_constant_time_on_every_route(monkeypatch: pytest.MonkeyPatch) -> None:
+    compared: list[tuple[bytes, bytes]] = []
+    constant_time = hmac.compare_digest
+
+    def recording_compare(a: bytes, b: bytes) -> bool:
+        compared.append((a, b))
+        return constant_time(a, b)
+
+    for module in ("sockerless.server", "sockerless.frontend.app"):
+        monkeypatch.setattr(f"{module}.hmac.compare_digest", recording_compare)
+    backend = InternalAPIServer(LocalBackend(), tcp="127.0.0.1:0", token="backend-t0ken")
+    await backend.start()
+    frontend = DockerFrontend(
+        backend_url=backend.url, tcp="127.0.0.1:0", token="frontend-t0ken", backend_token="backend-t0ken"
+    )
+    await frontend.start()
+    try:
+        base = backend.url
+        front = frontend.address.replace("tcp://", "http://")
+        cases = [
+            (f"{base}{API}/capabilities", "backend-t0ken"),
+            (f"{base}{API}/containers/nope/wait", "backend-t0ken"),
+            (f"{base}/no/such/route", "backend-t0ken"),
+            (f"{front}/_ping", "frontend-t0ken"),
+            (f"{front}/v1.44/containers/json", "frontend-t0ken"),
+            (f"{front}/no/such/route", "frontend-t0ken"),
+        ]
+        for url, token in cases:
+            for wrong in ("", "Bearer", f"Bearer {token[:-1]}", f"Bearer {token}x", f"bearer {token}", token):
+                headers = {"Authorization": wrong} if wrong else {}
+                assert await _status(url, headers=headers) == 401, (url, wrong)
+            assert await _status(url, headers={"Authorization": f"Bearer {token}"}) != 401, url
+        assert len(compared) >= len(cases) * 7  # every check went through hmac.compare_digest
+        # Through the frontend, with the backend's own token: the chain works end to end.
+        headers = {"Authorization": "Bearer frontend-t0ken"}
+        assert await _status(f"{front}/v1.44/containers/json", headers=headers) == 200
+    finally:
+        await frontend.stop()
+        await backend.stop()
+
+
+# ---------------------------------------------------------------------------- TLS
+
+
+async def test_mutual_tls_on_the_internal_api(pki: Pki) -> None:
+    server = InternalAPIServer(
+        LocalBackend(),
+        tcp="127.0.0.1:0",
+        tls_cert=pki.server_cert,
+        tls_key=pki.server_key,
+        tls_client_ca=pki.ca,
+    )
+    await server.start()
+    try:
+        url = server.url + f"{API}/capabilities"
+        assert url.startswith("https://127.0.0.1:")
+        assert await _status(url, ssl_context=_client_tls(pki, pki.client_cert, pki.client_key)) == 200
+        refused = [
+            _client_tls(pki),  # no client certificate
+            _client_tls(pki, pki.stranger_cert, pki.stranger_key),  # signed by another CA
+        ]
+        for context in refused:
+            with pytest.raises(aiohttp.ClientError):
+                await _status(url, ssl_context=context)
+        with pytest.raises(aiohttp.ClientError):  # a client that does not trust our CA
+            await _status(url, ssl_context=ssl.create_default_context())
+        with pytest.raises(aiohttp.ClientError):  # plain HTTP on the TLS port
+            await _status(url.replace("https://", "http://"))
+    finally:
+        await server.stop()
+
+
+async def test_tls_without_a_client_ca_serves_any_client(pki: Pki) -> None:
+    server = InternalAPIServer(
+        LocalBackend(), tcp="127.0.0.1:0", tls_cert=pki.server_cert, tls_key=pki.server_key, token="t"
+    )
+    await server.start()
+    try:
+        url = server.url + f"{API}/capabilities"
+        assert await _status(url, ssl_context=_client_tls(pki), headers={"Authorization": "Bearer t"}) == 200
+        assert await _status(url, ssl_context=_client_tls(pki)) == 401  # the token still applies
+    finally:
+        await server.stop()
+
+
+async def test_the_docker_cli_over_mutual_tls_through_to_a_mutual_tls_backend(
+    pki: Pki, short_dir: Path
+) -> None:
+    backend = InternalAPIServer(
+        LocalBackend(),
+        tcp="127.0.0.1:0",
+        tls_cert=pki.server_cert,
+        tls_key=pki.server_key,
+        tls_client_ca=pki.ca,
+    )
+    await backend.start()
+    frontend = DockerFrontend(
+        backend_url=backend.url,
+        tcp="127.0.0.1:0",
+        tls_cert=pki.server_cert,
+        tls_key=pki.server_key,
+        tls_client_ca=pki.ca,
+        backend_tls_ca=pki.ca,
+        backend_tls_cert=pki.client_cert,
+        backend_tls_key=pki.client_key,
+    )
+    await frontend.start()
+    certs = short_dir / "certs"
+    certs.mkdir()
+    for source, target in ((pki.ca, "ca.pem"), (pki.client_cert, "cert.pem"), (pki.client_key, "key.pem")):
+        shutil.copy(source, certs / target)
+    (short_dir / "config").mkdir()
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(short_dir),
+        "DOCKER_CONFIG": str(short_dir / "config"),
+        "DOCKER_HOST": frontend.address,
+        "DOCKER_TLS_VERIFY": "1",
+        "DOCKER_CERT_PATH": str(certs),
+    }
+
+    async def docker(*args: str, **extra: str) -> tuple[int, str]:
+        process = await asyncio.create_subprocess_exec(
+            DOCKER,
+            *args,
+            env={**env, **extra},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await asyncio.wait_for(process.communicate(), 60)
+        assert process.returncode is not None
+        return process.returncode, out.decode()
+
+    try:
+        code, out = await docker("version", "--format", "{{.Server.Version}}")
+        assert code == 0, out
+        code, out = await docker("run", "--rm", "alpine", "sh", "-c", "echo over mutual tls; exit 3")
+        assert code == 3 and "over mutual tls\n" in out, out
+        # Without a client certificate of our CA the CLI gets nowhere.
+        stranger = short_dir / "stranger"
+        stranger.mkdir()
+        shutil.copy(pki.ca, stranger / "ca.pem")
+        shutil.copy(pki.stranger_cert, stranger / "cert.pem")
+        shutil.copy(pki.stranger_key, stranger / "key.pem")
+        code, out = await docker("version", DOCKER_CERT_PATH=str(stranger))
+        assert code != 0 and "Server:" not in out.split("Client:")[-1].split("\n\n")[-1]
+    finally:
+        await frontend.stop()
+        await backend.stop()
+
+
+async def test_a_frontend_without_the_backends_client_certificate_says_why(pki: Pki) -> None:
+    backend = InternalAPIServer(
+        LocalBackend(),
+        tcp="127.0.0.1:0",
+        tls_cert=pki.server_cert,
+        tls_key=pki.server_key,
+        tls_client_ca=pki.ca,
+    )
+    await backend.start()
+    try:
+        untrusting = DockerFrontend(backend_url=backend.url, tcp="127.0.0.1:0", backend_wait=2)
+        with pytest.raises(Exception, match="TLS with the sockerless backend"):
+            await untrusting.start()
+    finally:
+        await backend.stop()
+
+
+def test_tls_settings_are_checked_together(pki: Pki) -> None:
+    cases = {
+        "server.tls_cert and server.tls_key go together": {
+            "server.tcp": ":0",
+            "server.tls_cert": pki.server_cert,
+        },
+        "server.tls_client_ca needs server.tls_cert": {"server.tcp": ":0", "server.tls_client_ca": pki.ca},
+        "server.tls_cert needs server.tcp": {
+            "server.tls_cert": pki.server_cert,
+            "server.tls_key": pki.server_key,
+        },
+        "frontend.backend_tls_cert and frontend.backend_tls_key go together": {
+            "frontend.backend_tls_cert": pki.client_cert
+        },
+        "frontend.backend_tls_* are for an https:// backend": {
+            "frontend.backend": "http://127.0.0.1:9",
+            "frontend.backend_tls_ca": pki.ca,
+        },
+    }
+    for problem, flags in cases.items():
+        with pytest.raises(ConfigError, match=problem.replace("*", r"\*")):
+            load_settings(environ={}, flags=flags)
+
+
+async def test_a_certificate_that_cannot_be_read_is_one_clear_error(pki: Pki, tmp_path: Path) -> None:
+    server = InternalAPIServer(
+        LocalBackend(), tcp="127.0.0.1:0", tls_cert=str(tmp_path / "missing.pem"), tls_key=pki.server_key
+    )
+    with pytest.raises(TLSError, match=r"missing\.pem"):
+        await server.start()
+    mismatched = InternalAPIServer(
+        LocalBackend(), tcp="127.0.0.1:0", tls_cert=pki.server_cert, tls_key=pki.client_key
+    )
+    with pytest.raises(TLSError, match="cannot use the TLS certificate"):
+        await mismatched.start()
+
+
+async def test_a_client_that_never_finishes_the_handshake_is_dropped(
+    pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sockerless.tls.HANDSHAKE_TIMEOUT", 0.3)
+    server = InternalAPIServer(
+        LocalBackend(), tcp="127.0.0.1:0", tls_cert=pki.server_cert, tls_key=pki.server_key, token="t"
+    )
+    await server.start()
+    try:
+        host, port = server.address.removeprefix("tcp://").rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        began = asyncio.get_running_loop().time()
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed on us, silent as we were
+        assert asyncio.get_running_loop().time() - began < 3
+        writer.close()
+    finally:
+        await server.stop()

@@ -74,15 +74,25 @@ BACKEND_KEY = web.AppKey("backend", Backend)
 
 
 class ServerOptions:
-    """The server settings the handlers need (a subset of the ``server`` config section)."""
+    """The server settings the handlers need (a subset of the ``server`` config section), and the
+    count of requests in flight."""
 
     def __init__(
-        self, *, token: str = "", max_inflight_requests: int = 512, max_body_bytes: int = 1 << 20
+        self,
+        *,
+        token: str = "",
+        max_inflight_requests: int = 512,
+        max_body_bytes: int = 1 << 20,
+        shutdown_grace: float = 10.0,
     ) -> None:
         self.token = token
         self.max_inflight_requests = max_inflight_requests
         self.max_body_bytes = max_body_bytes
-        self.inflight = 0
+        self.shutdown_grace = shutdown_grace
+        self.inflight = 0  # short requests: what back-pressure counts
+        self.active = 0  # every request, long-lived ones (wait, follow) included: what shutdown drains
+        self.quiet = asyncio.Event()
+        self.quiet.set()
 
 
 TASKS_KEY: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("detached_tasks")
@@ -275,14 +285,25 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
         if not hmac.compare_digest(supplied.encode(), expected.encode()):
             return error_response(401, "unauthorized: a valid bearer token is required")
     if _long_lived(request):
-        return await handler(request)
+        return await _counted(options, handler, request)
     if options.inflight >= options.max_inflight_requests:
         return error_response(503, "the backend is busy; retry shortly", {"Retry-After": "1"})
     options.inflight += 1
     try:
-        return await handler(request)
+        return await _counted(options, handler, request)
     finally:
         options.inflight -= 1
+
+
+async def _counted(options: ServerOptions, handler: Handler, request: web.Request) -> web.StreamResponse:
+    options.active += 1
+    options.quiet.clear()
+    try:
+        return await handler(request)
+    finally:
+        options.active -= 1
+        if not options.active:
+            options.quiet.set()
 
 
 # ---------------------------------------------------------------------------- system
@@ -639,11 +660,25 @@ def _routes() -> list[web.RouteDef]:
     ]
 
 
-async def _drain_detached(app: web.Application) -> None:
-    detached = app[TASKS_KEY]
-    tasks = list(detached)
-    if tasks:
-        await asyncio.gather(*tasks, return_exceptions=True)
+async def _drain(app: web.Application) -> None:
+    """At shutdown (no new connections any more): let requests in flight and the state changes they
+    started finish within the grace period; then cancel what is left of the changes (the backend
+    recovers an interrupted change at its next start) and leave the requests to aiohttp to cancel."""
+    options, detached = app[OPTIONS_KEY], app[TASKS_KEY]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + options.shutdown_grace
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(options.quiet.wait(), options.shutdown_grace)
+    if detached:
+        _, pending = await asyncio.wait(list(detached), timeout=max(0.0, deadline - loop.time()))
+        for task in pending:
+            task.cancel()
+        if pending:
+            log.warning(
+                "shutdown: cancelled state changes still in flight after the grace period",
+                extra={"fields": {"count": len(pending), "grace_seconds": options.shutdown_grace}},
+            )
+            await asyncio.gather(*pending, return_exceptions=True)
 
 
 def create_app(backend: Backend, options: ServerOptions | None = None) -> web.Application:
@@ -659,11 +694,14 @@ def create_app(backend: Backend, options: ServerOptions | None = None) -> web.Ap
     app[TASKS_KEY] = set()
     app[OPTIONS_KEY] = options
     app.add_routes(_routes())
-    app.on_shutdown.append(_drain_detached)
+    app.on_shutdown.append(_drain)
     return app
 
 
 # ---------------------------------------------------------------------------- running it
+
+#: After the grace period, how long requests still running get to end once cancelled.
+_CANCEL_SECONDS = 1.0
 
 
 class InternalAPIServer:
@@ -697,7 +735,10 @@ class InternalAPIServer:
         self._token, self._allow_public = token, allow_public
         self._tls = (tls_cert, tls_key, tls_client_ca)
         self._options = ServerOptions(
-            token=token, max_inflight_requests=max_inflight_requests, max_body_bytes=max_body_bytes
+            token=token,
+            max_inflight_requests=max_inflight_requests,
+            max_body_bytes=max_body_bytes,
+            shutdown_grace=shutdown_grace,
         )
         self._runner: web.AppRunner | None = None
         self._listener: Listener | None = None
@@ -739,8 +780,9 @@ class InternalAPIServer:
             await self.backend.start()
             self._backend_started = True
             app = create_app(self.backend, self._options)
+            # The grace period is spent in _drain (on_shutdown); what still runs after it is cancelled.
             self._runner = web.AppRunner(
-                app, handler_cancellation=True, shutdown_timeout=self._grace, access_log=None
+                app, handler_cancellation=True, shutdown_timeout=_CANCEL_SECONDS, access_log=None
             )
             await self._runner.setup()
             self._tls_listener = await start_site(self._runner, listener.sock, tls, backlog=BACKLOG)

@@ -348,6 +348,8 @@ class DockerFrontend:
         )
 
     async def stop(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._grace  # one grace period for the requests and the detached work
         if self._tls_listener is not None:
             await self._tls_listener.stop_accepting()
         if self._runner is not None:
@@ -361,7 +363,9 @@ class DockerFrontend:
         if self._context is not None and self._context.detached:
             pending: list[Any] = list(self._context.detached)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), self._grace)
+                await asyncio.wait_for(
+                    asyncio.gather(*pending, return_exceptions=True), max(0.0, deadline - loop.time())
+                )
         if self._client is not None:
             client, self._client = self._client, None
             await client.close()

@@ -150,6 +150,10 @@ class ContainerService:
             )
             if self._config.invocation_type == "Event":
                 await self._disable_async_retries(spec.name)
+        except asyncio.CancelledError:
+            # Shutting down mid-call: CreateFunction may have reached AWS. The record stays "creating",
+            # and the next start finishes it or drops it (reconcile), as after a crash.
+            raise
         except BaseException:
             await self._store.delete_container(container_id)
             raise

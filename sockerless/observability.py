@@ -18,6 +18,7 @@ from typing import Any
 from attrs import define, field
 
 __all__ = [
+    "OwnRecordsBelowWarning",
     "RequestContext",
     "configure_logging",
     "current_request",
@@ -104,6 +105,18 @@ class TextFormatter(logging.Formatter):
         return text
 
 
+class OwnRecordsBelowWarning(logging.Filter):
+    """Below WARNING, only sockerless's own records (loggers ``sockerless*``, plugins included).
+
+    Libraries write what they handle at DEBUG: botocore request bodies and headers, aiosqlite every
+    SQL statement with its parameters (container records, environment values included). With this
+    filter ``log_level: debug`` shows sockerless's decisions and never a library's payloads.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or record.name.startswith("sockerless")
+
+
 def configure_logging(level: str = "info", fmt: str = "json") -> None:
     """Log to stderr; called once by the command-line entry points, never by library code."""
     handler = logging.StreamHandler(sys.stderr)
@@ -111,8 +124,10 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(OwnRecordsBelowWarning())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("werkzeug", "botocore", "aiobotocore", "urllib3", "aiohttp.access"):
+    # Not even built: these format payloads at DEBUG, at a cost, only for the filter to drop them.
+    for noisy in ("werkzeug", "botocore", "aiobotocore", "urllib3", "aiohttp.access", "aiosqlite"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -82,6 +82,12 @@ class Harness:
         self._client_factory = client_factory
         self.backend: LambdaBackend | None = None
         self.client: TestClient[Any, Any] | None = None
+        self.faults_injected = 0
+
+    def reset_stats(self) -> None:
+        """Zero the simulator's counters, keeping the count of faults injected."""
+        self.faults_injected += sum(self.simulator.stats.snapshot()["faults"].values())
+        self.simulator.stats.reset()
 
     async def start(self, **overrides: Any) -> Harness:
         self.backend = LambdaBackend(
@@ -149,6 +155,8 @@ async def harness(
         yield made
     finally:
         await made.stop()
+        made.reset_stats()
+        print(f"faults injected: {made.faults_injected}")  # with -s: the figure docs/reliability.md quotes
 
 
 #: A fault count the retries absorb: every attempt but the last fails.
@@ -172,7 +180,7 @@ async def test_create_function(harness: Harness, kind: str) -> None:
     await harness.created()
     _retried(harness, "lambda:CreateFunction", kind)
 
-    harness.simulator.stats.reset()
+    harness.reset_stats()
     harness.fault(kind, "lambda:CreateFunction", None)
     response = await harness.api.post(f"{API}/containers", json={"Image": IMAGE})
     body = await response.json()
@@ -195,7 +203,7 @@ async def test_delete_function(harness: Harness, kind: str) -> None:
     assert await harness.status(first) == "gone"
     _retried(harness, "lambda:DeleteFunction", kind)
 
-    harness.simulator.stats.reset()
+    harness.reset_stats()
     harness.fault(kind, "lambda:DeleteFunction", None)
     response = await harness.api.delete(f"{API}/containers/{second}")
     body = await response.json()
@@ -214,7 +222,7 @@ async def test_get_function_configuration_while_pending(harness: Harness, kind: 
     harness.fault(kind, "lambda:GetFunctionConfiguration", TRANSIENT)
     assert await harness.run(first) == {"StatusCode": 4}
 
-    harness.simulator.stats.reset()
+    harness.reset_stats()
     harness.fault(kind, "lambda:GetFunctionConfiguration", None)
     result = await harness.run(second)
     assert result["StatusCode"] == 1
@@ -237,7 +245,7 @@ async def test_get_function_when_finishing_an_interrupted_create(
         record.backend_fields["function_state"] = "creating"  # as a crash during CreateFunction leaves it
         await harness.backend.store.save_container(record)
         await harness.stop()
-        harness.simulator.stats.reset()
+        harness.reset_stats()
         harness.fault(kind, "lambda:GetFunction", count)
         await harness.start()
         assert harness.backend is not None
@@ -260,7 +268,7 @@ async def test_put_function_event_invoke_config(harness: Harness, kind: str) -> 
     assert status == 201, body
     _retried(harness, "lambda:PutFunctionEventInvokeConfig", kind)
 
-    harness.simulator.stats.reset()
+    harness.reset_stats()
     harness.fault(kind, "lambda:PutFunctionEventInvokeConfig", None)
     status, body = await harness.create()
     assert status == PERSISTENT_STATUS[kind], body
@@ -285,7 +293,7 @@ async def test_orphan_listing(harness: Harness, kind: str) -> None:
         )
     backend = harness.backend
     for operation in ("lambda:ListFunctions", "lambda:ListTags"):
-        harness.simulator.stats.reset()
+        harness.reset_stats()
         harness.fault(kind, operation, TRANSIENT)
         orphans = await find_orphans(backend.clients, backend.store, backend.config, "faults")
         assert [orphan.function_name for orphan in orphans] == ["skls-" + "e" * 24]
@@ -308,7 +316,7 @@ async def test_the_log_group_at_start_up(
     assert [(g["logGroupName"], g.get("retentionInDays")) for g in groups] == [(GROUP, 7)]
 
     await harness.stop()
-    harness.simulator.stats.reset()
+    harness.reset_stats()
     harness.fault(kind, operation, None)
     with caplog.at_level(logging.WARNING, logger="sockerless.lambda"):
         await harness.start(log_retention_days=7)  # never fails to start over the log group
@@ -330,7 +338,7 @@ async def test_filter_log_events(harness: Harness, kind: str) -> None:
     async def logs(container_id: str, count: int | None) -> aiohttp.ClientResponse:
         # The first read of a container's logs reads CloudWatch (then they settle and are kept).
         await asyncio.sleep(0.3)  # one read interval since the last read
-        harness.simulator.stats.reset()
+        harness.reset_stats()
         harness.fault(kind, "logs:FilterLogEvents", count)
         return await harness.api.get(f"{API}/containers/{container_id}/logs", params={"stdout": "1"})
 

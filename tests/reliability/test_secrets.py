@@ -152,6 +152,7 @@ async def test_no_secret_in_any_log_line_error_or_printed_configuration(
                 [f"AWS_REGION={refused_value}"],
                 [f"1BAD={refused_value}"],
                 [f"BIG={refused_value * 200}"],
+                [f"OK={refused_value}", 5],  # not a list of strings
             ):
                 status, text = await call(
                     "POST", "/containers/create", json={"Image": IMAGE, "Env": env_list}
@@ -187,7 +188,7 @@ async def test_no_secret_in_any_log_line_error_or_printed_configuration(
     assert "request" in up_output and "/containers/create" in up_output
     assert _leaks(up_output) == [], "in the output of sockerless up"
     assert _leaks(simulator_output) == [], "in the simulator's output"
-    assert len(errors) == 7 and _leaks("\n".join(errors)) == [], "in the error answers"
+    assert len(errors) == 8 and _leaks("\n".join(errors)) == [], "in the error answers"
 
     # --print-config, with every secret set through the environment.
     code, out, err = await run_tool([*SOCKERLESS, *_up_flags(simulator, tmp_path), "--print-config"], env)

@@ -10,6 +10,7 @@ import asyncio
 import datetime as dt
 import grp
 import hmac
+import logging
 import os
 import shutil
 import ssl
@@ -304,6 +305,17 @@ async def test_a_public_address_without_client_authentication_is_refused(
             await DockerFrontend(backend_url="unix:///nowhere", **options).start()
 
 
+@pytest.fixture
+def root_logger_restored() -> Iterator[None]:
+    """cli.main() points the root logger at the captured stderr; later tests must not write there."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.mark.usefixtures("root_logger_restored")
 @pytest.mark.parametrize("section", ["server", "frontend"])
 def test_the_commands_refuse_a_public_address_without_client_authentication(
     section: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -38,10 +38,12 @@ from tests.reliability.processes import (
 BURST = 1000
 MAX_INFLIGHT = 64
 #: Resident memory (MiB) the backend may gain over the first two bursts (which add ~65 containers), at
-#: its peak, and at its peak over repeated read bursts once it has served two.
+#: its peak (64 list answers of ~90 containers being built at once, then kept by Python's allocator),
+#: and at its peak over three more read bursts once it has served three (the peak levels off at
+#: about 75 MiB over the start on the 2-core machine; a leak keeps it rising).
 FIRST_BURST_GROWTH_MIB = 48
 PEAK_GROWTH_MIB = 128
-LATER_GROWTH_MIB = 12
+LATER_GROWTH_MIB = 24
 
 
 @pytest.fixture
@@ -179,10 +181,9 @@ async def test_a_thousand_requests_at_once_are_all_answered_with_back_pressure(
         assert len(await backend.containers()) >= 20 + creates
         grown, _ = rss_mib(backend.pid)
 
-        # The same traffic without creates, again and again: memory levels off (it is the peak of 64
-        # list answers at once, kept by Python's allocator), and stays there.
+        # The same traffic without creates, again and again: memory levels off and stays there.
         reads = [request for request in _mixed(rng, ids, INTERNAL) * 2 if request[0] == "GET"][:BURST]
-        for _ in range(2):
+        for _ in range(3):
             await _burst(backend.session, reads, retry=True)
         _, settled = rss_mib(backend.pid)
         for _ in range(3):
@@ -192,7 +193,7 @@ async def test_a_thousand_requests_at_once_are_all_answered_with_back_pressure(
             f"load: first burst {dict(first.statuses)} in {first.seconds:.1f} s (slowest answer "
             f"{first.slowest_first_answer:.2f} s); with retries {dict(held.statuses)} + {held.retries} "
             f"retries in {held.seconds:.1f} s; RSS {before:.0f} -> {grown:.0f} MiB after both, "
-            f"peak {settled:.0f} -> {peak:.0f} MiB over 3 more read bursts after 2 (now {after:.0f})"
+            f"peak {settled:.0f} -> {peak:.0f} MiB over 3 more read bursts after 3 (now {after:.0f})"
         )
         assert grown - before < FIRST_BURST_GROWTH_MIB
         assert peak - before < PEAK_GROWTH_MIB

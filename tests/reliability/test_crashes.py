@@ -361,7 +361,7 @@ async def _outage(
     outages: int,
 ) -> dict[str, int]:
     state_path, env = str(tmp_path / "state.sqlite3"), base_environment()
-    flags = lambda_flags(simulator, state_path)
+    flags = lambda_flags(simulator, state_path, lambda_timeout="3")  # a lost run settles 5 s after it began
     backend = BackendProcess(str(short_dir / "backend.sock"), flags, tmp_path / "backend.log", env)
     backends.append(backend)
     await backend.start()

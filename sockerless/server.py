@@ -666,9 +666,11 @@ async def _drain(app: web.Application) -> None:
     recovers an interrupted change at its next start) and leave the requests to aiohttp to cancel."""
     options, detached = app[OPTIONS_KEY], app[TASKS_KEY]
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + options.shutdown_grace
+    # aiohttp then waits up to _CANCEL_SECONDS for each request, and as long again once cancelled.
+    grace = max(0.0, options.shutdown_grace - 2 * _CANCEL_SECONDS)
+    deadline = loop.time() + grace
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(options.quiet.wait(), options.shutdown_grace)
+        await asyncio.wait_for(options.quiet.wait(), grace)
     if detached:
         _, pending = await asyncio.wait(list(detached), timeout=max(0.0, deadline - loop.time()))
         for task in pending:
@@ -700,8 +702,9 @@ def create_app(backend: Backend, options: ServerOptions | None = None) -> web.Ap
 
 # ---------------------------------------------------------------------------- running it
 
-#: After the grace period, how long requests still running get to end once cancelled.
-_CANCEL_SECONDS = 1.0
+#: At the end of the grace period, how long aiohttp waits for a request still running before it
+#: cancels it, and then for the cancelled request to end (taken from the grace period).
+_CANCEL_SECONDS = 0.25
 
 
 class InternalAPIServer:

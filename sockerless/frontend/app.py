@@ -320,7 +320,8 @@ class DockerFrontend:
             self._runner = web.AppRunner(
                 create_app(context, token=self._token),
                 handler_cancellation=True,
-                shutdown_timeout=self._grace,
+                # aiohttp waits this long for a request, then as long again once it cancelled it.
+                shutdown_timeout=self._grace / 2,
                 access_log=None,
             )
             await self._runner.setup()

@@ -30,8 +30,8 @@ from tests.reliability.processes import (
 )
 
 GRACE = 2.0
-#: SIGTERM to exit: the grace period, plus cancelling what is left and closing (well under this).
-EXIT_BOUND = GRACE + 2.5
+#: SIGTERM to exit: the grace period (cancelling what is left included), plus closing the backend.
+EXIT_BOUND = GRACE + 1.0
 
 
 @pytest.fixture

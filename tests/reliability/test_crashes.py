@@ -134,6 +134,7 @@ class Lifecycle:
     start: bool
     remove: bool
     id: str = ""
+    started: bool = False  # the start got its 204
     remove_sent: bool = False
     removed: bool = False
     waited: int | None = None
@@ -146,6 +147,7 @@ class CrashFigures:
     created: int = 0
     survivors_checked: int = 0
     recovered_exits: int = 0
+    settled_across_the_kill: int = 0  # started (204) but not seen exiting before the kill
     unknown_exits: int = 0
     orphans_reported: int = 0
     phases: Counter[str] = attrs.Factory(Counter)
@@ -162,6 +164,7 @@ async def _lifecycle(backend: BackendProcess, plan: Lifecycle) -> None:
         return
     status, answer, _ = await backend.call("POST", f"/containers/{plan.id}/start")
     assert status == 204, answer
+    plan.started = True
     status, answer, _ = await backend.call("POST", f"/containers/{plan.id}/wait", timeout=60)
     assert status == 200, answer
     plan.waited = answer["StatusCode"]
@@ -235,6 +238,7 @@ async def _check_after_restart(
             # Unknown only when the Invoke never reached Lambda (persisted as sent, then the kill).
             assert code != 255 or not runs.get("skls-" + plan.id[:24]), f"{plan.name} ran, exit unknown"
             figures.recovered_exits += code == plan.exit_code
+            figures.settled_across_the_kill += plan.started and plan.waited is None and code == plan.exit_code
             figures.unknown_exits += code == 255
         if plan.waited is not None:
             assert plan.waited == plan.exit_code

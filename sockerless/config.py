@@ -256,7 +256,7 @@ class FrontendConfig:
     socket_group: str = setting("", help="Group that owns the socket file; empty keeps the default group.")
     backend: str = setting(
         "",
-        help="Internal API of the backend, unix:///path or http://host:port; "
+        help="Internal API of the backend, unix:///path, http://host:port or https://host:port; "
         "empty means the server section's TCP address if set, else its socket.",
     )
     attach: str = setting(

@@ -202,9 +202,13 @@ async def _status(url: str, *, ssl_context: ssl.SSLContext | bool = True, **opti
 
 
 def _own_group() -> tuple[int, str]:
-    """A group the current user belongs to, other than the primary one when there is such a group."""
-    groups = [gid for gid in os.getgroups() if gid != os.getgid()] or [os.getgid()]
-    return groups[-1], grp.getgrgid(groups[-1]).gr_name
+    """A group the current user belongs to, other than its primary group when there is one (root, who
+    may give a file to any group, takes the first other group there is), so that the change shows."""
+    groups = [gid for gid in os.getgroups() if gid != os.getgid()]
+    if not groups and os.getuid() == 0:
+        groups = [group.gr_gid for group in grp.getgrall() if group.gr_gid != os.getgid()][:1]
+    gid = groups[-1] if groups else os.getgid()
+    return gid, grp.getgrgid(gid).gr_name
 
 
 async def test_unix_sockets_are_owner_only_by_default(short_dir: Path) -> None:

@@ -149,7 +149,8 @@ def _parameter_values(parameter: dict[str, Any]) -> tuple[st.SearchStrategy[str]
     if name in ("since", "until"):
         return _TIMES_VALID, _TIMES_INVALID
     if "enum" in schema:
-        return st.sampled_from(schema["enum"]), _TEXT.filter(lambda text: text not in schema["enum"])
+        # An empty value is the default, as Docker has it (condition= is not-running).
+        return st.sampled_from(schema["enum"]), _TEXT.filter(lambda text: text not in (*schema["enum"], ""))
     if schema.get("type") == "integer":
         return (
             st.one_of(st.integers(-(10**6), 10**6), st.integers(-(10**30), 10**30)).map(str),

@@ -3,8 +3,10 @@
 One container is one function (``<prefix><24 hex of the ID>``); one start is one invocation.
 The store holds the container and its function; ``backend_fields`` keeps the Lambda side:
 
-* ``function_name``, ``function_arn``, ``function_state`` (``creating`` until CreateFunction answered);
-* ``invocation``: ``queued`` (start accepted, Invoke not sent), ``sent`` (it may be running), ``done``;
+* ``function_name``, ``function_arn``, ``function_state`` (``creating`` until CreateFunction answered;
+  stored as ``creating`` until the next write, so a crash in between has reconciliation check it);
+* ``invocation``: ``queued`` (start accepted, Invoke not sent), ``sent`` (it may be running), ``done``.
+  A start that can invoke at once (function Active, gate not full) is stored as ``sent`` directly;
 * ``request_id`` of the current run and ``past_request_ids`` of earlier ones;
 * ``log_tail``: the run's ``LogType=Tail`` output, shown until CloudWatch has the run;
 * ``logs``/``logs_until_ms``/``logs_settled``: settled output (and the run it covers) kept so
@@ -14,11 +16,12 @@ The store holds the container and its function; ``backend_fields`` keeps the Lam
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Iterable
 from typing import Any
 
 from sockerless.backend import ContainerLogs, Filters, LogLine, LogsOptions
@@ -35,7 +38,7 @@ from sockerless.models import (
     WaitResponse,
     parse_time,
 )
-from sockerless.store import ContainerRecord, Store
+from sockerless.store import ContainerRecord, Store, StoreError
 from sockerless.views import container_inspect, container_summary
 from sockerless.waiters import ContainerWaiters, ExitStatus
 from sockerless_lambda.aws import AwsClients, call
@@ -86,6 +89,12 @@ LOG_KEEP_BYTES = 256 * 1024
 LOGS_MAX_WAIT_SECONDS = 5.0
 _PAST_REQUESTS_KEPT = 20
 _TAIL_KEEP = 4096
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark a background write's exception as seen (its caller reports the failure that matters)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _now() -> dt.datetime:
@@ -157,9 +166,11 @@ class ContainerService:
         except BaseException:
             await self._store.delete_container(container_id)
             raise
+        # Not written now: the stored record stays "creating" until the next write (the start) carries
+        # these. A crash before then costs reconciliation one GetFunction, which finds the function and
+        # fills them in; the create's answer itself is durable, as the record is.
         record.backend_fields[Fields.FUNCTION_ARN] = created.get("FunctionArn", "")
         record.backend_fields[Fields.FUNCTION_STATE] = created.get("State", "Pending")
-        await self._store.save_container(record)
         log.info("container created", extra={"fields": {"container": container_id, "function": spec.name}})
         return ContainerCreateResponse(id=container_id, warnings=spec.warnings)
 
@@ -193,11 +204,25 @@ class ContainerService:
         if fields.get(Fields.REQUEST_ID):
             past = [*fields.get(Fields.PAST_REQUEST_IDS, []), fields[Fields.REQUEST_ID]]
             fields[Fields.PAST_REQUEST_IDS] = past[-_PAST_REQUESTS_KEPT:]
-        fields.update({Fields.INVOCATION: QUEUED, Fields.REQUEST_ID: "", Fields.LOG_TAIL: ""})
+        # The usual start: the function is Active and the concurrency gate has room, so the Invoke goes
+        # out right after this write, which records it as sent (one write, not queued then sent).
+        # Otherwise the start is queued, and the run records "sent" once it has its turn.
+        gate = self._invoker.gate
+        direct = fields.get(Fields.FUNCTION_STATE) == "Active" and not gate.locked()
+        if direct:
+            await gate.acquire()  # has room: returns without waiting
+        fields.update(
+            {Fields.INVOCATION: SENT if direct else QUEUED, Fields.REQUEST_ID: "", Fields.LOG_TAIL: ""}
+        )
         record.status, record.started_at, record.finished_at = "running", _now(), None
         record.exit_code, record.error = 0, ""
-        await self._store.save_container(record)
-        self.launch(record, self.run(record))
+        try:
+            await self._store.save_container(record)
+        except BaseException:
+            if direct:
+                gate.release()
+            raise
+        self.launch(record, self.run(record, holding_slot=direct))
 
     def launch(self, record: ContainerRecord, work: Awaitable[None]) -> None:
         """Run ``work`` (the container's run or its recovery) as the container's one background task."""
@@ -241,20 +266,24 @@ class ContainerService:
 
     # ------------------------------------------------------------------ the run
 
-    async def run(self, record: ContainerRecord) -> None:
-        """One start: wait for the function, invoke it under the concurrency gate, record the exit."""
+    async def run(self, record: ContainerRecord, *, holding_slot: bool = False) -> None:
+        """One start: wait for the function, invoke it under the concurrency gate, record the exit.
+
+        ``holding_slot``: the start took a place in the gate already (and recorded the Invoke as sent).
+        """
         fields = record.backend_fields
         function_name = str(fields[Fields.FUNCTION_NAME])
         outcome: InvocationOutcome
         try:
-            async with self._invoker.gate:
+            async with self._slot(holding_slot):
                 if fields.get(Fields.FUNCTION_STATE) != "Active":
                     await self._invoker.wait_until_active(function_name)
                     fields[Fields.FUNCTION_STATE] = "Active"
 
                 async def mark_sent() -> None:
-                    fields[Fields.INVOCATION] = SENT
-                    await self._store.save_container(record)
+                    if fields.get(Fields.INVOCATION) != SENT:
+                        fields[Fields.INVOCATION] = SENT
+                        await self._store.save_container(record)
 
                 try:
                     result = await self._invoker.invoke(function_name, before_send=mark_sent)
@@ -280,6 +309,16 @@ class ContainerService:
         except SockerlessError as exc:
             outcome = InvocationOutcome(EXIT_FAILURE, exc.message)
         await self.finish(record, outcome)
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, held: bool) -> AsyncIterator[None]:
+        """A place in the concurrency gate for one invocation: taken here unless the start took it."""
+        if not held:
+            await self._invoker.gate.acquire()
+        try:
+            yield
+        finally:
+            self._invoker.gate.release()
 
     async def recover(self, record: ContainerRecord) -> None:
         """Finish a run this process did not send (a restart): its outcome comes from CloudWatch."""
@@ -367,13 +406,22 @@ class ContainerService:
             run.cancel()
         previous = record.status
         record.status = "removing"
-        await self._store.save_container(record)
+        # "removing" is written while DeleteFunction is under way rather than before it: a crash after
+        # the write lets reconciliation finish the removal; a crash before it leaves the container as
+        # it was, its function maybe gone, and the unanswered remove can simply be repeated.
+        marking = asyncio.ensure_future(self._store.save_container(record))
         try:
             await delete_function(self._clients, str(record.backend_fields[Fields.FUNCTION_NAME]))
         except SockerlessError:
+            with contextlib.suppress(SockerlessError, StoreError):
+                await marking
             record.status = previous
             await self._store.save_container(record)
             raise
+        finally:
+            if not marking.done():
+                marking.add_done_callback(_retrieve)
+        await marking
         await self._store.delete_container(record.id)
         self._reader.forget(str(record.backend_fields[Fields.FUNCTION_NAME]))
         status = ExitStatus(EXIT_KILLED, "") if was_running else ExitStatus(record.exit_code, record.error)

@@ -392,11 +392,14 @@ async def wait_container(request: web.Request) -> web.StreamResponse:
         except SockerlessError as exc:
             # Headers are gone already: report a failure in the body as Docker does.
             body = {"StatusCode": -1, "Error": {"Message": exc.message}}
-        await response.write(json.dumps(body).encode() + b"\n")
-        await response.write_eof()
+        await response.write_eof(json.dumps(body).encode() + b"\n")  # one write: body and end
         return response
     finally:
         waiter.cancel()
+
+
+#: Output gathered before a write when logs are not followed.
+_LOGS_WRITE_BYTES = 64 * 1024
 
 
 def _logs_options(request: web.Request) -> LogsOptions:
@@ -441,17 +444,29 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
         headers[LOGS_FINAL_HEADER] = "true"
     response = web.StreamResponse(status=200, headers=headers)
     await response.prepare(request)
+    # Followed lines go out one by one as they come; without follow the lines are at hand, and go
+    # out in as few writes as possible (the headers, all of a short output and its end in one).
+    pending: list[bytes] = []
+    size = 0
     try:
         async for line in logs.lines:
             data = line.data
             if options.timestamps:
                 data = format_log_time(line.timestamp).encode() + b" " + data
-            await response.write(data if logs.tty else encode_frame(line.stream, data))
+            frame = data if logs.tty else encode_frame(line.stream, data)
+            if options.follow:
+                await response.write(frame)
+                continue
+            pending.append(frame)
+            size += len(frame)
+            if size >= _LOGS_WRITE_BYTES:
+                await response.write(b"".join(pending))
+                pending, size = [], 0
     finally:
         aclose = getattr(logs.lines, "aclose", None)
         if aclose is not None:
             await aclose()
-    await response.write_eof()
+    await response.write_eof(b"".join(pending))
     return response
 
 

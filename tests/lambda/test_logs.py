@@ -19,10 +19,13 @@ def filter_calls(simulator) -> int:
 
 
 async def settled_output(api, poll, container_id: str, **query: str) -> str:
-    """The output once CloudWatch has the whole run (its END line) and the logs are kept for good."""
+    """The output once CloudWatch has the whole run (its END line) and the logs are kept for good.
+
+    The polling read asks for timestamps: a run whose Tail holds all of it is otherwise answered from
+    the Tail, without reading CloudWatch (and so without settling)."""
 
     async def settled() -> bool:
-        await api.output(container_id)
+        await api.output(container_id, timestamps="1")
         record = api.backend.store.resolve_container(container_id)
         fields = record.backend_fields
         return bool(fields.get("request_id")) and fields.get("logs_settled") == fields["request_id"]
@@ -164,6 +167,27 @@ async def test_concurrent_logs_requests_share_one_cloudwatch_read(api, lambda_si
     outputs = await asyncio.gather(*(api.output(container_id) for container_id in ids))
     assert outputs == [f"{n}\n" for n in range(20)]
     assert filter_calls(lambda_simulator) - before <= 2
+
+
+async def test_a_whole_tail_answers_logs_without_cloudwatch_until_times_are_asked(
+    api, lambda_simulator, poll
+) -> None:
+    container_id, _ = await api.run("echo one; echo two")
+    before = filter_calls(lambda_simulator)
+    response = await api.client.get(f"{API}/containers/{container_id}/logs", params={"stdout": "1"})
+    await response.read()
+    assert response.headers.get("X-Sockerless-Logs-Final") == "true"  # a follower ends at once
+    assert await api.output(container_id) == "one\ntwo\n"
+    assert await api.output(container_id, tail="1") == "two\n"
+    assert filter_calls(lambda_simulator) == before
+    # Timestamps are the lines' own times, which only CloudWatch has: read, then kept for good.
+    stamped = await settled_output(api, poll, container_id, timestamps="1")
+    assert [line.split(" ", 1)[1] for line in stamped.splitlines()] == ["one", "two"]
+    read = filter_calls(lambda_simulator)
+    assert read > before
+    assert await api.output(container_id, timestamps="1") == stamped
+    assert await api.output(container_id) == "one\ntwo\n"
+    assert filter_calls(lambda_simulator) == read
 
 
 async def test_logs_of_a_created_container_are_empty_without_aws_calls(api, lambda_simulator) -> None:

@@ -489,8 +489,14 @@ class ContainerService:
 
     async def logs(self, ref: str, options: LogsOptions) -> ContainerLogs:
         record = self._store.resolve_container(ref)
-        lines = await self._log_lines(record)
         fields = record.backend_fields
+        # The run's own Tail holds all of its output when it holds the whole run: then only a read
+        # that needs the lines' own times (timestamps, since, until) has a reason to go to CloudWatch.
+        needs_times = options.timestamps or options.since is not None or options.until is not None
+        if not needs_times and _tail_is_whole_output(record):
+            lines = _kept_lines(fields) + _tail_lines(record)
+            return ContainerLogs(tty=record.config.tty, lines=iterate(select(lines, options)), final=True)
+        lines = await self._log_lines(record)
         final = (
             record.status == "exited"
             and bool(fields.get(Fields.REQUEST_ID))
@@ -500,7 +506,7 @@ class ContainerService:
 
     async def _log_lines(self, record: ContainerRecord) -> list[LogLine]:
         fields = record.backend_fields
-        kept = [LogLine(1, _from_ms(ts), text.encode()) for ts, text in fields.get(Fields.LOGS, [])]
+        kept = _kept_lines(fields)
         request_id = str(fields.get(Fields.REQUEST_ID, ""))
         finished = record.status != "running"
         if record.started_at is None or (
@@ -527,11 +533,7 @@ class ContainerService:
             before = [e for e in events if e.timestamp_ms < started_ms]
             run_events = len(events) > len(before)
             if f"START RequestId: {request_id}" in tail or not run_events:
-                stamp = record.finished_at or record.started_at
-                tail_lines = output_lines(
-                    [LogEvent(_ms(stamp), line) for line in tail.splitlines(keepends=True)]
-                )
-                return kept + output_lines(before) + tail_lines
+                return kept + output_lines(before) + _tail_lines(record)
         return kept + output_lines(events)
 
     async def _settle(self, record: ContainerRecord, events: list[LogEvent]) -> None:
@@ -557,13 +559,44 @@ class ContainerService:
         self._reader.forget(str(fields[Fields.FUNCTION_NAME]))
 
 
+def _kept_lines(fields: dict[str, Any]) -> list[LogLine]:
+    """Output settled for good: earlier runs, and this one once it settled."""
+    return [LogLine(1, _from_ms(ts), text.encode()) for ts, text in fields.get(Fields.LOGS, [])]
+
+
+def _tail_holds_run(fields: dict[str, Any]) -> bool:
+    """The run's ``LogType=Tail`` (its last 4 KB of log) starts with its START line: nothing was cut."""
+    request_id, tail = str(fields.get(Fields.REQUEST_ID, "")), str(fields.get(Fields.LOG_TAIL, ""))
+    return bool(request_id) and all(f"{mark} RequestId: {request_id}" in tail for mark in ("START", "END"))
+
+
+def _tail_is_whole_output(record: ContainerRecord) -> bool:
+    """The container's whole output is at hand without CloudWatch: its last run ended and its Tail
+    holds that whole run, and every earlier run's output is kept (settled) already."""
+    fields = record.backend_fields
+    if record.status != "exited" or fields.get(Fields.INVOCATION) != DONE or not _tail_holds_run(fields):
+        return False
+    settled = fields.get(Fields.LOGS_SETTLED)
+    if settled == fields.get(Fields.REQUEST_ID):
+        return False  # kept already, with CloudWatch's times
+    past = fields.get(Fields.PAST_REQUEST_IDS, [])
+    return not past or settled == past[-1]
+
+
+def _tail_lines(record: ContainerRecord) -> list[LogLine]:
+    """The output lines of the run's Tail. Lambda's Text tail has no times: each carries the exit's."""
+    stamp = record.finished_at or record.started_at or record.created
+    tail = str(record.backend_fields.get(Fields.LOG_TAIL, ""))
+    return output_lines([LogEvent(_ms(stamp), line) for line in tail.splitlines(keepends=True)])
+
+
 def _tail_confirms(fields: dict[str, Any], events: list[LogEvent]) -> bool:
     """True when the run's ``LogType=Tail`` holds the whole run (its START and END) and CloudWatch
     already shows the same output: nothing is late, so the logs settle at once, with CloudWatch's
     times, instead of after :data:`LOG_SETTLE_SECONDS` of further reads."""
-    request_id, tail = str(fields.get(Fields.REQUEST_ID, "")), str(fields.get(Fields.LOG_TAIL, ""))
-    if not request_id or not all(f"{mark} RequestId: {request_id}" in tail for mark in ("START", "END")):
+    if not _tail_holds_run(fields):
         return False
+    tail = str(fields.get(Fields.LOG_TAIL, ""))
     tail_events = [LogEvent(0, text) for text in tail.splitlines(keepends=True)]
     expected = [line.data for line in output_lines(tail_events)]
     seen = [line.data for line in output_lines(events)]

@@ -337,11 +337,14 @@ async def test_filter_log_events(harness: Harness, kind: str) -> None:
     assert await harness.run(second) == {"StatusCode": 0}
 
     async def logs(container_id: str, count: int | None) -> aiohttp.ClientResponse:
-        # The first read of a container's logs reads CloudWatch (then they settle and are kept).
+        # The first read with timestamps reads CloudWatch (then the logs settle and are kept); a read
+        # without them is answered from the run's own tail, which holds all of `echo out`.
         await asyncio.sleep(0.3)  # one read interval since the last read
         harness.reset_stats()
         harness.fault(kind, "logs:FilterLogEvents", count)
-        return await harness.api.get(f"{API}/containers/{container_id}/logs", params={"stdout": "1"})
+        return await harness.api.get(
+            f"{API}/containers/{container_id}/logs", params={"stdout": "1", "timestamps": "1"}
+        )
 
     response = await logs(first, TRANSIENT)
     assert response.status == 200

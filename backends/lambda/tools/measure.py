@@ -3,8 +3,8 @@
     python backends/lambda/tools/measure.py lifecycle      # calls per operation for one container's life
     python backends/lambda/tools/measure.py log-reads      # CloudWatch reads/s with 200 containers running
 
-``lifecycle``: create -> start -> wait -> logs (until settled) -> logs again -> remove, with the
-simulator's per-operation call counters read after each step. ``log-reads``: 200 containers run
+``lifecycle``: create -> start -> wait -> logs -> logs -t (until settled) -> logs again -> remove,
+with the simulator's per-operation call counters read after each step. ``log-reads``: 200 containers run
 ``sleep``; every container's logs are requested twice a second throughout (200 readers), and the
 FilterLogEvents calls are counted per second of the run.
 """
@@ -57,8 +57,8 @@ def _calls(simulator: LambdaSimulator) -> dict[str, int]:
     return dict(simulator.stats.snapshot()["calls"])
 
 
-async def _output(backend: LambdaBackend, container_id: str) -> bytes:
-    logs = await backend.container_logs(container_id, LogsOptions())
+async def _output(backend: LambdaBackend, container_id: str, *, timestamps: bool = False) -> bytes:
+    logs = await backend.container_logs(container_id, LogsOptions(timestamps=timestamps))
     return b"".join([line.data async for line in logs.lines])
 
 
@@ -79,8 +79,9 @@ async def lifecycle() -> None:
                 await backend.start_container(created.id)
                 result = await waiting
                 steps.append(("start + wait", _calls(simulator)))
-                await _output(backend, created.id)  # at once: the Invoke's LogType=Tail
+                await _output(backend, created.id)  # at once: the Invoke's LogType=Tail holds it all
                 steps.append(("logs right after exit", _calls(simulator)))
+                # The lines' own times come from CloudWatch: -t reads it until the logs settle.
                 deadline = time.monotonic() + 30
                 while backend.store.resolve_container(created.id).backend_fields.get("logs_settled") in (
                     None,
@@ -88,11 +89,12 @@ async def lifecycle() -> None:
                 ):
                     if time.monotonic() > deadline:
                         raise SystemExit("logs never settled")
+                    await _output(backend, created.id, timestamps=True)
                     await asyncio.sleep(containers.LOG_SETTLE_SECONDS / 2)
-                    await _output(backend, created.id)
-                steps.append(("logs until settled", _calls(simulator)))
+                steps.append(("logs -t until settled", _calls(simulator)))
                 await _output(backend, created.id)
-                steps.append(("logs again (cached)", _calls(simulator)))
+                await _output(backend, created.id, timestamps=True)
+                steps.append(("logs, -t again (kept)", _calls(simulator)))
                 await backend.remove_container(created.id, force=False, volumes=False)
                 steps.append(("remove", _calls(simulator)))
             finally:

@@ -1,0 +1,28 @@
+"""Suite-wide safety net: a failing test must not hang the run."""
+
+from __future__ import annotations
+
+import gc
+import sys
+import warnings
+
+import aiosqlite
+import pytest
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Stop the aiosqlite worker threads that tests left running.
+
+    A test that fails while a store write is on aiosqlite's thread leaves that thread (not a daemon)
+    waiting for work its closed event loop will never send, and the interpreter waits for it at exit:
+    the run would print its results and then hang until CI's own timeout. Stopping the threads here
+    lets the run end with the failure reported.
+    """
+    left = [obj for obj in gc.get_objects() if isinstance(obj, aiosqlite.Connection)]
+    running = [connection for connection in left if getattr(connection, "_running", False)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # stop() asks for an event loop; there is none any more
+        for connection in running:
+            connection.stop()
+    if running:
+        print(f"\nconftest: stopped {len(running)} aiosqlite connection(s) a test left open", file=sys.stderr)

@@ -188,7 +188,7 @@ ROUTES = {
     "GET /internal/v1/containers/{id}/logs": "logs",
     "DELETE /internal/v1/containers/{id}": "remove",
 }
-DEFAULT_ROUNDS = {1: 40, 10: 12, 100: 4}
+DEFAULT_ROUNDS = {1: 120, 10: 12, 100: 6}
 
 
 async def run(*, levels: tuple[int, ...] = (1, 10, 100), rounds: dict[int, int] | None = None) -> ItemResult:
@@ -203,7 +203,8 @@ async def run(*, levels: tuple[int, ...] = (1, 10, 100), rounds: dict[int, int] 
             "CreateFunction does not answer Active; it always did), on the same standalone simulator, "
             "with the backend's CreateFunction parameters and log group. No CloudWatch read in the "
             "floor: the Tail holds the whole output. A round is one wave of N concurrent lifecycles of "
-            "each variant, back to back, the order alternating; rounds: "
+            "each variant (at N=1 also the in-process backend and the null backend), back to back, the "
+            "order rotating; rounds: "
             + ", ".join(f"{rounds.get(level, 1)} at N={level}" for level in levels)
             + ". Ratio = median over rounds of (backend wave time / direct wave time)."
         ),

@@ -143,7 +143,8 @@ SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 
 _SYNCHRONOUS_LEVELS: Final = {"normal": "NORMAL", "full": "FULL", "extra": "EXTRA"}
 _DEFAULT_BUSY_TIMEOUT_MS: Final = 5000
-#: Synchronous levels at which a commit never waits for the disk (no fsync): only these write inline.
+#: Synchronous levels at which a commit in WAL mode never waits for the disk (no fsync): only these
+#: write inline.
 _NO_FSYNC_ON_COMMIT: Final = frozenset({"NORMAL"})
 #: Inline writes between two checkpoints (run on aiosqlite's thread, so an fsync never blocks the loop).
 _CHECKPOINT_EVERY: Final = 500
@@ -357,10 +358,11 @@ class Store:
             raise
         store = cls(path, connection, lock_fd)
         try:
-            await store._configure(level, busy_timeout_ms)
+            wal = await store._configure(level, busy_timeout_ms)
             await store._migrate()
             await store._load()
-            if not in_memory and level in _NO_FSYNC_ON_COMMIT:
+            # Outside WAL mode (a filesystem without it) even synchronous=normal syncs at commit.
+            if wal and not in_memory and level in _NO_FSYNC_ON_COMMIT:
                 store._inline = _inline_connection(path, level)
         except BaseException:
             await store.close()
@@ -718,7 +720,8 @@ class Store:
 
     # ------------------------------------------------------------------------ opening
 
-    async def _configure(self, synchronous: str, busy_timeout_ms: int) -> None:
+    async def _configure(self, synchronous: str, busy_timeout_ms: int) -> bool:
+        """Apply the pragmas; True when the database is in WAL mode."""
         db = self._db
         try:
             await db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
@@ -735,6 +738,7 @@ class Store:
                 self.path,
                 mode,
             )
+        return mode.lower() == "wal"
 
     async def _migrate(self) -> None:
         db = self._db

@@ -38,7 +38,7 @@ from sockerless.models import (
     WaitResponse,
     parse_time,
 )
-from sockerless.store import ContainerRecord, Store, StoreError
+from sockerless.store import ContainerRecord, Store
 from sockerless.views import container_inspect, container_summary
 from sockerless.waiters import ContainerWaiters, ExitStatus
 from sockerless_lambda.aws import AwsClients, call
@@ -413,7 +413,7 @@ class ContainerService:
         try:
             await delete_function(self._clients, str(record.backend_fields[Fields.FUNCTION_NAME]))
         except SockerlessError:
-            with contextlib.suppress(SockerlessError, StoreError):
+            with contextlib.suppress(Exception):  # the DeleteFunction error is the one to report
                 await marking
             record.status = previous
             await self._store.save_container(record)

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import attrs
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from sockerless.backend import CI_RUNNER_HINT as _CI_HINT
 from sockerless.backend import AttachOptions, Backend, LogsOptions
@@ -33,10 +34,7 @@ from sockerless.filters import CONTAINER_FILTERS, parse_filters
 from sockerless.listen import (
     BACKLOG,
     Listener,
-    bind_tcp,
-    bind_unix,
     remove_socket_file,
-    require_authentication,
 )
 from sockerless.models import (
     AuthRequest,
@@ -50,7 +48,7 @@ from sockerless.models import (
 )
 from sockerless.observability import RequestContext, bind_request, unbind_request
 from sockerless.streams import LOGS_FINAL_HEADER, encode_frame, format_log_time
-from sockerless.tls import TLSListener, server_context, start_site
+from sockerless.tls import TLSListener, bind_endpoint, start_site
 
 __all__ = [
     "JSON_CONTENT_TYPE",
@@ -218,27 +216,41 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # ---------------------------------------------------------------------------- middlewares
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except SockerlessError as exc:
-        headers = {}
-        if isinstance(exc, Unavailable) and exc.retry_after is not None:
-            headers["Retry-After"] = str(exc.retry_after)
-        return error_response(exc.status, exc.message, headers)
-    except web.HTTPException as exc:
-        if exc.status < 400:
+def make_error_middleware(
+    internal_error: str, passthrough: tuple[type[BaseException], ...] = (ConnectionResetError,)
+) -> Middleware:
+    """The one place errors leave a server: a :mod:`sockerless.errors` exception as its status and
+    message, aiohttp's own 4xx in the same ``{"message": ...}`` form, anything unexpected logged and
+    answered 500 with ``internal_error``. Cancellation and ``passthrough`` (a client gone) go through."""
+
+    @web.middleware
+    async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except SockerlessError as exc:
+            headers = {}
+            if isinstance(exc, Unavailable) and exc.retry_after is not None:
+                headers["Retry-After"] = str(exc.retry_after)
+            return error_response(exc.status, exc.message, headers)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            message = {404: "page not found", 405: "method not allowed", 413: "request body too large"}
+            return error_response(exc.status, message.get(exc.status, exc.reason))
+        except asyncio.CancelledError:
             raise
-        message = {404: "page not found", 405: "method not allowed"}.get(exc.status, exc.reason)
-        if exc.status == 413:
-            message = "request body too large"
-        return error_response(exc.status, message)
-    except (asyncio.CancelledError, ConnectionResetError):
-        raise
-    except Exception:
-        log.exception("unexpected error", extra={"fields": {"method": request.method, "path": request.path}})
-        return error_response(500, "internal error; see the backend log")
+        except passthrough:
+            raise
+        except Exception:
+            log.exception(
+                "unexpected error", extra={"fields": {"method": request.method, "path": request.path}}
+            )
+            return error_response(500, internal_error)
+
+    return error_middleware
+
+
+error_middleware = make_error_middleware("internal error; see the backend log")
 
 
 @web.middleware
@@ -779,18 +791,16 @@ class InternalAPIServer:
         return address
 
     def _bind(self) -> tuple[Listener, ssl.SSLContext | None]:
-        if not self._tcp:
-            return bind_unix(self._socket_path, mode=self._socket_mode, group=self._socket_group), None
-        cert, key, client_ca = self._tls
-        require_authentication(
-            self._tcp,
+        return bind_endpoint(
+            socket_path=self._socket_path,
+            tcp=self._tcp,
+            socket_mode=self._socket_mode,
+            socket_group=self._socket_group,
             token=self._token,
-            client_ca=client_ca,
             allow_public=self._allow_public,
+            tls=self._tls,
             section="server",
         )
-        context = server_context(cert, key, client_ca) if cert else None
-        return bind_tcp(self._tcp), context
 
     async def start(self) -> None:
         listener, tls = self._bind()  # fail on a bad address or certificate before starting cloud clients

@@ -32,14 +32,11 @@ from sockerless.frontend.unsupported import Handler, unsupported_handler
 from sockerless.listen import (
     BACKLOG,
     Listener,
-    bind_tcp,
-    bind_unix,
     remove_socket_file,
-    require_authentication,
 )
 from sockerless.models import CapabilityReport, VersionInfo
-from sockerless.server import access_middleware, error_response
-from sockerless.tls import TLSListener, client_context, server_context, start_site
+from sockerless.server import access_middleware, error_response, make_error_middleware
+from sockerless.tls import TLSListener, bind_endpoint, client_context, start_site
 
 __all__ = ["DEFAULT_SOCKET", "DockerFrontend", "create_app", "routes"]
 
@@ -58,27 +55,9 @@ def _version_tuple(text: str) -> tuple[int, int]:
 # ---------------------------------------------------------------------------- middlewares
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except SockerlessError as exc:
-        headers = {}
-        if isinstance(exc, Unavailable) and exc.retry_after is not None:
-            headers["Retry-After"] = str(exc.retry_after)
-        return error_response(exc.status, exc.message, headers)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        message = {404: "page not found", 405: "method not allowed", 413: "request body too large"}.get(
-            exc.status, exc.reason
-        )
-        return error_response(exc.status, message)
-    except (asyncio.CancelledError, ConnectionError):
-        raise
-    except Exception:
-        log.exception("unexpected error", extra={"fields": {"method": request.method, "path": request.path}})
-        return error_response(500, "internal error in the sockerless Docker frontend; see its log")
+error_middleware = make_error_middleware(
+    "internal error in the sockerless Docker frontend; see its log", passthrough=(ConnectionError,)
+)
 
 
 @web.middleware
@@ -263,18 +242,16 @@ class DockerFrontend:
         return self._context.report
 
     def _bind(self) -> tuple[Listener, ssl.SSLContext | None]:
-        if not self._tcp:
-            return bind_unix(self._socket_path, mode=self._socket_mode, group=self._socket_group), None
-        cert, key, client_ca = self._tls
-        require_authentication(
-            self._tcp,
+        return bind_endpoint(
+            socket_path=self._socket_path,
+            tcp=self._tcp,
+            socket_mode=self._socket_mode,
+            socket_group=self._socket_group,
             token=self._token,
-            client_ca=client_ca,
             allow_public=self._allow_public,
+            tls=self._tls,
             section="frontend",
         )
-        context = server_context(cert, key, client_ca) if cert else None
-        return bind_tcp(self._tcp), context
 
     async def _read_capabilities(self, client: BackendClient) -> CapabilityReport:
         """The backend may still be starting: retry a refused connection until ``backend_wait``."""

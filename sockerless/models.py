@@ -543,6 +543,14 @@ def _structure_str_slice(value: Any, _: type[Any]) -> list[str] | None:
     raise TypeError("expected a string or a list of strings")
 
 
+def wire_names(cls: type[Any]) -> dict[str, str]:
+    """Each attribute's name on the wire, by its Python name."""
+    snake = getattr(cls, "__sockerless_snake__", False)
+    return {
+        a.name: (a.name if snake and "wire" not in a.metadata else wire_name(a)) for a in attrs.fields(cls)
+    }
+
+
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=False)
     conv.register_structure_hook(str, _strict(str, "a string"))
@@ -558,18 +566,11 @@ def _make_converter() -> cattrs.Converter:
         lambda t, c: _only(Mapping, "an object", cattrs.cols.mapping_structure_factory(t, c)),
     )
 
-    def names(cls: type[Any]) -> dict[str, str]:
-        snake = getattr(cls, "__sockerless_snake__", False)
-        return {
-            a.name: (a.name if snake and "wire" not in a.metadata else wire_name(a))
-            for a in attrs.fields(cls)
-        }
-
     def structure_factory(cls: type[Any]) -> Callable[[Any, type[Any]], Any]:
         overrides = {}
         for attribute in attrs.fields(cls):
             hook = _structure_str_slice if attribute.metadata.get("str_slice") else None
-            overrides[attribute.name] = override(rename=names(cls)[attribute.name], struct_hook=hook)
+            overrides[attribute.name] = override(rename=wire_names(cls)[attribute.name], struct_hook=hook)
         inner = make_dict_structure_fn(cls, conv, **overrides)  # type: ignore[arg-type]
 
         def structure_object(value: Any, target: type[Any]) -> Any:
@@ -580,11 +581,11 @@ def _make_converter() -> cattrs.Converter:
         return structure_object
 
     def unstructure_factory(cls: type[Any]) -> Callable[[Any], Any]:
-        overrides = {name: override(rename=wire) for name, wire in names(cls).items()}
+        overrides = {name: override(rename=wire) for name, wire in wire_names(cls).items()}
         inner = make_dict_unstructure_fn(cls, conv, **overrides)  # type: ignore[arg-type]
         if getattr(cls, "__sockerless_flat__", False):
-            wires = tuple(names(cls).values())
-            fetch = operator.attrgetter(*names(cls))
+            wires = tuple(wire_names(cls).values())
+            fetch = operator.attrgetter(*wire_names(cls))
             return lambda obj: dict(zip(wires, fetch(obj), strict=True))
         if cls is WaitResponse:
             # An Error object, even empty, makes `docker run` exit 125: omit it on success.

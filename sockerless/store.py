@@ -26,10 +26,10 @@ import aiosqlite
 import attrs
 import cattrs
 from attrs import define, frozen
-from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from sockerless.errors import Conflict, InvalidParameter, NotFound
-from sockerless.models import ContainerConfig, HostConfig, converter
+from sockerless.models import ContainerConfig, HostConfig, converter, wire_names
 from sockerless.references import normalize_reference, parse_reference
 
 __all__ = [
@@ -162,10 +162,22 @@ _IMAGE_ID_PREFIX = "sha256:"
 
 
 def _make_record_converter() -> cattrs.Converter:
-    """The project converter plus datetimes as ISO 8601 and the records under their Python names."""
+    """The project converter plus datetimes as ISO 8601 and the records under their Python names.
+
+    The models inside a record (``Config``, ``HostConfig``, ...) are stored under their wire names,
+    without the fields that hold their default: a ``HostConfig`` is some forty fields, mostly unset,
+    and a container's record shrinks from about 2.2 KB to 0.4 KB, which is written on every change
+    of state and read back for every container at start-up. Reading fills the defaults in again.
+    """
     records = converter.copy()
     records.register_unstructure_hook(dt.datetime, dt.datetime.isoformat)
     records.register_structure_hook(dt.datetime, lambda value, _: dt.datetime.fromisoformat(value))
+
+    def compact(cls: type[Any]) -> Callable[[Any], Any]:
+        renames = {name: override(rename=wire) for name, wire in wire_names(cls).items()}
+        return make_dict_unstructure_fn(cls, records, _cattrs_omit_if_default=True, **renames)  # type: ignore[arg-type]
+
+    records.register_unstructure_hook_factory(attrs.has, compact)
     for cls in (ContainerRecord, ImageRecord):
         attrs.resolve_types(cls)
         records.register_structure_hook(cls, make_dict_structure_fn(cls, records))

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from sockerless.errors import Conflict, InvalidParameter, NotFound
-from sockerless.models import ContainerConfig, HostConfig, LogConfig
+from sockerless.models import ContainerConfig, HostConfig, LogConfig, converter
 from sockerless.references import parse_reference
 from sockerless.store import (
     SCHEMA_VERSION,
@@ -294,6 +294,49 @@ async def test_the_wal_is_checkpointed_while_one_row_writes_run_inline(db_path: 
     assert os.path.getsize(db_path + "-wal") < 6 * 1024 * 1024
     store = await reopen(store)
     assert store.resolve_container("busy").exit_code == 1999 % 256
+    await store.close()
+
+
+async def test_records_are_stored_without_default_fields_and_read_back_whole(db_path: str) -> None:
+    store = await Store.open(db_path)
+    plain = make_container("plain")
+    busy = make_container("busy", labels={"team": "data"})
+    busy.config = ContainerConfig(
+        image="alpine",
+        cmd=["sh", "-c", "echo hi"],
+        env=["A=1", "B="],
+        working_dir="/srv",
+        tty=True,
+        labels={"team": "data"},
+    )
+    busy.host_config = HostConfig(
+        auto_remove=True,
+        memory=256 * 1024 * 1024,
+        log_config=LogConfig(type="json-file", config={"max-size": "1m"}),
+        restart_policy={"Name": "on-failure", "MaximumRetryCount": 3},
+        privileged=False,  # a default given explicitly is still a default
+    )
+    busy.backend_fields = {"function_name": "f", "logs": [[1, "hi\n"]]}
+    await store.add_containers([plain, busy])
+    busy.exit_code = 3
+    await store.save_container(busy)
+    with sqlite3.connect(db_path) as raw:
+        documents = dict(raw.execute("SELECT name, record FROM containers"))
+    stored = json.loads(documents["busy"])
+    assert stored["host_config"]["AutoRemove"] is True
+    assert stored["host_config"]["LogConfig"] == {"Config": {"max-size": "1m"}}  # Type: the default
+    assert "Privileged" not in stored["host_config"] and "Binds" not in stored["host_config"]
+    assert len(documents["plain"]) < 700  # the full form was over 2 KB
+    # A record written in the full form (every field, as before) still reads back.
+    full = json.loads(documents["busy"])
+    full["config"] = converter.unstructure(busy.config)
+    full["host_config"] = converter.unstructure(busy.host_config)
+    assert len(json.dumps(full)) > 2000
+    with sqlite3.connect(db_path) as raw:
+        raw.execute("UPDATE containers SET record = ? WHERE name = 'busy'", (json.dumps(full),))
+    store = await reopen(store)
+    assert store.get_container(plain.id) == plain
+    assert store.get_container(busy.id) == busy
     await store.close()
 
 

@@ -217,11 +217,14 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def make_error_middleware(
-    internal_error: str, passthrough: tuple[type[BaseException], ...] = (ConnectionResetError,)
+    internal_error: str,
+    logger: logging.Logger,
+    passthrough: tuple[type[BaseException], ...] = (ConnectionResetError,),
 ) -> Middleware:
     """The one place errors leave a server: a :mod:`sockerless.errors` exception as its status and
-    message, aiohttp's own 4xx in the same ``{"message": ...}`` form, anything unexpected logged and
-    answered 500 with ``internal_error``. Cancellation and ``passthrough`` (a client gone) go through."""
+    message, aiohttp's own 4xx in the same ``{"message": ...}`` form, anything unexpected logged to
+    ``logger`` and answered 500 with ``internal_error``. Cancellation and ``passthrough`` (a client
+    gone) go through."""
 
     @web.middleware
     async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -242,7 +245,7 @@ def make_error_middleware(
         except passthrough:
             raise
         except Exception:
-            log.exception(
+            logger.exception(
                 "unexpected error", extra={"fields": {"method": request.method, "path": request.path}}
             )
             return error_response(500, internal_error)
@@ -250,7 +253,7 @@ def make_error_middleware(
     return error_middleware
 
 
-error_middleware = make_error_middleware("internal error; see the backend log")
+error_middleware = make_error_middleware("internal error; see the backend log", log)
 
 
 @web.middleware

@@ -56,7 +56,7 @@ def _version_tuple(text: str) -> tuple[int, int]:
 
 
 error_middleware = make_error_middleware(
-    "internal error in the sockerless Docker frontend; see its log", passthrough=(ConnectionError,)
+    "internal error in the sockerless Docker frontend; see its log", log, passthrough=(ConnectionError,)
 )
 
 

@@ -12,7 +12,6 @@ import hmac
 import json
 import logging
 import signal
-import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
@@ -48,7 +47,7 @@ from sockerless.models import (
 )
 from sockerless.observability import RequestContext, bind_request, unbind_request
 from sockerless.streams import LOGS_FINAL_HEADER, encode_frame, format_log_time
-from sockerless.tls import TLSListener, bind_endpoint, start_site
+from sockerless.tls import Endpoint, TLSListener, start_site
 
 __all__ = [
     "JSON_CONTENT_TYPE",
@@ -762,11 +761,10 @@ class InternalAPIServer:
         tls_client_ca: str = "",
     ) -> None:
         self.backend = backend
-        self._socket_path, self._tcp = socket_path, tcp
-        self._socket_mode, self._socket_group = socket_mode, socket_group
+        self._endpoint = Endpoint(
+            socket_path, tcp, socket_mode, socket_group, token, allow_public, tls_cert, tls_key, tls_client_ca
+        )
         self._grace = shutdown_grace
-        self._token, self._allow_public = token, allow_public
-        self._tls = (tls_cert, tls_key, tls_client_ca)
         self._options = ServerOptions(
             token=token,
             max_inflight_requests=max_inflight_requests,
@@ -790,23 +788,12 @@ class InternalAPIServer:
         """The address as a client's URL: ``unix:///path``, ``http://host:port`` or ``https://host:port``."""
         address = self.address
         if address.startswith("tcp://"):
-            return ("https://" if self._tls[0] else "http://") + address.removeprefix("tcp://")
+            return ("https://" if self._endpoint.tls_cert else "http://") + address.removeprefix("tcp://")
         return address
 
-    def _bind(self) -> tuple[Listener, ssl.SSLContext | None]:
-        return bind_endpoint(
-            socket_path=self._socket_path,
-            tcp=self._tcp,
-            socket_mode=self._socket_mode,
-            socket_group=self._socket_group,
-            token=self._token,
-            allow_public=self._allow_public,
-            tls=self._tls,
-            section="server",
-        )
-
     async def start(self) -> None:
-        listener, tls = self._bind()  # fail on a bad address or certificate before starting cloud clients
+        # Fail on a bad address or certificate before starting cloud clients.
+        listener, tls = self._endpoint.bind("server")
         try:
             await self.backend.start()
             self._backend_started = True
@@ -824,7 +811,7 @@ class InternalAPIServer:
                 await self.backend.close()
             raise
         self._listener = listener
-        security = "mutual TLS" if self._tls[2] else "TLS" if tls else "none"
+        security = "mutual TLS" if self._endpoint.tls_client_ca else "TLS" if tls else "none"
         log.info(
             "serving",
             extra={

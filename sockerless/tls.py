@@ -13,37 +13,46 @@ import ssl
 from collections.abc import Callable
 
 from aiohttp import web
+from attrs import frozen
 
 from sockerless.listen import Listener, bind_tcp, bind_unix, require_authentication
 
-__all__ = ["TLSError", "TLSListener", "bind_endpoint", "client_context", "server_context", "start_site"]
+__all__ = ["Endpoint", "TLSError", "TLSListener", "client_context", "server_context", "start_site"]
 
 
 class TLSError(Exception):
     """A certificate, key or CA file cannot be used; the message names it and says why."""
 
 
-def bind_endpoint(
-    *,
-    socket_path: str,
-    tcp: str,
-    socket_mode: int,
-    socket_group: str,
-    token: str,
-    allow_public: bool,
-    tls: tuple[str, str, str],
-    section: str,
-) -> tuple[Listener, ssl.SSLContext | None]:
-    """Bind the listener a server's settings ask for, before anything else starts, so a bad address or
-    certificate fails at once: the Unix socket, or the TCP address after its authentication is checked
-    (``section`` names the settings in the error), with a TLS context when ``tls`` (cert, key, client
-    CA) has a certificate."""
-    if not tcp:
-        return bind_unix(socket_path, mode=socket_mode, group=socket_group), None
-    cert, key, client_ca = tls
-    require_authentication(tcp, token=token, client_ca=client_ca, allow_public=allow_public, section=section)
-    context = server_context(cert, key, client_ca) if cert else None
-    return bind_tcp(tcp), context
+@frozen
+class Endpoint:
+    """Where and how a server listens: its Unix socket, or a TCP address with its authentication
+    (a bearer token, mutual TLS, or ``allow_public``) and TLS files (certificate, key, client CA)."""
+
+    socket_path: str
+    tcp: str = ""
+    socket_mode: int = 0o600
+    socket_group: str = ""
+    token: str = ""
+    allow_public: bool = False
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+
+    def bind(self, section: str) -> tuple[Listener, ssl.SSLContext | None]:
+        """Bind before anything else starts, so a bad address or certificate fails at once; a TCP
+        address's authentication is checked first (``section`` names the settings in the error)."""
+        if not self.tcp:
+            return bind_unix(self.socket_path, mode=self.socket_mode, group=self.socket_group), None
+        require_authentication(
+            self.tcp,
+            token=self.token,
+            client_ca=self.tls_client_ca,
+            allow_public=self.allow_public,
+            section=section,
+        )
+        context = server_context(self.tls_cert, self.tls_key, self.tls_client_ca) if self.tls_cert else None
+        return bind_tcp(self.tcp), context
 
 
 def server_context(cert: str, key: str, client_ca: str = "") -> ssl.SSLContext:

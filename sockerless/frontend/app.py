@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import hmac
 import logging
-import ssl
 from typing import Any
 
 from aiohttp import web
@@ -36,7 +35,7 @@ from sockerless.listen import (
 )
 from sockerless.models import CapabilityReport, VersionInfo
 from sockerless.server import access_middleware, error_response, make_error_middleware
-from sockerless.tls import TLSListener, bind_endpoint, client_context, start_site
+from sockerless.tls import Endpoint, TLSListener, client_context, start_site
 
 __all__ = ["DEFAULT_SOCKET", "DockerFrontend", "create_app", "routes"]
 
@@ -207,19 +206,18 @@ class DockerFrontend:
         if follow_poll_interval <= 0:
             raise ValueError("follow_poll_interval must be positive")
         self._backend_url = backend_url
-        self._socket_path, self._tcp = socket_path, tcp
-        self._socket_mode, self._socket_group = socket_mode, socket_group
+        self._endpoint = Endpoint(
+            socket_path, tcp, socket_mode, socket_group, token, allow_public, tls_cert, tls_key, tls_client_ca
+        )
         self._attach_mode = AttachMode(attach_mode)
         self._follow = FollowSettings(
             interval=follow_poll_interval, max_interval=max(follow_poll_interval, follow_max_interval)
         )
         self._emulate_follow = emulate_follow
-        self._token, self._backend_token = token, backend_token
-        self._allow_public = allow_public
+        self._backend_token = backend_token
         self._backend_wait = backend_wait
         self._request_timeout = request_timeout
         self._grace = shutdown_grace
-        self._tls = (tls_cert, tls_key, tls_client_ca)
         self._backend_tls = (backend_tls_ca, backend_tls_cert, backend_tls_key)
         self._client: BackendClient | None = None
         self._context: FrontendContext | None = None
@@ -241,18 +239,6 @@ class DockerFrontend:
             raise RuntimeError("the frontend is not started")
         return self._context.report
 
-    def _bind(self) -> tuple[Listener, ssl.SSLContext | None]:
-        return bind_endpoint(
-            socket_path=self._socket_path,
-            tcp=self._tcp,
-            socket_mode=self._socket_mode,
-            socket_group=self._socket_group,
-            token=self._token,
-            allow_public=self._allow_public,
-            tls=self._tls,
-            section="frontend",
-        )
-
     async def _read_capabilities(self, client: BackendClient) -> CapabilityReport:
         """The backend may still be starting: retry a refused connection until ``backend_wait``."""
         loop = asyncio.get_running_loop()
@@ -272,7 +258,8 @@ class DockerFrontend:
     async def start(self) -> None:
         ca, cert, key = self._backend_tls
         backend_tls = client_context(ca, cert, key) if ca or cert else None
-        listener, tls = self._bind()  # fail on a bad address or certificate before waiting for the backend
+        # Fail on a bad address or certificate before waiting for the backend.
+        listener, tls = self._endpoint.bind("frontend")
         client = BackendClient(
             self._backend_url,
             token=self._backend_token,
@@ -295,7 +282,7 @@ class DockerFrontend:
                 emulate_follow=self._emulate_follow,
             )
             self._runner = web.AppRunner(
-                create_app(context, token=self._token),
+                create_app(context, token=self._endpoint.token),
                 handler_cancellation=True,
                 # aiohttp waits this long for a request, then as long again once it cancelled it.
                 shutdown_timeout=self._grace / 2,
@@ -320,7 +307,7 @@ class DockerFrontend:
                     "backend": report.backend,
                     "backend_url": self._backend_url,
                     "attach": self._attach_mode.value,
-                    "tls": "mutual" if self._tls[2] else "server" if tls else "none",
+                    "tls": "mutual" if self._endpoint.tls_client_ca else "server" if tls else "none",
                 }
             },
         )

@@ -57,6 +57,10 @@ class Pki:
     stranger_cert: str
     stranger_key: str
 
+    def mutual_tls(self) -> dict[str, str]:
+        """A server's settings for TLS that asks for a client certificate signed by the CA."""
+        return {"tls_cert": self.server_cert, "tls_key": self.server_key, "tls_client_ca": self.ca}
+
 
 def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
@@ -351,7 +355,7 @@ async def test_client_authentication_allows_a_public_address(
     if authentication == "token":
         options["token"] = "s3cret-token"
     elif authentication == "mutual TLS":
-        options.update(tls_cert=pki.server_cert, tls_key=pki.server_key, tls_client_ca=pki.ca)
+        options.update(pki.mutual_tls())
     else:
         options["allow_public"] = True
     if section == "server":
@@ -418,13 +422,7 @@ async def test_tokens_are_compared_in_constant_time_on_every_route(monkeypatch: 
 
 
 async def test_mutual_tls_on_the_internal_api(pki: Pki) -> None:
-    server = InternalAPIServer(
-        LocalBackend(),
-        tcp="127.0.0.1:0",
-        tls_cert=pki.server_cert,
-        tls_key=pki.server_key,
-        tls_client_ca=pki.ca,
-    )
+    server = InternalAPIServer(LocalBackend(), tcp="127.0.0.1:0", **pki.mutual_tls())
     await server.start()
     try:
         url = server.url + f"{API}/capabilities"
@@ -461,20 +459,12 @@ async def test_tls_without_a_client_ca_serves_any_client(pki: Pki) -> None:
 async def test_the_docker_cli_over_mutual_tls_through_to_a_mutual_tls_backend(
     pki: Pki, short_dir: Path
 ) -> None:
-    backend = InternalAPIServer(
-        LocalBackend(),
-        tcp="127.0.0.1:0",
-        tls_cert=pki.server_cert,
-        tls_key=pki.server_key,
-        tls_client_ca=pki.ca,
-    )
+    backend = InternalAPIServer(LocalBackend(), tcp="127.0.0.1:0", **pki.mutual_tls())
     await backend.start()
     frontend = DockerFrontend(
         backend_url=backend.url,
         tcp="127.0.0.1:0",
-        tls_cert=pki.server_cert,
-        tls_key=pki.server_key,
-        tls_client_ca=pki.ca,
+        **pki.mutual_tls(),
         backend_tls_ca=pki.ca,
         backend_tls_cert=pki.client_cert,
         backend_tls_key=pki.client_key,
@@ -525,13 +515,7 @@ async def test_the_docker_cli_over_mutual_tls_through_to_a_mutual_tls_backend(
 
 
 async def test_a_frontend_without_the_backends_client_certificate_says_why(pki: Pki) -> None:
-    backend = InternalAPIServer(
-        LocalBackend(),
-        tcp="127.0.0.1:0",
-        tls_cert=pki.server_cert,
-        tls_key=pki.server_key,
-        tls_client_ca=pki.ca,
-    )
+    backend = InternalAPIServer(LocalBackend(), tcp="127.0.0.1:0", **pki.mutual_tls())
     await backend.start()
     try:
         untrusting = DockerFrontend(backend_url=backend.url, tcp="127.0.0.1:0", backend_wait=2)

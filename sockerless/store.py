@@ -245,6 +245,14 @@ class _Statement:
     rows: list[tuple[Any, ...]]
 
 
+def _single_row(statements: Sequence[_Statement]) -> tuple[str, tuple[Any, ...]] | None:
+    """The SQL and parameters of a write that is one statement with one row, else None."""
+    work = [statement for statement in statements if statement.rows]
+    if len(work) != 1 or len(work[0].rows) != 1:
+        return None
+    return work[0].sql, work[0].rows[0]
+
+
 def _check_container(record: ContainerRecord) -> None:
     if not _CONTAINER_ID.fullmatch(record.id):
         raise InvalidParameter(f"invalid container ID {record.id!r}: expected 64 lowercase hex characters")
@@ -640,7 +648,8 @@ class Store:
             raise StoreError(f"state database {self.path} is closed")
         if not self._writes:
             ready = plan()
-            if self._commit_inline(ready.statements):
+            single = _single_row(ready.statements)
+            if single is not None and self._commit_inline(single):
                 ready.apply()
                 return
 
@@ -662,18 +671,18 @@ class Store:
 
     async def _commit(self, *statements: _Statement) -> None:
         """Run ``statements`` as one transaction, inline if it is one row. Callers hold the write lock."""
-        if self._commit_inline(statements):
-            return
-        work = [statement for statement in statements if statement.rows]
-        if len(work) == 1 and len(work[0].rows) == 1:
-            await self._db.execute(work[0].sql, work[0].rows[0])
+        single = _single_row(statements)
+        if single is not None:
+            if not self._commit_inline(single):
+                await self._db.execute(*single)
             return
         async with self._transaction() as db:
-            for statement in work:
-                await db.executemany(statement.sql, statement.rows)
+            for statement in statements:
+                if statement.rows:
+                    await db.executemany(statement.sql, statement.rows)
 
-    def _commit_inline(self, statements: Sequence[_Statement]) -> bool:
-        """Commit a write of one row on the event loop's own connection; False if it cannot be.
+    def _commit_inline(self, single: tuple[str, tuple[Any, ...]]) -> bool:
+        """Commit a one-row write on the event loop's own connection; False if it cannot be.
 
         One statement with one row is atomic on its own (the connections are in autocommit mode).
         With ``synchronous=normal`` in WAL mode its commit appends a page or two to the WAL and never
@@ -685,11 +694,8 @@ class Store:
         """
         if self._inline is None:
             return False
-        work = [statement for statement in statements if statement.rows]
-        if len(work) != 1 or len(work[0].rows) != 1:
-            return False
         try:
-            self._inline.execute(work[0].sql, work[0].rows[0])
+            self._inline.execute(*single)
         except sqlite3.OperationalError as exc:
             if exc.sqlite_errorcode == sqlite3.SQLITE_BUSY:
                 return False

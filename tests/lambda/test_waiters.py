@@ -55,6 +55,23 @@ async def test_tombstones_answer_by_id_prefix_and_name_until_they_expire() -> No
     assert waiters.tombstone(ID) is None
 
 
+async def test_tombstones_expire_oldest_first_and_a_second_removal_renews_one() -> None:
+    now = [0.0]
+    waiters = ContainerWaiters(tombstone_seconds=10, clock=lambda: now[0])
+    first, second = "a" * 64, "b" * 64
+    waiters.removed(first, "one", ExitStatus(1))
+    now[0] = 5
+    waiters.removed(second, "two", ExitStatus(2))
+    now[0] = 6
+    waiters.removed(first, "one", ExitStatus(3))  # renewed: now expires after the second
+    now[0] = 15.5
+    assert waiters.tombstone(second) is None
+    assert waiters.tombstone(first) == (first, ExitStatus(3))
+    now[0] = 16
+    assert waiters.tombstone(first) is None
+    assert waiters.tombstone("one") is None
+
+
 async def test_a_cancelled_wait_is_forgotten() -> None:
     waiters = ContainerWaiters()
     future = waiters.wait(ID, WaitCondition.NEXT_EXIT, status="running", last=ExitStatus())

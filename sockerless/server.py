@@ -456,10 +456,13 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
     headers = {"Content-Type": content_type}
     if logs.final:
         headers[LOGS_FINAL_HEADER] = "true"
-    response = web.StreamResponse(status=200, headers=headers)
-    await response.prepare(request)
-    # Followed lines go out one by one as they come; without follow the lines are at hand, and go
-    # out in as few writes as possible (the headers, all of a short output and its end in one).
+    # Followed lines go out one by one as they come, after headers sent at once. Without follow the
+    # lines are at hand: an output shorter than one write is a plain answer (headers, output and end
+    # in one send, and a failure while reading it is still an error status); a longer one streams.
+    response: web.StreamResponse | None = None
+    if options.follow:
+        response = web.StreamResponse(status=200, headers=headers)
+        await response.prepare(request)
     pending: list[bytes] = []
     size = 0
     try:
@@ -468,18 +471,23 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
             if options.timestamps:
                 data = format_log_time(line.timestamp).encode() + b" " + data
             frame = data if logs.tty else encode_frame(line.stream, data)
-            if options.follow:
+            if response is not None and options.follow:
                 await response.write(frame)
                 continue
             pending.append(frame)
             size += len(frame)
             if size >= _LOGS_WRITE_BYTES:
+                if response is None:
+                    response = web.StreamResponse(status=200, headers=headers)
+                    await response.prepare(request)
                 await response.write(b"".join(pending))
                 pending, size = [], 0
     finally:
         aclose = getattr(logs.lines, "aclose", None)
         if aclose is not None:
             await aclose()
+    if response is None:
+        return web.Response(status=200, body=b"".join(pending), headers=headers)
     await response.write_eof(b"".join(pending))
     return response
 

@@ -465,11 +465,15 @@ class Store:
             if owner is not None and owner != record.id:
                 raise _name_conflict(record.name, owner)
             labels_changed = self._committed_labels[record.id] != row.labels
+            # The name is set only when it changes (a rename): setting it rewrites its UNIQUE index's
+            # page too, one 4 KiB page more in the WAL for every other save.
+            renamed = self._committed_names[record.id] != row.name
+            columns = ("name = ?, " if renamed else "") + "created = ?, status = ?, image = ?, image_id = ?"
+            values = (row.created, row.status, row.image, row.image_id, row.record, row.id)
             statements = [
                 _Statement(
-                    "UPDATE containers SET name = ?, created = ?, status = ?, image = ?, image_id = ?,"
-                    " record = ? WHERE id = ?",
-                    [(row.name, row.created, row.status, row.image, row.image_id, row.record, row.id)],
+                    f"UPDATE containers SET {columns}, record = ? WHERE id = ?",  # noqa: S608 - fixed text
+                    [(row.name, *values) if renamed else values],
                 )
             ]
             if labels_changed:

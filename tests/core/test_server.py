@@ -58,6 +58,8 @@ class ToyBackend(BaseBackend):
         self.closed = False
         self.background: asyncio.Task[None] | None = None
         self.background_cancelled = False
+        self.log_output: list[bytes] | None = None  # stdout lines instead of the two stamped ones
+        self.logs_fail: errors.SockerlessError | None = None  # raised after the given lines
 
     async def start(self) -> None:
         self.background = asyncio.create_task(self._forever())
@@ -102,8 +104,14 @@ class ToyBackend(BaseBackend):
         stamp = dt.datetime(2024, 1, 2, 3, 4, 5, 123456, tzinfo=dt.UTC)
 
         async def lines() -> AsyncIterator[LogLine]:
-            yield LogLine(stream=1, timestamp=stamp, data=b"out\n")
-            yield LogLine(stream=2, timestamp=stamp, data=b"err\n")
+            if self.log_output is None:
+                yield LogLine(stream=1, timestamp=stamp, data=b"out\n")
+                yield LogLine(stream=2, timestamp=stamp, data=b"err\n")
+            else:
+                for data in self.log_output:
+                    yield LogLine(stream=1, timestamp=stamp, data=data)
+            if self.logs_fail is not None:
+                raise self.logs_fail
 
         return ContainerLogs(tty=False, lines=lines())
 
@@ -316,6 +324,32 @@ async def test_logs_are_docker_frames_with_optional_timestamps(client: Any) -> N
         (1, b"2024-01-02T03:04:05.123456000Z out\n"),
         (2, b"2024-01-02T03:04:05.123456000Z err\n"),
     ]
+
+
+async def test_a_short_log_is_one_plain_answer(client: Any) -> None:
+    response = await client.get(f"{P}/containers/{'a' * 64}/logs?stdout=1&stderr=1")
+    assert response.headers["Content-Length"] == str(2 * (8 + 4))  # not chunked: sent as one
+    assert "Transfer-Encoding" not in response.headers
+    assert decode_frames(await response.read()) == ([(1, b"out\n"), (2, b"err\n")], b"")
+
+
+async def test_a_long_log_streams_every_line_in_order(client: Any, backend: ToyBackend) -> None:
+    backend.log_output = [f"line {i:06d} {'x' * 1000}\n".encode() for i in range(300)]  # about 300 KiB
+    response = await client.get(f"{P}/containers/{'a' * 64}/logs?stdout=1")
+    assert response.headers["Transfer-Encoding"] == "chunked"
+    frames, rest = decode_frames(await response.read())
+    assert rest == b""
+    assert [payload for _, payload in frames] == backend.log_output
+
+
+async def test_a_log_read_failing_before_any_output_is_an_error_status(
+    client: Any, backend: ToyBackend
+) -> None:
+    backend.log_output = []
+    backend.logs_fail = errors.UpstreamError("CloudWatch went away")
+    response = await client.get(f"{P}/containers/{'a' * 64}/logs?stdout=1")
+    assert response.status == 502
+    assert await response.json() == {"message": "CloudWatch went away"}
 
 
 async def test_pull_failure_after_stream_start_is_an_in_stream_error(client: Any) -> None:

@@ -297,6 +297,25 @@ async def test_the_wal_is_checkpointed_while_one_row_writes_run_inline(db_path: 
     await store.close()
 
 
+async def test_a_save_without_a_rename_appends_one_page_to_the_wal(db_path: str) -> None:
+    store = await Store.open(db_path)
+    record = make_container("steady")
+    await store.add_container(record)
+    frame = 24 + 4096  # a WAL frame: its header and one page
+    wal = db_path + "-wal"
+    before = os.path.getsize(wal)
+    record.status = "running"
+    await store.save_container(record)
+    assert os.path.getsize(wal) - before == frame  # the row's page; the name's index is untouched
+    before = os.path.getsize(wal)
+    record.name = "renamed"
+    await store.save_container(record)
+    assert os.path.getsize(wal) - before == 2 * frame  # a rename writes the index page too
+    store = await reopen(store)
+    assert store.resolve_container("renamed").status == "running"
+    await store.close()
+
+
 async def test_records_are_stored_without_default_fields_and_read_back_whole(db_path: str) -> None:
     store = await Store.open(db_path)
     plain = make_container("plain")

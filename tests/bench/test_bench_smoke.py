@@ -47,11 +47,13 @@ async def test_overhead_item_smallest_variant_produces_figures() -> None:
         "N=1: backend / direct wave time",
         "N=1: in-process backend (no internal-API hop) / direct",
         "N=1: the internal-API hop alone (the same five calls to a backend that does nothing) / direct",
+        "N=1: the floor's AWS calls behind the internal API and nothing else (no store, records or log "
+        "lines of its own) / direct",
     ]
     assert result.rows[0].met in (True, False)
     assert len(result.data["ratios_1"]) == 2
     assert all(ratio > 0 and math.isfinite(ratio) for ratio in result.data["ratios_1"])
-    assert [len(table.rows) for table in result.tables] == [4, 4, 1]
+    assert [len(table.rows) for table in result.tables] == [5, 5, 1]
     calls = result.tables[2].rows[0][1]
     for operation in ("lambda:CreateFunction 1.00", "lambda:Invoke 1.00", "lambda:DeleteFunction 1.00"):
         assert operation in calls

@@ -105,12 +105,12 @@ class CallsOnlyBackend(NullBackend):
         return ContainerCreateResponse(id=container_id)
 
     async def start_container(self, ref: str) -> None:
-        exit_code = self._exits[self._known(ref)] = asyncio.get_running_loop().create_future()
+        exited = self._exits[self._known(ref)] = asyncio.get_running_loop().create_future()
 
         async def run() -> None:
             response = await self._lam.invoke(FunctionName=_function(ref), LogType="Tail")
             await response["Payload"].read()
-            exit_code.set_result(WaitResponse(status_code=1 if response.get("FunctionError") else 0))
+            exited.set_result(WaitResponse(status_code=1 if response.get("FunctionError") else 0))
 
         task = asyncio.create_task(run())
         self._runs.add(task)

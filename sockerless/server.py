@@ -471,7 +471,7 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
             if options.timestamps:
                 data = format_log_time(line.timestamp).encode() + b" " + data
             frame = data if logs.tty else encode_frame(line.stream, data)
-            if response is not None and options.follow:
+            if options.follow and response is not None:
                 await response.write(frame)
                 continue
             pending.append(frame)

@@ -36,6 +36,7 @@ from sockerless.observability import configure_logging
 from sockerless.server import InternalAPIServer, run_until_signalled
 
 from .common import aws_client
+from .item1_overhead import function_params
 
 OUTPUT = b"hi\n"
 
@@ -97,8 +98,6 @@ class CallsOnlyBackend(NullBackend):
     async def create_container(
         self, request: ContainerCreateRequest, name: str | None
     ) -> ContainerCreateResponse:
-        from .item1_overhead import function_params
-
         container_id = secrets.token_hex(32)
         await self._lam.create_function(**function_params(_function(container_id), self._role_arn))
         self._containers.add(container_id)

@@ -442,6 +442,12 @@ def _logs_options(request: web.Request) -> LogsOptions:
     )
 
 
+async def _open_stream(request: web.Request, headers: dict[str, str]) -> web.StreamResponse:
+    response = web.StreamResponse(status=200, headers=headers)
+    await response.prepare(request)
+    return response
+
+
 @requires("logs")
 async def container_logs(request: web.Request) -> web.StreamResponse:
     options = _logs_options(request)
@@ -459,10 +465,8 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
     # Followed lines go out one by one as they come, after headers sent at once. Without follow the
     # lines are at hand: an output shorter than one write is a plain answer (headers, output and end
     # in one send, and a failure while reading it is still an error status); a longer one streams.
-    response: web.StreamResponse | None = None
-    if options.follow:
-        response = web.StreamResponse(status=200, headers=headers)
-        await response.prepare(request)
+    flush_at = 1 if options.follow else _LOGS_WRITE_BYTES
+    response = await _open_stream(request, headers) if options.follow else None
     pending: list[bytes] = []
     size = 0
     try:
@@ -471,15 +475,11 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
             if options.timestamps:
                 data = format_log_time(line.timestamp).encode() + b" " + data
             frame = data if logs.tty else encode_frame(line.stream, data)
-            if options.follow and response is not None:
-                await response.write(frame)
-                continue
             pending.append(frame)
             size += len(frame)
-            if size >= _LOGS_WRITE_BYTES:
+            if size >= flush_at:
                 if response is None:
-                    response = web.StreamResponse(status=200, headers=headers)
-                    await response.prepare(request)
+                    response = await _open_stream(request, headers)
                 await response.write(b"".join(pending))
                 pending, size = [], 0
     finally:

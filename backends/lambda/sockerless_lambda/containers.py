@@ -586,8 +586,13 @@ def _tail_is_whole_output(record: ContainerRecord) -> bool:
 def _tail_lines(record: ContainerRecord) -> list[LogLine]:
     """The output lines of the run's Tail. Lambda's Text tail has no times: each carries the exit's."""
     stamp = record.finished_at or record.started_at or record.created
-    tail = str(record.backend_fields.get(Fields.LOG_TAIL, ""))
-    return output_lines([LogEvent(_ms(stamp), line) for line in tail.splitlines(keepends=True)])
+    return _tail_output(record.backend_fields, _ms(stamp))
+
+
+def _tail_output(fields: dict[str, Any], timestamp_ms: int) -> list[LogLine]:
+    """The container output in the run's Tail (platform lines left out), every line at ``timestamp_ms``."""
+    tail = str(fields.get(Fields.LOG_TAIL, ""))
+    return output_lines([LogEvent(timestamp_ms, text) for text in tail.splitlines(keepends=True)])
 
 
 def _tail_confirms(fields: dict[str, Any], events: list[LogEvent]) -> bool:
@@ -596,9 +601,7 @@ def _tail_confirms(fields: dict[str, Any], events: list[LogEvent]) -> bool:
     times, instead of after :data:`LOG_SETTLE_SECONDS` of further reads."""
     if not _tail_holds_run(fields):
         return False
-    tail = str(fields.get(Fields.LOG_TAIL, ""))
-    tail_events = [LogEvent(0, text) for text in tail.splitlines(keepends=True)]
-    expected = [line.data for line in output_lines(tail_events)]
+    expected = [line.data for line in _tail_output(fields, 0)]
     seen = [line.data for line in output_lines(events)]
     return not expected or seen[-len(expected) :] == expected
 

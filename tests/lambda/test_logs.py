@@ -236,3 +236,37 @@ def test_the_tail_confirms_cloudwatch_only_when_it_holds_the_whole_run() -> None
     assert not containers._tail_confirms(fields, events[:2])  # CloudWatch still lacks "two"
     cut = {"request_id": RID, "log_tail": tail.split("\n", 1)[1]}  # the START line fell off the 4 KB tail
     assert not containers._tail_confirms(cut, events)
+
+
+LONG_RUN = "".join(f"{n}\n" for n in range(1, 5001))  # overflows the Invoke's 4 KB Tail
+
+
+async def run_after_a_fresh_read(api) -> str:
+    """Read CloudWatch (another container's logs with times), then run ``seq 1 5000`` at once: the
+    reader's cache is younger than ``log_read_interval`` but older than the long run's lines."""
+    earlier, _ = await api.run("echo earlier")
+    assert await api.output(earlier, timestamps="1") != ""
+    container_id, result = await api.run("seq 1 5000")
+    assert result == {"StatusCode": 0}
+    return container_id
+
+
+@pytest.mark.parametrize("config_overrides", [{"log_read_interval": 3.0}])
+async def test_logs_right_after_exit_wait_for_cloudwatch_to_have_the_whole_run(api, config_overrides) -> None:
+    container_id = await run_after_a_fresh_read(api)
+    assert await api.output(container_id) == LONG_RUN
+    stamped = (await api.output(container_id, timestamps="1")).splitlines()
+    assert [line.split(" ", 1)[1] for line in stamped] == [str(n) for n in range(1, 5001)]
+
+
+@pytest.mark.parametrize("config_overrides", [{"log_read_interval": 30.0}])
+async def test_logs_stop_waiting_for_cloudwatch_after_the_delivery_window(
+    api, lambda_simulator, config_overrides, monkeypatch
+) -> None:
+    monkeypatch.setattr(containers, "LOGS_DELIVERY_SECONDS", 1.0)
+    container_id = await run_after_a_fresh_read(api)
+    lambda_simulator.add_fault({"kind": "throttle", "operation": "logs:FilterLogEvents"})
+    # CloudWatch never answers now: once the window has passed, the Tail's part of the run is shown.
+    lines = (await api.output(container_id)).splitlines()
+    assert 500 < len(lines) < 1000  # whole lines only: the one the 4 KB cut went through is left out
+    assert lines == [str(n) for n in range(5001 - len(lines), 5001)]

@@ -87,6 +87,10 @@ LOG_SETTLE_SECONDS = 3.0
 LOG_KEEP_BYTES = 256 * 1024
 #: How long ``docker logs`` waits for a CloudWatch read in flight before answering with what is cached.
 LOGS_MAX_WAIT_SECONDS = 5.0
+#: Until this long after a run ended, ``docker logs`` that needs CloudWatch for the run (its Tail was
+#: cut, or the lines' own times are asked) waits for the run's END to show there instead of answering
+#: with part of it. CloudWatch delivers typically 1-5 s after a line is written.
+LOGS_DELIVERY_SECONDS = 15.0
 _PAST_REQUESTS_KEPT = 20
 _TAIL_KEEP = 4096
 
@@ -496,7 +500,7 @@ class ContainerService:
         if not needs_times and _tail_is_whole_output(record):
             lines = _kept_lines(fields) + _tail_lines(record)
             return ContainerLogs(tty=record.config.tty, lines=iterate(select(lines, options)), final=True)
-        lines = await self._log_lines(record)
+        lines = await self._log_lines(record, needs_times=needs_times)
         final = (
             record.status == "exited"
             and bool(fields.get(Fields.REQUEST_ID))
@@ -504,7 +508,7 @@ class ContainerService:
         )
         return ContainerLogs(tty=record.config.tty, lines=iterate(select(lines, options)), final=final)
 
-    async def _log_lines(self, record: ContainerRecord) -> list[LogLine]:
+    async def _log_lines(self, record: ContainerRecord, *, needs_times: bool) -> list[LogLine]:
         fields = record.backend_fields
         kept = _kept_lines(fields)
         request_id = str(fields.get(Fields.REQUEST_ID, ""))
@@ -520,8 +524,12 @@ class ContainerService:
         if not self._reader.tracking(function_name):
             self._reader.track(function_name, since)
         await self._reader.refresh(max_wait=LOGS_MAX_WAIT_SECONDS)
-        events = [e for e in self._reader.events(function_name) if e.timestamp_ms >= _ms(since)]
         end_age = self._reader.run_end_age(function_name, request_id) if request_id else None
+        if end_age is None and (needs_times or not _tail_holds_run(fields)):
+            # The cache may predate the run's last lines: wait (bounded) for CloudWatch to have them all.
+            await self._await_delivery(record, request_id)
+            end_age = self._reader.run_end_age(function_name, request_id) if request_id else None
+        events = [e for e in self._reader.events(function_name) if e.timestamp_ms >= _ms(since)]
         if finished and end_age is not None:
             confirmed = end_age >= LOG_SETTLE_SECONDS or _tail_confirms(fields, events)
             if confirmed and fields.get(Fields.INVOCATION) == DONE:
@@ -535,6 +543,32 @@ class ContainerService:
             if f"START RequestId: {request_id}" in tail or not run_events:
                 return kept + output_lines(before) + _tail_lines(record)
         return kept + output_lines(events)
+
+    async def _await_delivery(self, record: ContainerRecord, request_id: str) -> None:
+        """Wait until the ended run's END line is read from CloudWatch, at most until
+        :data:`LOGS_DELIVERY_SECONDS` after it ended (sharing the reader's paced reads)."""
+        fields = record.backend_fields
+        if not request_id or fields.get(Fields.INVOCATION) != DONE or record.finished_at is None:
+            return  # still running, or no run to wait for
+        left = record.finished_at.timestamp() + LOGS_DELIVERY_SECONDS - time.time()
+        if left <= 0:
+            return
+        started = record.started_at or record.created
+        summary = None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(left):  # also bounds a CloudWatch read that is slow to answer
+                summary = await self._reader.watch_run(
+                    str(fields[Fields.FUNCTION_NAME]),
+                    request_id=request_id,
+                    after_ms=_ms(started) - 2000,
+                    exclude=fields.get(Fields.PAST_REQUEST_IDS, []),
+                    deadline=time.monotonic() + left,
+                )
+        if summary is None:
+            log.info(
+                "logs: the run's end is not in CloudWatch yet; answering with what is there",
+                extra={"fields": {"container": record.id, "request_id": request_id}},
+            )
 
     async def _settle(self, record: ContainerRecord, events: list[LogEvent]) -> None:
         """Keep this output for good (capped) and stop reading CloudWatch for it."""
@@ -590,9 +624,15 @@ def _tail_lines(record: ContainerRecord) -> list[LogLine]:
 
 
 def _tail_output(fields: dict[str, Any], timestamp_ms: int) -> list[LogLine]:
-    """The container output in the run's Tail (platform lines left out), every line at ``timestamp_ms``."""
+    """The container output in the run's Tail (platform lines left out), every line at ``timestamp_ms``.
+
+    A Tail without the run's START line was cut at 4 KB, most likely inside a line: that part is left out.
+    """
     tail = str(fields.get(Fields.LOG_TAIL, ""))
-    return output_lines([LogEvent(timestamp_ms, text) for text in tail.splitlines(keepends=True)])
+    texts = tail.splitlines(keepends=True)
+    if f"START RequestId: {fields.get(Fields.REQUEST_ID, '')}" not in tail:
+        texts = texts[1:]
+    return output_lines([LogEvent(timestamp_ms, text) for text in texts])
 
 
 def _tail_confirms(fields: dict[str, Any], events: list[LogEvent]) -> bool:

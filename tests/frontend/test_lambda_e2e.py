@@ -77,6 +77,16 @@ async def test_run_alpine_pulls_then_runs(docker_cli: DockerCLI) -> None:
     assert result.out == "from alpine\n"
 
 
+async def test_run_warns_of_what_lambda_drops_and_refuses_a_network(docker_cli: DockerCLI) -> None:
+    result = await docker_cli("run", "--rm", "-p", "8080:80", IMAGE, "echo", "served")
+    assert result.code == 0, result.err
+    assert "WARNING: published ports are discarded" in result.err
+    assert result.out == "served\n"
+    refused = await docker_cli("run", "--rm", "--network", "mynet", IMAGE, "true")
+    assert refused.code == 125
+    assert "This backend (lambda) does not support networks. Remove --network mynet" in refused.err
+
+
 async def test_detached_run_wait_logs_rm(docker_cli: DockerCLI) -> None:
     assert (await docker_cli("pull", IMAGE)).code == 0
     started = await docker_cli("run", "-d", "--name", "job", IMAGE, "sh", "-c", "echo one; echo two; exit 4")

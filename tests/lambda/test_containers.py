@@ -75,6 +75,52 @@ async def test_create_rejects_volumes_with_501(api) -> None:
     assert (await response.json())["message"].startswith("This backend (lambda) does not support volumes.")
 
 
+@pytest.mark.parametrize(
+    ("host_config", "warning"),
+    [
+        ({"PortBindings": {"80/tcp": [{"HostPort": "8080"}]}}, "published ports are discarded"),
+        ({"PublishAllPorts": True}, "published ports are discarded"),
+        ({"NetworkMode": "none"}, "--network none is not applied"),
+        ({"RestartPolicy": {"Name": "always"}}, "restart policy 'always' is not applied"),
+        ({"Privileged": True, "CapAdd": ["NET_ADMIN"]}, "--privileged, --cap-add not applied"),
+        ({"NanoCpus": 1_000_000_000}, "CPU limits are not applied"),
+        ({"ExtraHosts": ["db:10.0.0.2"]}, "--add-host are not applied"),
+    ],
+)
+async def test_settings_lambda_cannot_apply_are_created_with_a_warning(api, host_config, warning) -> None:
+    response = await api.client.post(
+        f"{API}/containers", json={"Image": "repo:tag", "HostConfig": host_config}
+    )
+    assert response.status == 201
+    assert [w for w in (await response.json())["Warnings"] if warning in w]
+
+
+async def test_the_cli_defaults_give_no_warning(api) -> None:
+    # What `docker create alpine true` sends (docker 28): none of it is dropped on Lambda.
+    host_config = {
+        "NetworkMode": "default",
+        "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+        "PortBindings": {},
+        "MemorySwappiness": -1,
+        "ConsoleSize": [0, 0],
+    }
+    body = {"Image": "repo:tag", "Cmd": ["true"], "HostConfig": host_config}
+    response = await api.client.post(f"{API}/containers", json=body)
+    assert response.status == 201
+    assert (await response.json())["Warnings"] == []
+
+
+@pytest.mark.parametrize("mode", ["mynet", "container:other"])
+async def test_create_on_a_network_is_a_501_before_any_aws_call(api, lambda_simulator, mode) -> None:
+    lambda_simulator.stats.reset()
+    body = {"Image": "repo:tag", "HostConfig": {"NetworkMode": mode}}
+    response = await api.client.post(f"{API}/containers", json=body)
+    assert response.status == 501
+    message = (await response.json())["message"]
+    assert message.startswith(f"This backend (lambda) does not support networks. Remove --network {mode}")
+    assert lambda_simulator.stats.snapshot()["total_calls"] == 0
+
+
 async def test_a_taken_name_is_a_409_before_any_aws_call(api, lambda_simulator) -> None:
     first = await api.create("twin")
     lambda_simulator.stats.reset()

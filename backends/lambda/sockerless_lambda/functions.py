@@ -124,9 +124,17 @@ def function_spec(
         raise NotImplementedByBackend.for_operation(
             "lambda", "volumes", "Remove -v/--mount from the container."
         )
+    mode = host.network_mode
+    if mode not in _LAMBDA_NETWORK_MODES:
+        raise NotImplementedByBackend.for_operation(
+            "lambda",
+            "networks",
+            f"Remove --network {mode}: each run has Lambda's own network "
+            "(in a VPC when subnet_ids are configured).",
+        )
     env = _checked_env(cfg.env_dict())
     memory_mb = _memory_mb(host.memory, config.memory_size)
-    warnings: list[str] = []
+    warnings = not_applied(request)
     tags = _tags(container_id, name, instance_id, cfg.labels or {}, warnings)
     image_config: dict[str, Any] = {}
     for key, argv in (("EntryPoint", cfg.entrypoint), ("Command", cfg.cmd)):
@@ -168,6 +176,52 @@ def function_spec(
             "SecurityGroupIds": list(config.security_group_ids),
         }
     return FunctionSpec(name=function_name, params=params, warnings=warnings, memory_mb=memory_mb)
+
+
+#: ``HostConfig.NetworkMode`` values a create may carry: Docker's defaults, and two that are
+#: accepted with a warning (the run gets Lambda's network whatever they ask).
+_LAMBDA_NETWORK_MODES = frozenset({"", "default", "bridge", "host", "none"})
+
+
+def not_applied(request: ContainerCreateRequest) -> list[str]:
+    """Warnings (Docker's create ``Warnings``, which the CLI prints) for settings a Lambda run cannot
+    honour but can run without: the container is created, and the user is told what is dropped."""
+    cfg, host = request.config, request.host_config
+    warnings: list[str] = []
+    if host.port_bindings or host.publish_all_ports:
+        warnings.append("published ports are discarded: a Lambda function accepts no inbound connections")
+    if host.network_mode in ("host", "none"):
+        warnings.append(
+            f"--network {host.network_mode} is not applied: the run has Lambda's network, with outbound "
+            "access (within the VPC when subnet_ids are configured)"
+        )
+    restart = str((host.restart_policy or {}).get("Name") or "no")
+    if restart != "no":
+        warnings.append(f"restart policy {restart!r} is not applied: Lambda does not restart a run that ends")
+    privileges = [
+        flag
+        for flag, given in (
+            ("--privileged", host.privileged),
+            ("--cap-add", host.cap_add),
+            ("--cap-drop", host.cap_drop),
+            ("--device", host.devices),
+            ("--security-opt", host.security_opt),
+            ("--sysctl", host.sysctls),
+        )
+        if given
+    ]
+    if privileges:
+        warnings.append(f"{', '.join(privileges)} not applied: Lambda sets a function's privileges itself")
+    if host.nano_cpus or host.cpu_shares or host.cpu_quota or host.cpu_period or host.cpuset_cpus:
+        warnings.append(
+            "CPU limits are not applied: Lambda allots CPU in proportion to the memory (--memory)"
+        )
+    if host.dns or host.dns_search or host.dns_options or host.extra_hosts:
+        warnings.append("--dns, --dns-search, --dns-option and --add-host are not applied on Lambda")
+    test = cfg.healthcheck.get("Test") if isinstance(cfg.healthcheck, dict) else None
+    if test and test != ["NONE"]:
+        warnings.append("the health check is not run: Lambda has no health checks")
+    return warnings
 
 
 def _checked_env(env: Mapping[str, str]) -> dict[str, str]:

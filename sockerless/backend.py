@@ -29,6 +29,7 @@ from sockerless.models import (
     ExecInstance,
     Image,
     ImagePullRequest,
+    ImageSummary,
     PruneResponse,
     VersionInfo,
     WaitCondition,
@@ -141,6 +142,7 @@ class Backend(Protocol):
     async def start_exec(self, exec_id: str, options: JSONObject) -> Any: ...
 
     def pull_image(self, request: ImagePullRequest) -> AsyncIterator[JSONObject]: ...
+    async def list_images(self) -> list[ImageSummary]: ...
     async def inspect_image(self, name: str) -> Image: ...
     async def tag_image(self, name: str, repo: str, tag: str) -> None: ...
     async def load_image(self, body: AsyncIterator[bytes]) -> AsyncIterator[JSONObject]: ...
@@ -249,6 +251,9 @@ class BaseBackend:
     # images
     def pull_image(self, request: ImagePullRequest) -> AsyncIterator[JSONObject]:
         raise self._unsupported("image pull")
+
+    async def list_images(self) -> list[ImageSummary]:
+        return []  # no image of its own: inspect finds none either
 
     async def inspect_image(self, name: str) -> Image:
         raise NotFound(f"No such image: {name}")

@@ -46,6 +46,7 @@ from sockerless.models import (
     ExecInstance,
     Image,
     ImagePullRequest,
+    ImageSummary,
     PruneResponse,
     VersionInfo,
     WaitCondition,
@@ -600,6 +601,10 @@ class BackendClient:
             yield PullStream(response, self.url)
         finally:
             response.close()
+
+    async def list_images(self) -> list[ImageSummary]:
+        """Every image the backend knows, one row per image ID with all its tags."""
+        return await self._model(list[ImageSummary], "GET", "/images")
 
     async def inspect_image(self, name: str) -> Image:
         return await self._model(Image, "GET", "/images/inspect", params={"name": name})

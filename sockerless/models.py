@@ -428,6 +428,22 @@ class Image:
     root_fs: RootFS = field(factory=RootFS, wire="RootFS")
 
 
+@_flat
+@define
+class ImageSummary:
+    """One row of the image list (``docker images``): an image ID with every tag it has."""
+
+    id: str
+    parent_id: str = ""
+    repo_tags: list[str] = attrs.Factory(list)
+    repo_digests: list[str] = attrs.Factory(list)
+    created: int = 0
+    size: int = 0
+    shared_size: int = -1
+    labels: dict[str, str] = attrs.Factory(dict)
+    containers: int = -1
+
+
 @frozen
 class AuthRequest:
     username: str = field(default="", wire="username")

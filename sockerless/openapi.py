@@ -42,6 +42,7 @@ from sockerless.models import (
     HostConfig,
     Image,
     ImagePullRequest,
+    ImageSummary,
     PruneResponse,
     VersionInfo,
     WaitCondition,
@@ -408,6 +409,13 @@ OPERATIONS: Mapping[tuple[str, str], Operation] = {
         {200: _PROGRESS},
         body=ImagePullRequest,
         errors=[400, 404, 413, 501],
+    ),
+    ("GET", PREFIX + "/images"): Operation(
+        "ImageList",
+        "List the images the backend knows: one row per image ID, with all its tags",
+        "Images",
+        {200: [ImageSummary]},
+        cloud=False,
     ),
     ("GET", PREFIX + "/images/inspect"): Operation(
         "ImageInspect",

@@ -564,6 +564,10 @@ async def pull_image(request: web.Request) -> web.StreamResponse:
     return await _ndjson(request, _backend(request).pull_image(pull))
 
 
+async def list_images(request: web.Request) -> web.StreamResponse:
+    return json_response(unstructure(await _backend(request).list_images()))
+
+
 async def inspect_image(request: web.Request) -> web.StreamResponse:
     name = request.query.get("name", "")
     if not name:
@@ -679,6 +683,7 @@ def _routes() -> list[web.RouteDef]:
         web.get(PREFIX + "/exec/{id}", inspect_exec),
         web.post(PREFIX + "/exec/{id}/start", start_exec),
         web.post(PREFIX + "/images/pull", pull_image),
+        web.get(PREFIX + "/images", list_images),
         web.get(PREFIX + "/images/inspect", inspect_image),
         web.post(PREFIX + "/images/tag", tag_image),
         web.post(PREFIX + "/images/load", load_image),

@@ -1,4 +1,4 @@
-"""``/images/...``: pull, inspect, tag, load; the list is empty (the backend has no image list).
+"""``/images/...``: list, pull, inspect, tag, load, and prune (of what cannot exist: nothing).
 
 Image names contain ``/`` (``123456789012.dkr.ecr.us-east-1.amazonaws.com/app:latest``), so the
 routes match them with ``{name:.+}``. ``X-Registry-Auth`` goes to the backend as ``Auth`` and is
@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
+import attrs
 from aiohttp import web
 
 from sockerless.client import PullStream
-from sockerless.errors import InvalidParameter, SockerlessError
+from sockerless.errors import InvalidParameter, NotFound, SockerlessError
+from sockerless.filters import parse_filters
 from sockerless.frontend.context import frontend_of
 from sockerless.frontend.unsupported import requires, unsupported
-from sockerless.models import ImagePullRequest, unstructure
+from sockerless.models import ImagePullRequest, ImageSummary, parse_time, unstructure
 from sockerless.server import JSON_CONTENT_TYPE, json_response
 
 __all__ = [
@@ -26,9 +29,15 @@ __all__ = [
     "inspect_image",
     "list_images",
     "load_image",
+    "prune_build_cache",
+    "prune_images",
     "pull_reference",
     "tag_image",
 ]
+
+
+_IMAGE_PRUNE_FILTERS = frozenset({"dangling", "until", "label", "label!"})
+_IMAGE_LIST_FILTERS = frozenset({"before", "dangling", "label", "reference", "since", "until"})
 
 
 def pull_reference(from_image: str, tag: str) -> str:
@@ -116,6 +125,83 @@ async def tag_image(request: web.Request) -> web.StreamResponse:
     return web.Response(status=201)
 
 
+async def prune_images(request: web.Request) -> web.StreamResponse:
+    """Dangling images (``docker image prune``, and ``docker system prune``) never exist here: the
+    backend keeps references, not layers. Pruning every unused one (``-a``) would forget references,
+    as ``docker rmi`` would, which no backend does: 501."""
+    filters = parse_filters(request.query.get("filters"), _IMAGE_PRUNE_FILTERS)
+    if "false" in filters.get("dangling", []) or "0" in filters.get("dangling", []):
+        raise unsupported(frontend_of(request), "image prune")
+    return json_response({"ImagesDeleted": [], "SpaceReclaimed": 0})
+
+
+async def prune_build_cache(request: web.Request) -> web.StreamResponse:
+    """No backend builds (``POST /build`` is a 501), so there is no build cache: nothing deleted."""
+    return json_response({"CachesDeleted": [], "SpaceReclaimed": 0})
+
+
 async def list_images(request: web.Request) -> web.StreamResponse:
-    """The internal API has no image list: images live in the registry the backend pulls from."""
-    return json_response([])
+    """``docker images``: the images the backend knows (pulled, tagged or run), Docker's filters
+    applied here. ``all`` and ``digests`` change nothing: there are no intermediate images, and
+    every row carries its digests."""
+    filters = parse_filters(request.query.get("filters"), _IMAGE_LIST_FILTERS)
+    rows = await frontend_of(request).client.list_images()
+    return json_response(unstructure(_select_images(rows, filters)))
+
+
+def _select_images(rows: list[ImageSummary], filters: dict[str, list[str]]) -> list[ImageSummary]:
+    known = rows
+    for dangling in filters.get("dangling", []):
+        if dangling not in ("true", "false", "1", "0"):
+            raise InvalidParameter(f"invalid filter 'dangling={dangling}'")
+        rows = [row for row in rows if (not row.repo_tags) == (dangling in ("true", "1"))]
+    if "reference" in filters:
+        # As Docker: a row keeps only the tags and digests that match, and goes if none does.
+        patterns = [_reference_pattern(value) for value in filters["reference"]]
+
+        def matching(refs: list[str]) -> list[str]:
+            return [ref for ref in refs if any(p.fullmatch(n) for p in patterns for n in _names(ref))]
+
+        rows = [
+            attrs.evolve(row, repo_tags=matching(row.repo_tags), repo_digests=matching(row.repo_digests))
+            for row in rows
+        ]
+        rows = [row for row in rows if row.repo_tags or row.repo_digests]
+    for label in filters.get("label", []):
+        key, sep, value = label.partition("=")
+        rows = [row for row in rows if key in row.labels and (not sep or row.labels[key] == value)]
+    for ref in filters.get("before", []):
+        at = _created_of(known, ref)
+        rows = [row for row in rows if row.created < at]
+    for ref in filters.get("since", []):
+        at = _created_of(known, ref)
+        rows = [row for row in rows if row.created > at]
+    for until in filters.get("until", []):
+        limit = parse_time(until)
+        if limit is not None:
+            rows = [row for row in rows if row.created < limit.timestamp()]
+    return rows
+
+
+def _names(ref: str) -> tuple[str, str]:
+    """What a ``reference`` filter matches of a tag or digest reference: all of it, and its name."""
+    head, at, _ = ref.partition("@")
+    colon = head.rfind(":")
+    return ref, head[:colon] if not at and colon > head.rfind("/") else head
+
+
+def _reference_pattern(pattern: str) -> re.Pattern[str]:
+    """Docker matches references with Go's ``path.Match``: ``*`` and ``?`` stop at ``/``."""
+    translated = "".join(
+        "[^/]*" if char == "*" else "[^/]" if char == "?" else re.escape(char) for char in pattern
+    )
+    return re.compile(translated)
+
+
+def _created_of(rows: list[ImageSummary], ref: str) -> int:
+    for row in rows:
+        if ref in row.repo_tags or ref == row.id or row.id.removeprefix("sha256:").startswith(ref):
+            return row.created
+        if ":" not in ref.rpartition("/")[2] and f"{ref}:latest" in row.repo_tags:
+            return row.created
+    raise NotFound(f"No such image: {ref}")

@@ -1,8 +1,9 @@
 """``/networks`` and ``/volumes``: passed through to backends that have them, 501 otherwise.
 
-Inspecting one network or volume on a backend without them answers 404 (there is no such
-object): ``docker inspect NAME`` walks containers, images, networks and volumes and skips only
-"not found", so a 501 there would hide the real answer.
+Two calls answer for what cannot exist on a backend without them, instead of 501. Inspecting one
+network or volume answers 404 (there is no such object): ``docker inspect NAME`` walks containers,
+images, networks and volumes and skips only "not found", so a 501 there would hide the real answer.
+Pruning answers that nothing was deleted, which is so, and lets ``docker system prune`` go on.
 """
 
 from __future__ import annotations
@@ -52,7 +53,10 @@ def _resource_routes(kind: str, capability: str, key: str) -> list[Route]:
         return await _pass(request, "POST", base, body=True, status=201)
 
     async def prune(request: web.Request) -> web.StreamResponse:
-        _gate(frontend_of(request), capability)
+        if not getattr(frontend_of(request).capabilities, capability):
+            # There is none to prune: "nothing deleted" is the true answer, and it keeps
+            # `docker system prune` (which prunes networks after containers) working.
+            return json_response({f"{kind.capitalize()}sDeleted": [], **_reclaimed(kind)})
         return await _pass(request, "POST", f"{base}/prune")
 
     async def inspect(request: web.Request) -> web.StreamResponse:
@@ -84,6 +88,10 @@ def _resource_routes(kind: str, capability: str, key: str) -> list[Route]:
 
         routes.append(("POST", f"{base}/{{{key}}}/{{verb:connect|disconnect}}", connect))
     return routes
+
+
+def _reclaimed(kind: str) -> dict[str, int]:
+    return {"SpaceReclaimed": 0} if kind == "volume" else {}
 
 
 def network_routes() -> list[Route]:

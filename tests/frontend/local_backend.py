@@ -40,6 +40,7 @@ from sockerless.models import (
     ContainerSummary,
     Image,
     ImagePullRequest,
+    ImageSummary,
     PruneResponse,
     WaitCondition,
     WaitResponse,
@@ -70,6 +71,7 @@ class LocalBackend(BaseBackend):
         self.records: dict[str, ContainerRecord] = {}
         self.output: dict[str, list[LogLine]] = {}
         self.images: dict[str, Image] = {}
+        self.created: dict[str, int] = {}
         self.pulls: list[ImagePullRequest] = []
         self.calls: Counter[str] = Counter()
         self.waiters = ContainerWaiters(tombstone_seconds=60)
@@ -277,8 +279,17 @@ class LocalBackend(BaseBackend):
         digest = "sha256:" + hashlib.sha256(reference.encode()).hexdigest()
         familiar = request.reference if "/" in request.reference.split(":")[0] else reference
         self.images[reference] = Image(id=digest, repo_tags=[familiar.removeprefix("docker.io/library/")])
+        self.created.setdefault(digest, len(self.created) + 1)  # pull order, as seconds
         yield {"status": f"Digest: {digest}"}
         yield {"status": f"Status: Downloaded newer image for {reference}"}
+
+    async def list_images(self) -> list[ImageSummary]:
+        rows: dict[str, ImageSummary] = {}
+        for reference, image in sorted(self.images.items()):
+            row = rows.setdefault(image.id, ImageSummary(id=image.id, created=self.created.get(image.id, 0)))
+            tag = normalize_reference(reference).removeprefix("docker.io/library/")
+            row.repo_tags.append(tag)
+        return list(rows.values())
 
     async def inspect_image(self, name: str) -> Image:
         self.calls["inspect_image"] += 1

@@ -406,7 +406,63 @@ async def test_image_names_with_slashes_inspect_and_tag(http: aiohttp.ClientSess
     async with http.get("/images/example.com/never:1/json") as response:
         await expect_error(response, 404, "No such image: example.com/never:1")
     async with http.get("/images/json") as response:
-        assert await response.json() == []
+        rows = await response.json()
+    assert [(row["Id"], sorted(row["RepoTags"])) for row in rows] == [
+        (image["Id"], sorted([IMAGE, "mirror.example.com/app:v1"]))
+    ]
+
+
+async def image_tags(http: aiohttp.ClientSession, **filters: list[str]) -> list[str]:
+    async with http.get("/images/json", params={"filters": json.dumps(filters)}) as response:
+        assert response.status == 200, await response.text()
+        return sorted(tag for row in await response.json() for tag in row["RepoTags"])
+
+
+async def test_image_list_filters(http: aiohttp.ClientSession) -> None:
+    for image in ("alpine:3.20", "example.com/team/app:1", "example.com/team/app:2"):
+        await pull(http, image)
+    assert await image_tags(http) == ["alpine:3.20", "example.com/team/app:1", "example.com/team/app:2"]
+    assert await image_tags(http, reference=["alpine"]) == ["alpine:3.20"]
+    assert await image_tags(http, reference=["example.com/team/app:2"]) == ["example.com/team/app:2"]
+    assert await image_tags(http, reference=["example.com/*/app"]) == [
+        "example.com/team/app:1",
+        "example.com/team/app:2",
+    ]
+    assert await image_tags(http, reference=["example.com/*"]) == []  # * stops at /, as Docker's
+    assert await image_tags(http, dangling=["true"]) == []
+    assert await image_tags(http, since=["alpine:3.20"]) == [
+        "example.com/team/app:1",
+        "example.com/team/app:2",
+    ]
+    assert await image_tags(http, before=["example.com/team/app:2"]) == [
+        "alpine:3.20",
+        "example.com/team/app:1",
+    ]
+    async with http.get("/images/json", params={"filters": '{"size": ["1"]}'}) as response:
+        await expect_error(
+            response,
+            400,
+            "invalid filter 'size' (supported: before, dangling, label, reference, since, until)",
+        )
+    async with http.get("/images/json", params={"filters": '{"since": ["nope:1"]}'}) as response:
+        await expect_error(response, 404, "No such image: nope:1")
+
+
+async def test_prunes_of_what_the_backend_cannot_have_delete_nothing(http: aiohttp.ClientSession) -> None:
+    # The local backend has no networks or volumes, keeps no layers and never builds.
+    for path, report in (
+        ("/networks/prune", {"NetworksDeleted": []}),
+        ("/volumes/prune", {"VolumesDeleted": [], "SpaceReclaimed": 0}),
+        ("/images/prune", {"ImagesDeleted": [], "SpaceReclaimed": 0}),
+        ("/build/prune", {"CachesDeleted": [], "SpaceReclaimed": 0}),
+    ):
+        async with http.post(path) as response:
+            assert response.status == 200, path
+            assert await response.json() == report
+    every_unused = json.dumps({"dangling": {"false": True}})  # docker image prune -a
+    async with http.post("/images/prune", params={"filters": every_unused}) as response:
+        hint = "Images live in the registry; prune them there."
+        await expect_error(response, 501, f"This backend (local) does not support image prune. {hint}")
 
 
 async def test_auth_goes_to_the_backend_and_is_never_logged(

@@ -87,6 +87,21 @@ async def test_run_warns_of_what_lambda_drops_and_refuses_a_network(docker_cli: 
     assert "This backend (lambda) does not support networks. Remove --network mynet" in refused.err
 
 
+async def test_images_lists_what_was_pulled_and_tagged_and_system_prune_works(docker_cli: DockerCLI) -> None:
+    assert (await docker_cli("pull", "alpine")).code == 0
+    assert (await docker_cli("tag", "alpine", "mine:v1")).code == 0
+    listed = await docker_cli("images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}")
+    assert listed.code == 0, listed.err
+    rows = dict(line.split(" ") for line in listed.out.splitlines())
+    assert rows["alpine:latest"] == rows["mine:v1"]
+    only = await docker_cli("images", "--format", "{{.Repository}}:{{.Tag}}", "alpine")
+    assert only.out.splitlines() == ["alpine:latest"]
+    assert (await docker_cli("run", IMAGE, "true")).code == 0
+    pruned = await docker_cli("system", "prune", "-f")
+    assert pruned.code == 0, pruned.err
+    assert (await docker_cli("ps", "-a", "-q")).out == ""
+
+
 async def test_detached_run_wait_logs_rm(docker_cli: DockerCLI) -> None:
     assert (await docker_cli("pull", IMAGE)).code == 0
     started = await docker_cli("run", "-d", "--name", "job", IMAGE, "sh", "-c", "echo one; echo two; exit 4")

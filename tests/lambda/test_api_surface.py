@@ -116,6 +116,26 @@ async def test_tag_adds_a_reference_to_the_same_image(api) -> None:
     assert tagged["Id"] == original["Id"]
 
 
+async def test_the_image_list_has_one_row_per_image_with_all_its_tags(api) -> None:
+    assert (await (await api.client.get(f"{API}/images")).json()) == []
+    assert (await api.client.post(f"{API}/images/pull", json={"Reference": "alpine:3.20"})).status == 200
+    await api.client.post(f"{API}/images/tag", params={"name": "alpine:3.20", "repo": "mine", "tag": "v1"})
+    digest = "sha256:" + "cd" * 32
+    pinned = f"123456789012.dkr.ecr.us-east-1.amazonaws.com/jobs@{digest}"
+    assert (await api.client.post(f"{API}/images/pull", json={"Reference": pinned})).status == 200
+    await api.create(Image="localhost:5000/x/y:tag")  # a create records its image too
+    rows = await (await api.client.get(f"{API}/images")).json()
+    by_id = {row["Id"]: row for row in rows}
+    alpine = (await (await api.client.get(f"{API}/images/inspect", params={"name": "alpine:3.20"})).json())[
+        "Id"
+    ]
+    assert sorted(by_id[alpine]["RepoTags"]) == ["alpine:3.20", "mine:v1"]
+    assert by_id[digest]["RepoTags"] == [] and by_id[digest]["RepoDigests"] == [pinned]
+    assert len(rows) == 3
+    assert [row["Created"] for row in rows] == sorted((row["Created"] for row in rows), reverse=True)
+    assert all(row["Size"] == 0 and row["Containers"] == -1 for row in rows)
+
+
 async def test_start_up_creates_the_log_group_with_retention_and_tag(backend) -> None:
     groups = await backend.clients.logs.describe_log_groups(logGroupNamePrefix="/sockerless/lambda")
     assert [(g["logGroupName"], g.get("retentionInDays")) for g in groups["logGroups"]] == [

@@ -27,6 +27,7 @@ from sockerless.models import (
     ContainerSummary,
     Image,
     ImagePullRequest,
+    ImageSummary,
     PruneResponse,
     VersionInfo,
     WaitCondition,
@@ -306,6 +307,9 @@ class LambdaBackend(BaseBackend):
     async def pull_image(self, request: ImagePullRequest) -> AsyncIterator[dict[str, Any]]:
         async for line in self._image_service.pull(request):
             yield line
+
+    async def list_images(self) -> list[ImageSummary]:
+        return self._image_service.summaries()
 
     async def inspect_image(self, name: str) -> Image:
         return self._image_service.inspect(name)

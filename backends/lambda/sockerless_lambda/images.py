@@ -1,7 +1,7 @@
 """Images: Lambda pulls the image itself when a function is created, so sockerless only records references.
 
 ``pull`` checks and normalises the reference, remembers it and reports Docker-style progress;
-``inspect`` answers from what was recorded (by a pull, a tag or a container create). Nothing here
+``inspect`` and the list answer from what was recorded (by a pull, a tag or a container create). Nothing here
 calls AWS: whether Lambda can pull the image (an ECR repository in the function's region) shows at
 container create.
 """
@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from sockerless.errors import NotFound
-from sockerless.models import ContainerConfig, Image, ImagePullRequest, format_time
+from sockerless.models import ContainerConfig, Image, ImagePullRequest, ImageSummary, format_time
 from sockerless.references import parse_reference
 from sockerless.store import ImageRecord, Store
 
@@ -61,15 +61,29 @@ class ImageService:
 
     def inspect(self, name: str) -> Image:
         record = self._store.resolve_image(name)
-        parsed = parse_reference(record.reference)
+        tags, digests = _names(record)
         return Image(
             id=record.id,
-            repo_tags=[parsed.familiar] if parsed.tag and not parsed.digest else [],
-            repo_digests=[f"{parsed.repository}@{record.digest}"] if record.digest else [],
+            repo_tags=tags,
+            repo_digests=digests,
             created=format_time(record.created),
             config=record.config,
             architecture=str(record.extra.get("architecture", self._architecture)),
         )
+
+    def summaries(self) -> list[ImageSummary]:
+        """One row per image ID with every tag recorded for it, newest first (``docker images``)."""
+        rows: dict[str, ImageSummary] = {}
+        for record in self._store.images():
+            row = rows.get(record.id)
+            if row is None:
+                created = int(record.created.timestamp()) if record.created else 0
+                labels = dict(record.config.labels or {})
+                row = rows[record.id] = ImageSummary(id=record.id, created=created, labels=labels)
+            tags, digests = _names(record)
+            row.repo_tags.extend(tag for tag in tags if tag not in row.repo_tags)
+            row.repo_digests.extend(digest for digest in digests if digest not in row.repo_digests)
+        return sorted(rows.values(), key=lambda row: (-row.created, row.id))
 
     async def tag(self, name: str, repo: str, tag: str) -> None:
         source = self._store.resolve_image(name)
@@ -87,3 +101,11 @@ class ImageService:
 
     def count(self) -> int:
         return len(list(self._store.images()))
+
+
+def _names(record: ImageRecord) -> tuple[list[str], list[str]]:
+    """The record's ``RepoTags`` (its tag, unless pinned by digest) and ``RepoDigests``."""
+    parsed = parse_reference(record.reference)
+    tags = [parsed.familiar] if parsed.tag and not parsed.digest else []
+    digests = [f"{parsed.repository}@{record.digest}"] if record.digest else []
+    return tags, digests

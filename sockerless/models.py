@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import operator
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -100,8 +101,13 @@ def format_time(value: dt.datetime | None) -> str:
     return text + "Z"
 
 
+_GO_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_GO_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
 def parse_time(text: str) -> dt.datetime | None:
-    """Parse an RFC 3339 time (any fraction length) or unix seconds with an optional fraction."""
+    """Parse an RFC 3339 time (any fraction length), unix seconds with an optional fraction, or, as
+    Docker's daemon does for filters such as ``until=24h``, a Go duration meaning that long ago."""
     text = text.strip()
     if not text or text == ZERO_TIME:
         return None
@@ -111,6 +117,13 @@ def parse_time(text: str) -> dt.datetime | None:
         raise InvalidParameter(f"invalid time {text!r}: out of range") from None
     except (ValueError, OSError):
         pass
+    parts = _GO_DURATION_PART.findall(text)
+    if parts and "".join(number + unit for number, unit in parts) == text:
+        seconds = sum(float(number) * _GO_DURATION_UNITS[unit] for number, unit in parts)
+        try:
+            return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds)
+        except OverflowError:
+            raise InvalidParameter(f"invalid time {text!r}: out of range") from None
     body = text.replace("z", "Z").replace("Z", "+00:00")
     if "." in body:
         head, _, rest = body.partition(".")

@@ -430,6 +430,8 @@ async def test_image_list_filters(http: aiohttp.ClientSession) -> None:
     ]
     assert await image_tags(http, reference=["example.com/*"]) == []  # * stops at /, as Docker's
     assert await image_tags(http, dangling=["true"]) == []
+    assert len(await image_tags(http, until=["1h"])) == 3  # pulled "at" 1-3 s after 1970
+    assert await image_tags(http, until=["1.5"]) == ["alpine:3.20"]  # unix seconds
     assert await image_tags(http, since=["alpine:3.20"]) == [
         "example.com/team/app:1",
         "example.com/team/app:2",

@@ -56,6 +56,7 @@ async def backend(
         backend_config(lambda_simulator, **config_overrides), BackendRuntime(state_path, INSTANCE)
     )
     await started.start()
+    await started.background_done()  # tests that count AWS calls start from a quiet backend
     try:
         yield started
     finally:

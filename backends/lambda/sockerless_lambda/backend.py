@@ -171,6 +171,11 @@ class LambdaBackend(BaseBackend):
             await self.simulator.stop()
             self.simulator = None
 
+    async def background_done(self) -> None:
+        """Wait for the background work start() left running (the orphan report), for tests and tools
+        that count AWS calls from a quiet start."""
+        await asyncio.gather(*self._background, return_exceptions=True)
+
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
         self._background.add(task)

@@ -85,6 +85,7 @@ async def test_create_rejects_volumes_with_501(api) -> None:
         ({"Privileged": True, "CapAdd": ["NET_ADMIN"]}, "--privileged, --cap-add not applied"),
         ({"NanoCpus": 1_000_000_000}, "CPU limits are not applied"),
         ({"ExtraHosts": ["db:10.0.0.2"]}, "--add-host are not applied"),
+        ({"Init": True, "Tmpfs": {"/scratch": ""}, "PidMode": "host"}, "--init, --tmpfs, --pid not applied"),
     ],
 )
 async def test_settings_lambda_cannot_apply_are_created_with_a_warning(api, host_config, warning) -> None:

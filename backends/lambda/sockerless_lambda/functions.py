@@ -218,6 +218,26 @@ def not_applied(request: ContainerCreateRequest) -> list[str]:
         )
     if host.dns or host.dns_search or host.dns_options or host.extra_hosts:
         warnings.append("--dns, --dns-search, --dns-option and --add-host are not applied on Lambda")
+    runtime = [
+        flag
+        for flag, given in (
+            ("--init", host.init),
+            ("--read-only", host.readonly_rootfs),
+            ("--tmpfs", host.tmpfs),
+            ("--ulimit", host.ulimits),
+            ("--pids-limit", host.pids_limit and host.pids_limit > 0),
+            ("--shm-size", host.shm_size),
+            ("--ipc", host.ipc_mode not in ("", "private", "shareable")),
+            ("--pid", host.pid_mode),
+            ("--uts", host.uts_mode),
+        )
+        if given
+    ]
+    if runtime:
+        warnings.append(
+            f"{', '.join(runtime)} not applied: Lambda runs the process in its own sandbox "
+            "(a read-only file system but for /tmp, its own limits and namespaces)"
+        )
     test = cfg.healthcheck.get("Test") if isinstance(cfg.healthcheck, dict) else None
     if test and test != ["NONE"]:
         warnings.append("the health check is not run: Lambda has no health checks")

@@ -96,6 +96,13 @@ async def test_settings_lambda_cannot_apply_are_created_with_a_warning(api, host
     assert [w for w in (await response.json())["Warnings"] if warning in w]
 
 
+async def test_user_and_hostname_are_created_with_a_warning(api) -> None:
+    body = {"Image": "repo:tag", "User": "1000:1000", "Hostname": "worker"}
+    response = await api.client.post(f"{API}/containers", json=body)
+    assert response.status == 201
+    assert [w for w in (await response.json())["Warnings"] if w.startswith("--user, --hostname not applied")]
+
+
 async def test_the_cli_defaults_give_no_warning(api) -> None:
     # What `docker create alpine true` sends (docker 28): none of it is dropped on Lambda.
     host_config = {

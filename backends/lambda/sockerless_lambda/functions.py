@@ -238,6 +238,12 @@ def not_applied(request: ContainerCreateRequest) -> list[str]:
             f"{', '.join(runtime)} not applied: Lambda runs the process in its own sandbox "
             "(a read-only file system but for /tmp, its own limits and namespaces)"
         )
+    identity = [flag for flag, given in (("--user", cfg.user), ("--hostname", cfg.hostname)) if given]
+    if identity:
+        warnings.append(
+            f"{', '.join(identity)} not applied: a Lambda function has no setting for them "
+            "(it runs as Lambda's own user, on Lambda's host name)"
+        )
     test = cfg.healthcheck.get("Test") if isinstance(cfg.healthcheck, dict) else None
     if test and test != ["NONE"]:
         warnings.append("the health check is not run: Lambda has no health checks")

@@ -198,18 +198,14 @@ def not_applied(request: ContainerCreateRequest) -> list[str]:
     restart = str((host.restart_policy or {}).get("Name") or "no")
     if restart != "no":
         warnings.append(f"restart policy {restart!r} is not applied: Lambda does not restart a run that ends")
-    privileges = [
-        flag
-        for flag, given in (
-            ("--privileged", host.privileged),
-            ("--cap-add", host.cap_add),
-            ("--cap-drop", host.cap_drop),
-            ("--device", host.devices),
-            ("--security-opt", host.security_opt),
-            ("--sysctl", host.sysctls),
-        )
-        if given
-    ]
+    privileges = _given(
+        ("--privileged", host.privileged),
+        ("--cap-add", host.cap_add),
+        ("--cap-drop", host.cap_drop),
+        ("--device", host.devices),
+        ("--security-opt", host.security_opt),
+        ("--sysctl", host.sysctls),
+    )
     if privileges:
         warnings.append(f"{', '.join(privileges)} not applied: Lambda sets a function's privileges itself")
     if host.nano_cpus or host.cpu_shares or host.cpu_quota or host.cpu_period or host.cpuset_cpus:
@@ -218,27 +214,23 @@ def not_applied(request: ContainerCreateRequest) -> list[str]:
         )
     if host.dns or host.dns_search or host.dns_options or host.extra_hosts:
         warnings.append("--dns, --dns-search, --dns-option and --add-host are not applied on Lambda")
-    runtime = [
-        flag
-        for flag, given in (
-            ("--init", host.init),
-            ("--read-only", host.readonly_rootfs),
-            ("--tmpfs", host.tmpfs),
-            ("--ulimit", host.ulimits),
-            ("--pids-limit", host.pids_limit and host.pids_limit > 0),
-            ("--shm-size", host.shm_size),
-            ("--ipc", host.ipc_mode not in ("", "private", "shareable")),
-            ("--pid", host.pid_mode),
-            ("--uts", host.uts_mode),
-        )
-        if given
-    ]
+    runtime = _given(
+        ("--init", host.init),
+        ("--read-only", host.readonly_rootfs),
+        ("--tmpfs", host.tmpfs),
+        ("--ulimit", host.ulimits),
+        ("--pids-limit", host.pids_limit and host.pids_limit > 0),
+        ("--shm-size", host.shm_size),
+        ("--ipc", host.ipc_mode not in ("", "private", "shareable")),
+        ("--pid", host.pid_mode),
+        ("--uts", host.uts_mode),
+    )
     if runtime:
         warnings.append(
             f"{', '.join(runtime)} not applied: Lambda runs the process in its own sandbox "
             "(a read-only file system but for /tmp, its own limits and namespaces)"
         )
-    identity = [flag for flag, given in (("--user", cfg.user), ("--hostname", cfg.hostname)) if given]
+    identity = _given(("--user", cfg.user), ("--hostname", cfg.hostname))
     if identity:
         warnings.append(
             f"{', '.join(identity)} not applied: a Lambda function has no setting for them "
@@ -248,6 +240,11 @@ def not_applied(request: ContainerCreateRequest) -> list[str]:
     if test and test != ["NONE"]:
         warnings.append("the health check is not run: Lambda has no health checks")
     return warnings
+
+
+def _given(*flags: tuple[str, object]) -> list[str]:
+    """The docker flags among ``flags`` whose setting is not the default (a truthy value)."""
+    return [flag for flag, value in flags if value]
 
 
 def _checked_env(env: Mapping[str, str]) -> dict[str, str]:

@@ -233,8 +233,8 @@ def not_applied(request: ContainerCreateRequest) -> list[str]:
     identity = _given(("--user", cfg.user), ("--hostname", cfg.hostname))
     if identity:
         warnings.append(
-            f"{', '.join(identity)} not applied: a Lambda function has no setting for them "
-            "(it runs as Lambda's own user, on Lambda's host name)"
+            f"{', '.join(identity)} not applied: Lambda has no setting for a function's user or host "
+            "name (the run has Lambda's own)"
         )
     test = cfg.healthcheck.get("Test") if isinstance(cfg.healthcheck, dict) else None
     if test and test != ["NONE"]:

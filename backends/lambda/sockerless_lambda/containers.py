@@ -56,7 +56,7 @@ from sockerless_lambda.invocations import (
     InvokeSent,
     OutcomeUnknown,
 )
-from sockerless_lambda.logs import LogEvent, LogReader, output_lines
+from sockerless_lambda.logs import LogEvent, LogReader, RunSummary, output_lines
 
 __all__ = ["ContainerService", "Fields"]
 
@@ -339,13 +339,7 @@ class ContainerService:
         self._reader.track(function_name, started - dt.timedelta(seconds=5))
         margin = self._config.recovery_margin
         deadline_wall = started.timestamp() + self._config.timeout + margin
-        summary = await self._reader.watch_run(
-            function_name,
-            request_id=request_id,
-            after_ms=_ms(started) - 2000,  # clocks of this host and Lambda's may differ slightly
-            exclude=fields.get(Fields.PAST_REQUEST_IDS, []),
-            deadline=time.monotonic() + max(0.0, deadline_wall - time.time()),
-        )
+        summary = await self._watch_run(record, request_id, max(0.0, deadline_wall - time.time()))
         if summary is None:
             return InvocationOutcome(
                 EXIT_UNKNOWN,
@@ -355,6 +349,18 @@ class ContainerService:
                 request_id=request_id,
             )
         return InvocationOutcome(summary.exit_code, summary.error, request_id=summary.request_id)
+
+    async def _watch_run(self, record: ContainerRecord, request_id: str, seconds: float) -> RunSummary | None:
+        """The run's end once CloudWatch shows it (the reader's shared reads), or None after ``seconds``."""
+        fields = record.backend_fields
+        started = record.started_at or record.created
+        return await self._reader.watch_run(
+            str(fields[Fields.FUNCTION_NAME]),
+            request_id=request_id,
+            after_ms=_ms(started) - 2000,  # clocks of this host and Lambda's may differ slightly
+            exclude=fields.get(Fields.PAST_REQUEST_IDS, []),
+            deadline=time.monotonic() + seconds,
+        )
 
     async def finish(self, record: ContainerRecord, outcome: InvocationOutcome) -> None:
         """Record the exit, release waiters, and remove the container if it was started with ``--rm``."""
@@ -553,17 +559,10 @@ class ContainerService:
         left = record.finished_at.timestamp() + LOGS_DELIVERY_SECONDS - time.time()
         if left <= 0:
             return
-        started = record.started_at or record.created
         summary = None
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(left):  # also bounds a CloudWatch read that is slow to answer
-                summary = await self._reader.watch_run(
-                    str(fields[Fields.FUNCTION_NAME]),
-                    request_id=request_id,
-                    after_ms=_ms(started) - 2000,
-                    exclude=fields.get(Fields.PAST_REQUEST_IDS, []),
-                    deadline=time.monotonic() + left,
-                )
+                summary = await self._watch_run(record, request_id, left)
         if summary is None:
             log.info(
                 "logs: the run's end is not in CloudWatch yet; answering with what is there",

@@ -17,7 +17,7 @@ import attrs
 from aiohttp import web
 
 from sockerless.client import PullStream
-from sockerless.errors import InvalidParameter, NotFound, SockerlessError
+from sockerless.errors import InvalidParameter, SockerlessError
 from sockerless.filters import parse_filters
 from sockerless.frontend.context import frontend_of
 from sockerless.frontend.unsupported import requires, unsupported
@@ -145,12 +145,21 @@ async def list_images(request: web.Request) -> web.StreamResponse:
     applied here. ``all`` and ``digests`` change nothing: there are no intermediate images, and
     every row carries its digests."""
     filters = parse_filters(request.query.get("filters"), _IMAGE_LIST_FILTERS)
-    rows = await frontend_of(request).client.list_images()
-    return json_response(unstructure(_select_images(rows, filters)))
+    client = frontend_of(request).client
+    rows = await client.list_images()
+    # before/since name an image in any form Docker accepts: the backend resolves it, as for inspect.
+    created = {row.id: row.created for row in rows}
+    anchors = {
+        ref: created.get((await client.inspect_image(ref)).id, 0)
+        for ref in (*filters.get("before", []), *filters.get("since", []))
+    }
+    return json_response(unstructure(_select_images(rows, filters, anchors)))
 
 
-def _select_images(rows: list[ImageSummary], filters: dict[str, list[str]]) -> list[ImageSummary]:
-    known = rows
+def _select_images(
+    rows: list[ImageSummary], filters: dict[str, list[str]], anchors: dict[str, int]
+) -> list[ImageSummary]:
+    """``anchors``: the creation time of each image ``before`` and ``since`` name."""
     for dangling in filters.get("dangling", []):
         if dangling not in ("true", "false", "1", "0"):
             raise InvalidParameter(f"invalid filter 'dangling={dangling}'")
@@ -171,11 +180,9 @@ def _select_images(rows: list[ImageSummary], filters: dict[str, list[str]]) -> l
         key, sep, value = label.partition("=")
         rows = [row for row in rows if key in row.labels and (not sep or row.labels[key] == value)]
     for ref in filters.get("before", []):
-        at = _created_of(known, ref)
-        rows = [row for row in rows if row.created < at]
+        rows = [row for row in rows if row.created < anchors[ref]]
     for ref in filters.get("since", []):
-        at = _created_of(known, ref)
-        rows = [row for row in rows if row.created > at]
+        rows = [row for row in rows if row.created > anchors[ref]]
     for until in filters.get("until", []):
         limit = parse_time(until)
         if limit is not None:
@@ -196,12 +203,3 @@ def _reference_pattern(pattern: str) -> re.Pattern[str]:
         "[^/]*" if char == "*" else "[^/]" if char == "?" else re.escape(char) for char in pattern
     )
     return re.compile(translated)
-
-
-def _created_of(rows: list[ImageSummary], ref: str) -> int:
-    for row in rows:
-        if ref in row.repo_tags or ref == row.id or row.id.removeprefix("sha256:").startswith(ref):
-            return row.created
-        if ":" not in ref.rpartition("/")[2] and f"{ref}:latest" in row.repo_tags:
-            return row.created
-    raise NotFound(f"No such image: {ref}")

@@ -20,7 +20,6 @@ import attrs
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from sockerless import jsonio
 from sockerless.backend import CI_RUNNER_HINT as _CI_HINT
 from sockerless.backend import AttachOptions, Backend, LogsOptions
 from sockerless.errors import (
@@ -102,7 +101,9 @@ OPTIONS_KEY = web.AppKey("server_options", ServerOptions)
 
 def json_response(data: Any, status: int = 200) -> web.Response:
     """JSON with ``Content-Type: application/json`` exactly: Go clients compare the header."""
-    return web.Response(body=jsonio.dumps(data), status=status, headers={"Content-Type": JSON_CONTENT_TYPE})
+    return web.Response(
+        body=json.dumps(data).encode(), status=status, headers={"Content-Type": JSON_CONTENT_TYPE}
+    )
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:

@@ -8,7 +8,7 @@ A backend plugin subclasses :class:`BaseBackend`, declares its ``name``, ``capab
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from attrs import define, frozen
@@ -125,7 +125,10 @@ class Backend(Protocol):
     ) -> ContainerCreateResponse: ...
     async def list_containers(
         self, *, all: bool, limit: int | None, filters: Filters
-    ) -> list[ContainerSummary]: ...
+    ) -> Sequence[ContainerSummary]:
+        """The rows, newest first; a ``sockerless.views.SummaryRows`` is sent as it encodes itself."""
+        ...
+
     async def inspect_container(self, ref: str) -> Container: ...
     async def start_container(self, ref: str) -> None: ...
     async def stop_container(self, ref: str, *, timeout: int | None, signal: str | None) -> None: ...
@@ -205,7 +208,7 @@ class BaseBackend:
 
     async def list_containers(
         self, *, all: bool, limit: int | None, filters: Filters
-    ) -> list[ContainerSummary]:
+    ) -> Sequence[ContainerSummary]:
         raise self._unsupported("container list")
 
     async def inspect_container(self, ref: str) -> Container:

@@ -48,6 +48,7 @@ from sockerless.models import (
 from sockerless.observability import RequestContext, bind_request, unbind_request
 from sockerless.streams import LOGS_FINAL_HEADER, encode_frame, format_log_time
 from sockerless.tls import Endpoint, TLSListener, start_site
+from sockerless.views import SummaryRows
 
 __all__ = [
     "JSON_CONTENT_TYPE",
@@ -55,6 +56,7 @@ __all__ = [
     "ServerOptions",
     "create_app",
     "error_response",
+    "json_body_response",
     "json_response",
     "query_bool",
     "run_until_signalled",
@@ -101,9 +103,12 @@ OPTIONS_KEY = web.AppKey("server_options", ServerOptions)
 
 def json_response(data: Any, status: int = 200) -> web.Response:
     """JSON with ``Content-Type: application/json`` exactly: Go clients compare the header."""
-    return web.Response(
-        body=json.dumps(data).encode(), status=status, headers={"Content-Type": JSON_CONTENT_TYPE}
-    )
+    return json_body_response(json.dumps(data).encode(), status)
+
+
+def json_body_response(body: bytes, status: int = 200) -> web.Response:
+    """Already encoded JSON, with the same header as :func:`json_response`."""
+    return web.Response(body=body, status=status, headers={"Content-Type": JSON_CONTENT_TYPE})
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -352,6 +357,8 @@ async def list_containers(request: web.Request) -> web.StreamResponse:
     rows = await _backend(request).list_containers(
         all=query_bool(request, "all"), limit=limit if limit and limit > 0 else None, filters=filters
     )
+    if isinstance(rows, SummaryRows):  # encoded from the backend's per-container cache
+        return json_body_response(rows.to_json())
     return json_response(unstructure(rows))
 
 

@@ -24,7 +24,6 @@ from sockerless.models import (
     Container,
     ContainerCreateRequest,
     ContainerCreateResponse,
-    ContainerSummary,
     Image,
     ImagePullRequest,
     ImageSummary,
@@ -34,6 +33,7 @@ from sockerless.models import (
     WaitResponse,
 )
 from sockerless.store import Store
+from sockerless.views import SummaryRows
 from sockerless.waiters import ContainerWaiters
 from sockerless_lambda import __version__
 from sockerless_lambda.aws import AwsClients, AwsSettings, aws_error_code, call
@@ -275,9 +275,7 @@ class LambdaBackend(BaseBackend):
     ) -> ContainerCreateResponse:
         return await self._service.create(request, name)
 
-    async def list_containers(
-        self, *, all: bool, limit: int | None, filters: Filters
-    ) -> list[ContainerSummary]:
+    async def list_containers(self, *, all: bool, limit: int | None, filters: Filters) -> SummaryRows:
         return self._service.summaries(all=all, limit=limit, filters=filters)
 
     async def inspect_container(self, ref: str) -> Container:

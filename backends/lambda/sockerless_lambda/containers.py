@@ -32,14 +32,13 @@ from sockerless.models import (
     Container,
     ContainerCreateRequest,
     ContainerCreateResponse,
-    ContainerSummary,
     PruneResponse,
     WaitCondition,
     WaitResponse,
     parse_time,
 )
 from sockerless.store import ContainerRecord, Store
-from sockerless.views import container_inspect, container_summary
+from sockerless.views import SummaryCache, SummaryRows, container_inspect
 from sockerless.waiters import ContainerWaiters, ExitStatus
 from sockerless_lambda.aws import AwsClients, call
 from sockerless_lambda.config import LambdaConfig
@@ -133,6 +132,7 @@ class ContainerService:
         self._waiters = waiters
         self._images = images
         self._runs: dict[str, asyncio.Task[None]] = {}
+        self._rows = SummaryCache()
 
     # ------------------------------------------------------------------ create
 
@@ -169,6 +169,7 @@ class ContainerService:
             raise
         except BaseException:
             await self._store.delete_container(container_id)
+            self._rows.forget(container_id)
             raise
         # Not written now: the stored record stays "creating" until the next write (the start) carries
         # these. A crash before then costs reconciliation one GetFunction, which finds the function and
@@ -433,6 +434,7 @@ class ContainerService:
                 marking.add_done_callback(_retrieve)
         await marking
         await self._store.delete_container(record.id)
+        self._rows.forget(record.id)
         self._reader.forget(str(record.backend_fields[Fields.FUNCTION_NAME]))
         status = ExitStatus(EXIT_KILLED, "") if was_running else ExitStatus(record.exit_code, record.error)
         self._waiters.removed(record.id, record.name, status)
@@ -472,14 +474,13 @@ class ContainerService:
     def inspect(self, ref: str) -> Container:
         return container_inspect(self._store.resolve_container(ref))
 
-    def summaries(self, *, all: bool, limit: int | None, filters: Filters) -> list[ContainerSummary]:
-        now = _now()
-        rows = [
-            container_summary(record, now)
+    def summaries(self, *, all: bool, limit: int | None, filters: Filters) -> SummaryRows:
+        records = [
+            record
             for record in self._store.containers()
             if (all or limit is not None or record.status == "running") and matches(record, filters)
         ]
-        return rows[:limit] if limit is not None else rows
+        return self._rows.rows(records[:limit] if limit is not None else records, _now())
 
     def running_count(self) -> int:
         return sum(1 for record in self._store.containers() if record.status == "running")

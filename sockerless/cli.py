@@ -139,14 +139,24 @@ def _frontend(settings: Settings, backend_url: str) -> Any:
 
 
 def _frozen_after(start: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
-    """Start, then move everything loaded so far (the store's records) out of the garbage
-    collector's sight: otherwise each full collection walks every record, and `docker ps -a` over
-    10 000 containers takes three times as long (measured: 49 ms vs 160 ms to build the rows)."""
+    """Start with the cyclic garbage collector paused, then move everything loaded (the store's
+    records) out of its sight: otherwise each full collection walks every record, and `docker ps -a`
+    over 10 000 containers takes three times as long (measured: 49 ms vs 160 ms to build the rows).
+
+    Paused, because its first pass after the store's load would walk every new record once more
+    (0.25 s for 10 000 containers); and no collection before the freeze, which cost 0.08 s with an
+    empty store and 0.18 s with 10 000 containers: start-up leaves a few hundred unreachable
+    objects (351 measured, with 0 or 10 000 containers), which stay frozen."""
 
     async def start_and_freeze() -> None:
-        await start()
-        gc.collect()
-        gc.freeze()
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            await start()
+            gc.freeze()
+        finally:
+            if enabled:
+                gc.enable()
 
     return start_and_freeze
 

@@ -14,12 +14,14 @@ import bisect
 import contextlib
 import datetime as dt
 import fcntl
+import gc
 import json
 import logging
 import os
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+import typing
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import Any, Final
 
 import aiosqlite
@@ -180,12 +182,59 @@ def _make_record_converter() -> cattrs.Converter:
     records.register_unstructure_hook_factory(attrs.has, compact)
     for cls in (ContainerRecord, ImageRecord):
         attrs.resolve_types(cls)
-        records.register_structure_hook(cls, make_dict_structure_fn(cls, records))
         records.register_unstructure_hook(cls, make_dict_unstructure_fn(cls, records))
     return records
 
 
 _records = _make_record_converter()
+
+
+def _make_record_reader() -> cattrs.Converter:
+    """Reads stored records back; about twice as fast as ``_records`` (start-up reads them all).
+
+    It trusts the scalars' types: every stored record was written by ``_records`` from models the
+    API converter had checked, so reading checks the shape (objects where models are, the required
+    fields present) but not that each string is a string. A record of the wrong shape still fails
+    the load with a :class:`StoreError`.
+    """
+    reader = cattrs.Converter(detailed_validation=False)
+    for kind in (str, int, bool):
+        reader.register_structure_hook(kind, lambda value, _: value)
+    # Lists and objects of plain values (Cmd, Env, Labels, backend_fields) are taken as parsed.
+    reader.register_structure_hook_factory(_holds_plain_values, lambda _: lambda value, __: value)
+    reader.register_structure_hook(float, lambda value, _: float(value))
+    reader.register_structure_hook(dt.datetime, lambda value, _: dt.datetime.fromisoformat(value))
+
+    def wire_named(cls: type[Any]) -> Callable[[Any, type[Any]], Any]:
+        renames = {name: override(rename=wire) for name, wire in wire_names(cls).items()}
+        return make_dict_structure_fn(cls, reader, **renames)  # type: ignore[arg-type]
+
+    reader.register_structure_hook_factory(attrs.has, wire_named)
+    for cls in (ContainerRecord, ImageRecord):
+        reader.register_structure_hook(cls, make_dict_structure_fn(cls, reader))
+    return reader
+
+
+def _holds_plain_values(kind: Any) -> bool:
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    return (origin is list and args[0] in _PLAIN) or (origin is dict and args[0] is str and args[1] in _PLAIN)
+
+
+_PLAIN: Final = (str, int, float, bool, Any)
+_record_reader = _make_record_reader()
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while loading: every object made lives on, and the collector would
+    walk the growing heap again and again for nothing (a third of the load of 10 000 containers)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _to_json(value: ContainerRecord | ImageRecord, what: str) -> str:
@@ -789,26 +838,28 @@ class Store:
 
     async def _load(self) -> None:
         rows = await self._db.execute_fetchall("SELECT id, record FROM containers")
-        for container_id, document in rows:
-            try:
-                record = _records.structure(json.loads(document), ContainerRecord)
-            except Exception as exc:
-                raise StoreError(
-                    f"state database {self.path}: container {container_id} is unreadable: {exc}"
-                ) from exc
-            self._containers[record.id] = record
-            self._container_ids_by_name[record.name] = record.id
-            self._committed_names[record.id] = record.name
-            self._committed_labels[record.id] = tuple(sorted(record.labels.items()))
-        self._sorted_container_ids = sorted(self._containers)
-        for reference, document in await self._db.execute_fetchall("SELECT reference, record FROM images"):
-            try:
-                image = _records.structure(json.loads(document), ImageRecord)
-            except Exception as exc:
-                raise StoreError(
-                    f"state database {self.path}: image {reference} is unreadable: {exc}"
-                ) from exc
-            self._index_image(image)
+        images = await self._db.execute_fetchall("SELECT reference, record FROM images")
+        with _collector_paused():
+            for container_id, document in rows:
+                try:
+                    record = _record_reader.structure(json.loads(document), ContainerRecord)
+                except Exception as exc:
+                    raise StoreError(
+                        f"state database {self.path}: container {container_id} is unreadable: {exc!r}"
+                    ) from exc
+                self._containers[record.id] = record
+                self._container_ids_by_name[record.name] = record.id
+                self._committed_names[record.id] = record.name
+                self._committed_labels[record.id] = tuple(sorted(record.labels.items()))
+            self._sorted_container_ids = sorted(self._containers)
+            for reference, document in images:
+                try:
+                    image = _record_reader.structure(json.loads(document), ImageRecord)
+                except Exception as exc:
+                    raise StoreError(
+                        f"state database {self.path}: image {reference} is unreadable: {exc!r}"
+                    ) from exc
+                self._index_image(image)
 
 
 def _prefix_matches(sorted_ids: list[str], prefix: str, *, skip: int = 0) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
 import hashlib
 import json
 import os
@@ -357,6 +358,24 @@ async def test_records_are_stored_without_default_fields_and_read_back_whole(db_
     assert store.get_container(plain.id) == plain
     assert store.get_container(busy.id) == busy
     await store.close()
+
+
+@pytest.mark.parametrize(
+    "document",
+    ["not json", "[]", '{"id": "x"}', '{"id": "x", "name": "n", "created": "yesterday"}'],
+    ids=["text", "array", "fields-missing", "bad-time"],
+)
+async def test_an_unreadable_record_stops_the_open_and_names_the_container(
+    store: Store, db_path: str, document: str
+) -> None:
+    record = make_container("broken")
+    await store.add_container(record)
+    await store.close()
+    with sqlite3.connect(db_path) as raw:
+        raw.execute("UPDATE containers SET record = ?", (document,))
+    with pytest.raises(StoreError, match=f"container {record.id} is unreadable"):
+        await Store.open(db_path)
+    assert gc.isenabled()  # the load pauses the collector, and gives it back on failure too
 
 
 # ---------------------------------------------------------------------------- containers: resolution

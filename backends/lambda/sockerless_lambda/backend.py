@@ -129,25 +129,34 @@ class LambdaBackend(BaseBackend):
     async def _start(self) -> None:
         await self.start_clients()
         config, clients = self.config, self.clients
-        self._store = await Store.open(self.runtime.state_path, synchronous=self.runtime.store_synchronous)
-        self._reader = LogReader(clients, log_group=config.log_group, interval=config.log_read_interval)
-        self._images = ImageService(self._store, architecture=config.architecture)
-        self._containers = ContainerService(
-            config=config,
-            instance_id=self.runtime.instance_id,
-            store=self._store,
-            clients=clients,
-            invoker=Invoker(
-                clients,
-                limit=config.max_concurrent_invocations,
-                max_attempts=config.max_attempts,
-                invocation_type=config.invocation_type,
-            ),
-            reader=self._reader,
-            waiters=self._waiters,
-            images=self._images,
-        )
-        await self._ensure_log_group()
+        # Its AWS round trips overlap the store's load, which is this process's own work.
+        log_group = asyncio.ensure_future(self._ensure_log_group())
+        try:
+            self._store = await Store.open(
+                self.runtime.state_path, synchronous=self.runtime.store_synchronous
+            )
+            self._reader = LogReader(clients, log_group=config.log_group, interval=config.log_read_interval)
+            self._images = ImageService(self._store, architecture=config.architecture)
+            self._containers = ContainerService(
+                config=config,
+                instance_id=self.runtime.instance_id,
+                store=self._store,
+                clients=clients,
+                invoker=Invoker(
+                    clients,
+                    limit=config.max_concurrent_invocations,
+                    max_attempts=config.max_attempts,
+                    invocation_type=config.invocation_type,
+                ),
+                reader=self._reader,
+                waiters=self._waiters,
+                images=self._images,
+            )
+            await log_group
+        except BaseException:
+            log_group.cancel()
+            await asyncio.gather(log_group, return_exceptions=True)
+            raise
         await reconcile_containers(self._containers, self._store, clients)
         self._spawn(self._report_orphans())
 

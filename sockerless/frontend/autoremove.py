@@ -30,13 +30,12 @@ from sockerless.client import BackendClient
 from sockerless.errors import Conflict, NotFound, SockerlessError
 from sockerless.frontend.context import FollowSettings
 from sockerless.frontend.follow import ExitWatcher
-from sockerless.models import Container, ContainerSummary, WaitCondition
+from sockerless.models import Container, WaitCondition
 
 __all__ = [
     "AUTO_REMOVE_LABEL",
     "AutoRemover",
     "defer_auto_remove",
-    "hide_label",
     "is_deferred",
     "shows_auto_remove",
 ]
@@ -78,11 +77,6 @@ def shows_auto_remove(container: Container) -> Container:
         labels.pop(AUTO_REMOVE_LABEL, None)
         container.config.labels = labels
     return container
-
-
-def hide_label(summary: ContainerSummary) -> ContainerSummary:
-    summary.labels.pop(AUTO_REMOVE_LABEL, None)
-    return summary
 
 
 class AutoRemover:

@@ -16,10 +16,10 @@ from typing import Any
 from aiohttp import web
 
 from sockerless.backend import LogsOptions
-from sockerless.errors import InvalidParameter, NotFound, SockerlessError
+from sockerless.errors import InvalidParameter, NotFound, SockerlessError, UpstreamError
 from sockerless.frontend.autoremove import (
+    AUTO_REMOVE_LABEL,
     defer_auto_remove,
-    hide_label,
     is_deferred,
     shows_auto_remove,
 )
@@ -28,7 +28,14 @@ from sockerless.frontend.follow import ExitWatcher, LogFollower
 from sockerless.frontend.hijack import MULTIPLEXED_STREAM, RAW_STREAM
 from sockerless.frontend.unsupported import requires, unsupported
 from sockerless.models import WaitCondition, parse_time, unstructure
-from sockerless.server import JSON_CONTENT_TYPE, json_response, query_bool, query_int, read_json
+from sockerless.server import (
+    JSON_CONTENT_TYPE,
+    json_body_response,
+    json_response,
+    query_bool,
+    query_int,
+    read_json,
+)
 from sockerless.streams import encode_frame, format_log_time
 
 __all__ = [
@@ -47,6 +54,8 @@ __all__ = [
     "stop_container",
     "wait_container",
 ]
+
+_AUTO_REMOVE_LABEL_JSON = json.dumps(AUTO_REMOVE_LABEL).encode()
 
 log = logging.getLogger("sockerless.frontend.containers")
 
@@ -91,12 +100,25 @@ async def create_container(request: web.Request) -> web.StreamResponse:
 
 async def list_containers(request: web.Request) -> web.StreamResponse:
     limit = query_int(request, "limit")
-    rows = await frontend_of(request).client.list_containers(
+    client = frontend_of(request).client
+    body = await client.list_containers_json(
         all=query_bool(request, "all"),
         limit=limit if limit is not None and limit > 0 else None,
         filters=request.query.get("filters") or None,
     )
-    return json_response(unstructure([hide_label(row) for row in rows]))
+    # The backend's rows are Docker's rows: passed on as they came unless one shows the label of a
+    # deferred --rm, which is the frontend's own (docker ps -a over 10 000 containers: 0.4-0.6 s
+    # through models, a few ms passed on).
+    if _AUTO_REMOVE_LABEL_JSON not in body:
+        return json_body_response(body)
+    rows = json.loads(body) if body else None
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        raise UpstreamError(f"the backend at {client.url} sent an invalid container list")
+    for row in rows:
+        labels = row.get("Labels")
+        if isinstance(labels, dict):
+            labels.pop(AUTO_REMOVE_LABEL, None)
+    return json_response(rows)
 
 
 async def inspect_container(request: web.Request) -> web.StreamResponse:

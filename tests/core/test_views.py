@@ -36,7 +36,7 @@ def _records() -> list[ContainerRecord]:
         _record(5, status="removing"),
         _record(
             6,
-            name="quotes\"and\\slashes",
+            name='quotes"and\\slashes',
             config=ContainerConfig(
                 image="alpine:3.20",
                 entrypoint=["/bin/ünïcode"],

@@ -12,6 +12,8 @@ import aiohttp
 import pytest
 
 from sockerless.frontend import DockerFrontend
+from sockerless.frontend.autoremove import AUTO_REMOVE_LABEL
+from sockerless.models import unstructure
 from sockerless.server import InternalAPIServer
 from sockerless.streams import decode_frames
 
@@ -194,6 +196,30 @@ async def test_inspect_and_list_have_the_shapes_the_clients_decode(http: aiohttp
         [row] = await response.json()
     assert isinstance(row["Created"], int)
     assert (row["Names"], row["State"], row["Status"]) == (["/shapes"], "created", "Created")
+
+
+async def test_the_list_is_the_backends_rows_without_the_deferred_rm_label(
+    http: aiohttp.ClientSession, local_backend: LocalBackend
+) -> None:
+    await create(http, ["true"], name="plain", Labels={"team": "a"})
+    async with http.get("/containers/json", params={"all": "1"}) as response:
+        assert response.headers["Content-Type"] == "application/json"
+        passed_on = await response.json()
+    backend_rows = await local_backend.list_containers(all=True, limit=None, filters={})
+    assert passed_on == unstructure(list(backend_rows))
+    # An attached --rm is deferred through a label of the frontend's own, which ps does not show.
+    deferred = await create(
+        http,
+        ["true"],
+        name="deferred",
+        Labels={"team": "b"},
+        AttachStdout=True,
+        HostConfig={"AutoRemove": True},
+    )
+    assert local_backend.records[deferred].config.labels == {"team": "b", AUTO_REMOVE_LABEL: "true"}
+    async with http.get("/containers/json", params={"all": "1"}) as response:
+        rows = {row["Names"][0]: row for row in await response.json()}
+    assert (rows["/plain"]["Labels"], rows["/deferred"]["Labels"]) == ({"team": "a"}, {"team": "b"})
 
 
 @pytest.mark.parametrize("filters", [{"label": {"app=web": True}}, {"label": ["app=web"]}])

@@ -53,6 +53,8 @@ from .common import (
 )
 
 TARGET = 1.25
+#: A ratio this close under the target is reported as close: runs differ by about this much.
+CLOSE = 0.03
 COMMAND = ["echo", "hi"]
 LOG_GROUP = "/sockerless/lambda"  # the backend's default group: both variants log to the same one
 Phases = dict[str, list[float]]
@@ -396,13 +398,22 @@ async def run(*, levels: tuple[int, ...] = (1, 10, 100), rounds: dict[int, int] 
         finally:
             await sim.stop()
     missed = [level for level in levels if result.data[f"ratio_{level}"] > TARGET]
-    if missed:
+    close = [level for level in levels if TARGET - CLOSE < result.data[f"ratio_{level}"] <= TARGET]
+    if close:
+        result.notes.append(
+            "Close to the target: "
+            + ", ".join(f"N={level} is {result.data[f'ratio_{level}']:.2f}" for level in close)
+            + f", within {CLOSE} of {TARGET}. Interleaving cancels drift within a run, not the "
+            "difference between runs, each with its own processes on a shared 2-core machine: read "
+            "such a figure as at the target, not safely under it; another run may put it just over."
+        )
+    if missed or close:
         result.notes.append(_limits(result.data, levels))
     return result
 
 
 def _limits(data: dict[str, Any], levels: tuple[int, ...]) -> str:
-    """The breakdown of a missed target, in words, from this run's figures."""
+    """The breakdown of a missed (or barely met) target, in words, from this run's figures."""
     parts = ["What limits it: fixed work per lifecycle, which the simulator's fast floor"]
     if "wave_ms_direct_1" in data:
         direct = data["wave_ms_direct_1"]

@@ -22,7 +22,7 @@ import re
 import sqlite3
 import typing
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import aiosqlite
 import attrs
@@ -222,6 +222,7 @@ def _holds_plain_values(kind: Any) -> bool:
 
 _PLAIN: Final = (str, int, float, bool, Any)
 _record_reader = _make_record_reader()
+_R = TypeVar("_R", ContainerRecord, ImageRecord)
 
 
 @contextlib.contextmanager
@@ -841,25 +842,20 @@ class Store:
         images = await self._db.execute_fetchall("SELECT reference, record FROM images")
         with _collector_paused():
             for container_id, document in rows:
-                try:
-                    record = _record_reader.structure(json.loads(document), ContainerRecord)
-                except Exception as exc:
-                    raise StoreError(
-                        f"state database {self.path}: container {container_id} is unreadable: {exc!r}"
-                    ) from exc
+                record = self._read(document, ContainerRecord, f"container {container_id}")
                 self._containers[record.id] = record
                 self._container_ids_by_name[record.name] = record.id
                 self._committed_names[record.id] = record.name
                 self._committed_labels[record.id] = tuple(sorted(record.labels.items()))
             self._sorted_container_ids = sorted(self._containers)
             for reference, document in images:
-                try:
-                    image = _record_reader.structure(json.loads(document), ImageRecord)
-                except Exception as exc:
-                    raise StoreError(
-                        f"state database {self.path}: image {reference} is unreadable: {exc!r}"
-                    ) from exc
-                self._index_image(image)
+                self._index_image(self._read(document, ImageRecord, f"image {reference}"))
+
+    def _read(self, document: str, cls: type[_R], what: str) -> _R:
+        try:
+            return _record_reader.structure(json.loads(document), cls)
+        except Exception as exc:
+            raise StoreError(f"state database {self.path}: {what} is unreadable: {exc!r}") from exc
 
 
 def _prefix_matches(sorted_ids: list[str], prefix: str, *, skip: int = 0) -> list[str]:

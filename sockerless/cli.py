@@ -38,6 +38,7 @@ from sockerless.listen import ListenError
 from sockerless.observability import configure_logging
 from sockerless.plugins import PluginError, available_backends, load_backend
 from sockerless.server import InternalAPIServer, run_until_signalled
+from sockerless.store import collector_paused
 from sockerless.tls import TLSError
 
 __all__ = ["instance_id_for", "main", "serve_main"]
@@ -149,14 +150,9 @@ def _frozen_after(start: Callable[[], Awaitable[None]]) -> Callable[[], Awaitabl
     objects (351 measured, with 0 or 10 000 containers), which stay frozen."""
 
     async def start_and_freeze() -> None:
-        enabled = gc.isenabled()
-        gc.disable()
-        try:
+        with collector_paused():
             await start()
             gc.freeze()
-        finally:
-            if enabled:
-                gc.enable()
 
     return start_and_freeze
 

@@ -188,16 +188,15 @@ class SummaryCache:
             row = self._rows.get(record.id)
             if row is None or not row.shows(record):
                 row = self._encode(record, now)
-                if row is None:  # a field holds the stand-in itself: encode this one in full
-                    add(json.dumps(unstructure(container_summary(record, now))))
-                    add(", ")
-                    continue
-            head, middle, tail = row.parts
-            add(head)
-            add(self._quote(record.status))
-            add(middle)
-            add(self._quote(status_text(record, now)))
-            add(tail)
+            if row is None:  # a field holds the stand-in itself: this one is encoded in full
+                add(json.dumps(unstructure(container_summary(record, now))))
+            else:
+                head, middle, tail = row.parts
+                add(head)
+                add(self._quote(record.status))
+                add(middle)
+                add(self._quote(status_text(record, now)))
+                add(tail)
             add(", ")
         if pieces:
             pieces.pop()

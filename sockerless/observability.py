@@ -7,6 +7,7 @@ log line carries them. Nothing here ever logs a value it was not explicitly give
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import datetime as dt
 import json
@@ -22,6 +23,7 @@ __all__ = [
     "RequestContext",
     "configure_logging",
     "current_request",
+    "log_after_answer",
     "mask_secrets",
     "record_cloud_request_id",
 ]
@@ -32,6 +34,14 @@ class RequestContext:
     method: str
     path: str
     cloud_request_ids: list[str] = field(factory=list)
+    #: Lines held by :func:`log_after_answer` until the answer is sent; None once it is.
+    held: list[tuple[logging.Logger, str, dict[str, Any]]] | None = field(factory=list)
+
+    def answered(self) -> None:
+        """The answer is sent: write the held lines (in order); later ones are written at once."""
+        held, self.held = self.held, None
+        for logger, message, fields in held or ():
+            _write(logger, message, fields)
 
 
 _current: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar(
@@ -49,6 +59,25 @@ def bind_request(context: RequestContext) -> contextvars.Token[RequestContext | 
 
 def unbind_request(token: contextvars.Token[RequestContext | None]) -> None:
     _current.reset(token)
+
+
+def log_after_answer(logger: logging.Logger, message: str, fields: dict[str, Any]) -> None:
+    """An INFO line written off the answer's path: formatting and writing a line costs about as much
+    as the rest of a short request's own work, and no client should wait for it.
+
+    In a request, the line is held until the request's answer is sent (then written before its
+    access line). Outside one (background work, or after the answer), it is written in the event
+    loop's next step, after what is already due to run, such as a waiter this work just released.
+    """
+    context = _current.get()
+    if context is not None and context.held is not None:
+        context.held.append((logger, message, fields))
+    else:
+        asyncio.get_running_loop().call_soon(_write, logger, message, fields)
+
+
+def _write(logger: logging.Logger, message: str, fields: dict[str, Any]) -> None:
+    logger.info(message, extra={"fields": fields})
 
 
 def record_cloud_request_id(request_id: str | None) -> None:

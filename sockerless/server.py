@@ -262,7 +262,12 @@ error_middleware = make_error_middleware("internal error; see the backend log", 
 
 @web.middleware
 async def access_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """One structured line per request: method, path, status, duration and cloud request IDs."""
+    """One structured line per request: method, path, status, duration and cloud request IDs.
+
+    The line, and the lines the request's work held back with ``log_after_answer``, are written
+    just after the answer: aiohttp sends the response in the same step of the event loop as this
+    returns, and the call scheduled here runs in the next one. No client waits for a log line.
+    """
     context = RequestContext(method=request.method, path=request.path)
     token = bind_request(context)
     started = time.perf_counter()
@@ -276,15 +281,23 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
         raise
     finally:
         unbind_request(token)
-        fields: dict[str, Any] = {
-            "method": request.method,
-            "path": request.path,
-            "status": status,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-        }
-        if context.cloud_request_ids:
-            fields["cloud_request_ids"] = context.cloud_request_ids
-        access_log.info("request", extra={"fields": fields})
+        seconds = time.perf_counter() - started
+        asyncio.get_running_loop().call_soon(
+            _log_access, context, request.method, request.path, status, seconds
+        )
+
+
+def _log_access(context: RequestContext, method: str, path: str, status: int, seconds: float) -> None:
+    context.answered()  # the request's own lines first, in the order they were logged
+    fields: dict[str, Any] = {
+        "method": method,
+        "path": path,
+        "status": status,
+        "duration_ms": round(seconds * 1000, 2),
+    }
+    if context.cloud_request_ids:
+        fields["cloud_request_ids"] = context.cloud_request_ids
+    access_log.info("request", extra={"fields": fields})
 
 
 def _long_lived(request: web.Request) -> bool:

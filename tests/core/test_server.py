@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import logging
 import os
 import socket
 import stat
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from typing import Any, ClassVar
 
 import aiohttp
@@ -27,6 +28,7 @@ from sockerless.models import (
     WaitResponse,
     format_time,
 )
+from sockerless.observability import log_after_answer
 from sockerless.server import InternalAPIServer, create_app
 from sockerless.streams import decode_frames
 
@@ -41,6 +43,19 @@ ERROR_CLASSES = [
     (errors.Unavailable, 503),
     (errors.UpstreamTimeout, 504),
 ]
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+TOY_LOG = logging.getLogger("sockerless.toy")
+TOY_HANDLER = _Collect()
 
 
 class ToyBackend(BaseBackend):
@@ -60,6 +75,7 @@ class ToyBackend(BaseBackend):
         self.background_cancelled = False
         self.log_output: list[bytes] | None = None  # stdout lines instead of the two stamped ones
         self.logs_fail: errors.SockerlessError | None = None  # raised after the given lines
+        self.lines_seen_at_create: list[str] | None = None  # set: create logs a line, notes what was written
 
     async def start(self) -> None:
         self.background = asyncio.create_task(self._forever())
@@ -82,6 +98,9 @@ class ToyBackend(BaseBackend):
     ) -> ContainerCreateResponse:
         await self.release_create.wait()
         self.created.append(request)
+        if self.lines_seen_at_create is not None:
+            log_after_answer(TOY_LOG, "toy created", {"image": request.config.image})
+            self.lines_seen_at_create[:] = [record.getMessage() for record in TOY_HANDLER.records]
         return ContainerCreateResponse(id="a" * 64)
 
     async def inspect_container(self, ref: str) -> Container:
@@ -149,6 +168,47 @@ async def test_each_error_class_maps_to_its_status_and_docker_body(
     assert response.status == status
     assert response.headers["Content-Type"] == "application/json"
     assert await response.json() == {"message": "it went wrong on purpose"}
+
+
+@pytest.fixture
+def written() -> Iterator[list[logging.LogRecord]]:
+    """The records of the toy's logger and the access log, as their handlers get them."""
+    TOY_HANDLER.records.clear()
+    loggers = [TOY_LOG, logging.getLogger("sockerless.access")]
+    for logger in loggers:
+        logger.addHandler(TOY_HANDLER)
+        logger.setLevel(logging.INFO)
+    try:
+        yield TOY_HANDLER.records
+    finally:
+        for logger in loggers:
+            logger.removeHandler(TOY_HANDLER)
+            logger.setLevel(logging.NOTSET)
+
+
+async def test_a_requests_lines_are_written_after_its_answer_then_its_access_line(
+    client: Any, backend: ToyBackend, written: list[logging.LogRecord]
+) -> None:
+    backend.lines_seen_at_create = []
+    response = await client.post(f"{P}/containers", json={"Image": "alpine"})
+    assert response.status == 201
+    assert backend.lines_seen_at_create == []  # held while the request was being served
+    assert [(r.name, r.getMessage()) for r in written] == [
+        ("sockerless.toy", "toy created"),
+        ("sockerless.access", "request"),
+    ]
+    assert written[0].fields == {"image": "alpine"}  # type: ignore[attr-defined]
+    assert written[1].fields["path"] == f"{P}/containers"  # type: ignore[attr-defined]
+    assert written[1].fields["status"] == 201  # type: ignore[attr-defined]
+
+
+async def test_a_line_outside_a_request_is_written_at_the_loops_next_step(
+    written: list[logging.LogRecord],
+) -> None:
+    log_after_answer(TOY_LOG, "background", {"n": 1})
+    assert written == []  # not in this step: what this step released runs first
+    await asyncio.sleep(0)  # one step of the loop
+    assert [(r.getMessage(), r.fields) for r in written] == [("background", {"n": 1})]  # type: ignore[attr-defined]
 
 
 async def test_not_modified_has_an_empty_body(client: Any) -> None:

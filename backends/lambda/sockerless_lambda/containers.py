@@ -37,6 +37,7 @@ from sockerless.models import (
     WaitResponse,
     parse_time,
 )
+from sockerless.observability import log_after_answer
 from sockerless.store import ContainerRecord, Store
 from sockerless.views import SummaryCache, SummaryRows, container_inspect
 from sockerless.waiters import ContainerWaiters, ExitStatus
@@ -176,7 +177,7 @@ class ContainerService:
         # fills them in; the create's answer itself is durable, as the record is.
         record.backend_fields[Fields.FUNCTION_ARN] = created.get("FunctionArn", "")
         record.backend_fields[Fields.FUNCTION_STATE] = created.get("State", "Pending")
-        log.info("container created", extra={"fields": {"container": container_id, "function": spec.name}})
+        log_after_answer(log, "container created", {"container": container_id, "function": spec.name})
         return ContainerCreateResponse(id=container_id, warnings=spec.warnings)
 
     async def _disable_async_retries(self, function_name: str) -> None:
@@ -378,17 +379,12 @@ class ContainerService:
             _now(),
         )
         await self._store.save_container(record)
-        log.info(
-            "container exited",
-            extra={
-                "fields": {
-                    "container": record.id,
-                    "exit_code": outcome.exit_code,
-                    "request_id": outcome.request_id,
-                }
-            },
-        )
         self._waiters.exited(record.id, ExitStatus(outcome.exit_code, outcome.error))
+        log_after_answer(
+            log,
+            "container exited",
+            {"container": record.id, "exit_code": outcome.exit_code, "request_id": outcome.request_id},
+        )
         if record.host_config.auto_remove:
             try:
                 await self.remove_record(record)
@@ -438,7 +434,7 @@ class ContainerService:
         self._reader.forget(str(record.backend_fields[Fields.FUNCTION_NAME]))
         status = ExitStatus(EXIT_KILLED, "") if was_running else ExitStatus(record.exit_code, record.error)
         self._waiters.removed(record.id, record.name, status)
-        log.info("container removed", extra={"fields": {"container": record.id}})
+        log_after_answer(log, "container removed", {"container": record.id})
 
     async def prune(self, filters: Filters) -> PruneResponse:
         until = [parse_time(value) for value in filters.get("until", [])]

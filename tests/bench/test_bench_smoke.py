@@ -49,14 +49,20 @@ async def test_overhead_item_smallest_variant_produces_figures() -> None:
         "N=1: the internal-API hop alone (the same five calls to a backend that does nothing) / direct",
         "N=1: the floor's AWS calls behind the internal API and nothing else (no store, records or log "
         "lines of its own) / direct",
+        "N=1: the same calls plus only the store writes durability needs (record, run, exit, removal; "
+        "sockerless's store) / direct",
     ]
     assert result.rows[0].met in (True, False)
     assert len(result.data["ratios_1"]) == 2
     assert all(ratio > 0 and math.isfinite(ratio) for ratio in result.data["ratios_1"])
-    assert [len(table.rows) for table in result.tables] == [5, 5, 1]
+    assert [len(table.rows) for table in result.tables] == [6, 6, 1]
     calls = result.tables[2].rows[0][1]
     for operation in ("lambda:CreateFunction 1.00", "lambda:Invoke 1.00", "lambda:DeleteFunction 1.00"):
         assert operation in calls
+
+    # The limits note is built from the run's own figures, the durable floor included.
+    assert "the floor of any durable backend" in item1_overhead._limits(result.data, (1,))
+    assert math.isfinite(result.data["durable_calls_ratio_1"])
 
     report = render([result], argv=["--only", "1"], quick=True, seconds=1.0)
     assert "## 1. Overhead over the floor" in report

@@ -107,6 +107,9 @@ def mask_secrets(value: Any) -> Any:
     return value
 
 
+_ENCODER = json.JSONEncoder(default=str)  # one for all lines: json.dumps(..., default=str) makes one per call
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message and any ``extra={"fields": {...}}``."""
 
@@ -122,7 +125,7 @@ class JsonFormatter(logging.Formatter):
             payload.update(mask_secrets(fields))
         if record.exc_info:
             payload["traceback"] = self.formatException(record.exc_info)
-        return json.dumps(payload, default=str)
+        return _ENCODER.encode(payload)
 
 
 class TextFormatter(logging.Formatter):

@@ -164,6 +164,19 @@ _IMAGE_ID_PREFIX = "sha256:"
 # ---------------------------------------------------------------------------- records as JSON
 
 
+def _holds_plain_values(kind: Any) -> bool:
+    """Lists and string-keyed objects of plain values: ``Cmd``, ``Env``, ``Labels``, ``backend_fields``."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    return (origin is list and args[0] in _PLAIN) or (origin is dict and args[0] is str and args[1] in _PLAIN)
+
+
+_PLAIN: Final = (str, int, float, bool, Any)
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
 def _make_record_converter() -> cattrs.Converter:
     """The project converter plus datetimes as ISO 8601 and the records under their Python names.
 
@@ -181,6 +194,10 @@ def _make_record_converter() -> cattrs.Converter:
         return make_dict_unstructure_fn(cls, records, _cattrs_omit_if_default=True, **renames)  # type: ignore[arg-type]
 
     records.register_unstructure_hook_factory(attrs.has, compact)
+    # Plain values go to json.dumps as they are (half of a record's unstructuring was dispatching each
+    # value of backend_fields on its type): it writes JSON values and refuses anything else, as
+    # docs/store.md says, where cattrs would have flattened an attrs object or a datetime silently.
+    records.register_unstructure_hook_factory(_holds_plain_values, lambda _: _as_is)
     for cls in (ContainerRecord, ImageRecord):
         attrs.resolve_types(cls)
         records.register_unstructure_hook(cls, make_dict_unstructure_fn(cls, records))
@@ -216,12 +233,6 @@ def _make_record_reader() -> cattrs.Converter:
     return reader
 
 
-def _holds_plain_values(kind: Any) -> bool:
-    origin, args = typing.get_origin(kind), typing.get_args(kind)
-    return (origin is list and args[0] in _PLAIN) or (origin is dict and args[0] is str and args[1] in _PLAIN)
-
-
-_PLAIN: Final = (str, int, float, bool, Any)
 _record_reader = _make_record_reader()
 _R = TypeVar("_R", ContainerRecord, ImageRecord)
 
@@ -240,9 +251,12 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
 def _to_json(value: ContainerRecord | ImageRecord, what: str) -> str:
     try:
-        return json.dumps(_records.unstructure(value), separators=(",", ":"), allow_nan=False)
+        return _ENCODER.encode(_records.unstructure(value))
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{what} cannot be stored: its fields must be JSON values ({exc})") from exc
 

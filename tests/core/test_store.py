@@ -14,6 +14,7 @@ import stat
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,6 +29,7 @@ from sockerless.store import (
     StoreError,
     normalize_reference,
 )
+from sockerless.waiters import ExitStatus
 
 BASE_TIME = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
 DIGEST = "sha256:" + "d" * 64
@@ -219,9 +221,15 @@ async def test_batch_add_is_all_or_nothing(store: Store) -> None:
     await store.close()
 
 
-async def test_unserialisable_backend_fields_are_refused_before_writing(store: Store) -> None:
+@pytest.mark.parametrize(
+    "value",
+    [object(), dt.datetime(2024, 1, 1, tzinfo=dt.UTC), ExitStatus(0, ""), {"nested": {1.5}}],
+    ids=["object", "datetime", "attrs object", "set inside"],
+)
+async def test_unserialisable_backend_fields_are_refused_before_writing(store: Store, value: Any) -> None:
+    """Only JSON values: a datetime or an attrs object is not flattened into something else."""
     record = make_container("odd")
-    record.backend_fields = {"when": object()}
+    record.backend_fields = {"when": value}
     with pytest.raises(TypeError, match="JSON values"):
         await store.add_container(record)
     assert store.get_container(record.id) is None

@@ -61,7 +61,7 @@ async def test_overhead_item_smallest_variant_produces_figures() -> None:
         assert operation in calls
 
     # The limits note is built from the run's own figures, the durable floor included.
-    assert "the floor of any durable backend" in item1_overhead._limits(result.data, (1,))
+    assert "the floor of a backend that keeps those writes" in item1_overhead._limits(result.data, (1,))
     assert math.isfinite(result.data["durable_calls_ratio_1"])
 
     report = render([result], argv=["--only", "1"], quick=True, seconds=1.0)

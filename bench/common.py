@@ -462,11 +462,18 @@ async def product(
 
 @contextlib.asynccontextmanager
 async def aws_client(service: str, endpoint_url: str, *, pool: int = 256) -> AsyncIterator[Any]:
-    """An aiobotocore client on the simulator, configured as the backend configures its own."""
+    """An aiobotocore client on the simulator, configured as the backend configures its own: its
+    retry policy, its fixed User-Agent and no client-side parameter validation (see
+    ``sockerless_lambda.aws``), so that a comparison with the backend measures the backend, not
+    client settings any caller could choose."""
     from aiobotocore.config import AioConfig
     from aiobotocore.session import get_session
 
+    from sockerless_lambda.aws import user_agent
+
     config = AioConfig(
+        user_agent=user_agent(),
+        parameter_validation=False,
         max_pool_connections=pool,
         retries={"mode": "standard", "total_max_attempts": 1},
         connect_timeout=10,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import os
 import sys
 import time
@@ -227,9 +228,8 @@ async def run(*, levels: tuple[int, ...] = (1, 10, 100), rounds: dict[int, int] 
             "CreateFunction does not answer Active; it always did), on the same standalone simulator, "
             "with the backend's CreateFunction parameters and log group. No CloudWatch read in the "
             "floor: the Tail holds the whole output. A round is one wave of N concurrent lifecycles of "
-            "each variant (at N=1 also the in-process, null, calls-only and durable-calls backends), back "
-            "to back, the "
-            "order rotating; rounds: "
+            "each variant (at N=1 also the in-process, null, calls-only and durable-calls backends), "
+            "back to back, the order rotating; rounds: "
             + ", ".join(f"{rounds.get(level, 1)} at N={level}" for level in levels)
             + ". Ratio = median over rounds of (backend wave time / direct wave time)."
         ),
@@ -239,35 +239,39 @@ async def run(*, levels: tuple[int, ...] = (1, 10, 100), rounds: dict[int, int] 
         sim = Simulator(workdir)
         try:
             await sim.start()
-            socket = os.path.join(workdir, "backend.sock")
             log_path = os.path.join(workdir, "serve.log")
-            argv = serve_argv(workdir, sim, socket=socket, store=os.path.join(workdir, "lambda.sqlite3"))
-            null_socket = os.path.join(workdir, "null.sock")
-            null_argv = [sys.executable, "-m", "bench.null_backend", null_socket]
-            calls_socket = os.path.join(workdir, "calls-only.sock")
-            calls_argv = [*null_argv[:3], calls_socket, sim.endpoint_url, sim.role_arn]
-            durable_socket = os.path.join(workdir, "durable-calls.sock")
-            durable_store = os.path.join(workdir, "durable-calls.sqlite3")
-            durable_argv = [*null_argv[:3], durable_socket, sim.endpoint_url, sim.role_arn, durable_store]
-            async with (
-                product(workdir, "serve", argv, socket, "/internal/v1/capabilities") as served,
-                product(workdir, "null", null_argv, null_socket, "/internal/v1/capabilities") as nulled,
-                product(
-                    workdir, "calls-only", calls_argv, calls_socket, "/internal/v1/capabilities"
-                ) as calls_only,
-                product(
-                    workdir, "durable-calls", durable_argv, durable_socket, "/internal/v1/capabilities"
-                ) as durable_calls,
-                BackendClient(f"unix://{socket}") as client,
-                BackendClient(f"unix://{null_socket}") as null_client,
-                BackendClient(f"unix://{calls_socket}") as calls_client,
-                BackendClient(f"unix://{durable_socket}") as durable_client,
-                aws_client("lambda", sim.endpoint_url) as lam,
-                inprocess_backend(workdir, sim) as local,
-            ):
 
-                async def backend_one(phases: Phases) -> None:
-                    await backend_lifecycle(client, phases)
+            def null_backend(name: str, *args: str) -> tuple[str, str, list[str]]:
+                path = os.path.join(workdir, f"{name}.sock")
+                return name, path, [sys.executable, "-m", "bench.null_backend", path, *args]
+
+            socket = os.path.join(workdir, "backend.sock")
+            store = os.path.join(workdir, "lambda.sqlite3")
+            # The variants served over the internal API: their process's name, socket and command.
+            served = {
+                "backend": ("serve", socket, serve_argv(workdir, sim, socket=socket, store=store)),
+                "null backend": null_backend("null"),
+                "calls-only backend": null_backend("calls-only", sim.endpoint_url, sim.role_arn),
+                "durable-calls backend": null_backend(
+                    "durable-calls",
+                    sim.endpoint_url,
+                    sim.role_arn,
+                    os.path.join(workdir, "durable-calls.sqlite3"),
+                ),
+            }
+            async with contextlib.AsyncExitStack() as stack:
+                pids: dict[str, int | None] = {"simulator": sim.pid}
+                over_api: dict[str, Any] = {}
+                for variant, (name, path, command) in served.items():
+                    process = await stack.enter_async_context(
+                        product(workdir, name, command, path, "/internal/v1/capabilities")
+                    )
+                    client = await stack.enter_async_context(BackendClient(f"unix://{path}"))
+                    pids[variant] = process.pid
+                    over_api[variant] = functools.partial(backend_lifecycle, client)
+                pids["client"] = None
+                lam = await stack.enter_async_context(aws_client("lambda", sim.endpoint_url))
+                local = await stack.enter_async_context(inprocess_backend(workdir, sim))
 
                 async def direct_one(phases: Phases) -> None:
                     await direct_lifecycle(lam, sim.role_arn, phases)
@@ -275,35 +279,16 @@ async def run(*, levels: tuple[int, ...] = (1, 10, 100), rounds: dict[int, int] 
                 async def inprocess_one(phases: Phases) -> None:
                     await inprocess_lifecycle(local, phases)
 
-                async def null_one(phases: Phases) -> None:
-                    await backend_lifecycle(null_client, phases)
-
-                async def calls_one(phases: Phases) -> None:
-                    await backend_lifecycle(calls_client, phases)
-
-                async def durable_one(phases: Phases) -> None:
-                    await backend_lifecycle(durable_client, phases)
-
                 all_runners = {
-                    "backend": backend_one,
+                    "backend": over_api.pop("backend"),
                     "direct": direct_one,
                     "in-process": inprocess_one,
-                    "null backend": null_one,
-                    "calls-only backend": calls_one,
-                    "durable-calls backend": durable_one,
+                    **over_api,
                 }
                 # Warm-up: connections, the log group, the simulator's first-image warning.
                 scratch: Phases = defaultdict(list)
                 for warm in all_runners.values():
                     await _wave(warm, 4, scratch)
-                pids = {
-                    "simulator": sim.pid,
-                    "backend": served.pid,
-                    "null backend": nulled.pid,
-                    "calls-only backend": calls_only.pid,
-                    "durable-calls backend": durable_calls.pid,
-                    "client": None,
-                }
                 breakdown_rows: list[list[str]] = []
                 cpu_rows: list[list[str]] = []
                 calls_rows: list[list[str]] = []

@@ -9,7 +9,7 @@ import logging
 import os
 import socket
 import stat
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, ClassVar
 
 import aiohttp
@@ -45,17 +45,7 @@ ERROR_CLASSES = [
 ]
 
 
-class _Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 TOY_LOG = logging.getLogger("sockerless.toy")
-TOY_HANDLER = _Collect()
 
 
 class ToyBackend(BaseBackend):
@@ -75,7 +65,9 @@ class ToyBackend(BaseBackend):
         self.background_cancelled = False
         self.log_output: list[bytes] | None = None  # stdout lines instead of the two stamped ones
         self.logs_fail: errors.SockerlessError | None = None  # raised after the given lines
-        self.lines_seen_at_create: list[str] | None = None  # set: create logs a line, notes what was written
+        # Set: create logs a line with log_after_answer, then notes what the log holds by then.
+        self.log_at_create: Callable[[], list[logging.LogRecord]] | None = None
+        self.logged_at_create: list[logging.LogRecord] | None = None
 
     async def start(self) -> None:
         self.background = asyncio.create_task(self._forever())
@@ -98,9 +90,9 @@ class ToyBackend(BaseBackend):
     ) -> ContainerCreateResponse:
         await self.release_create.wait()
         self.created.append(request)
-        if self.lines_seen_at_create is not None:
+        if self.log_at_create is not None:
             log_after_answer(TOY_LOG, "toy created", {"image": request.config.image})
-            self.lines_seen_at_create[:] = [record.getMessage() for record in TOY_HANDLER.records]
+            self.logged_at_create = list(self.log_at_create())
         return ContainerCreateResponse(id="a" * 64)
 
     async def inspect_container(self, ref: str) -> Container:
@@ -170,29 +162,15 @@ async def test_each_error_class_maps_to_its_status_and_docker_body(
     assert await response.json() == {"message": "it went wrong on purpose"}
 
 
-@pytest.fixture
-def written() -> Iterator[list[logging.LogRecord]]:
-    """The records of the toy's logger and the access log, as their handlers get them."""
-    TOY_HANDLER.records.clear()
-    loggers = [TOY_LOG, logging.getLogger("sockerless.access")]
-    for logger in loggers:
-        logger.addHandler(TOY_HANDLER)
-        logger.setLevel(logging.INFO)
-    try:
-        yield TOY_HANDLER.records
-    finally:
-        for logger in loggers:
-            logger.removeHandler(TOY_HANDLER)
-            logger.setLevel(logging.NOTSET)
-
-
 async def test_a_requests_lines_are_written_after_its_answer_then_its_access_line(
-    client: Any, backend: ToyBackend, written: list[logging.LogRecord]
+    client: Any, backend: ToyBackend, caplog: pytest.LogCaptureFixture
 ) -> None:
-    backend.lines_seen_at_create = []
+    caplog.set_level(logging.INFO)
+    backend.log_at_create = lambda: caplog.records
     response = await client.post(f"{P}/containers", json={"Image": "alpine"})
     assert response.status == 201
-    assert backend.lines_seen_at_create == []  # held while the request was being served
+    assert backend.logged_at_create == []  # held while the request was being served
+    written = [r for r in caplog.records if r.name in ("sockerless.toy", "sockerless.access")]
     assert [(r.name, r.getMessage()) for r in written] == [
         ("sockerless.toy", "toy created"),
         ("sockerless.access", "request"),
@@ -203,12 +181,13 @@ async def test_a_requests_lines_are_written_after_its_answer_then_its_access_lin
 
 
 async def test_a_line_outside_a_request_is_written_at_the_loops_next_step(
-    written: list[logging.LogRecord],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="sockerless.toy")
     log_after_answer(TOY_LOG, "background", {"n": 1})
-    assert written == []  # not in this step: what this step released runs first
+    assert caplog.records == []  # not in this step: what this step released runs first
     await asyncio.sleep(0)  # one step of the loop
-    assert [(r.getMessage(), r.fields) for r in written] == [("background", {"n": 1})]  # type: ignore[attr-defined]
+    assert [(r.getMessage(), r.fields) for r in caplog.records] == [("background", {"n": 1})]  # type: ignore[attr-defined]
 
 
 async def test_not_modified_has_an_empty_body(client: Any) -> None:

@@ -31,6 +31,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from typing import Any
 
 import aiohttp
+import attrs
 from attrs import define, field
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/bench:latest"
@@ -461,11 +462,13 @@ async def product(
 
 
 @contextlib.asynccontextmanager
-async def aws_client(service: str, endpoint_url: str, *, pool: int = 256) -> AsyncIterator[Any]:
-    """An aiobotocore client on the simulator, configured as the backend configures its own: its
-    retry policy, its fixed User-Agent and no client-side parameter validation (see
-    ``sockerless_lambda.aws``), so that a comparison with the backend measures the backend, not
-    client settings any caller could choose."""
+async def aws_client(
+    service: str, endpoint_url: str, *, pool: int = 256, attempts: int = 1
+) -> AsyncIterator[Any]:
+    """An aiobotocore client on the simulator, configured as the backend configures its own: the
+    standard retry mode with ``attempts`` attempts, its fixed User-Agent and no client-side parameter
+    validation (see ``sockerless_lambda.aws``), so that a comparison with the backend measures the
+    backend, not client settings any caller could choose."""
     from aiobotocore.config import AioConfig
     from aiobotocore.session import get_session
 
@@ -475,7 +478,7 @@ async def aws_client(service: str, endpoint_url: str, *, pool: int = 256) -> Asy
         user_agent=user_agent(),
         parameter_validation=False,
         max_pool_connections=pool,
-        retries={"mode": "standard", "total_max_attempts": 1},
+        retries={"mode": "standard", "total_max_attempts": attempts},
         connect_timeout=10,
         read_timeout=600,
     )
@@ -488,6 +491,30 @@ async def aws_client(service: str, endpoint_url: str, *, pool: int = 256) -> Asy
         config=config,
     ) as client:
         yield client
+
+
+@define
+class LambdaClients:
+    """The floor's two Lambda clients, split as the backend splits its own: ``control`` (create,
+    delete) retries as the backend's control client does, ``invoke`` makes one attempt."""
+
+    control: Any
+    invoke: Any
+
+
+@contextlib.asynccontextmanager
+async def lambda_clients(endpoint_url: str) -> AsyncIterator[LambdaClients]:
+    """The floor's clients, with the backend's default retry policy for each (a retrying client
+    checks every answer for a retryable error, about 50 µs a call; one with a single attempt does
+    not, so a floor that made its control calls with one attempt would skip work the backend does)."""
+    from sockerless_lambda.config import LambdaConfig
+
+    attempts = attrs.fields(LambdaConfig).max_attempts.default
+    async with (
+        aws_client("lambda", endpoint_url, attempts=attempts) as control,
+        aws_client("lambda", endpoint_url) as invoke,
+    ):
+        yield LambdaClients(control, invoke)
 
 
 def dumps(data: Any) -> str:

@@ -8,9 +8,11 @@ The same container lifecycles, ``echo hi``, at 1, 10 and 100 at once, two ways a
   (with the backend's parameters), GetFunctionConfiguration only if the function is not Active
   yet, Invoke with ``LogType=Tail`` (the tail carries the whole output of ``echo hi``),
   DeleteFunction. No CloudWatch read: the output is complete without one, so this is the
-  strictest floor (the backend's own CloudWatch reads are counted in the table).
+  strictest floor (the backend's own CloudWatch reads are counted in the table). Its clients are
+  configured as the backend's: CreateFunction and DeleteFunction on a client that retries as the
+  backend's control client does, Invoke on one that makes a single attempt.
 
-A sample is one wave of N concurrent lifecycles; one round measures every variant back to back
+A sample is one wave of N concurrent lifecycles; one round measures the variants back to back
 (the order rotates between rounds); the ratio is the median over rounds of backend time / direct
 time. (Samples of five consecutive waves, each stack warm from the one before, gave the same N=1
 ratio within the noise: 1.27 and 1.30 against 1.32 for single waves.)
@@ -38,15 +40,16 @@ from sockerless.streams import decode_frames
 from .common import (
     IMAGE,
     ItemResult,
+    LambdaClients,
     Row,
     Simulator,
     Table,
     access_durations,
-    aws_client,
     bench_dir,
     cloudwatch_reads,
     cpu_seconds,
     diff_calls,
+    lambda_clients,
     log_size,
     median,
     product,
@@ -156,20 +159,20 @@ def function_params(name: str, role_arn: str) -> dict[str, Any]:
     }
 
 
-async def direct_lifecycle(lam: Any, role_arn: str, phases: Phases) -> None:
+async def direct_lifecycle(lam: LambdaClients, role_arn: str, phases: Phases) -> None:
     name = f"direct-{uuid.uuid4().hex[:24]}"
     began = time.perf_counter()
-    created = await lam.create_function(**function_params(name, role_arn))
+    created = await lam.control.create_function(**function_params(name, role_arn))
     state = created.get("State", "Pending")
     while state != "Active":  # the readiness check, only when CreateFunction did not say Active
         await asyncio.sleep(0.05)
-        state = (await lam.get_function_configuration(FunctionName=name)).get("State", "Active")
+        state = (await lam.control.get_function_configuration(FunctionName=name)).get("State", "Active")
     marks = [("create", time.perf_counter())]
-    response = await lam.invoke(FunctionName=name, LogType="Tail")
+    response = await lam.invoke.invoke(FunctionName=name, LogType="Tail")
     await response["Payload"].read()
     tail = base64.b64decode(response.get("LogResult", "")).decode()
     marks.append(("invoke", time.perf_counter()))
-    await lam.delete_function(FunctionName=name)
+    await lam.control.delete_function(FunctionName=name)
     marks.append(("delete", time.perf_counter()))
     if response.get("FunctionError") or "hi\n" not in tail:
         raise AssertionError(f"direct lifecycle failed: {response.get('FunctionError')} {tail!r}")
@@ -193,9 +196,13 @@ ROUTES = {
     "DELETE /internal/v1/containers/{id}": "remove",
 }
 #: Rounds per level. A single round's ratio spreads widely at N=1 (one run: p10 1.08, median 1.24,
-#: p90 1.47), from the single direct wave it is divided by: 300 rounds put the median within about
-#: ±0.01 of where more rounds would, where 120 left about ±0.02.
-DEFAULT_ROUNDS = {1: 300, 10: 12, 100: 6}
+#: p90 1.47), from the single direct wave it is divided by. With 300 rounds, sixteen runs of the same
+#: code on 2026-12-03 gave 1.228 to 1.286 (standard deviation 0.016, about what the median of 300
+#: such ratios is expected to wander by): 900 rounds narrow that by √3.
+DEFAULT_ROUNDS = {1: 900, 10: 12, 100: 6}
+#: At N=1 the breakdown variants run in every third round only (300 of 900): they explain the
+#: figure, and the rounds they would cost are better spent on the backend / direct pair it is.
+BREAKDOWN_EVERY = 3
 #: The variants that take the overhead apart (N=1 only): what each is, and its key in the data.
 BREAKDOWN = {
     "in-process": ("in-process backend (no internal-API hop)", "inprocess"),
@@ -216,6 +223,21 @@ BREAKDOWN = {
 }
 
 
+def _ordinal(number: int) -> str:
+    return {2: "second", 3: "third", 4: "fourth"}.get(number, f"{number}th")
+
+
+def _order(variants: list[str], turn: int) -> list[str]:
+    """The order of a round: rotated by one each turn, and reversed every other cycle of rotations,
+    so that each variant runs first, last and after each other equally often (two variants:
+    AB, BA, BA, AB, ...)."""
+    shift = turn % len(variants)
+    order = variants[shift:] + variants[:shift]
+    if (turn // len(variants)) % 2:
+        order.reverse()
+    return order
+
+
 async def run(*, levels: tuple[int, ...] = (1, 10, 100), rounds: dict[int, int] | None = None) -> ItemResult:
     rounds = rounds or DEFAULT_ROUNDS
     result = ItemResult(
@@ -226,10 +248,12 @@ async def run(*, levels: tuple[int, ...] = (1, 10, 100), rounds: dict[int, int] 
             "`sockerless serve lambda` (its Unix socket, `sockerless.client`), versus CreateFunction → "
             "Invoke(LogType=Tail) → DeleteFunction with aiobotocore (GetFunctionConfiguration only if "
             "CreateFunction does not answer Active; it always did), on the same standalone simulator, "
-            "with the backend's CreateFunction parameters and log group. No CloudWatch read in the "
-            "floor: the Tail holds the whole output. A round is one wave of N concurrent lifecycles of "
-            "each variant (at N=1 also the in-process, null, calls-only and durable-calls backends), "
-            "back to back, the order rotating; rounds: "
+            "with the backend's CreateFunction parameters, log group and client settings (retries as "
+            "its control client for CreateFunction and DeleteFunction, one attempt for Invoke). No "
+            "CloudWatch read in the floor: the Tail holds the whole output. A round is one wave of N "
+            "concurrent lifecycles of each variant, back to back, the order rotating; at N=1 every "
+            f"{_ordinal(BREAKDOWN_EVERY)} round also runs the in-process, null, calls-only and "
+            "durable-calls backends. Rounds: "
             + ", ".join(f"{rounds.get(level, 1)} at N={level}" for level in levels)
             + ". Ratio = median over rounds of (backend wave time / direct wave time)."
         ),
@@ -270,7 +294,7 @@ async def run(*, levels: tuple[int, ...] = (1, 10, 100), rounds: dict[int, int] 
                     pids[variant] = process.pid
                     over_api[variant] = functools.partial(backend_lifecycle, client)
                 pids["client"] = None
-                lam = await stack.enter_async_context(aws_client("lambda", sim.endpoint_url))
+                lam = await stack.enter_async_context(lambda_clients(sim.endpoint_url))
                 local = await stack.enter_async_context(inprocess_backend(workdir, sim))
 
                 async def direct_one(phases: Phases) -> None:
@@ -295,11 +319,8 @@ async def run(*, levels: tuple[int, ...] = (1, 10, 100), rounds: dict[int, int] 
                 for level in levels:
                     count = rounds.get(level, 1)
                     # The breakdown variants only where they are cheap: N=1.
-                    runners = (
-                        dict(all_runners)
-                        if level == 1
-                        else {k: all_runners[k] for k in ("backend", "direct")}
-                    )
+                    pair = {k: all_runners[k] for k in ("backend", "direct")}
+                    runners = dict(all_runners) if level == 1 else pair
                     times: dict[str, list[float]] = {variant: [] for variant in runners}
                     ratios: list[float] = []
                     breakdown_ratios: dict[str, list[float]] = defaultdict(list)
@@ -307,11 +328,11 @@ async def run(*, levels: tuple[int, ...] = (1, 10, 100), rounds: dict[int, int] 
                     cpu: dict[str, dict[str, float]] = {v: defaultdict(float) for v in runners}
                     backend_calls: dict[str, int] = defaultdict(int)
                     log_offset = log_size(log_path)
+                    turns: dict[int, int] = defaultdict(int)  # rounds run so far of each size
                     for round_index in range(count):
-                        order = list(runners)
-                        order = order[round_index % len(order) :] + order[: round_index % len(order)]
-                        if round_index % 2:
-                            order.reverse()
+                        every = runners if round_index % BREAKDOWN_EVERY == 0 else pair
+                        order = _order(list(every), turns[len(every)])
+                        turns[len(every)] += 1
                         sample: dict[str, float] = {}
                         for variant in order:
                             before = await sim.calls() if variant == "backend" else {}
@@ -329,7 +350,8 @@ async def run(*, levels: tuple[int, ...] = (1, 10, 100), rounds: dict[int, int] 
                             if variant in sample:
                                 breakdown_ratios[variant].append(sample[variant] / sample["direct"])
                     ratio = median(ratios)
-                    lifecycles = level * count
+                    # Lifecycles each variant ran (the breakdown variants, in every third round only).
+                    lifecycles = {variant: level * len(values) for variant, values in times.items()}
                     result.rows.append(
                         Row(
                             f"N={level}: backend / direct wave time",
@@ -353,7 +375,7 @@ async def run(*, levels: tuple[int, ...] = (1, 10, 100), rounds: dict[int, int] 
                     for variant in runners:
                         result.data[f"wave_ms_{variant}_{level}"] = median(times[variant]) * 1000
                         result.data[f"cpu_ms_{variant}_{level}"] = {
-                            name: cpu[variant][name] / lifecycles * 1000 for name in pids
+                            name: cpu[variant][name] / lifecycles[variant] * 1000 for name in pids
                         }
                     server = access_durations(log_path, log_offset)
                     for variant in runners:
@@ -369,15 +391,17 @@ async def run(*, levels: tuple[int, ...] = (1, 10, 100), rounds: dict[int, int] 
                         breakdown_rows.append([str(level), variant, ", ".join(cells)])
                         cpu_rows.append(
                             [str(level), variant]
-                            + [f"{cpu[variant][name] / lifecycles * 1000:.1f}" for name in pids]
-                            + [f"{sum(cpu[variant].values()) / lifecycles * 1000:.1f}"]
+                            + [f"{cpu[variant][name] / lifecycles[variant] * 1000:.1f}" for name in pids]
+                            + [f"{sum(cpu[variant].values()) / lifecycles[variant] * 1000:.1f}"]
                         )
-                    per_lifecycle = {key: value / lifecycles for key, value in sorted(backend_calls.items())}
+                    per_lifecycle = {
+                        key: value / lifecycles["backend"] for key, value in sorted(backend_calls.items())
+                    }
                     calls_rows.append(
                         [
                             str(level),
                             ", ".join(f"{key} {value:.2f}" for key, value in per_lifecycle.items()),
-                            f"{cloudwatch_reads(dict(backend_calls)) / lifecycles:.3f}",
+                            f"{cloudwatch_reads(dict(backend_calls)) / lifecycles['backend']:.3f}",
                         ]
                     )
                 result.tables.append(

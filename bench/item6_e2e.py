@@ -27,8 +27,8 @@ from .common import (
     Simulator,
     Table,
     access_durations,
-    aws_client,
     bench_dir,
+    lambda_clients,
     median,
     product,
     unix_session,
@@ -134,16 +134,16 @@ async def run(*, rounds: int = 7) -> ItemResult:
             async with (
                 product(workdir, "up", argv, docker_socket, "/_ping"),
                 unix_session(docker_socket, "http://docker") as session,
-                aws_client("lambda", sim.endpoint_url) as lam,
+                lambda_clients(sim.endpoint_url) as lam,
             ):
                 await pull(session)
                 for name, command in (("direct-job", ["sh", "-c", JOB]), ("direct-true", ["true"])):
                     params = function_params(name, sim.role_arn)
                     params["ImageConfig"] = {"Command": command}
-                    await lam.create_function(**params)
+                    await lam.control.create_function(**params)
 
                 async def invoke(name: str, expected: str) -> None:
-                    response = await lam.invoke(FunctionName=name, LogType="Tail")
+                    response = await lam.invoke.invoke(FunctionName=name, LogType="Tail")
                     await response["Payload"].read()
                     if response.get("FunctionError"):
                         raise AssertionError(f"direct invoke of {name} failed")

@@ -26,7 +26,6 @@ import datetime as dt
 import secrets
 import sys
 from collections.abc import AsyncIterator, Awaitable
-from typing import Any
 
 from sockerless.backend import BaseBackend, ContainerLogs, LogLine, LogsOptions
 from sockerless.errors import NotFound
@@ -41,7 +40,7 @@ from sockerless.observability import configure_logging
 from sockerless.server import InternalAPIServer, run_until_signalled
 from sockerless.store import ContainerRecord, Store
 
-from .common import aws_client
+from .common import LambdaClients, lambda_clients
 from .item1_overhead import function_params
 
 OUTPUT = b"hi\n"
@@ -94,7 +93,7 @@ class CallsOnlyBackend(NullBackend):
 
     name = "calls-only"
 
-    def __init__(self, lam: Any, role_arn: str) -> None:
+    def __init__(self, lam: LambdaClients, role_arn: str) -> None:
         super().__init__()
         self._lam = lam
         self._role_arn = role_arn
@@ -105,7 +104,7 @@ class CallsOnlyBackend(NullBackend):
         self, request: ContainerCreateRequest, name: str | None
     ) -> ContainerCreateResponse:
         container_id = secrets.token_hex(32)
-        await self._lam.create_function(**function_params(_function(container_id), self._role_arn))
+        await self._lam.control.create_function(**function_params(_function(container_id), self._role_arn))
         self._containers.add(container_id)
         return ContainerCreateResponse(id=container_id)
 
@@ -113,7 +112,7 @@ class CallsOnlyBackend(NullBackend):
         exited = self._exits[self._known(ref)] = asyncio.get_running_loop().create_future()
 
         async def run() -> None:
-            response = await self._lam.invoke(FunctionName=_function(ref), LogType="Tail")
+            response = await self._lam.invoke.invoke(FunctionName=_function(ref), LogType="Tail")
             await response["Payload"].read()
             status_code = 1 if response.get("FunctionError") else 0
             await self._exited(ref, status_code)
@@ -130,7 +129,7 @@ class CallsOnlyBackend(NullBackend):
         """The run ended (before the waiters hear it)."""
 
     async def remove_container(self, ref: str, *, force: bool, volumes: bool) -> None:
-        await self._lam.delete_function(FunctionName=_function(self._known(ref)))
+        await self._lam.control.delete_function(FunctionName=_function(self._known(ref)))
         self._containers.discard(ref)
         self._exits.pop(ref, None)
 
@@ -140,7 +139,7 @@ class DurableCallsBackend(CallsOnlyBackend):
 
     name = "durable-calls"
 
-    def __init__(self, lam: Any, role_arn: str, store_path: str) -> None:
+    def __init__(self, lam: LambdaClients, role_arn: str, store_path: str) -> None:
         super().__init__(lam, role_arn)
         self._store_path = store_path
         self._opened: Store | None = None
@@ -173,7 +172,7 @@ class DurableCallsBackend(CallsOnlyBackend):
             backend_fields={"function_name": _function(container_id)},
         )
         await self._store.add_container(record)
-        await self._lam.create_function(**function_params(_function(container_id), self._role_arn))
+        await self._lam.control.create_function(**function_params(_function(container_id), self._role_arn))
         self._containers.add(container_id)
         return ContainerCreateResponse(id=container_id)
 
@@ -213,7 +212,7 @@ async def _serve(argv: list[str]) -> None:
         server = InternalAPIServer(NullBackend(), socket_path=argv[0])
         await run_until_signalled(server.start, server.stop)
         return
-    async with aws_client("lambda", argv[1]) as lam:
+    async with lambda_clients(argv[1]) as lam:
         backend = (
             DurableCallsBackend(lam, argv[2], argv[3]) if len(argv) == 4 else CallsOnlyBackend(lam, argv[2])
         )

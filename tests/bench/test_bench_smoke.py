@@ -51,6 +51,7 @@ async def test_overhead_item_smallest_variant_produces_figures() -> None:
         "lines of its own) / direct",
         "N=1: the same calls plus only the store writes durability needs (record, run, exit, removal; "
         "sockerless's store) / direct",
+        "N=1: backend / durable-calls backend, in the same rounds",
     ]
     assert result.rows[0].met in (True, False)
     assert len(result.data["ratios_1"]) == 2
@@ -60,12 +61,35 @@ async def test_overhead_item_smallest_variant_produces_figures() -> None:
     for operation in ("lambda:CreateFunction 1.00", "lambda:Invoke 1.00", "lambda:DeleteFunction 1.00"):
         assert operation in calls
 
-    # The limits note is built from the run's own figures, the durable floor included.
-    assert "the floor of a backend that keeps those writes" in item1_overhead._limits(result.data, (1,))
+    # The limits note is built from the run's own figures, the durable floor included, and says
+    # whether that floor itself is over the target.
     assert math.isfinite(result.data["durable_calls_ratio_1"])
+    assert math.isfinite(result.data["over_durable_1"])
+    under = item1_overhead._limits({**result.data, "durable_calls_ratio_1": 1.2}, (1,))
+    assert "the floor of a backend that keeps those writes" in under
+    assert "itself over the target" not in under
+    over_data = {**result.data, "durable_calls_ratio_1": 1.3, "over_durable_1": 0.987}
+    over = item1_overhead._limits(over_data, (1,))
+    assert "itself over the target in this run" in over
+    assert "Ours takes 0.987 times as long as that backend" in over
 
     report = render([result], argv=["--only", "1"], quick=True, seconds=1.0)
     assert "## 1. Overhead over the floor" in report
     assert "| N=1: backend / direct wave time |" in report
     # Everything the item started is gone: its temporary directory too.
     assert {name for name in os.listdir("/tmp") if name.startswith("skb-")} == leftovers
+
+
+def test_round_order_balances_positions() -> None:
+    from bench.item1_overhead import _order
+
+    assert [_order(["A", "B"], turn) for turn in range(4)] == [["A", "B"], ["B", "A"], ["B", "A"], ["A", "B"]]
+    variants = list("ABCDEF")
+    orders = [_order(variants, turn) for turn in range(2 * len(variants))]
+    for variant in variants:  # first and last equally often, and before each other variant half the time
+        assert sum(order[0] == variant for order in orders) == 2
+        assert sum(order[-1] == variant for order in orders) == 2
+        for other in variants:
+            if other != variant:
+                before = sum(order.index(variant) < order.index(other) for order in orders)
+                assert before == len(orders) // 2

@@ -12,18 +12,25 @@ its own. None logs lines of its own.
 * ``DurableCallsBackend`` makes the same calls and, with sockerless's store, only the writes that
   keep an accepted container across a crash, where ours makes them: the record before
   CreateFunction, the run before Invoke, the exit before the wait's answer, ``removing`` during
-  DeleteFunction and the deletion before the remove's answer. The floor of a durable backend.
+  DeleteFunction and the deletion before the remove's answer. The floor of a durable backend
+  that uses sockerless's store.
+* ``BareSQLiteBackend`` makes the same writes at the same points with a bare ``sqlite3``
+  connection, as cheaply as SQLite allows: one table keyed by ID, WAL with ``synchronous=NORMAL``,
+  autocommit, the create request's JSON written once, and each later write changing only the
+  status column. The floor of any backend that keeps those writes in SQLite.
 
-Run as ``python -m bench.null_backend <socket path> [<endpoint URL> <role ARN> [<store path>]]``
+Run as ``python -m bench.null_backend <socket path> [<endpoint URL> <role ARN> [<store path> [bare]]]``
 (with the endpoint, the calls-only backend on that simulator; with a store path too, the durable
-one); SIGINT or SIGTERM stops it.
+one; with ``bare`` after it, the bare-SQLite one); SIGINT or SIGTERM stops it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import secrets
+import sqlite3
 import sys
 from collections.abc import AsyncIterator, Awaitable
 
@@ -35,6 +42,7 @@ from sockerless.models import (
     ContainerCreateResponse,
     WaitCondition,
     WaitResponse,
+    unstructure,
 )
 from sockerless.observability import configure_logging
 from sockerless.server import InternalAPIServer, run_until_signalled
@@ -203,6 +211,62 @@ class DurableCallsBackend(CallsOnlyBackend):
         return record
 
 
+class BareSQLiteBackend(CallsOnlyBackend):
+    """The durable-calls backend's writes with a bare ``sqlite3`` connection (see the module docstring)."""
+
+    name = "bare-sqlite"
+
+    def __init__(self, lam: LambdaClients, role_arn: str, path: str) -> None:
+        super().__init__(lam, role_arn)
+        self._path = path
+        self._db: sqlite3.Connection | None = None
+
+    @property
+    def _sql(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("not started")
+        return self._db
+
+    async def start(self) -> None:
+        self._db = sqlite3.connect(self._path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS containers (id TEXT PRIMARY KEY, status TEXT, doc TEXT) WITHOUT ROWID"
+        )
+
+    async def close(self) -> None:
+        await super().close()
+        if self._db is not None:
+            self._db.close()
+
+    def _status(self, ref: str, status: str) -> None:
+        self._sql.execute("UPDATE containers SET status = ? WHERE id = ?", (status, ref))
+
+    async def create_container(
+        self, request: ContainerCreateRequest, name: str | None
+    ) -> ContainerCreateResponse:
+        container_id = secrets.token_hex(32)
+        doc = json.dumps({"config": unstructure(request), "function": _function(container_id)})
+        self._sql.execute("INSERT INTO containers VALUES (?, 'created', ?)", (container_id, doc))
+        await self._lam.control.create_function(**function_params(_function(container_id), self._role_arn))
+        self._containers.add(container_id)
+        return ContainerCreateResponse(id=container_id)
+
+    async def start_container(self, ref: str) -> None:
+        self._status(self._known(ref), "running")
+        await super().start_container(ref)
+
+    async def _exited(self, ref: str, status_code: int) -> None:
+        self._status(ref, f"exited {status_code}")
+
+    async def remove_container(self, ref: str, *, force: bool, volumes: bool) -> None:
+        # "removing" once DeleteFunction is on its way, as the durable-calls backend writes it.
+        asyncio.get_running_loop().call_soon(self._status, self._known(ref), "removing")
+        await super().remove_container(ref, force=force, volumes=volumes)
+        self._sql.execute("DELETE FROM containers WHERE id = ?", (ref,))
+
+
 def _function(container_id: str) -> str:
     return f"calls-only-{container_id[:24]}"
 
@@ -213,16 +277,23 @@ async def _serve(argv: list[str]) -> None:
         await run_until_signalled(server.start, server.stop)
         return
     async with lambda_clients(argv[1]) as lam:
-        backend = (
-            DurableCallsBackend(lam, argv[2], argv[3]) if len(argv) == 4 else CallsOnlyBackend(lam, argv[2])
-        )
+        backend: CallsOnlyBackend
+        if len(argv) == 5:
+            backend = BareSQLiteBackend(lam, argv[2], argv[3])
+        elif len(argv) == 4:
+            backend = DurableCallsBackend(lam, argv[2], argv[3])
+        else:
+            backend = CallsOnlyBackend(lam, argv[2])
         server = InternalAPIServer(backend, socket_path=argv[0])
         await run_until_signalled(server.start, server.stop)
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) not in (1, 3, 4):
-        usage = "usage: python -m bench.null_backend <socket path> [<endpoint URL> <role ARN> [<store path>]]"
+    if len(argv) not in (1, 3, 4, 5) or (len(argv) == 5 and argv[4] != "bare"):
+        usage = (
+            "usage: python -m bench.null_backend <socket path> "
+            "[<endpoint URL> <role ARN> [<store path> [bare]]]"
+        )
         print(usage, file=sys.stderr)
         return 2
     configure_logging("info", "json")  # as `sockerless serve` logs by default: one line per request

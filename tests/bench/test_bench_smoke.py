@@ -51,12 +51,14 @@ async def test_overhead_item_smallest_variant_produces_figures() -> None:
         "lines of its own) / direct",
         "N=1: the same calls plus only the store writes durability needs (record, run, exit, removal; "
         "sockerless's store) / direct",
+        "N=1: the same calls and writes with a bare sqlite3 connection (one table; a status column "
+        "changed after the first write) / direct",
         "N=1: backend / durable-calls backend, in the same rounds",
     ]
     assert result.rows[0].met in (True, False)
     assert len(result.data["ratios_1"]) == 2
     assert all(ratio > 0 and math.isfinite(ratio) for ratio in result.data["ratios_1"])
-    assert [len(table.rows) for table in result.tables] == [6, 6, 1]
+    assert [len(table.rows) for table in result.tables] == [7, 7, 1]
     calls = result.tables[2].rows[0][1]
     for operation in ("lambda:CreateFunction 1.00", "lambda:Invoke 1.00", "lambda:DeleteFunction 1.00"):
         assert operation in calls
@@ -65,13 +67,20 @@ async def test_overhead_item_smallest_variant_produces_figures() -> None:
     # whether that floor itself is over the target.
     assert math.isfinite(result.data["durable_calls_ratio_1"])
     assert math.isfinite(result.data["over_durable_1"])
-    under = item1_overhead._limits({**result.data, "durable_calls_ratio_1": 1.2}, (1,))
+    assert math.isfinite(result.data["bare_sqlite_ratio_1"])
+
+    def limits(durable: float, bare: float) -> str:
+        data = {**result.data, "durable_calls_ratio_1": durable, "bare_sqlite_ratio_1": bare}
+        return item1_overhead._limits({**data, "over_durable_1": 0.987}, (1,))
+
+    under = limits(1.2, 1.19)
     assert "the floor of a backend that keeps those writes" in under
-    assert "itself over the target" not in under
-    over_data = {**result.data, "durable_calls_ratio_1": 1.3, "over_durable_1": 0.987}
-    over = item1_overhead._limits(over_data, (1,))
-    assert "itself over the target in this run" in over
-    assert "Ours takes 0.987 times as long as that backend" in over
+    assert "over the target in this run" not in under
+    assert "Ours takes 0.987 times as long as that backend" in under
+    assert "both over the target in this run: no backend that keeps those writes in SQLite" in limits(
+        1.3, 1.28
+    )
+    assert "The durable-calls backend is over the target in this run and the bare-SQLite" in limits(1.3, 1.24)
 
     report = render([result], argv=["--only", "1"], quick=True, seconds=1.0)
     assert "## 1. Overhead over the floor" in report

@@ -512,11 +512,12 @@ def _limits(data: dict[str, Any], levels: tuple[int, ...]) -> str:
             )
         else:
             parts[0] += (
-                f": the floor of a backend that keeps those writes in sockerless's store, on this "
-                f"machine, leaving {direct * TARGET - durable:.1f} ms of the target for everything else."
+                f". The durable-calls backend is the floor of a backend that keeps those writes in "
+                f"sockerless's store, on this machine, leaving {direct * TARGET - durable:.1f} ms of the "
+                f"target for everything else."
             )
         parts[0] += (
-            f" Ours takes {over:.3f} times as long as that backend, paired in the same rounds "
+            f" Ours takes {over:.3f} times as long as the durable-calls backend, paired in the same rounds "
             f"(in-process, without the hop: {inprocess - direct:.1f} ms over the floor, "
             f"{data.get('inprocess_ratio_1', float('nan')):.3f}): building and checking the records, "
             f"the function's parameters, image references, waiters, the run task, reading the exit "

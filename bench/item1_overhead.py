@@ -511,10 +511,11 @@ def _limits(data: dict[str, Any], levels: tuple[int, ...]) -> str:
                 f"SQLite here."
             )
         else:
+            room = (TARGET - durable_ratio) * direct  # ms, from the ratio the target is set on
             parts[0] += (
                 f". The durable-calls backend is the floor of a backend that keeps those writes in "
-                f"sockerless's store, on this machine, leaving {direct * TARGET - durable:.1f} ms of the "
-                f"target for everything else."
+                f"sockerless's store, on this machine, leaving {room:.1f} ms of the target for "
+                f"everything else."
             )
         parts[0] += (
             f" Ours takes {over:.3f} times as long as the durable-calls backend, paired in the same rounds "

@@ -112,9 +112,13 @@ class CallsOnlyBackend(NullBackend):
         self, request: ContainerCreateRequest, name: str | None
     ) -> ContainerCreateResponse:
         container_id = secrets.token_hex(32)
+        await self._accepted(container_id, request)
         await self._lam.control.create_function(**function_params(_function(container_id), self._role_arn))
         self._containers.add(container_id)
         return ContainerCreateResponse(id=container_id)
+
+    async def _accepted(self, container_id: str, request: ContainerCreateRequest) -> None:
+        """A container is accepted (before its function is created)."""
 
     async def start_container(self, ref: str) -> None:
         exited = self._exits[self._known(ref)] = asyncio.get_running_loop().create_future()
@@ -166,10 +170,7 @@ class DurableCallsBackend(CallsOnlyBackend):
         if self._opened is not None:
             await self._opened.close()
 
-    async def create_container(
-        self, request: ContainerCreateRequest, name: str | None
-    ) -> ContainerCreateResponse:
-        container_id = secrets.token_hex(32)
+    async def _accepted(self, container_id: str, request: ContainerCreateRequest) -> None:
         record = ContainerRecord(
             id=container_id,
             name=f"durable_{container_id[:12]}",
@@ -180,9 +181,6 @@ class DurableCallsBackend(CallsOnlyBackend):
             backend_fields={"function_name": _function(container_id)},
         )
         await self._store.add_container(record)
-        await self._lam.control.create_function(**function_params(_function(container_id), self._role_arn))
-        self._containers.add(container_id)
-        return ContainerCreateResponse(id=container_id)
 
     async def start_container(self, ref: str) -> None:
         record = self._record(ref)
@@ -243,15 +241,9 @@ class BareSQLiteBackend(CallsOnlyBackend):
     def _status(self, ref: str, status: str) -> None:
         self._sql.execute("UPDATE containers SET status = ? WHERE id = ?", (status, ref))
 
-    async def create_container(
-        self, request: ContainerCreateRequest, name: str | None
-    ) -> ContainerCreateResponse:
-        container_id = secrets.token_hex(32)
+    async def _accepted(self, container_id: str, request: ContainerCreateRequest) -> None:
         doc = json.dumps({"config": unstructure(request), "function": _function(container_id)})
         self._sql.execute("INSERT INTO containers VALUES (?, 'created', ?)", (container_id, doc))
-        await self._lam.control.create_function(**function_params(_function(container_id), self._role_arn))
-        self._containers.add(container_id)
-        return ContainerCreateResponse(id=container_id)
 
     async def start_container(self, ref: str) -> None:
         self._status(self._known(ref), "running")

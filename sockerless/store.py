@@ -194,7 +194,7 @@ def _make_record_converter() -> cattrs.Converter:
         return make_dict_unstructure_fn(cls, records, _cattrs_omit_if_default=True, **renames)  # type: ignore[arg-type]
 
     records.register_unstructure_hook_factory(attrs.has, compact)
-    # Plain values go to json.dumps as they are (half of a record's unstructuring was dispatching each
+    # Plain values go to the JSON encoder as they are (half of a record's unstructuring was dispatching each
     # value of backend_fields on its type): it writes JSON values and refuses anything else, as
     # docs/store.md says, where cattrs would have flattened an attrs object or a datetime silently.
     records.register_unstructure_hook_factory(_holds_plain_values, lambda _: _as_is)

@@ -45,7 +45,13 @@ from sockerless.models import (
     structure,
     unstructure,
 )
-from sockerless.observability import RequestContext, bind_request, unbind_request
+from sockerless.observability import (
+    RequestContext,
+    bind_request,
+    flush_after_answer_lines,
+    log_after_answer,
+    unbind_request,
+)
 from sockerless.streams import LOGS_FINAL_HEADER, encode_frame, format_log_time
 from sockerless.tls import Endpoint, TLSListener, start_site
 from sockerless.views import SummaryRows
@@ -264,9 +270,8 @@ error_middleware = make_error_middleware("internal error; see the backend log", 
 async def access_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """One structured line per request: method, path, status, duration and cloud request IDs.
 
-    The line, and the lines the request's work held back with ``log_after_answer``, are written
-    just after the answer: aiohttp sends the response in the same step of the event loop as this
-    returns, and the call scheduled here runs in the next one. No client waits for a log line.
+    Written off the answer's path with ``log_after_answer``, after the lines the request's work
+    gave it. No client waits for a log line.
     """
     context = RequestContext(method=request.method, path=request.path)
     token = bind_request(context)
@@ -281,23 +286,15 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
         raise
     finally:
         unbind_request(token)
-        seconds = time.perf_counter() - started
-        asyncio.get_running_loop().call_soon(
-            _log_access, context, request.method, request.path, status, seconds
-        )
-
-
-def _log_access(context: RequestContext, method: str, path: str, status: int, seconds: float) -> None:
-    context.answered()  # the request's own lines first, in the order they were logged
-    fields: dict[str, Any] = {
-        "method": method,
-        "path": path,
-        "status": status,
-        "duration_ms": round(seconds * 1000, 2),
-    }
-    if context.cloud_request_ids:
-        fields["cloud_request_ids"] = context.cloud_request_ids
-    access_log.info("request", extra={"fields": fields})
+        fields: dict[str, Any] = {
+            "method": request.method,
+            "path": request.path,
+            "status": status,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+        }
+        if context.cloud_request_ids:
+            fields["cloud_request_ids"] = context.cloud_request_ids
+        log_after_answer(access_log, "request", fields)
 
 
 def _long_lived(request: web.Request) -> bool:
@@ -866,6 +863,7 @@ class InternalAPIServer:
             await self.backend.close()
         if self._listener is not None:
             remove_socket_file(self._listener.socket_path)
+        flush_after_answer_lines()
         log.info("stopped", extra={"fields": {"backend": self.backend.name}})
 
 
@@ -884,6 +882,7 @@ async def run_until_signalled(
         finally:
             await stop()
     finally:
+        flush_after_answer_lines()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)

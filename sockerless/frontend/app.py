@@ -34,6 +34,7 @@ from sockerless.listen import (
     remove_socket_file,
 )
 from sockerless.models import CapabilityReport, VersionInfo
+from sockerless.observability import flush_after_answer_lines
 from sockerless.server import access_middleware, error_response, make_error_middleware
 from sockerless.tls import Endpoint, TLSListener, client_context, start_site
 
@@ -337,4 +338,5 @@ class DockerFrontend:
             await client.close()
         if self._listener is not None:
             remove_socket_file(self._listener.socket_path)
+        flush_after_answer_lines()
         log.info("stopped the Docker API", extra={"fields": {"backend_url": self._backend_url}})

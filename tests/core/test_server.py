@@ -9,6 +9,7 @@ import logging
 import os
 import socket
 import stat
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, ClassVar
 
@@ -28,7 +29,7 @@ from sockerless.models import (
     WaitResponse,
     format_time,
 )
-from sockerless.observability import log_after_answer
+from sockerless.observability import AFTER_ANSWER_DELAY, flush_after_answer_lines, log_after_answer
 from sockerless.server import InternalAPIServer, create_app
 from sockerless.streams import decode_frames
 
@@ -167,9 +168,12 @@ async def test_a_requests_lines_are_written_after_its_answer_then_its_access_lin
 ) -> None:
     caplog.set_level(logging.INFO)
     backend.log_at_create = lambda: caplog.records
+    before = time.time()
     response = await client.post(f"{P}/containers", json={"Image": "alpine"})
+    answered = time.time()
     assert response.status == 201
     assert backend.logged_at_create == []  # held while the request was being served
+    flush_after_answer_lines()
     written = [r for r in caplog.records if r.name in ("sockerless.toy", "sockerless.access")]
     assert [(r.name, r.getMessage()) for r in written] == [
         ("sockerless.toy", "toy created"),
@@ -178,16 +182,49 @@ async def test_a_requests_lines_are_written_after_its_answer_then_its_access_lin
     assert written[0].fields == {"image": "alpine"}  # type: ignore[attr-defined]
     assert written[1].fields["path"] == f"{P}/containers"  # type: ignore[attr-defined]
     assert written[1].fields["status"] == 201  # type: ignore[attr-defined]
+    # Each line carries the time it was given, not the time it was written.
+    assert before <= written[0].created <= written[1].created <= answered
 
 
-async def test_a_line_outside_a_request_is_written_at_the_loops_next_step(
+async def test_lines_given_after_answers_are_written_by_the_loop_a_moment_later_in_order(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="sockerless.toy")
-    log_after_answer(TOY_LOG, "background", {"n": 1})
-    assert caplog.records == []  # not in this step: what this step released runs first
-    await asyncio.sleep(0)  # one step of the loop
-    assert [(r.getMessage(), r.fields) for r in caplog.records] == [("background", {"n": 1})]  # type: ignore[attr-defined]
+    for n in range(100):
+        log_after_answer(TOY_LOG, "background", {"n": n})
+    await asyncio.sleep(0)
+    assert caplog.records == []  # not in this step, nor the next: they wait for a quieter moment
+    async with asyncio.timeout(5):
+        while len(caplog.records) < 100:
+            await asyncio.sleep(AFTER_ANSWER_DELAY)
+    assert [r.fields["n"] for r in caplog.records] == list(range(100))  # type: ignore[attr-defined]
+
+
+def test_a_line_given_outside_an_event_loop_is_written_at_once(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="sockerless.toy")
+    log_after_answer(TOY_LOG, "no loop", {"n": 1})
+    assert [r.getMessage() for r in caplog.records] == ["no loop"]
+
+
+def test_lines_an_ended_loop_left_are_written_by_the_next_line(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="sockerless.toy")
+
+    async def give(message: str) -> None:
+        log_after_answer(TOY_LOG, message, {})
+
+    asyncio.run(give("left behind"))  # the loop ends before the line's time comes
+    assert caplog.records == []
+    asyncio.run(give("next"))
+    assert [r.getMessage() for r in caplog.records] == ["left behind"]
+    flush_after_answer_lines()
+    assert [r.getMessage() for r in caplog.records] == ["left behind", "next"]
+
+
+async def test_lines_below_the_level_are_not_even_kept(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="sockerless.toy")
+    log_after_answer(TOY_LOG, "dropped", {})
+    flush_after_answer_lines()
+    assert caplog.records == []
 
 
 async def test_not_modified_has_an_empty_body(client: Any) -> None:

@@ -14,6 +14,7 @@ import pytest
 from sockerless.frontend import DockerFrontend
 from sockerless.frontend.autoremove import AUTO_REMOVE_LABEL
 from sockerless.models import unstructure
+from sockerless.observability import flush_after_answer_lines
 from sockerless.server import InternalAPIServer
 from sockerless.streams import decode_frames
 
@@ -407,6 +408,8 @@ async def test_pull_passes_registry_auth_and_never_logs_it(
     async with http.post("/images/create", params={"fromImage": "alpine"}, headers={"X-Registry-Auth": auth}):
         pass
     assert local_backend.pulls[-1].auth == auth
+    flush_after_answer_lines()  # the access lines too
+    assert any(record.name == "sockerless.access" for record in caplog.records)
     assert all(
         auth not in record.getMessage() and auth not in str(record.__dict__) for record in caplog.records
     )
@@ -502,6 +505,8 @@ async def test_auth_goes_to_the_backend_and_is_never_logged(
         assert await response.json() == {"Status": "Login Succeeded", "IdentityToken": ""}
     async with http.post("/auth", json={**body, "password": "wrong"}) as response:
         await expect_error(response, 400, "login failed: wrong password")
+    flush_after_answer_lines()  # the access lines too
+    assert any(record.name == "sockerless.access" for record in caplog.records)
     assert all("secret" not in str(record.__dict__) for record in caplog.records)
 
 

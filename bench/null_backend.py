@@ -186,18 +186,18 @@ class DurableCallsBackend(CallsOnlyBackend):
         record = self._record(ref)
         record.status, record.started_at = "running", dt.datetime.now(dt.UTC)
         record.backend_fields["invocation"] = "sent"
-        await self._store.save_container(record)
+        await self._store.save_state(record)
         await super().start_container(ref)
 
     async def _exited(self, ref: str, status_code: int) -> None:
         record = self._record(ref)
         record.status, record.exit_code, record.finished_at = "exited", status_code, dt.datetime.now(dt.UTC)
-        await self._store.save_container(record)
+        await self._store.save_state(record)
 
     async def remove_container(self, ref: str, *, force: bool, volumes: bool) -> None:
         record = self._record(ref)
         record.status = "removing"
-        marking = asyncio.ensure_future(self._store.save_container(record))
+        marking = asyncio.ensure_future(self._store.save_state(record))
         await super().remove_container(ref, force=force, volumes=volumes)
         await marking
         await self._store.delete_container(ref)

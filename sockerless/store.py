@@ -255,15 +255,93 @@ _ENCODER: Final = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 def _to_json(value: ContainerRecord | ImageRecord, what: str) -> str:
+    return _encode(_records.unstructure(value), what)
+
+
+def _encode(value: dict[str, Any], what: str) -> str:
     try:
-        return _ENCODER.encode(_records.unstructure(value))
+        return _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{what} cannot be stored: its fields must be JSON values ({exc})") from exc
+
+
+#: A container record's fields that say what it was created as. Its record JSON is written in two
+#: parts, these and then the others (its state: status, exit, times, ``backend_fields``), which
+#: together are the same JSON object as the whole record's, field for field and in the same order.
+#: ``Store.save_state`` encodes only the state when these are as last written.
+_SPEC_FIELDS: Final = ("id", "name", "created", "image", "config", "host_config", "image_id")
+
+
+def _record_part(fields: Sequence[str]) -> Callable[[ContainerRecord], dict[str, Any]]:
+    omitted = {a.name: override(omit=True) for a in attrs.fields(ContainerRecord) if a.name not in fields}
+    return make_dict_unstructure_fn(ContainerRecord, _records, **omitted)  # type: ignore[arg-type]
+
+
+_spec_part: Final = _record_part(_SPEC_FIELDS)
+_state_part: Final = _record_part(
+    [a.name for a in attrs.fields(ContainerRecord) if a.name not in _SPEC_FIELDS]
+)
+
+
+def _container_json(spec: str, state: str) -> str:
+    """The record's JSON from the encodings of its two parts (objects, whose braces are dropped)."""
+    return f"{spec[:-1]},{state[1:]}"
+
+
+def _state_json(record: ContainerRecord) -> str:
+    return _encode(_state_part(record), f"container {record.id}")
 
 
 def _created_column(value: dt.datetime) -> str:
     """UTC ISO text, so the column sorts in time order whatever zone the record was given in."""
     return value.astimezone(dt.UTC).isoformat()
+
+
+@define
+class _Committed:
+    """A container's fields that say what it was created as, as last committed, and their JSON.
+
+    ``config`` and ``host_config`` are compared by identity (see :meth:`Store.save_state`).
+    """
+
+    name: str
+    created: dt.datetime
+    image: str
+    image_id: str
+    config: ContainerConfig
+    host_config: HostConfig
+    labels: tuple[tuple[str, str], ...]
+    spec: str | None  # the JSON of the fields in _SPEC_FIELDS; None until first needed (after a load)
+
+    @classmethod
+    def of(cls, record: ContainerRecord, spec: str | None) -> _Committed:
+        return cls(
+            record.name,
+            record.created,
+            record.image,
+            record.image_id,
+            record.config,
+            record.host_config,
+            tuple(sorted(record.labels.items())),
+            spec,
+        )
+
+    def describes(self, record: ContainerRecord) -> bool:
+        """The record was created as committed: same name, image, times and the same model objects."""
+        return (
+            record.config is self.config
+            and record.host_config is self.host_config
+            and record.name == self.name
+            and record.image == self.image
+            and record.image_id == self.image_id
+            and record.created == self.created
+        )
+
+    def spec_json(self, record: ContainerRecord) -> str:
+        """The JSON of the spec fields of ``record``, which this describes."""
+        if self.spec is None:
+            self.spec = _encode(_spec_part(record), f"container {record.id}")
+        return self.spec
 
 
 @frozen
@@ -274,12 +352,14 @@ class _ContainerRow:
     status: str
     image: str
     image_id: str
+    spec: str
     record: str
     labels: tuple[tuple[str, str], ...]
 
     @classmethod
-    def of(cls, record: ContainerRecord) -> _ContainerRow:
+    def of(cls, record: ContainerRecord, state: str) -> _ContainerRow:
         _check_container(record)
+        spec = _encode(_spec_part(record), f"container {record.id}")
         return cls(
             id=record.id,
             name=record.name,
@@ -287,7 +367,8 @@ class _ContainerRow:
             status=record.status,
             image=record.image,
             image_id=record.image_id,
-            record=_to_json(record, f"container {record.id}"),
+            spec=spec,
+            record=_container_json(spec, state),
             labels=tuple(sorted(record.labels.items())),
         )
 
@@ -408,11 +489,10 @@ class Store:
         self._closed = False
         self._write_lock = asyncio.Lock()
         self._writes: set[asyncio.Task[Any]] = set()
-        # containers: by ID, by name, IDs sorted for prefix search; the name and labels as last committed
+        # containers: by ID, by name, IDs sorted for prefix search; what each was created as, as committed
         self._containers: dict[str, ContainerRecord] = {}
         self._container_ids_by_name: dict[str, str] = {}
-        self._committed_names: dict[str, str] = {}
-        self._committed_labels: dict[str, tuple[tuple[str, str], ...]] = {}
+        self._committed: dict[str, _Committed] = {}
         self._sorted_container_ids: list[str] = []
         # images: by normalised reference, references by image ID, image IDs sorted for prefix search
         self._images: dict[str, ImageRecord] = {}
@@ -481,7 +561,7 @@ class Store:
     async def add_containers(self, records: Iterable[ContainerRecord]) -> None:
         """Insert many in one transaction (all or nothing); Conflict on any taken name or ID."""
         batch = list(records)
-        rows = [_ContainerRow.of(record) for record in batch]
+        rows = [_ContainerRow.of(record, _state_json(record)) for record in batch]
 
         def plan() -> _Plan:
             ids: dict[str, ContainerRecord] = {}
@@ -511,8 +591,7 @@ class Store:
             for record, row in zip(batch, rows, strict=True):
                 self._containers[record.id] = record
                 self._container_ids_by_name[record.name] = record.id
-                self._committed_names[record.id] = record.name
-                self._committed_labels[record.id] = row.labels
+                self._committed[record.id] = _Committed.of(record, row.spec)
             if len(batch) == 1:
                 bisect.insort(self._sorted_container_ids, batch[0].id)
             elif batch:
@@ -522,46 +601,72 @@ class Store:
 
     async def save_container(self, record: ContainerRecord) -> None:
         """Update an existing record (all fields); raises NotFound if it was removed."""
-        row = _ContainerRow.of(record)
+        await self._save(record, state_only=False)
+
+    async def save_state(self, record: ContainerRecord) -> None:
+        """Write a change of the container's state: status, exit code, error, pid, start and finish
+        times, restart count and ``backend_fields``; raises NotFound if it was removed.
+
+        Cheaper than :meth:`save_container`, which encodes the whole record again: the fields that
+        say what the container was created as are written as they were. If the name, image, image
+        ID or creation time changed, or ``config`` or ``host_config`` is another object than last
+        written, every field is written, as :meth:`save_container` does. A change made inside
+        ``config`` or ``host_config`` is not seen: save those with :meth:`save_container`.
+        """
+        await self._save(record, state_only=True)
+
+    async def _save(self, record: ContainerRecord, *, state_only: bool) -> None:
+        state = _state_json(record)
 
         def plan() -> _Plan:
-            if record.id not in self._containers:
+            committed = self._committed.get(record.id)
+            if committed is None:
                 raise NotFound(f"No such container: {record.id}")
-            owner = self._container_ids_by_name.get(record.name)
-            if owner is not None and owner != record.id:
-                raise _name_conflict(record.name, owner)
-            labels_changed = self._committed_labels[record.id] != row.labels
-            # The name is set only when it changes (a rename): setting it rewrites its UNIQUE index's
-            # page too, one 4 KiB page more in the WAL for every other save.
-            renamed = self._committed_names[record.id] != row.name
-            columns = ("name = ?, " if renamed else "") + "created = ?, status = ?, image = ?, image_id = ?"
-            values = (row.created, row.status, row.image, row.image_id, row.record, row.id)
-            statements = [
-                _Statement(
-                    f"UPDATE containers SET {columns}, record = ? WHERE id = ?",  # noqa: S608 - fixed text
-                    [(row.name, *values) if renamed else values],
-                )
-            ]
-            if labels_changed:
-                statements += [
-                    _Statement("DELETE FROM container_labels WHERE container_id = ?", [(row.id,)]),
-                    _Statement(
-                        "INSERT INTO container_labels (container_id, key, value) VALUES (?, ?, ?)",
-                        row.label_rows(),
-                    ),
-                ]
-            return _Plan(statements, apply)
-
-        def apply() -> None:
-            old_name = self._committed_names[record.id]
-            if old_name != record.name:
-                del self._container_ids_by_name[old_name]
-                self._container_ids_by_name[record.name] = record.id
-                self._committed_names[record.id] = record.name
-            self._committed_labels[record.id] = row.labels
-            self._containers[record.id] = record
+            if not (state_only and committed.describes(record)):
+                return self._rewrite(record, committed, state)
+            document = _container_json(committed.spec_json(record), state)
+            statement = _Statement(
+                "UPDATE containers SET status = ?, record = ? WHERE id = ?",
+                [(record.status, document, record.id)],
+            )
+            return _Plan([statement], lambda: self._containers.__setitem__(record.id, record))
 
         await self._write(plan)
+
+    def _rewrite(self, record: ContainerRecord, committed: _Committed, state: str) -> _Plan:
+        """The plan of a save that writes every field: the record is not what it was created as."""
+        row = _ContainerRow.of(record, state)
+        owner = self._container_ids_by_name.get(record.name)
+        if owner is not None and owner != record.id:
+            raise _name_conflict(record.name, owner)
+        # The name is set only when it changes (a rename): setting it rewrites its UNIQUE index's
+        # page too, one 4 KiB page more in the WAL for every other save.
+        renamed = committed.name != row.name
+        columns = ("name = ?, " if renamed else "") + "created = ?, status = ?, image = ?, image_id = ?"
+        values = (row.created, row.status, row.image, row.image_id, row.record, row.id)
+        statements = [
+            _Statement(
+                f"UPDATE containers SET {columns}, record = ? WHERE id = ?",  # noqa: S608 - fixed text
+                [(row.name, *values) if renamed else values],
+            )
+        ]
+        if committed.labels != row.labels:
+            statements += [
+                _Statement("DELETE FROM container_labels WHERE container_id = ?", [(row.id,)]),
+                _Statement(
+                    "INSERT INTO container_labels (container_id, key, value) VALUES (?, ?, ?)",
+                    row.label_rows(),
+                ),
+            ]
+
+        def apply() -> None:
+            if committed.name != record.name:
+                del self._container_ids_by_name[committed.name]
+                self._container_ids_by_name[record.name] = record.id
+            self._committed[record.id] = _Committed.of(record, row.spec)
+            self._containers[record.id] = record
+
+        return _Plan(statements, apply)
 
     async def delete_container(self, container_id: str) -> None:
         """Remove by full ID (its labels go with it); NotFound if there is no such container."""
@@ -574,8 +679,7 @@ class Store:
 
         def apply() -> None:
             del self._containers[container_id]
-            del self._container_ids_by_name[self._committed_names.pop(container_id)]
-            del self._committed_labels[container_id]
+            del self._container_ids_by_name[self._committed.pop(container_id).name]
             index = bisect.bisect_left(self._sorted_container_ids, container_id)
             del self._sorted_container_ids[index]
 
@@ -861,8 +965,7 @@ class Store:
                 record = self._read(document, ContainerRecord, f"container {container_id}")
                 self._containers[record.id] = record
                 self._container_ids_by_name[record.name] = record.id
-                self._committed_names[record.id] = record.name
-                self._committed_labels[record.id] = tuple(sorted(record.labels.items()))
+                self._committed[record.id] = _Committed.of(record, None)
             self._sorted_container_ids = sorted(self._containers)
             for reference, document in images:
                 self._index_image(self._read(document, ImageRecord, f"image {reference}"))

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from sockerless.errors import Conflict, InvalidParameter, NotFound
@@ -166,6 +167,107 @@ async def test_duplicate_id_is_a_conflict(store: Store) -> None:
     await store.add_container(record)
     with pytest.raises(Conflict, match="already exists"):
         await store.add_container(make_container("two", id=record.id))
+
+
+def stored_json(path: str, record_id: str) -> str:
+    with sqlite3.connect(path) as raw:
+        ((document,),) = raw.execute("SELECT record FROM containers WHERE id = ?", (record_id,))
+    return str(document)
+
+
+def change_state(record: ContainerRecord) -> None:
+    record.status = "exited"
+    record.exit_code = 3
+    record.started_at = BASE_TIME + dt.timedelta(seconds=1)
+    record.finished_at = BASE_TIME + dt.timedelta(seconds=2, microseconds=5)
+    record.backend_fields = {"function_name": "skls-x", "invocation": {"status": "done", "tail": "é\n"}}
+
+
+async def test_save_state_writes_the_same_record_as_a_full_save(store: Store) -> None:
+    record = make_container("worker", labels={"team": "ci"})
+    await store.add_container(record)
+    change_state(record)
+    await store.save_state(record)
+    by_state = stored_json(store.path, record.id)
+    await store.save_container(record)
+    assert by_state == stored_json(store.path, record.id)
+    record.status = "removing"
+    await store.save_state(record)
+    assert json.loads(stored_json(store.path, record.id))["status"] == "removing"
+    store = await reopen(store)
+    assert store.get_container(record.id) == record
+    await store.close()
+
+
+async def test_save_state_after_a_reopen_keeps_the_rest_of_the_record(store: Store) -> None:
+    record = make_container("worker", labels={"team": "ci"})
+    record.host_config.log_config = LogConfig(type="awslogs", config={"awslogs-group": "/x"})
+    await store.add_container(record)
+    store = await reopen(store)
+    loaded = store.get_container(record.id)
+    assert loaded is not None
+    change_state(loaded)
+    change_state(record)
+    await store.save_state(loaded)  # the created-as part is encoded from the loaded record
+    store = await reopen(store)
+    assert store.get_container(record.id) == record
+    await store.close()
+
+
+async def test_save_state_writes_everything_when_the_config_object_was_replaced(store: Store) -> None:
+    record = make_container("worker", labels={"team": "ci"})
+    await store.add_container(record)
+    record.config = attrs.evolve(record.config, labels={"team": "web"})
+    record.status = "running"
+    await store.save_state(record)
+    assert label_rows(store.path, "team", "ci") == []
+    assert label_rows(store.path, "team", "web") == ["worker"]
+    store = await reopen(store)
+    assert store.get_container(record.id) == record
+    await store.close()
+
+
+async def test_save_state_writes_a_rename(store: Store) -> None:
+    record = make_container("before")
+    await store.add_container(record)
+    record.name = "after"
+    await store.save_state(record)
+    assert store.resolve_container("after") is record
+    await store.add_container(make_container("before", id=container_id("reuse")))
+    store = await reopen(store)
+    assert store.resolve_container("after").id == record.id
+    await store.close()
+
+
+async def test_save_state_does_not_see_a_change_inside_the_config(store: Store) -> None:
+    """As documented: save_state is for the state; a change inside config needs save_container."""
+    record = make_container("worker", labels={"team": "ci"})
+    await store.add_container(record)
+    record.config.labels = {"team": "web"}
+    await store.save_state(record)
+    assert label_rows(store.path, "team", "ci") == ["worker"]
+    await store.save_container(record)
+    assert label_rows(store.path, "team", "web") == ["worker"]
+
+
+async def test_save_state_of_a_removed_container_is_not_found(store: Store) -> None:
+    record = make_container("gone")
+    await store.add_container(record)
+    await store.delete_container(record.id)
+    with pytest.raises(NotFound, match=f"No such container: {record.id}"):
+        await store.save_state(record)
+
+
+async def test_save_state_refuses_backend_fields_that_are_not_json(store: Store) -> None:
+    record = make_container("worker")
+    await store.add_container(record)
+    record.backend_fields = {"when": dt.datetime.now(dt.UTC)}
+    with pytest.raises(TypeError, match="cannot be stored"):
+        await store.save_state(record)
+    record.backend_fields = {}
+    store = await reopen(store)
+    assert store.get_container(record.id) == record
+    await store.close()
 
 
 async def test_rename_frees_the_old_name_and_takes_the_new(store: Store) -> None:

@@ -223,7 +223,7 @@ class ContainerService:
         record.status, record.started_at, record.finished_at = "running", _now(), None
         record.exit_code, record.error = 0, ""
         try:
-            await self._store.save_container(record)
+            await self._store.save_state(record)
         except BaseException:
             if direct:
                 gate.release()
@@ -289,7 +289,7 @@ class ContainerService:
                 async def mark_sent() -> None:
                     if fields.get(Fields.INVOCATION) != SENT:
                         fields[Fields.INVOCATION] = SENT
-                        await self._store.save_container(record)
+                        await self._store.save_state(record)
 
                 try:
                     result = await self._invoker.invoke(function_name, before_send=mark_sent)
@@ -302,7 +302,7 @@ class ContainerService:
                 else:
                     if isinstance(result, InvokeSent):
                         fields[Fields.REQUEST_ID] = result.request_id
-                        await self._store.save_container(record)
+                        await self._store.save_state(record)
                         outcome = await self.outcome_from_logs(record, request_id=result.request_id)
                     else:
                         outcome = result
@@ -378,7 +378,7 @@ class ContainerService:
             outcome.error,
             _now(),
         )
-        await self._store.save_container(record)
+        await self._store.save_state(record)
         self._waiters.exited(record.id, ExitStatus(outcome.exit_code, outcome.error))
         log_after_answer(
             log,
@@ -416,14 +416,14 @@ class ContainerService:
         # "removing" is written while DeleteFunction is under way rather than before it: a crash after
         # the write lets reconciliation finish the removal; a crash before it leaves the container as
         # it was, its function maybe gone, and the unanswered remove can simply be repeated.
-        marking = asyncio.ensure_future(self._store.save_container(record))
+        marking = asyncio.ensure_future(self._store.save_state(record))
         try:
             await delete_function(self._clients, str(record.backend_fields[Fields.FUNCTION_NAME]))
         except SockerlessError:
             with contextlib.suppress(Exception):  # the DeleteFunction error is the one to report
                 await marking
             record.status = previous
-            await self._store.save_container(record)
+            await self._store.save_state(record)
             raise
         finally:
             if not marking.done():
@@ -583,7 +583,7 @@ class ContainerService:
         fields[Fields.LOGS_UNTIL_MS] = max([e.timestamp_ms for e in events], default=_ms(_now()))
         fields[Fields.LOGS_SETTLED] = fields.get(Fields.REQUEST_ID, "")
         try:
-            await self._store.save_container(record)
+            await self._store.save_state(record)
         except NotFound:
             return
         self._reader.forget(str(fields[Fields.FUNCTION_NAME]))

@@ -79,7 +79,7 @@ async def _finish_create(record: ContainerRecord, store: Store, clients: AwsClie
     configuration = found.get("Configuration", {})
     record.backend_fields[Fields.FUNCTION_ARN] = configuration.get("FunctionArn", "")
     record.backend_fields[Fields.FUNCTION_STATE] = configuration.get("State") or "Pending"
-    await store.save_container(record)
+    await store.save_state(record)
     log.info("finished a create interrupted by a restart", extra=_about(record))
 
 

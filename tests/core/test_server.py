@@ -321,6 +321,9 @@ async def test_unknown_route_is_404_in_docker_format(client: Any) -> None:
         (b'{"Image": "x", "Env": "A=1"}', "env"),
         (b'{"Image": "x", "Tty": "yes"}', "tty"),
         (b"", "request body is empty"),
+        (b'{"Image": "x", "Memory": NaN}', "NaN is not valid JSON"),
+        (b'{"Image": "\xff"}', "not UTF-8 JSON"),
+        ('{"Image": "x"}'.encode("utf-16"), "not UTF-8 JSON"),
     ],
 )
 async def test_bad_create_bodies_are_400(

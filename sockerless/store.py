@@ -254,7 +254,7 @@ def collector_paused() -> Iterator[None]:
 _ENCODER: Final = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
-def _to_json(value: ContainerRecord | ImageRecord, what: str) -> str:
+def _to_json(value: ImageRecord, what: str) -> str:
     return _encode(_records.unstructure(value), what)
 
 
@@ -288,8 +288,17 @@ def _container_json(spec: str, state: str) -> str:
     return f"{spec[:-1]},{state[1:]}"
 
 
+def _spec_json(record: ContainerRecord) -> str:
+    return _encode(_spec_part(record), f"container {record.id}")
+
+
 def _state_json(record: ContainerRecord) -> str:
     return _encode(_state_part(record), f"container {record.id}")
+
+
+def _labels(record: ContainerRecord) -> tuple[tuple[str, str], ...]:
+    """The labels as the store compares and writes them: sorted pairs."""
+    return tuple(sorted(record.labels.items()))
 
 
 def _created_column(value: dt.datetime) -> str:
@@ -314,7 +323,7 @@ class _Committed:
     spec: str | None  # the JSON of the fields in _SPEC_FIELDS; None until first needed (after a load)
 
     @classmethod
-    def of(cls, record: ContainerRecord, spec: str | None) -> _Committed:
+    def of(cls, record: ContainerRecord, labels: tuple[tuple[str, str], ...], spec: str | None) -> _Committed:
         return cls(
             record.name,
             record.created,
@@ -322,7 +331,7 @@ class _Committed:
             record.image_id,
             record.config,
             record.host_config,
-            tuple(sorted(record.labels.items())),
+            labels,
             spec,
         )
 
@@ -340,7 +349,7 @@ class _Committed:
     def spec_json(self, record: ContainerRecord) -> str:
         """The JSON of the spec fields of ``record``, which this describes."""
         if self.spec is None:
-            self.spec = _encode(_spec_part(record), f"container {record.id}")
+            self.spec = _spec_json(record)
         return self.spec
 
 
@@ -359,7 +368,7 @@ class _ContainerRow:
     @classmethod
     def of(cls, record: ContainerRecord, state: str) -> _ContainerRow:
         _check_container(record)
-        spec = _encode(_spec_part(record), f"container {record.id}")
+        spec = _spec_json(record)
         return cls(
             id=record.id,
             name=record.name,
@@ -369,7 +378,7 @@ class _ContainerRow:
             image_id=record.image_id,
             spec=spec,
             record=_container_json(spec, state),
-            labels=tuple(sorted(record.labels.items())),
+            labels=_labels(record),
         )
 
     def label_rows(self) -> list[tuple[str, str, str]]:
@@ -591,7 +600,7 @@ class Store:
             for record, row in zip(batch, rows, strict=True):
                 self._containers[record.id] = record
                 self._container_ids_by_name[record.name] = record.id
-                self._committed[record.id] = _Committed.of(record, row.spec)
+                self._committed[record.id] = _Committed.of(record, row.labels, row.spec)
             if len(batch) == 1:
                 bisect.insort(self._sorted_container_ids, batch[0].id)
             elif batch:
@@ -663,7 +672,7 @@ class Store:
             if committed.name != record.name:
                 del self._container_ids_by_name[committed.name]
                 self._container_ids_by_name[record.name] = record.id
-            self._committed[record.id] = _Committed.of(record, row.spec)
+            self._committed[record.id] = _Committed.of(record, row.labels, row.spec)
             self._containers[record.id] = record
 
         return _Plan(statements, apply)
@@ -965,7 +974,7 @@ class Store:
                 record = self._read(document, ContainerRecord, f"container {container_id}")
                 self._containers[record.id] = record
                 self._container_ids_by_name[record.name] = record.id
-                self._committed[record.id] = _Committed.of(record, None)
+                self._committed[record.id] = _Committed.of(record, _labels(record), None)
             self._sorted_container_ids = sorted(self._containers)
             for reference, document in images:
                 self._index_image(self._read(document, ImageRecord, f"image {reference}"))

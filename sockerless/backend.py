@@ -11,10 +11,11 @@ import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from attrs import define, frozen
+from attrs import Factory, define, frozen
 
 from sockerless import __version__
-from sockerless.errors import NotFound, NotImplementedByBackend
+from sockerless.config import StoreConfig
+from sockerless.errors import InvalidParameter, NotFound, NotImplementedByBackend
 from sockerless.models import (
     AuthRequest,
     AuthResponse,
@@ -27,6 +28,7 @@ from sockerless.models import (
     ContainerSummary,
     ExecConfig,
     ExecInstance,
+    IdResponse,
     Image,
     ImagePullRequest,
     ImageSummary,
@@ -37,15 +39,19 @@ from sockerless.models import (
 )
 
 __all__ = [
+    "CAPABILITY_OPERATIONS",
     "CI_RUNNER_HINT",
     "AttachOptions",
     "Backend",
     "BackendRuntime",
     "BaseBackend",
     "ContainerLogs",
+    "Duplex",
     "Filters",
     "LogLine",
     "LogsOptions",
+    "Session",
+    "unsupported",
 ]
 
 JSONObject = dict[str, Any]
@@ -55,9 +61,35 @@ Filters = Mapping[str, list[str]]
 
 CI_RUNNER_HINT = "CI runners require exec-capable backends (ecs, cloudrun, aca, docker)."
 
+#: Each capability a route or a Docker call may need -> (the operation as a 501 names it, what to do
+#: instead). The one table both servers word their capability 501s from.
+CAPABILITY_OPERATIONS: Mapping[str, tuple[str, str]] = {
+    "exec": ("exec", CI_RUNNER_HINT),
+    "attach": ("attach", CI_RUNNER_HINT),
+    "networks": ("networks", ""),
+    "volumes": ("volumes", ""),
+    "logs": ("logs", ""),
+    "image_pull": ("image pull", ""),
+    "image_load": ("image load", "Push the image to a registry the backend can pull from instead."),
+}
+
+
+def unsupported(backend_name: str, capability: str) -> NotImplementedByBackend:
+    """The 501 for a capability ``backend_name`` lacks (a key of :data:`CAPABILITY_OPERATIONS`)."""
+    operation, hint = CAPABILITY_OPERATIONS[capability]
+    return NotImplementedByBackend.for_operation(backend_name, operation, hint)
+
 
 @frozen
 class LogsOptions:
+    """What a ``logs`` call asks for, as Docker's query says it.
+
+    With ``follow`` the lines keep coming as the backend learns them. ``condition`` says when such a
+    stream ends: ``not-running`` (Docker's rule) once the container is not running and its output is
+    complete, at once for a container that is not running; ``next-exit`` waits for the container's
+    next run to start and ends once that run's output is complete (what a read-only attach needs).
+    """
+
     stdout: bool = True
     stderr: bool = True
     follow: bool = False
@@ -65,6 +97,11 @@ class LogsOptions:
     tail: int | None = None  # None means all
     since: dt.datetime | None = None
     until: dt.datetime | None = None
+    condition: WaitCondition = WaitCondition.NOT_RUNNING
+
+    def __attrs_post_init__(self) -> None:
+        if not self.stdout and not self.stderr:
+            raise InvalidParameter("you must choose at least one stream")
 
 
 @frozen
@@ -78,12 +115,14 @@ class LogLine:
 
 @frozen
 class ContainerLogs:
-    """What ``logs`` returns once the container is known: its Tty flag and the lines."""
+    """What ``logs`` returns once the container is known: its Tty flag and the lines.
+
+    The backend has checked everything it can before returning (no such container, bad options), so
+    that the server can still answer an error; ``lines`` then only yields (and, when following, waits).
+    """
 
     tty: bool
     lines: AsyncIterator[LogLine]
-    #: The container has exited and these are all the lines it will ever have: a follower may stop.
-    final: bool = False
 
 
 @frozen
@@ -96,14 +135,34 @@ class AttachOptions:
     detach_keys: str = ""
 
 
+class Duplex(Protocol):
+    """An upgraded connection as a backend's session sees it: bytes in, bytes out."""
+
+    async def read(self) -> bytes | None:
+        """The next bytes from the client; None once it has closed its side."""
+        ...
+
+    async def write(self, data: bytes) -> None: ...
+
+
+class Session(Protocol):
+    """An attach or exec start a backend has accepted. The server answers ``101`` with
+    ``content_type`` and then runs the session on the upgraded connection until it ends."""
+
+    @property
+    def content_type(self) -> str: ...
+
+    async def run(self, connection: Duplex) -> None: ...
+
+
 @define
 class BackendRuntime:
     """What the host process hands a backend: where to keep state and who it is."""
 
     state_path: str
     instance_id: str
-    #: SQLite's synchronous mode for the store at ``state_path`` (the ``store.synchronous`` setting).
-    store_synchronous: str = "normal"
+    #: The ``store`` section: SQLite's synchronous mode, the output kept per container, ...
+    store: StoreConfig = Factory(StoreConfig)
 
 
 @runtime_checkable
@@ -126,7 +185,7 @@ class Backend(Protocol):
     async def list_containers(
         self, *, all: bool, limit: int | None, filters: Filters
     ) -> Sequence[ContainerSummary]:
-        """The rows, newest first; a ``sockerless.views.SummaryRows`` is sent as it encodes itself."""
+        """The rows, newest first."""
         ...
 
     async def inspect_container(self, ref: str) -> Container: ...
@@ -137,18 +196,18 @@ class Backend(Protocol):
     async def remove_container(self, ref: str, *, force: bool, volumes: bool) -> None: ...
     async def wait_container(self, ref: str, condition: WaitCondition) -> Awaitable[WaitResponse]: ...
     async def container_logs(self, ref: str, options: LogsOptions) -> ContainerLogs: ...
-    async def attach_container(self, ref: str, options: AttachOptions) -> Any: ...
+    async def attach_container(self, ref: str, options: AttachOptions) -> Session: ...
     async def prune_containers(self, filters: Filters) -> PruneResponse: ...
 
-    async def create_exec(self, ref: str, config: ExecConfig) -> str: ...
+    async def create_exec(self, ref: str, config: ExecConfig) -> IdResponse: ...
     async def inspect_exec(self, exec_id: str) -> ExecInstance: ...
-    async def start_exec(self, exec_id: str, options: JSONObject) -> Any: ...
+    async def start_exec(self, exec_id: str, options: JSONObject) -> Session: ...
 
     def pull_image(self, request: ImagePullRequest) -> AsyncIterator[JSONObject]: ...
     async def list_images(self) -> list[ImageSummary]: ...
     async def inspect_image(self, name: str) -> Image: ...
     async def tag_image(self, name: str, repo: str, tag: str) -> None: ...
-    async def load_image(self, body: AsyncIterator[bytes]) -> AsyncIterator[JSONObject]: ...
+    def load_image(self, body: AsyncIterator[bytes]) -> AsyncIterator[JSONObject]: ...
     async def auth(self, request: AuthRequest) -> AuthResponse: ...
 
     async def create_network(self, body: JSONObject) -> JSONObject: ...
@@ -235,20 +294,20 @@ class BaseBackend:
     async def container_logs(self, ref: str, options: LogsOptions) -> ContainerLogs:
         raise self._unsupported("logs")
 
-    async def attach_container(self, ref: str, options: AttachOptions) -> Any:
+    async def attach_container(self, ref: str, options: AttachOptions) -> Session:
         raise self._unsupported("attach", CI_RUNNER_HINT)
 
     async def prune_containers(self, filters: Filters) -> PruneResponse:
         raise self._unsupported("container prune")
 
     # exec
-    async def create_exec(self, ref: str, config: ExecConfig) -> str:
+    async def create_exec(self, ref: str, config: ExecConfig) -> IdResponse:
         raise self._unsupported("exec", CI_RUNNER_HINT)
 
     async def inspect_exec(self, exec_id: str) -> ExecInstance:
         raise NotFound(f"No such exec instance: {exec_id}")
 
-    async def start_exec(self, exec_id: str, options: JSONObject) -> Any:
+    async def start_exec(self, exec_id: str, options: JSONObject) -> Session:
         raise self._unsupported("exec", CI_RUNNER_HINT)
 
     # images
@@ -264,13 +323,14 @@ class BaseBackend:
     async def tag_image(self, name: str, repo: str, tag: str) -> None:
         raise self._unsupported("image tag")
 
-    async def load_image(self, body: AsyncIterator[bytes]) -> AsyncIterator[JSONObject]:
+    def load_image(self, body: AsyncIterator[bytes]) -> AsyncIterator[JSONObject]:
         raise self._unsupported(
             "image load", "Push the image to a registry the backend can pull from instead."
         )
 
     async def auth(self, request: AuthRequest) -> AuthResponse:
-        raise self._unsupported("registry login")
+        """Credentials arrive with each pull (``X-Registry-Auth``); a login has nothing to check."""
+        return AuthResponse()
 
     # networks
     async def create_network(self, body: JSONObject) -> JSONObject:
@@ -280,7 +340,8 @@ class BaseBackend:
         raise self._unsupported("networks")
 
     async def inspect_network(self, network_id: str) -> JSONObject:
-        raise self._unsupported("networks")
+        # Not a 501: `docker inspect NAME` walks every kind of object and goes on only past a 404.
+        raise NotFound(f"No such network: {network_id}")
 
     async def remove_network(self, network_id: str) -> None:
         raise self._unsupported("networks")
@@ -302,7 +363,7 @@ class BaseBackend:
         raise self._unsupported("volumes")
 
     async def inspect_volume(self, name: str) -> JSONObject:
-        raise self._unsupported("volumes")
+        raise NotFound(f"No such volume: {name}")
 
     async def remove_volume(self, name: str, *, force: bool) -> None:
         raise self._unsupported("volumes")

@@ -30,7 +30,7 @@ import attrs
 import yaml
 from attrs import frozen
 
-from sockerless.listen import ListenError, parse_tcp
+from sockerless.http.sockets import ListenError, parse_tcp
 
 __all__ = [
     "CONFIG_FILE_ENV",
@@ -234,6 +234,20 @@ class StoreConfig:
         "normal",
         help="SQLite synchronous mode: full also survives power loss, at the cost of slower writes.",
         choices=("normal", "full"),
+    )
+    log_limit_bytes: int = setting(
+        64 << 20,
+        help="Output kept per container, in bytes; beyond it the rest of the output is dropped, and the "
+        "stream and the backend's log say so.",
+        minimum=1024,
+        maximum=1 << 40,
+    )
+    removed_grace_seconds: float = setting(
+        300.0,
+        help="How long a removed container's output and exit status stay readable by its ID "
+        "(docker run --rm, the SDK's run(remove=True) read them after the removal).",
+        minimum=0,
+        maximum=86400,
     )
 
 

@@ -1,7 +1,8 @@
 """The error hierarchy every layer raises and the one table that maps it to HTTP.
 
-Domain code raises these; only the server's error middleware turns them into
-``{"message": ...}`` responses, using :attr:`SockerlessError.status`.
+Domain code raises these; only the servers' error middleware turns them into
+``{"message": ...}`` responses, using :attr:`SockerlessError.status`, and a client turns such an
+answer back into the same class with :func:`error_for_status`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ __all__ = [
     "Unavailable",
     "UpstreamError",
     "UpstreamTimeout",
+    "error_for_status",
 ]
 
 
@@ -91,3 +93,30 @@ class UpstreamTimeout(SockerlessError):
     """Talking to the cloud provider timed out (504)."""
 
     status = 504
+
+
+_BY_STATUS: dict[int, type[SockerlessError]] = {
+    cls.status: cls
+    for cls in (
+        NotModified,
+        InvalidParameter,
+        AccessDenied,
+        NotFound,
+        Conflict,
+        NotImplementedByBackend,
+        UpstreamError,
+        Unavailable,
+        UpstreamTimeout,
+    )
+}
+
+
+def error_for_status(status: int, message: str, retry_after: int | None = None) -> SockerlessError:
+    """The error an answer of ``status`` carries, raised again on the caller's side with the same
+    status and message (statuses without a class of their own, 401, 413, 500, keep theirs)."""
+    cls = _BY_STATUS.get(status)
+    if cls is Unavailable:
+        return Unavailable(message, retry_after=retry_after)
+    error = cls(message) if cls is not None else SockerlessError(message)
+    error.status = status
+    return error

@@ -38,7 +38,9 @@ __all__ = [
     "ContainerSummary",
     "ExecConfig",
     "ExecInstance",
+    "GraphDriver",
     "HostConfig",
+    "IdResponse",
     "Image",
     "ImagePullRequest",
     "LogConfig",
@@ -275,6 +277,13 @@ class ContainerCreateRequest:
 
 
 @frozen
+class IdResponse:
+    """An ID, as exec create answers it."""
+
+    id: str
+
+
+@frozen
 class ContainerCreateResponse:
     id: str
     warnings: list[str] = attrs.Factory(list)
@@ -302,6 +311,12 @@ class NetworkSettings:
 
 
 @define
+class GraphDriver:
+    name: str = ""
+    data: dict[str, str] | None = None
+
+
+@define
 class Container:
     """``GET /containers/{id}`` (inspect)."""
 
@@ -320,6 +335,15 @@ class Container:
     driver: str = ""
     restart_count: int = 0
     log_path: str = ""
+    # Docker always sends these; its clients decode them into non-nil values.
+    resolv_conf_path: str = ""
+    hostname_path: str = ""
+    hosts_path: str = ""
+    mount_label: str = ""
+    process_label: str = ""
+    app_armor_profile: str = ""
+    exec_ids: list[str] | None = field(default=None, wire="ExecIDs")
+    graph_driver: GraphDriver = attrs.Factory(GraphDriver)
 
 
 def _flat(cls: type[T]) -> type[T]:
@@ -439,6 +463,14 @@ class Image:
     architecture: str = "amd64"
     os: str = field(default="linux", wire="Os")
     root_fs: RootFS = field(factory=RootFS, wire="RootFS")
+    # Docker always sends these.
+    parent: str = ""
+    comment: str = ""
+    docker_version: str = ""
+    author: str = ""
+    virtual_size: int = 0
+    graph_driver: GraphDriver = attrs.Factory(GraphDriver)
+    metadata: dict[str, JSON] = attrs.Factory(lambda: {"LastTagTime": ZERO_TIME})
 
 
 @_flat
@@ -562,6 +594,12 @@ def _structure_float(value: Any, _: type[Any]) -> float:
     return float(value)
 
 
+def _structure_datetime(value: Any, _: type[Any]) -> dt.datetime:
+    if not isinstance(value, str):
+        raise TypeError(f"expected an ISO 8601 time, got {type(value).__name__}")
+    return dt.datetime.fromisoformat(value)
+
+
 def _structure_str_slice(value: Any, _: type[Any]) -> list[str] | None:
     if value is None:
         return None
@@ -586,6 +624,9 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(int, _strict(int, "an integer"))
     conv.register_structure_hook(bool, _strict(bool, "a boolean"))
     conv.register_structure_hook(float, _structure_float)
+    # Stored records keep their times as ISO 8601 (wire models carry Docker's time strings instead).
+    conv.register_unstructure_hook(dt.datetime, dt.datetime.isoformat)
+    conv.register_structure_hook(dt.datetime, _structure_datetime)
     # cattrs would happily turn "A=1" into ["A", "=", "1"] and a list into a mapping: refuse both.
     conv.register_structure_hook_factory(
         cattrs.cols.is_sequence, lambda t, c: _only(list, "a list", cattrs.cols.list_structure_factory(t, c))
@@ -627,7 +668,18 @@ def _make_converter() -> cattrs.Converter:
         ContainerCreateRequest,
         lambda body, _: _structure_create(conv, body),
     )
+    conv.register_unstructure_hook(ContainerCreateRequest, lambda request: _unstructure_create(conv, request))
     return conv
+
+
+def _unstructure_create(conv: cattrs.Converter, request: ContainerCreateRequest) -> dict[str, Any]:
+    """Docker's create body: the Config fields at top level, then HostConfig and NetworkingConfig."""
+    body: dict[str, Any] = conv.unstructure(request.config)
+    body["HostConfig"] = conv.unstructure(request.host_config)
+    body["NetworkingConfig"] = request.networking_config
+    if request.platform is not None:
+        body["Platform"] = request.platform
+    return body
 
 
 def _structure_create(conv: cattrs.Converter, body: Any) -> ContainerCreateRequest:

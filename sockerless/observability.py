@@ -7,16 +7,15 @@ log line carries them. Nothing here ever logs a value it was not explicitly give
 
 from __future__ import annotations
 
-import asyncio
 import atexit
-import collections
 import contextvars
 import datetime as dt
 import json
 import logging
+import logging.handlers
+import queue
 import re
 import sys
-import time
 from typing import Any, Final
 
 from attrs import define, field
@@ -26,8 +25,7 @@ __all__ = [
     "RequestContext",
     "configure_logging",
     "current_request",
-    "flush_after_answer_lines",
-    "log_after_answer",
+    "flush_logs",
     "mask_secrets",
     "record_cloud_request_id",
 ]
@@ -55,88 +53,6 @@ def bind_request(context: RequestContext) -> contextvars.Token[RequestContext | 
 
 def unbind_request(token: contextvars.Token[RequestContext | None]) -> None:
     _current.reset(token)
-
-
-#: How long a line given to :func:`log_after_answer` waits before it is written, gathered with the
-#: lines that come meanwhile. A client's next request usually follows an answer within a millisecond;
-#: written at once, the answer's lines (about 0.2 ms each on the benchmark machine when its caches
-#: are cold) made that request wait. Written a few milliseconds later, they fall in time the process
-#: spends waiting (on AWS, on the client), and are written together.
-AFTER_ANSWER_DELAY: Final = 0.005
-#: Lines written in one step of the event loop at most; more wait for the next step.
-_AFTER_ANSWER_BATCH: Final = 64
-
-
-class _AfterAnswer:
-    """Lines waiting to be written, in the order they were given, each with its time."""
-
-    def __init__(self) -> None:
-        self.lines: collections.deque[tuple[logging.Logger, str, dict[str, Any], float]] = collections.deque()
-        self.timer: asyncio.Handle | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
-
-    def add(self, logger: logging.Logger, message: str, fields: dict[str, Any]) -> None:
-        if not logger.isEnabledFor(logging.INFO):
-            return
-        try:
-            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
-        if loop is not self.loop:
-            self.flush()  # lines an event loop left when it ended (tests run many loops)
-            self.loop = loop
-        self.lines.append((logger, message, fields, time.time()))
-        if loop is None:
-            self.flush()  # no event loop: no answer to wait for
-        elif self.timer is None:
-            self.timer = loop.call_later(AFTER_ANSWER_DELAY, self._due)
-
-    def _due(self) -> None:
-        self.timer = None
-        for _ in range(min(len(self.lines), _AFTER_ANSWER_BATCH)):
-            _write(*self.lines.popleft())
-        if self.lines:
-            self.timer = asyncio.get_running_loop().call_soon(self._due)
-
-    def flush(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        while self.lines:
-            _write(*self.lines.popleft())
-
-
-_after_answer = _AfterAnswer()
-
-
-def log_after_answer(logger: logging.Logger, message: str, fields: dict[str, Any]) -> None:
-    """An INFO line written off the answers' path: :data:`AFTER_ANSWER_DELAY` later, with others.
-
-    Lines are written in the order they were given, each with the time it was given, so a request's
-    own lines come before its access line. Lines logged the usual way (warnings, errors) are written
-    at once, and may come before lines given here up to :data:`AFTER_ANSWER_DELAY` earlier. The
-    command-line entry points write what is still waiting with :func:`flush_after_answer_lines`
-    when they stop, and so does the interpreter's exit.
-    """
-    _after_answer.add(logger, message, fields)
-
-
-def flush_after_answer_lines() -> None:
-    """Write every line :func:`log_after_answer` still holds, now."""
-    _after_answer.flush()
-
-
-atexit.register(flush_after_answer_lines)
-
-
-def _write(logger: logging.Logger, message: str, fields: dict[str, Any], at: float) -> None:
-    # Logger._log's own two steps, with the record's time set to when the line was given.
-    record = logger.makeRecord(
-        logger.name, logging.INFO, "(unknown file)", 0, message, (), None, extra={"fields": fields}
-    )
-    record.created = at
-    record.msecs = int((at - int(at)) * 1000) + 0.0
-    logger.handle(record)
 
 
 def record_cloud_request_id(request_id: str | None) -> None:
@@ -208,11 +124,53 @@ class OwnRecordsBelowWarning(logging.Filter):
         return record.levelno >= logging.WARNING or record.name.startswith("sockerless")
 
 
+#: Records waiting for the writer thread. Past this many, logging waits for the writer: nothing is
+#: dropped, and a process that logs faster than it can write slows down instead of growing.
+QUEUE_LIMIT: Final = 10_000
+
+
+class _BlockingQueueHandler(logging.handlers.QueueHandler):
+    """Queues records as they are, for the writer thread to format and write.
+
+    The standard ``prepare`` formats the message on the caller's thread; our records carry their
+    fields as plain data (``extra={"fields": ...}``), so formatting waits for the writer. ``put``
+    blocks when the queue is full rather than dropping a record.
+    """
+
+    def __init__(self, records: queue.Queue[logging.LogRecord]) -> None:
+        super().__init__(records)
+        self._records = records
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        return record
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        self._records.put(record)
+
+
+_listener: logging.handlers.QueueListener | None = None
+
+
+def flush_logs() -> None:
+    """Write every queued record now and stop the writer thread (the entry points call it when they
+    stop; also run at interpreter exit). Logging configured again starts a new one."""
+    global _listener
+    if _listener is not None:
+        listener, _listener = _listener, None
+        listener.stop()
+
+
+atexit.register(flush_logs)
+
+
 def configure_logging(level: str = "info", fmt: str = "json") -> None:
-    """Log to stderr; called once by the command-line entry points, never by library code."""
+    """Log to stderr, written by a thread of its own; called once by the command-line entry points,
+    never by library code. The event loop only queues a record: the JSON and the write to stderr
+    happen on the writer thread (the standard ``QueueHandler``/``QueueListener`` pair)."""
+    global _listener
+    flush_logs()
     # What neither formatter shows is not collected either (the logging HOWTO's "Optimization"): no
-    # walk up the stack for the caller's file and line, no thread or process names. About a third of
-    # a record's cost, and a request logs at least one.
+    # walk up the stack for the caller's file and line, no thread or process names.
     logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
@@ -223,8 +181,11 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
     else:
         handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(OwnRecordsBelowWarning())
+    records: queue.Queue[logging.LogRecord] = queue.Queue(QUEUE_LIMIT)
+    _listener = logging.handlers.QueueListener(records, handler, respect_handler_level=True)
+    _listener.start()
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [_BlockingQueueHandler(records)]
     root.setLevel(level.upper())
     # Not even built: these format payloads at DEBUG, at a cost, only for the filter to drop them.
     for noisy in ("werkzeug", "botocore", "aiobotocore", "urllib3", "aiohttp.access", "aiosqlite"):

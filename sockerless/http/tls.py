@@ -12,47 +12,11 @@ import socket
 import ssl
 from collections.abc import Callable
 
-from aiohttp import web
-from attrs import frozen
-
-from sockerless.listen import Listener, bind_tcp, bind_unix, require_authentication
-
-__all__ = ["Endpoint", "TLSError", "TLSListener", "client_context", "server_context", "start_site"]
+__all__ = ["HANDSHAKE_TIMEOUT", "TLSError", "TLSTerminator", "client_context", "server_context"]
 
 
 class TLSError(Exception):
     """A certificate, key or CA file cannot be used; the message names it and says why."""
-
-
-@frozen
-class Endpoint:
-    """Where and how a server listens: its Unix socket, or a TCP address with its authentication
-    (a bearer token, mutual TLS, or ``allow_public``) and TLS files (certificate, key, client CA)."""
-
-    socket_path: str
-    tcp: str = ""
-    socket_mode: int = 0o600
-    socket_group: str = ""
-    token: str = ""
-    allow_public: bool = False
-    tls_cert: str = ""
-    tls_key: str = ""
-    tls_client_ca: str = ""
-
-    def bind(self, section: str) -> tuple[Listener, ssl.SSLContext | None]:
-        """Bind before anything else starts, so a bad address or certificate fails at once; a TCP
-        address's authentication is checked first (``section`` names the settings in the error)."""
-        if not self.tcp:
-            return bind_unix(self.socket_path, mode=self.socket_mode, group=self.socket_group), None
-        require_authentication(
-            self.tcp,
-            token=self.token,
-            client_ca=self.tls_client_ca,
-            allow_public=self.allow_public,
-            section=section,
-        )
-        context = server_context(self.tls_cert, self.tls_key, self.tls_client_ca) if self.tls_cert else None
-        return bind_tcp(self.tcp), context
 
 
 def server_context(cert: str, key: str, client_ca: str = "") -> ssl.SSLContext:
@@ -104,29 +68,17 @@ HANDSHAKE_TIMEOUT = 30.0
 _CHUNK = 64 * 1024
 
 
-async def start_site(
-    runner: web.AppRunner, sock: socket.socket, context: ssl.SSLContext | None, *, backlog: int
-) -> TLSListener | None:
-    """Serve ``runner`` on ``sock``: plain, or TLS through a :class:`TLSListener` (returned, to be closed)."""
-    if context is None:
-        await web.SockSite(runner, sock, backlog=backlog).start()
-        return None
-    server = runner.server
-    if server is None:
-        raise RuntimeError("the runner is not set up")
-    listener = TLSListener(sock, context, server)
-    await listener.start(backlog)
-    return listener
-
-
-class TLSListener:
+class TLSTerminator:
     """Serves an HTTP server's protocol (aiohttp's ``runner.server``) over TLS on a listening socket.
 
-    Each connection is decrypted here and handed to the protocol over a socket pair. asyncio's own TLS
-    transport cannot stay open once the client half-closes its side, which is exactly what the docker
-    CLI does (a TCP ``FIN`` under TLS) as soon as an attach has no stdin to send: the container's output
-    would never arrive. Here the half-close reaches the protocol as an ordinary EOF and the answer
-    still goes out. Nothing listens in plain text: the socket pair has no address.
+    Why not asyncio's own TLS (``ssl=`` on the site): its transport cannot stay open once the client
+    half-closes. On the peer's ``close_notify`` or end of input, ``asyncio.sslproto.SSLProtocol`` starts
+    its shutdown at once (``_do_read`` -> ``_start_shutdown``); what ``eof_received`` returns is ignored
+    ("has no effect when using ssl"). The docker CLI half-closes an attach as soon as it has no stdin
+    to send (Go's ``tls.Conn.CloseWrite`` sends ``close_notify``), and the container's output would
+    never arrive. Here each connection is decrypted with an ``ssl.MemoryBIO`` pair and handed to the
+    protocol over a socket pair, where the half-close is an ordinary EOF and the answer still goes out.
+    Nothing listens in plain text: the socket pair has no address. See ``docs/architecture.md``.
     """
 
     def __init__(

@@ -1,7 +1,7 @@
-"""Listening sockets for both servers: owner-only Unix sockets, loopback TCP by default, and TLS.
+"""Listening sockets for both servers: owner-only Unix sockets and loopback TCP by default.
 
 A TCP address anyone else can reach must authenticate its clients: with a bearer token or with TLS
-client certificates (:func:`require_authentication`; :mod:`sockerless.tls`), unless the operator
+client certificates (:func:`require_authentication`; :mod:`sockerless.http.tls`), unless the operator
 explicitly accepts the risk.
 """
 
@@ -19,11 +19,13 @@ import stat
 from attrs import frozen
 
 __all__ = [
+    "BACKLOG",
+    "Bound",
     "ListenError",
-    "Listener",
     "bind_tcp",
     "bind_unix",
     "is_loopback",
+    "parse_file_mode",
     "parse_tcp",
     "remove_socket_file",
     "require_authentication",
@@ -41,10 +43,23 @@ class ListenError(Exception):
 
 
 @frozen
-class Listener:
+class Bound:
+    """A listening socket and how to name it."""
+
     sock: socket.socket
     description: str  # "unix:///path" or "tcp://127.0.0.1:2375"
     socket_path: str | None = None
+
+
+def parse_file_mode(text: str) -> int:
+    """``"0600"`` as permission bits; a ValueError names the text when it is not an octal mode."""
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= 0o777:
+        raise ValueError(f"{text!r} is not an octal file mode like 0600 or 0660")
+    return mode
 
 
 def parse_tcp(address: str) -> tuple[str, int]:
@@ -83,7 +98,7 @@ def require_authentication(
     )
 
 
-def bind_tcp(address: str) -> Listener:
+def bind_tcp(address: str) -> Bound:
     host, port = parse_tcp(address)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -96,7 +111,7 @@ def bind_tcp(address: str) -> Listener:
     sock.listen(BACKLOG)
     sock.setblocking(False)
     bound_host, bound_port = sock.getsockname()[:2]
-    return Listener(sock=sock, description=f"tcp://{bound_host}:{bound_port}")
+    return Bound(sock=sock, description=f"tcp://{bound_host}:{bound_port}")
 
 
 def _socket_is_live(path: str) -> bool:
@@ -130,7 +145,7 @@ def _check_directory_is_safe(directory: str) -> None:
         )
 
 
-def bind_unix(path: str, *, mode: int = 0o600, group: str = "") -> Listener:
+def bind_unix(path: str, *, mode: int = 0o600, group: str = "") -> Bound:
     """Bind ``path`` with ``mode`` from the first moment (umask), replacing a stale socket file.
 
     A socket that still answers belongs to a live server and is never replaced.
@@ -175,7 +190,7 @@ def bind_unix(path: str, *, mode: int = 0o600, group: str = "") -> Listener:
             raise ListenError(f"cannot give socket {path} to group {group!r}: {exc}") from None
     sock.listen(BACKLOG)
     sock.setblocking(False)
-    return Listener(sock=sock, description=f"unix://{path}", socket_path=path)
+    return Bound(sock=sock, description=f"unix://{path}", socket_path=path)
 
 
 def remove_socket_file(path: str | None) -> None:

@@ -1,38 +1,59 @@
-"""Docker's connection hijack: answer ``101 UPGRADED`` and use the raw socket afterwards.
+"""Docker's connection hijack, server side: answer ``101 UPGRADED`` and use the raw connection.
 
 After ``prepare()`` the transport is taken over with a protocol of our own, because aiohttp's
 request handler closes the whole connection when the client half-closes its side, which the
 docker CLI does at once when it has no stdin to send. Our protocol keeps the connection open on
-that EOF (``eof_received`` returns True), queues what the client sends, and hands the loss of the
-connection back to aiohttp's handler so that it cancels the request and forgets the connection.
+that EOF (``eof_received`` returns True), buffers what the client sends up to a bound (reading pauses
+beyond it until the handler reads), and hands the loss of the connection back to aiohttp's handler
+so that it cancels the request and forgets the connection.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import collections
+from typing import Any, Final
 
 from aiohttp import web
 
-__all__ = ["MULTIPLEXED_STREAM", "RAW_STREAM", "AttachedStream", "HijackedConnection", "open_attached_stream"]
+__all__ = [
+    "MULTIPLEXED_STREAM",
+    "RAW_STREAM",
+    "AttachedStream",
+    "HijackedConnection",
+    "open_attached_stream",
+]
 
-MULTIPLEXED_STREAM = "application/vnd.docker.multiplexed-stream"
-RAW_STREAM = "application/vnd.docker.raw-stream"
+MULTIPLEXED_STREAM: Final = "application/vnd.docker.multiplexed-stream"
+RAW_STREAM: Final = "application/vnd.docker.raw-stream"
+#: Bytes from the client held before reading pauses (the handler reads them at its own pace).
+_READ_BUFFER_LIMIT: Final = 256 * 1024
 
 
 class _HijackedProtocol(asyncio.Protocol):
-    def __init__(self, original: asyncio.BaseProtocol) -> None:
+    def __init__(self, original: asyncio.BaseProtocol, transport: asyncio.Transport) -> None:
         self._original = original
-        self.incoming: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._transport = transport
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._buffered = 0
+        self._eof = False
+        self._readable = asyncio.Event()
+        self._reading_paused = False
         self.lost = asyncio.Event()
         self._writable = asyncio.Event()
         self._writable.set()
 
     def data_received(self, data: bytes) -> None:
-        self.incoming.put_nowait(data)
+        self._chunks.append(data)
+        self._buffered += len(data)
+        self._readable.set()
+        if self._buffered > _READ_BUFFER_LIMIT and not self._reading_paused:
+            self._reading_paused = True
+            self._transport.pause_reading()
 
     def eof_received(self) -> bool:
-        self.incoming.put_nowait(None)
+        self._eof = True
+        self._readable.set()
         return True  # the client half-closed: keep our side open for the output
 
     def pause_writing(self) -> None:
@@ -42,11 +63,25 @@ class _HijackedProtocol(asyncio.Protocol):
         self._writable.set()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._eof = True
+        self._readable.set()
         self.lost.set()
         self._writable.set()
-        self.incoming.put_nowait(None)
         # aiohttp's handler still owns the request: let it cancel the handler and drop the connection.
         self._original.connection_lost(exc)
+
+    async def read(self) -> bytes | None:
+        while not self._chunks:
+            if self._eof:
+                return None
+            self._readable.clear()
+            await self._readable.wait()
+        data = self._chunks.popleft()
+        self._buffered -= len(data)
+        if self._reading_paused and self._buffered <= _READ_BUFFER_LIMIT // 2:
+            self._reading_paused = False
+            self._transport.resume_reading()
+        return data
 
     async def writable(self) -> None:
         await self._writable.wait()
@@ -57,13 +92,11 @@ class AttachedStream:
 
     def __init__(self, response: web.StreamResponse) -> None:
         self.response = response
-        self.lost = asyncio.Event()
 
     async def write(self, data: bytes) -> None:
         try:
             await self.response.write(data)
         except ConnectionError:
-            self.lost.set()
             raise ConnectionResetError("the client closed the attached connection") from None
 
     async def read(self) -> bytes | None:
@@ -71,18 +104,6 @@ class AttachedStream:
 
     def close(self) -> None:
         """Nothing to do: aiohttp ends the response when the handler returns it."""
-
-
-async def open_attached_stream(
-    request: web.Request, content_type: str
-) -> AttachedStream | HijackedConnection:
-    """Hijack the connection when the client asks for ``Upgrade: tcp`` (the CLI, the SDK's attach);
-    otherwise stream a plain 200."""
-    if "upgrade" in request.headers.get("Connection", "").lower():
-        return await HijackedConnection.upgrade(request, content_type)
-    response = web.StreamResponse(status=200, headers={"Content-Type": content_type})
-    await response.prepare(request)
-    return AttachedStream(response)
 
 
 class HijackedConnection:
@@ -111,7 +132,7 @@ class HijackedConnection:
         if transport is None or transport.is_closing():
             raise ConnectionResetError("the client went away during the upgrade")
         original = transport.get_protocol()
-        protocol = _HijackedProtocol(original)
+        protocol = _HijackedProtocol(original, transport)
         transport.set_protocol(protocol)
         # Bytes the client sent right behind the request are still buffered by aiohttp.
         tail = getattr(original, "_message_tail", b"")
@@ -132,8 +153,20 @@ class HijackedConnection:
 
     async def read(self) -> bytes | None:
         """The next bytes from the client, or None once it has closed its side."""
-        return await self._protocol.incoming.get()
+        return await self._protocol.read()
 
     def close(self) -> None:
         """Close the connection once everything written has been sent."""
         self._transport.close()
+
+
+async def open_attached_stream(
+    request: web.Request, content_type: str
+) -> AttachedStream | HijackedConnection:
+    """Hijack the connection when the client asks for ``Upgrade: tcp`` (the CLI, the SDK's attach);
+    otherwise stream a plain 200."""
+    if "upgrade" in request.headers.get("Connection", "").lower():
+        return await HijackedConnection.upgrade(request, content_type)
+    response = web.StreamResponse(status=200, headers={"Content-Type": content_type})
+    await response.prepare(request)
+    return AttachedStream(response)

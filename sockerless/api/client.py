@@ -1,0 +1,509 @@
+"""An async client of the internal API (``/internal/v1``), built on the route descriptions.
+
+Each method is one line naming its :class:`~sockerless.api.route.Route`: the route says how the
+arguments go on the wire and how the answer comes back. Streams (wait, logs, pull, load, attach)
+come back as async context managers that own the backend connection. A non-2xx answer is raised
+again as the :mod:`sockerless.errors` class of its status with the backend's message, so a frontend
+passes backend errors through unchanged; a backend that cannot be reached is :class:`Unavailable`
+(503), one that answers garbage :class:`UpstreamError` (502), one too slow :class:`UpstreamTimeout`.
+
+:meth:`BackendClient.forward` sends a request on a route with the query as a proxy received it (only
+the parameters the route declares, unparsed: the backend's server reads them, nobody else).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import ssl
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, TypeVar
+from urllib.parse import quote, urlsplit
+
+import aiohttp
+import attrs
+
+from sockerless.api import container_routes as c
+from sockerless.api import resource_routes as r
+from sockerless.api.route import AnswerKind, Route
+from sockerless.backend import Filters, LogsOptions
+from sockerless.errors import (
+    InvalidParameter,
+    SockerlessError,
+    Unavailable,
+    UpstreamError,
+    UpstreamTimeout,
+    error_for_status,
+)
+from sockerless.http.upgrade import UpgradedStream, UpgradeTarget, open_upgraded
+from sockerless.models import (
+    AuthRequest,
+    AuthResponse,
+    BackendInfo,
+    CapabilityReport,
+    Container,
+    ContainerCreateRequest,
+    ContainerCreateResponse,
+    ContainerSummary,
+    ExecInstance,
+    Image,
+    ImagePullRequest,
+    ImageSummary,
+    PruneResponse,
+    VersionInfo,
+    WaitCondition,
+    WaitResponse,
+    structure,
+    unstructure,
+)
+
+__all__ = [
+    "DEFAULT_REQUEST_TIMEOUT",
+    "BackendClient",
+    "LogStream",
+    "PendingWait",
+    "ProgressStream",
+    "parse_backend_url",
+]
+
+T = TypeVar("T")
+
+#: Seconds a short backend call (everything but the streams) may take: creating a Lambda
+#: function waits until it is active, which can take a while for a large image.
+DEFAULT_REQUEST_TIMEOUT = 300.0
+
+
+def parse_backend_url(url: str) -> tuple[str, str | None]:
+    """``unix:///path``, ``http://host:port`` (``tcp://`` is accepted for it) or ``https://host:port`` as
+    ``(base URL, Unix socket path or None)``."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        path = parts.path or parts.netloc
+        if not path:
+            raise ValueError(f"invalid backend URL {url!r}: unix:// needs a socket path")
+        return "http://backend", path
+    if parts.scheme in ("http", "tcp") and parts.netloc:
+        return f"http://{parts.netloc}", None
+    if parts.scheme == "https" and parts.netloc:
+        return f"https://{parts.netloc}", None
+    raise ValueError(
+        f"invalid backend URL {url!r}: expected unix:///path, http://host:port or https://host:port"
+    )
+
+
+def _segment(value: str) -> str:
+    """A path segment: a name's leading ``/`` dropped (the backend accepts both), the rest quoted."""
+    return quote(value.lstrip("/"), safe="")
+
+
+def _decode_json(body: bytes, url: str, what: str) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise UpstreamError(f"the backend at {url} sent an invalid {what} (not JSON)") from None
+
+
+def _structure(data: Any, cls: Any, url: str) -> Any:
+    try:
+        return structure(data, cls)
+    except InvalidParameter as exc:
+        raise UpstreamError(f"the backend at {url} sent an invalid answer: {exc.message}") from None
+
+
+# ---------------------------------------------------------------------------- streams
+
+
+class PendingWait:
+    """A wait whose headers the backend has sent; :meth:`result` awaits the body."""
+
+    def __init__(self, response: aiohttp.ClientResponse, url: str) -> None:
+        self.response = response
+        self._url = url
+
+    async def result(self) -> WaitResponse:
+        try:
+            body = await self.response.read()
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(f"the backend at {self._url} dropped a wait: {exc}") from None
+        data = _decode_json(body, self._url, "wait answer")
+        if (
+            isinstance(data, dict)
+            and isinstance(data.get("Error"), Mapping)
+            and not data["Error"].get("Message")
+        ):
+            del data["Error"]  # an empty Error object would make `docker run` exit 125
+        result: WaitResponse = _structure(data, WaitResponse, self._url)
+        return result
+
+
+class LogStream:
+    """An open logs answer: its content type (Docker frames, or raw for a Tty) and its bytes."""
+
+    def __init__(self, response: aiohttp.ClientResponse, url: str) -> None:
+        self.response = response
+        self._url = url
+        self.content_type = response.headers.get("Content-Type", "application/vnd.docker.multiplexed-stream")
+        self.tty = self.content_type == "application/vnd.docker.raw-stream"
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self.response.content.iter_any():
+                yield chunk
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(f"the backend at {self._url} dropped a logs stream: {exc}") from None
+
+
+class ProgressStream:
+    """An open NDJSON progress answer (pull, load): one decoded object per line."""
+
+    def __init__(self, response: aiohttp.ClientResponse, url: str) -> None:
+        self.response = response
+        self._url = url
+
+    async def lines(self) -> AsyncIterator[dict[str, Any]]:
+        while True:
+            try:
+                raw = await self.response.content.readline()
+            except (aiohttp.ClientError, ValueError) as exc:
+                raise UpstreamError(f"the backend at {self._url} dropped a stream: {exc}") from None
+            if not raw:
+                return
+            if raw.strip():
+                data = _decode_json(raw, self._url, "progress line")
+                if isinstance(data, dict):
+                    yield data
+
+
+# ---------------------------------------------------------------------------- the client
+
+
+class BackendClient:
+    """One connection pool to one backend. Use as an async context manager or call :meth:`close`."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str = "",
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        connect_timeout: float = 5.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        """``ssl_context`` verifies an https:// backend (and may carry a client certificate); without it
+        the system's CAs verify it."""
+        self.url = url
+        self._base, self._socket_path = parse_backend_url(url)
+        self._ssl = ssl_context
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._request_timeout = request_timeout
+        self._connect_timeout = connect_timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> BackendClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            # No pool limit: every long-lived Docker call (wait, attach, follow) holds one connection.
+            connector: aiohttp.BaseConnector = (
+                aiohttp.UnixConnector(path=self._socket_path, limit=0)
+                if self._socket_path is not None
+                else aiohttp.TCPConnector(limit=0, ssl=self._ssl if self._ssl is not None else True)
+            )
+            self._session = aiohttp.ClientSession(
+                base_url=self._base,
+                connector=connector,
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout),
+                auto_decompress=False,
+            )
+        return self._session
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _path(self, route: Route, values: Mapping[str, Any]) -> str:
+        return route.target(
+            **{name: _segment(str(values[keyword])) for name, keyword in route.path_args.items()}
+        )
+
+    def _query(self, route: Route, values: Mapping[str, Any]) -> dict[str, str]:
+        options = values.get("options")
+        source = (
+            attrs.asdict(options, recurse=False)
+            if route.options is not None and options is not None
+            else values
+        )
+        query: dict[str, str] = {}
+        for param in route.query:
+            text = param.kind.encode(source.get(param.keyword))
+            if text is not None:
+                query[param.name] = text
+        return query
+
+    def _body(self, route: Route, values: Mapping[str, Any]) -> tuple[Any, dict[str, str]]:
+        if route.body is None or route.body.arg not in values:
+            return None, {}
+        value = values[route.body.arg]
+        if route.body.media_type != "application/json":
+            return value, {"Content-Type": route.body.media_type}
+        data = value if isinstance(value, Mapping) else unstructure(value)
+        return json.dumps(data).encode(), {"Content-Type": "application/json"}
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        streaming: bool = False,
+    ) -> aiohttp.ClientResponse:
+        """Send a request; return the response if 2xx (the caller releases it), else raise its error."""
+        timeout = aiohttp.ClientTimeout(
+            total=None if streaming else self._request_timeout, sock_connect=self._connect_timeout
+        )
+        try:
+            response = await self._get_session().request(
+                method, path, params=query, data=body, headers=headers, timeout=timeout
+            )
+        except aiohttp.ClientSSLError as exc:  # no use retrying: the certificates do not fit
+            raise UpstreamError(
+                f"TLS with the sockerless backend at {self.url} failed: {exc} "
+                "(see the frontend's backend_tls_* settings)"
+            ) from None
+        except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
+            raise Unavailable(
+                f"cannot reach the sockerless backend at {self.url}: {exc}; is it running?"
+            ) from None
+        except TimeoutError:
+            raise UpstreamTimeout(f"the sockerless backend at {self.url} did not answer in time") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(f"talking to the sockerless backend at {self.url} failed: {exc}") from None
+        if response.status < 300:
+            return response
+        try:
+            raise await self._error_of(response)
+        finally:
+            response.release()
+
+    async def _error_of(self, response: aiohttp.ClientResponse) -> SockerlessError:
+        try:
+            body = await response.read()
+        except (aiohttp.ClientError, TimeoutError):
+            body = b""
+        message = ""
+        with contextlib.suppress(ValueError, UnicodeDecodeError):
+            data = json.loads(body) if body else None
+            if isinstance(data, Mapping):
+                message = str(data.get("message", ""))
+        if not message and response.status != 304:
+            text = body.decode("utf-8", "replace").strip()[:500]
+            message = text or f"the sockerless backend answered {response.status} {response.reason or ''}"
+        retry_after = response.headers.get("Retry-After", "")
+        return error_for_status(response.status, message, int(retry_after) if retry_after.isdigit() else None)
+
+    async def read_body(self, response: aiohttp.ClientResponse) -> bytes:
+        """The whole body, with transport failures as 502/504 naming the backend; releases it."""
+        try:
+            return await response.read()
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(f"reading an answer from the backend at {self.url} failed: {exc}") from None
+        except TimeoutError:
+            raise UpstreamTimeout(
+                f"the sockerless backend at {self.url} did not send its answer in time"
+            ) from None
+        finally:
+            response.release()
+
+    async def call(self, route: Route, **values: Any) -> Any:
+        """A short call on ``route``: the answer as the route's model (JSON), or None (no body)."""
+        body, headers = self._body(route, values)
+        response = await self.send(
+            route.method,
+            self._path(route, values),
+            query=self._query(route, values),
+            body=body,
+            headers=headers,
+        )
+        data = await self.read_body(response)
+        if route.answer.kind is AnswerKind.EMPTY or not data:
+            return None
+        decoded = _decode_json(data, self.url, "answer")
+        model = route.answer.model
+        return decoded if isinstance(model, dict) else _structure(decoded, model, self.url)
+
+    @contextlib.asynccontextmanager
+    async def stream(self, route: Route, **values: Any) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A long-lived call on ``route``: the open response, closed on leaving."""
+        body, headers = self._body(route, values)
+        response = await self.send(
+            route.method,
+            self._path(route, values),
+            query=self._query(route, values),
+            body=body,
+            headers=headers,
+            streaming=True,
+        )
+        try:
+            yield response
+        finally:
+            response.close()
+
+    async def forward(
+        self,
+        route: Route,
+        path_values: Mapping[str, str],
+        query: Mapping[str, str],
+        *,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> aiohttp.ClientResponse:
+        """Send ``query`` as received (only the parameters ``route`` declares), for a proxy that passes
+        the answer on; the caller releases the (streamed) response."""
+        declared = {param.name for param in route.query}
+        passed = {name: value for name, value in query.items() if name in declared}
+        return await self.send(
+            route.method,
+            self._path(route, path_values),
+            query=passed,
+            body=body,
+            headers=headers,
+            streaming=True,
+        )
+
+    def upgrade_target(self) -> UpgradeTarget:
+        if self._socket_path is not None:
+            return UpgradeTarget(
+                self.url, socket_path=self._socket_path, connect_timeout=self._connect_timeout
+            )
+        parts = urlsplit(self._base)
+        context = None
+        if parts.scheme == "https":
+            context = self._ssl if self._ssl is not None else ssl.create_default_context()
+        return UpgradeTarget(
+            self.url,
+            host=parts.hostname or "",
+            port=parts.port or (443 if context else 80),
+            ssl=context,
+            connect_timeout=self._connect_timeout,
+        )
+
+    def upgrade(
+        self, route: Route, path_values: Mapping[str, str], query: Mapping[str, str], body: Any = None
+    ) -> contextlib.AbstractAsyncContextManager[UpgradedStream]:
+        """Ask for ``Upgrade: tcp`` on ``route`` (attach, exec start) with ``query`` as received."""
+        declared = {param.name for param in route.query}
+        passed = {name: value for name, value in query.items() if name in declared}
+        target = self._path(route, path_values)
+        if passed:
+            target += "?" + "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in passed.items())
+        return open_upgraded(self.upgrade_target(), target, headers=self._headers, body=body)
+
+    # ------------------------------------------------------------------ system
+
+    async def capabilities(self) -> CapabilityReport:
+        result: CapabilityReport = await self.call(c.CAPABILITIES)
+        return result
+
+    async def info(self) -> BackendInfo:
+        result: BackendInfo = await self.call(c.INFO)
+        return result
+
+    async def version(self) -> VersionInfo:
+        result: VersionInfo = await self.call(c.VERSION)
+        return result
+
+    async def auth(self, request: AuthRequest) -> AuthResponse:
+        result: AuthResponse = await self.call(c.AUTH, request=request)
+        return result
+
+    # ------------------------------------------------------------------ containers
+
+    async def create_container(
+        self, request: ContainerCreateRequest | Mapping[str, Any], name: str | None = None
+    ) -> ContainerCreateResponse:
+        """Create from a model, or from a Docker create body passed through as the client sent it."""
+        result: ContainerCreateResponse = await self.call(c.CREATE, request=request, name=name)
+        return result
+
+    async def list_containers(
+        self, *, all: bool = False, limit: int | None = None, filters: Filters | None = None
+    ) -> list[ContainerSummary]:
+        result: list[ContainerSummary] = await self.call(c.LIST, all=all, limit=limit, filters=filters)
+        return result
+
+    async def inspect_container(self, ref: str) -> Container:
+        result: Container = await self.call(c.INSPECT, ref=ref)
+        return result
+
+    async def start_container(self, ref: str) -> None:
+        await self.call(c.START, ref=ref)
+
+    async def stop_container(
+        self, ref: str, *, timeout: int | None = None, signal: str | None = None
+    ) -> None:
+        await self.call(c.STOP, ref=ref, timeout=timeout, signal=signal)
+
+    async def kill_container(self, ref: str, *, signal: str | None = None) -> None:
+        await self.call(c.KILL, ref=ref, signal=signal)
+
+    async def restart_container(self, ref: str, *, timeout: int | None = None) -> None:
+        await self.call(c.RESTART, ref=ref, timeout=timeout)
+
+    async def remove_container(self, ref: str, *, force: bool = False, volumes: bool = False) -> None:
+        await self.call(c.REMOVE, ref=ref, force=force, volumes=volumes)
+
+    async def prune_containers(self, filters: Filters | None = None) -> PruneResponse:
+        result: PruneResponse = await self.call(c.PRUNE, filters=filters)
+        return result
+
+    @contextlib.asynccontextmanager
+    async def wait_container(self, ref: str, condition: WaitCondition) -> AsyncIterator[PendingWait]:
+        """Open a wait: errors (no such container) raise here; the body comes from ``result()``."""
+        async with self.stream(c.WAIT, ref=ref, condition=condition) as response:
+            yield PendingWait(response, self.url)
+
+    @contextlib.asynccontextmanager
+    async def container_logs(self, ref: str, options: LogsOptions) -> AsyncIterator[LogStream]:
+        async with self.stream(c.LOGS, ref=ref, options=options) as response:
+            yield LogStream(response, self.url)
+
+    # ------------------------------------------------------------------ exec
+
+    async def inspect_exec(self, exec_id: str) -> ExecInstance:
+        result: ExecInstance = await self.call(c.EXEC_INSPECT, exec_id=exec_id)
+        return result
+
+    # ------------------------------------------------------------------ images
+
+    @contextlib.asynccontextmanager
+    async def pull_image(self, request: ImagePullRequest) -> AsyncIterator[ProgressStream]:
+        """Open a pull; an error before the stream starts raises here, later ones arrive as lines."""
+        async with self.stream(r.PULL, request=request) as response:
+            yield ProgressStream(response, self.url)
+
+    @contextlib.asynccontextmanager
+    async def load_image(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[ProgressStream]:
+        async with self.stream(r.LOAD, body=chunks) as response:
+            yield ProgressStream(response, self.url)
+
+    async def list_images(self) -> list[ImageSummary]:
+        """Every image the backend knows, one row per image ID with all its tags."""
+        result: list[ImageSummary] = await self.call(r.IMAGE_LIST)
+        return result
+
+    async def inspect_image(self, name: str) -> Image:
+        result: Image = await self.call(r.IMAGE_INSPECT, name=name)
+        return result
+
+    async def tag_image(self, name: str, repo: str, tag: str = "") -> None:
+        await self.call(r.TAG, name=name, repo=repo, tag=tag or None)

@@ -27,7 +27,7 @@ from attrs import define, frozen
 
 from sockerless.models import WaitCondition, WaitError, WaitResponse
 
-__all__ = ["DEFAULT_TOMBSTONE_SECONDS", "ContainerWaiters", "ExitStatus"]
+__all__ = ["DEFAULT_TOMBSTONE_SECONDS", "ContainerWaiters", "ExitStatus", "Tombstone"]
 
 DEFAULT_TOMBSTONE_SECONDS = 300.0
 
@@ -46,11 +46,21 @@ class ExitStatus:
         return WaitResponse(status_code=self.exit_code, error=WaitError(self.error) if self.error else None)
 
 
+@frozen
+class Tombstone:
+    """A removed container, as it can still be asked for: its ID, last exit and Tty flag (its logs)."""
+
+    container_id: str
+    status: ExitStatus
+    tty: bool = False
+
+
 @define
 class _Tombstone:
     name: str
     status: ExitStatus
     expires: float
+    tty: bool
 
 
 @define(eq=False)
@@ -94,30 +104,31 @@ class ContainerWaiters:
         """The container's run ended: release ``not-running`` and ``next-exit`` waiters."""
         self._release(container_id, status, lambda condition: condition is not WaitCondition.REMOVED)
 
-    def removed(self, container_id: str, name: str, status: ExitStatus) -> None:
+    def removed(self, container_id: str, name: str, status: ExitStatus, *, tty: bool = False) -> None:
         """The container is gone: release every waiter and keep its status as a tombstone."""
         self._purge_expired()
         # Re-inserted at the end, so the dict stays in expiry order (see _purge_expired).
         self._tombstones.pop(container_id, None)
         self._tombstones[container_id] = _Tombstone(
-            name.lstrip("/"), status, self._clock() + self._tombstone_seconds
+            name.lstrip("/"), status, self._clock() + self._tombstone_seconds, tty
         )
         self._release(container_id, status, lambda _: True)
 
-    def tombstone(self, ref: str) -> tuple[str, ExitStatus] | None:
-        """The ID and last status of a recently removed container named by ID, unique ID prefix or name."""
+    def tombstone(self, ref: str) -> Tombstone | None:
+        """A recently removed container named by ID, unique ID prefix or name."""
         self._purge_expired()
         found = self._tombstones.get(ref)
         if found is not None:
-            return ref, found.status
+            return Tombstone(ref, found.status, found.tty)
         name = ref.lstrip("/")
         for container_id, stone in self._tombstones.items():
             if stone.name == name:
-                return container_id, stone.status
+                return Tombstone(container_id, stone.status, stone.tty)
         if len(ref) >= 3:
             matches = [cid for cid in self._tombstones if cid.startswith(ref)]
             if len(matches) == 1:
-                return matches[0], self._tombstones[matches[0]].status
+                stone = self._tombstones[matches[0]]
+                return Tombstone(matches[0], stone.status, stone.tty)
         return None
 
     def pending_count(self, container_id: str) -> int:

@@ -5,19 +5,9 @@ from __future__ import annotations
 import gc
 import sys
 import warnings
-from collections.abc import Iterator
 
 import aiosqlite
 import pytest
-
-from sockerless.observability import flush_after_answer_lines
-
-
-@pytest.fixture(autouse=True)
-def _after_answer_lines_stay_with_their_test() -> Iterator[None]:
-    """Lines a test's requests left waiting are written before it ends, into its own log capture."""
-    yield
-    flush_after_answer_lines()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

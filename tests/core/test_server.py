@@ -9,16 +9,18 @@ import logging
 import os
 import socket
 import stat
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, ClassVar
 
 import aiohttp
 import pytest
 
 from sockerless import errors
+from sockerless.api.server import InternalAPIServer, create_app
 from sockerless.backend import BaseBackend, ContainerLogs, LogLine, LogsOptions
-from sockerless.listen import ListenError
+from sockerless.config import ServerConfig
+from sockerless.http.middlewares import InFlight
+from sockerless.http.sockets import ListenError
 from sockerless.models import (
     Capabilities,
     Container,
@@ -29,8 +31,7 @@ from sockerless.models import (
     WaitResponse,
     format_time,
 )
-from sockerless.observability import AFTER_ANSWER_DELAY, flush_after_answer_lines, log_after_answer
-from sockerless.server import InternalAPIServer, create_app
+from sockerless.observability import configure_logging, flush_logs
 from sockerless.streams import decode_frames
 
 P = "/internal/v1"
@@ -66,9 +67,6 @@ class ToyBackend(BaseBackend):
         self.background_cancelled = False
         self.log_output: list[bytes] | None = None  # stdout lines instead of the two stamped ones
         self.logs_fail: errors.SockerlessError | None = None  # raised after the given lines
-        # Set: create logs a line with log_after_answer, then notes what the log holds by then.
-        self.log_at_create: Callable[[], list[logging.LogRecord]] | None = None
-        self.logged_at_create: list[logging.LogRecord] | None = None
 
     async def start(self) -> None:
         self.background = asyncio.create_task(self._forever())
@@ -91,9 +89,7 @@ class ToyBackend(BaseBackend):
     ) -> ContainerCreateResponse:
         await self.release_create.wait()
         self.created.append(request)
-        if self.log_at_create is not None:
-            log_after_answer(TOY_LOG, "toy created", {"image": request.config.image})
-            self.logged_at_create = list(self.log_at_create())
+        TOY_LOG.info("toy created", extra={"fields": {"image": request.config.image}})
         return ContainerCreateResponse(id="a" * 64)
 
     async def inspect_container(self, ref: str) -> Container:
@@ -163,17 +159,12 @@ async def test_each_error_class_maps_to_its_status_and_docker_body(
     assert await response.json() == {"message": "it went wrong on purpose"}
 
 
-async def test_a_requests_lines_are_written_after_its_answer_then_its_access_line(
-    client: Any, backend: ToyBackend, caplog: pytest.LogCaptureFixture
+async def test_a_requests_own_lines_come_before_its_access_line(
+    client: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    backend.log_at_create = lambda: caplog.records
-    before = time.time()
     response = await client.post(f"{P}/containers", json={"Image": "alpine"})
-    answered = time.time()
     assert response.status == 201
-    assert backend.logged_at_create == []  # held while the request was being served
-    flush_after_answer_lines()
     written = [r for r in caplog.records if r.name in ("sockerless.toy", "sockerless.access")]
     assert [(r.name, r.getMessage()) for r in written] == [
         ("sockerless.toy", "toy created"),
@@ -182,49 +173,24 @@ async def test_a_requests_lines_are_written_after_its_answer_then_its_access_lin
     assert written[0].fields == {"image": "alpine"}  # type: ignore[attr-defined]
     assert written[1].fields["path"] == f"{P}/containers"  # type: ignore[attr-defined]
     assert written[1].fields["status"] == 201  # type: ignore[attr-defined]
-    # Each line carries the time it was given, not the time it was written.
-    assert before <= written[0].created <= written[1].created <= answered
 
 
-async def test_lines_given_after_answers_are_written_by_the_loop_a_moment_later_in_order(
-    caplog: pytest.LogCaptureFixture,
+def test_configured_logging_is_written_by_its_own_thread_and_flushed_at_stop(
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
-    caplog.set_level(logging.INFO, logger="sockerless.toy")
-    for n in range(100):
-        log_after_answer(TOY_LOG, "background", {"n": n})
-    await asyncio.sleep(0)
-    assert caplog.records == []  # not in this step, nor the next: they wait for a quieter moment
-    async with asyncio.timeout(5):
-        while len(caplog.records) < 100:
-            await asyncio.sleep(AFTER_ANSWER_DELAY)
-    assert [r.fields["n"] for r in caplog.records] == list(range(100))  # type: ignore[attr-defined]
-
-
-def test_a_line_given_outside_an_event_loop_is_written_at_once(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="sockerless.toy")
-    log_after_answer(TOY_LOG, "no loop", {"n": 1})
-    assert [r.getMessage() for r in caplog.records] == ["no loop"]
-
-
-def test_lines_an_ended_loop_left_are_written_by_the_next_line(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="sockerless.toy")
-
-    async def give(message: str) -> None:
-        log_after_answer(TOY_LOG, message, {})
-
-    asyncio.run(give("left behind"))  # the loop ends before the line's time comes
-    assert caplog.records == []
-    asyncio.run(give("next"))
-    assert [r.getMessage() for r in caplog.records] == ["left behind"]
-    flush_after_answer_lines()
-    assert [r.getMessage() for r in caplog.records] == ["left behind", "next"]
-
-
-async def test_lines_below_the_level_are_not_even_kept(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="sockerless.toy")
-    log_after_answer(TOY_LOG, "dropped", {})
-    flush_after_answer_lines()
-    assert caplog.records == []
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure_logging("info", "json")
+        for n in range(100):
+            TOY_LOG.info("queued", extra={"fields": {"n": n, "password": "hunter2"}})
+        flush_logs()  # what the entry points do when they stop: every queued line is written
+        lines = [json.loads(line) for line in capfd.readouterr().err.splitlines()]
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    assert [line["n"] for line in lines] == list(range(100))
+    assert {line["password"] for line in lines} == {"***"}
 
 
 async def test_not_modified_has_an_empty_body(client: Any) -> None:
@@ -260,7 +226,6 @@ UNIMPLEMENTED = [
     ("DELETE", f"{P}/containers/x", None, "does not support container remove"),
     ("POST", f"{P}/containers/prune", None, "does not support container prune"),
     ("POST", f"{P}/images/tag?name=a&repo=b", None, "does not support image tag"),
-    ("POST", f"{P}/auth", {"username": "u", "password": "p"}, "does not support registry login"),
 ]
 
 GATED = [
@@ -275,14 +240,12 @@ GATED = [
     ("POST", f"{P}/images/load", None, "does not support image load"),
     ("GET", f"{P}/networks", None, "does not support networks"),
     ("POST", f"{P}/networks", {"Name": "n"}, "does not support networks"),
-    ("GET", f"{P}/networks/n", None, "does not support networks"),
     ("DELETE", f"{P}/networks/n", None, "does not support networks"),
     ("POST", f"{P}/networks/n/connect", {}, "does not support networks"),
     ("POST", f"{P}/networks/n/disconnect", {}, "does not support networks"),
     ("POST", f"{P}/networks/prune", None, "does not support networks"),
     ("GET", f"{P}/volumes", None, "does not support volumes"),
     ("POST", f"{P}/volumes", {"Name": "v"}, "does not support volumes"),
-    ("GET", f"{P}/volumes/v", None, "does not support volumes"),
     ("DELETE", f"{P}/volumes/v", None, "does not support volumes"),
     ("POST", f"{P}/volumes/prune", None, "does not support volumes"),
 ]
@@ -298,6 +261,23 @@ async def test_unimplemented_operation_is_501_naming_backend_and_operation(
     text = (await response.json())["message"]
     assert text.startswith("This backend (toy) ")
     assert message in text
+
+
+@pytest.mark.parametrize(
+    ("path", "message"), [("networks/n", "No such network: n"), ("volumes/v", "No such volume: v")]
+)
+async def test_one_network_or_volume_of_a_backend_without_them_is_404(
+    client: Any, path: str, message: str
+) -> None:
+    response = await client.get(f"{P}/{path}")
+    assert response.status == 404  # so that `docker inspect NAME` goes on to "No such object"
+    assert (await response.json())["message"] == message
+
+
+async def test_registry_login_succeeds_as_the_contract_says(client: Any) -> None:
+    response = await client.post(f"{P}/auth", json={"username": "u", "password": "p"})
+    assert response.status == 200
+    assert await response.json() == {"Status": "Login Succeeded", "IdentityToken": ""}
 
 
 async def test_exec_inspect_of_unknown_exec_is_404(client: Any) -> None:
@@ -344,9 +324,7 @@ async def test_create_ignores_unknown_fields_and_returns_201(client: Any, backen
 
 
 async def test_oversized_body_is_413_in_docker_format(aiohttp_client: Any, backend: ToyBackend) -> None:
-    from sockerless.server import ServerOptions
-
-    client = await aiohttp_client(create_app(backend, ServerOptions(max_body_bytes=1024)))
+    client = await aiohttp_client(create_app(backend, max_body_bytes=1024))
     response = await client.post(f"{P}/containers", data=b"{" + b" " * 4096 + b"}")
     assert response.status == 413
     assert "too large" in (await response.json())["message"]
@@ -440,9 +418,7 @@ async def test_pull_failure_after_stream_start_is_an_in_stream_error(client: Any
 
 
 async def test_bearer_token_is_required_when_configured(aiohttp_client: Any, backend: ToyBackend) -> None:
-    from sockerless.server import ServerOptions
-
-    client = await aiohttp_client(create_app(backend, ServerOptions(token="s3cret")))
+    client = await aiohttp_client(create_app(backend, token="s3cret"))
     assert (await client.get(f"{P}/capabilities")).status == 401
     wrong = await client.get(f"{P}/capabilities", headers={"Authorization": "Bearer nope"})
     assert wrong.status == 401
@@ -451,9 +427,7 @@ async def test_bearer_token_is_required_when_configured(aiohttp_client: Any, bac
 
 
 async def test_back_pressure_answers_503_with_retry_after(aiohttp_client: Any, backend: ToyBackend) -> None:
-    from sockerless.server import ServerOptions
-
-    client = await aiohttp_client(create_app(backend, ServerOptions(max_inflight_requests=1)))
+    client = await aiohttp_client(create_app(backend, inflight=InFlight(1)))
     backend.release_create.clear()
     first = asyncio.create_task(client.post(f"{P}/containers", json={"Image": "a"}))
     while not backend.release_create.is_set() and not any(
@@ -476,7 +450,7 @@ def _unix_session(path: str) -> aiohttp.ClientSession:
 
 async def test_unix_socket_is_owner_only(tmp_path: Any, backend: ToyBackend) -> None:
     path = str(tmp_path / "backend.sock")
-    server = InternalAPIServer(backend, socket_path=path)
+    server = InternalAPIServer(backend, ServerConfig(socket=path))
     await server.start()
     try:
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
@@ -493,18 +467,18 @@ async def test_stale_socket_file_is_replaced(tmp_path: Any, backend: ToyBackend)
     stale = socket.socket(socket.AF_UNIX)
     stale.bind(path)
     stale.close()  # the file stays, nobody listens: a crashed run's leftover
-    server = InternalAPIServer(backend, socket_path=path)
+    server = InternalAPIServer(backend, ServerConfig(socket=path))
     await server.start()
     await server.stop()
 
 
 async def test_live_socket_is_refused(tmp_path: Any) -> None:
     path = str(tmp_path / "backend.sock")
-    first = InternalAPIServer(ToyBackend(), socket_path=path)
+    first = InternalAPIServer(ToyBackend(), ServerConfig(socket=path))
     await first.start()
     try:
         with pytest.raises(ListenError, match="already listening"):
-            await InternalAPIServer(ToyBackend(), socket_path=path).start()
+            await InternalAPIServer(ToyBackend(), ServerConfig(socket=path)).start()
         assert os.path.exists(path)
     finally:
         await first.stop()
@@ -512,11 +486,11 @@ async def test_live_socket_is_refused(tmp_path: Any) -> None:
 
 async def test_tcp_defaults_to_refusing_public_addresses_without_token() -> None:
     with pytest.raises(ListenError, match="non-loopback"):
-        await InternalAPIServer(ToyBackend(), tcp="0.0.0.0:0").start()
+        await InternalAPIServer(ToyBackend(), ServerConfig(tcp="0.0.0.0:0")).start()
 
 
 async def test_tcp_on_loopback(backend: ToyBackend) -> None:
-    server = InternalAPIServer(backend, tcp="127.0.0.1:0")
+    server = InternalAPIServer(backend, ServerConfig(tcp="127.0.0.1:0"))
     await server.start()
     try:
         assert server.address.startswith("tcp://127.0.0.1:")
@@ -532,7 +506,7 @@ async def test_graceful_stop_finishes_in_flight_request_and_cancels_background(
     tmp_path: Any, backend: ToyBackend
 ) -> None:
     path = str(tmp_path / "backend.sock")
-    server = InternalAPIServer(backend, socket_path=path, shutdown_grace=5)
+    server = InternalAPIServer(backend, ServerConfig(socket=path, shutdown_grace=5))
     await server.start()
     backend.release_create.clear()
     async with _unix_session(path) as session:

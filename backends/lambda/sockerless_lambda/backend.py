@@ -1,9 +1,11 @@
 """``LambdaBackend``: the Backend protocol on AWS Lambda, wiring the parts together.
 
 The parts, one concept each: :mod:`.aws` (session and clients), :mod:`.containers` (the Docker
-container verbs), :mod:`.invocations` (running one invocation), :mod:`.logs` (the shared CloudWatch
-reader), :mod:`.images` (recorded image references), :mod:`.reconcile` (start-up recovery, orphans).
-Everything this class does not override answers 501 (exec, attach, networks, volumes, image load).
+container verbs), :mod:`.runs` (one start's run), :mod:`.invocations` (one invocation),
+:mod:`.output` (a run's output into the log store), :mod:`.cloudwatch` (the shared CloudWatch
+reader), :mod:`.images` (recorded image references), :mod:`.reconcile` (start-up recovery,
+orphans), :mod:`.state` (the typed per-container state). Everything this class does not override
+answers 501 (exec, attach, networks, volumes, image load).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from sockerless.models import (
     Container,
     ContainerCreateRequest,
     ContainerCreateResponse,
+    ContainerSummary,
     Image,
     ImagePullRequest,
     ImageSummary,
@@ -33,18 +36,18 @@ from sockerless.models import (
     WaitResponse,
 )
 from sockerless.store import Store
-from sockerless.views import SummaryRows
 from sockerless.waiters import ContainerWaiters
 from sockerless_lambda import __version__
 from sockerless_lambda.aws import AwsClients, AwsSettings, aws_error_code, call
+from sockerless_lambda.cloudwatch import LogReader
 from sockerless_lambda.config import LambdaConfig
 from sockerless_lambda.containers import ContainerService
 from sockerless_lambda.errors import AwsOperation
 from sockerless_lambda.functions import MANAGED_TAG
 from sockerless_lambda.images import ImageService
 from sockerless_lambda.invocations import Invoker
-from sockerless_lambda.logs import LogReader
 from sockerless_lambda.reconcile import find_orphans, reconcile_containers
+from sockerless_lambda.state import LambdaState
 
 __all__ = ["LambdaBackend"]
 
@@ -62,7 +65,7 @@ class LambdaBackend(BaseBackend):
         exec=False,
         attach=False,
         logs=True,
-        logs_follow=False,
+        logs_follow=True,
         volumes=False,
         networks=False,
         health_checks=False,
@@ -80,8 +83,8 @@ class LambdaBackend(BaseBackend):
         self.runtime = runtime
         self.simulator: Any = None  # sockerless_lambda.simulator.LambdaSimulator in simulate mode
         self._clients: AwsClients | None = None
-        self._store: Store | None = None
-        self._waiters = ContainerWaiters()
+        self._store: Store[LambdaState] | None = None
+        self._waiters = ContainerWaiters(tombstone_seconds=runtime.store.removed_grace_seconds)
         self._reader: LogReader | None = None
         self._images: ImageService | None = None
         self._containers: ContainerService | None = None
@@ -133,7 +136,7 @@ class LambdaBackend(BaseBackend):
         log_group = asyncio.ensure_future(self._ensure_log_group())
         try:
             self._store = await Store.open(
-                self.runtime.state_path, synchronous=self.runtime.store_synchronous
+                self.runtime.state_path, state_class=LambdaState, config=self.runtime.store
             )
             self._reader = LogReader(clients, log_group=config.log_group, interval=config.log_read_interval)
             self._images = ImageService(self._store, architecture=config.architecture)
@@ -242,7 +245,7 @@ class LambdaBackend(BaseBackend):
         return _started(self._clients)
 
     @property
-    def store(self) -> Store:
+    def store(self) -> Store[LambdaState]:
         """The state store (open between start() and close())."""
         return _started(self._store)
 
@@ -284,7 +287,9 @@ class LambdaBackend(BaseBackend):
     ) -> ContainerCreateResponse:
         return await self._service.create(request, name)
 
-    async def list_containers(self, *, all: bool, limit: int | None, filters: Filters) -> SummaryRows:
+    async def list_containers(
+        self, *, all: bool, limit: int | None, filters: Filters
+    ) -> list[ContainerSummary]:
         return self._service.summaries(all=all, limit=limit, filters=filters)
 
     async def inspect_container(self, ref: str) -> Container:

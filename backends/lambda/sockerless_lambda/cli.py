@@ -28,6 +28,7 @@ from sockerless.store import Store
 from sockerless_lambda.backend import LambdaBackend
 from sockerless_lambda.config import LambdaConfig
 from sockerless_lambda.reconcile import delete_orphans, find_orphans
+from sockerless_lambda.state import LambdaState
 
 __all__ = ["main", "orphans_main"]
 
@@ -73,7 +74,7 @@ async def _orphans(config: LambdaConfig, runtime: BackendRuntime, *, delete: boo
     backend = LambdaBackend(config, runtime)
     try:
         await backend.start_clients()
-        store = await Store.open(runtime.state_path)
+        store = await Store.open(runtime.state_path, state_class=LambdaState)
         try:
             found = await find_orphans(backend.clients, store, config, runtime.instance_id)
         finally:

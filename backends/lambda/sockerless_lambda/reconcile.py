@@ -8,7 +8,9 @@
   run's END/REPORT and error lines), waiting through the shared reader at most until the function
   timeout plus a margin; after that it exits with an error saying the outcome is unknown. No
   container stays ``running`` forever.
-* An exited ``--rm`` container is removed.
+* An exited container whose output was not complete (the process died in between) completes it
+  from CloudWatch; a record written before the log store existed has its run's tail moved into it.
+* An exited ``--rm`` container is removed once its output is complete.
 * Functions tagged as ours that the store does not know are orphans: reported at start-up, and
   listed or deleted by ``sockerless-backend-lambda orphans [--delete]``.
 """
@@ -24,34 +26,42 @@ from sockerless.errors import NotFound, SockerlessError
 from sockerless.store import ContainerRecord, Store
 from sockerless_lambda.aws import AwsClients, call
 from sockerless_lambda.config import LambdaConfig
-from sockerless_lambda.containers import CREATING, QUEUED, ContainerService, Fields
+from sockerless_lambda.containers import ContainerService
 from sockerless_lambda.errors import AwsOperation
 from sockerless_lambda.functions import CONTAINER_ID_TAG, INSTANCE_TAG, MANAGED_TAG, NAME_TAG, delete_function
+from sockerless_lambda.state import CREATING, QUEUED, LambdaState
+
+Record = ContainerRecord[LambdaState]
 
 __all__ = ["Orphan", "delete_orphans", "find_orphans", "reconcile_containers"]
 
 log = logging.getLogger("sockerless.lambda.reconcile")
 
 
-async def reconcile_containers(service: ContainerService, store: Store, clients: AwsClients) -> None:
+async def reconcile_containers(
+    service: ContainerService, store: Store[LambdaState], clients: AwsClients
+) -> None:
     """Bring every stored container to a state this process can serve; runs before the server listens."""
     for record in list(store.containers()):
-        fields = record.backend_fields
+        state = record.backend_state
         try:
-            if fields.get(Fields.FUNCTION_STATE) == CREATING:
+            if state.function_state == CREATING:
                 await _finish_create(record, store, clients)
             elif record.status == "removing":
                 await service.remove_record(record)
             elif record.status == "running":
-                if fields.get(Fields.INVOCATION) == QUEUED:
-                    log.info(
-                        "restarting a start that never reached Lambda",
-                        extra={"fields": {"container": record.id}},
-                    )
-                    service.launch(record, service.run(record))
+                store.logs.open_output(record.id)
+                if state.invocation == QUEUED:
+                    log.info("restarting a start that never reached Lambda", extra=_about(record))
+                    service.runs.launch(record, service.runs.run(record))
                 else:
                     log.info("recovering an invocation's outcome", extra=_about(record))
-                    service.launch(record, service.recover(record))
+                    service.runs.launch(record, service.runs.recover(record))
+            elif record.status == "exited" and not state.output_complete and record.started_at is not None:
+                log.info("completing a run's output", extra=_about(record))
+                store.logs.open_output(record.id)
+                tail, state.log_tail = state.log_tail, ""
+                await service.output.run_ended(record, tail)
             elif record.status == "exited" and record.host_config.auto_remove:
                 await service.remove_record(record)
         except SockerlessError as exc:
@@ -61,29 +71,26 @@ async def reconcile_containers(service: ContainerService, store: Store, clients:
             )
 
 
-async def _finish_create(record: ContainerRecord, store: Store, clients: AwsClients) -> None:
-    function_name = str(record.backend_fields[Fields.FUNCTION_NAME])
+async def _finish_create(record: Record, store: Store[LambdaState], clients: AwsClients) -> None:
+    state = record.backend_state
     try:
         found = await call(
-            AwsOperation("lambda", "GetFunction", "get function", function_name),
+            AwsOperation("lambda", "GetFunction", "get function", state.function_name),
             clients.control.get_function,
-            FunctionName=function_name,
+            FunctionName=state.function_name,
         )
     except NotFound:
-        log.info(
-            "dropping a container whose function was never created",
-            extra={"fields": {"container": record.id}},
-        )
+        log.info("dropping a container whose function was never created", extra=_about(record))
         await store.delete_container(record.id)
         return
     configuration = found.get("Configuration", {})
-    record.backend_fields[Fields.FUNCTION_ARN] = configuration.get("FunctionArn", "")
-    record.backend_fields[Fields.FUNCTION_STATE] = configuration.get("State") or "Pending"
+    state.function_arn = configuration.get("FunctionArn", "")
+    state.function_state = configuration.get("State") or "Pending"
     await store.save_state(record)
     log.info("finished a create interrupted by a restart", extra=_about(record))
 
 
-def _about(record: ContainerRecord) -> dict[str, Any]:
+def _about(record: Record) -> dict[str, Any]:
     return {"fields": {"container": record.id}}
 
 
@@ -99,7 +106,7 @@ class Orphan:
 
 
 async def find_orphans(
-    clients: AwsClients, store: Store, config: LambdaConfig, instance_id: str
+    clients: AwsClients, store: Store[LambdaState], config: LambdaConfig, instance_id: str
 ) -> list[Orphan]:
     """Functions named with our prefix and tagged ``sockerless:managed=true`` that the store does not know.
 
@@ -111,7 +118,7 @@ async def find_orphans(
     while True:
         page = await call(listing, clients.control.list_functions, **params)
         # Known as of now: containers created while the listing runs are not orphans.
-        known = {str(r.backend_fields.get(Fields.FUNCTION_NAME)) for r in store.containers()}
+        known = {r.backend_state.function_name for r in store.containers()}
         for function in page.get("Functions", ()):
             name = str(function.get("FunctionName", ""))
             if not name.startswith(config.function_prefix) or name in known:

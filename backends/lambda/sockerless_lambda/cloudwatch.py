@@ -1,17 +1,18 @@
-"""Container output from CloudWatch Logs: one shared, rate-limited reader for the whole log group.
+"""CloudWatch Logs: one shared, rate-limited reader of the whole log group, and Lambda's own lines.
 
-CloudWatch's read quotas are per account and region (``FilterLogEvents``: 5 requests/s), so
+CloudWatch's read quotas are per account and region (``FilterCloudWatchEvents``: 5 requests/s), so
 reading per container breaks at a handful of containers. Every function logs to the one
 configured group, in streams named ``YYYY/MM/DD/<function_name>[<version>]<guid>``; one
-``FilterLogEvents`` over the group returns events of every stream, and the stream name routes
-each event to its container. All readers share one :class:`LogReader`:
+``FilterCloudWatchEvents`` over the group returns events of every stream, and the stream name routes
+each event to its function. :class:`LogReader` is that one reader:
 
-* calls are paced to one per ``interval`` seconds in total, however many containers exist;
-* concurrent requests for fresh logs join the fetch in flight instead of starting another;
-* each fetch reads from a little before the previous one (events arrive 1-5 s late) and drops
-  events already seen by ID; a container whose logs were never read is backfilled from its creation;
-* a finished container's logs settle (its run's ``END`` seen, then a settle delay) and are kept
-  by the caller, never fetched again.
+* a function is read while someone subscribes to it (a run whose output is still coming, a
+  run whose end is awaited); with no subscription nothing is read at all;
+* calls are paced to one per ``interval`` seconds in total, however many functions are read, and
+  a caller who needs fresh events now (:meth:`LogReader.refresh`) joins the read in flight;
+* each read starts a little before the previous one (events arrive 1-5 s late), events already
+  delivered are dropped by ID, and a new subscription is backfilled from the time it asks for;
+* each subscriber gets its function's new events, oldest first, as each read brings them.
 
 Platform lines (``START``/``END``/``REPORT``/``INIT_START``, runtime error lines, timeouts) are
 not container output; the backend reads them to learn how a run ended.
@@ -20,14 +21,13 @@ not container output; the backend reads them to learn how a run ended.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import datetime as dt
 import json
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from attrs import define, frozen
@@ -40,12 +40,14 @@ from sockerless_lambda.errors import AwsOperation
 from sockerless_lambda.invocations import EXIT_KILLED, outcome_from_error
 
 __all__ = [
-    "LogEvent",
+    "CloudWatchEvent",
     "LogReader",
     "RunSummary",
     "function_of_stream",
     "is_platform_line",
     "output_lines",
+    "run_ended",
+    "run_started",
     "summarize_run",
 ]
 
@@ -74,12 +76,10 @@ _REPORT_TIMEOUT = re.compile(r"Status: timeout")
 
 #: Re-read this much before the previous fetch: CloudWatch delivers events 1-5 s late, sometimes more.
 OVERLAP_MS = 20_000
-#: Events kept per container in memory before the oldest are dropped.
-MAX_EVENTS_PER_FUNCTION = 20_000
 
 
 @frozen
-class LogEvent:
+class CloudWatchEvent:
     timestamp_ms: int
     message: str
     event_id: str = ""
@@ -121,7 +121,19 @@ def is_platform_line(message: str) -> bool:
     return False
 
 
-def output_lines(events: Iterable[LogEvent]) -> list[LogLine]:
+def run_started(message: str) -> str | None:
+    """The request ID of a run's ``START`` line; None for any other line."""
+    match = _START.match(message)
+    return match.group("rid") if match else None
+
+
+def run_ended(message: str) -> str | None:
+    """The request ID of a run's ``END`` or ``REPORT`` line; None for any other line."""
+    match = _END.match(message)
+    return match.group("rid") if match else None
+
+
+def output_lines(events: Iterable[CloudWatchEvent]) -> list[LogLine]:
     """Container output as Docker log lines (everything is stdout: Lambda merges the streams)."""
     lines: list[LogLine] = []
     for event in events:
@@ -131,7 +143,7 @@ def output_lines(events: Iterable[LogEvent]) -> list[LogLine]:
 
 
 def summarize_run(
-    events: Iterable[LogEvent], *, request_id: str = "", after_ms: int = 0, exclude: Iterable[str] = ()
+    events: Iterable[CloudWatchEvent], *, request_id: str = "", after_ms: int = 0, exclude: Iterable[str] = ()
 ) -> RunSummary | None:
     """The end of a run, if its ``END``/``REPORT`` line is there.
 
@@ -171,11 +183,14 @@ def summarize_run(
     return RunSummary(request_id=target, exit_code=exit_code, error=error, ended_ms=ended_ms)
 
 
+Deliver = Callable[[list[CloudWatchEvent]], Awaitable[None]]
+
+
 @define
-class _FunctionLog:
-    events: list[LogEvent]
-    ids: set[str]
-    end_seen_at: dict[str, float]
+class _Subscription:
+    deliver: Deliver
+    #: IDs of the events delivered, with their times: dropped once older than a read can reach again.
+    seen: dict[str, int]
 
 
 class LogReader:
@@ -193,48 +208,33 @@ class LogReader:
         self._group = log_group
         self._interval = interval
         self._clock = clock
-        self._functions: dict[str, _FunctionLog] = {}
-        self._covered_from_ms: int | None = None  # every event since then is in memory
-        self._covered_to_ms: int | None = None  # wall-clock time the last fetch began
+        self._subscriptions: dict[str, _Subscription] = {}
+        self._covered_to_ms: int | None = None  # wall-clock time the last read began
         self._backfill_ms: int | None = None
         self._fetch: asyncio.Task[None] | None = None
+        self._loop: asyncio.Task[None] | None = None
         self._last_call = -1e9
         self._fetched_at = -1e9
-        self._updated = asyncio.Event()
-        self._watchers = 0
-        self._watch_loop: asyncio.Task[None] | None = None
 
-    # -- which functions to read
-
-    def track(self, function_name: str, since: dt.datetime) -> None:
-        """Collect ``function_name``'s events from ``since`` on (backfilled at the next fetch if needed)."""
+    def subscribe(self, function_name: str, since: dt.datetime, deliver: Deliver) -> None:
+        """Deliver ``function_name``'s events from ``since`` on, as reads bring them (backfilled at the
+        next read if ``since`` is earlier than what reads cover). Replaces an earlier subscription."""
         since_ms = int(since.timestamp() * 1000)
-        self._functions.setdefault(function_name, _FunctionLog([], set(), {}))
-        if self._covered_from_ms is None or since_ms < self._covered_from_ms:
+        self._subscriptions[function_name] = _Subscription(deliver, {})
+        if self._covered_to_ms is None or since_ms < self._covered_to_ms - OVERLAP_MS:
             self._backfill_ms = since_ms if self._backfill_ms is None else min(self._backfill_ms, since_ms)
+        if self._loop is None or self._loop.done():
+            self._loop = asyncio.create_task(self._keep_reading(), name="cloudwatch-reader")
 
-    def forget(self, function_name: str) -> None:
-        """Stop collecting (removed, or its logs settled and kept elsewhere); drop what is in memory."""
-        self._functions.pop(function_name, None)
+    def unsubscribe(self, function_name: str) -> None:
+        self._subscriptions.pop(function_name, None)
 
-    def tracking(self, function_name: str) -> bool:
-        return function_name in self._functions
-
-    # -- reading
-
-    def events(self, function_name: str) -> list[LogEvent]:
-        known = self._functions.get(function_name)
-        return list(known.events) if known else []
-
-    def run_end_age(self, function_name: str, request_id: str) -> float | None:
-        """Seconds since this reader first saw the run's ``END``/``REPORT`` (None: not seen yet)."""
-        known = self._functions.get(function_name)
-        if known is None or request_id not in known.end_seen_at:
-            return None
-        return self._clock() - known.end_seen_at[request_id]
+    def subscribed(self, function_name: str) -> bool:
+        return function_name in self._subscriptions
 
     async def refresh(self, *, max_wait: float) -> None:
-        """Make the cache at most one interval old, joining a fetch in flight; waits at most ``max_wait``."""
+        """Make what was delivered at most one interval old, joining a read in flight; waits at most
+        ``max_wait`` seconds (then the read goes on, and its events are delivered when it ends)."""
         if self._fetch is None or self._fetch.done():
             if self._backfill_ms is None and self._clock() - self._fetched_at < self._interval:
                 return
@@ -242,45 +242,20 @@ class LogReader:
         try:
             await asyncio.wait_for(asyncio.shield(self._fetch), max_wait)
         except TimeoutError:
-            log.info("logs: CloudWatch read still in progress; answering with what is cached")
-
-    async def watch_run(
-        self, function_name: str, *, request_id: str, after_ms: int, exclude: Iterable[str], deadline: float
-    ) -> RunSummary | None:
-        """Wait (sharing the reader's fetches) until the run's end shows in CloudWatch, or ``deadline``."""
-        excluded = tuple(exclude)
-        self._watchers += 1
-        if self._watch_loop is None or self._watch_loop.done():
-            self._watch_loop = asyncio.create_task(self._keep_reading())
-        try:
-            # Read at least once, even past the deadline: after a long outage the end is in CloudWatch.
-            with contextlib.suppress(SockerlessError):
-                await self.refresh(max_wait=max(60.0, self._interval * 10))
-            while True:
-                summary = summarize_run(
-                    self.events(function_name), request_id=request_id, after_ms=after_ms, exclude=excluded
-                )
-                remaining = deadline - self._clock()
-                if summary is not None or remaining <= 0:
-                    return summary
-                updated = self._updated
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(updated.wait(), remaining)
-        finally:
-            self._watchers -= 1
+            log.info("logs: CloudWatch read still in progress; answering with what is delivered")
 
     async def close(self) -> None:
-        for task in (self._watch_loop, self._fetch):
+        for task in (self._loop, self._fetch):
             if task is not None and not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):  # shutting down
                     await task
 
-    # -- the fetch
+    # -- the reads
 
     async def _keep_reading(self) -> None:
-        """While someone watches for a run's end, read once per interval (shared by all watchers)."""
-        while self._watchers > 0:
+        """While anything is subscribed, read once per interval (shared by every subscriber)."""
+        while self._subscriptions:
             try:
                 await self.refresh(max_wait=max(60.0, self._interval * 10))
             except SockerlessError as exc:
@@ -300,14 +275,12 @@ class LogReader:
             await self._read_window()
         finally:
             self._fetched_at = self._clock()
-            self._updated.set()
-            self._updated = asyncio.Event()
 
     async def _read_window(self) -> None:
         starts = [] if self._covered_to_ms is None else [self._covered_to_ms - OVERLAP_MS]
         if self._backfill_ms is not None:
             starts.append(self._backfill_ms)
-        if not starts or not self._functions:
+        if not starts or not self._subscriptions:
             return
         start_ms = max(0, min(starts))
         self._backfill_ms = None
@@ -325,34 +298,34 @@ class LogReader:
                     start_ms if self._backfill_ms is None else min(self._backfill_ms, start_ms)
                 )
                 raise
-            for event in page.get("events", ()):
-                self._route(event)
+            await self._route(page.get("events", ()))
             token = page.get("nextToken")
             if not token:
                 break
             params["nextToken"] = token
         self._covered_to_ms = began_ms
-        self._covered_from_ms = (
-            start_ms if self._covered_from_ms is None else min(self._covered_from_ms, start_ms)
-        )
+        for subscription in self._subscriptions.values():
+            horizon = began_ms - 2 * OVERLAP_MS
+            subscription.seen = {key: ms for key, ms in subscription.seen.items() if ms >= horizon}
 
-    def _route(self, raw: Any) -> None:
-        function_name = function_of_stream(str(raw.get("logStreamName", "")))
-        known = self._functions.get(function_name or "")
-        if known is None:
-            return
-        event_id = str(
-            raw.get("eventId") or f"{raw.get('logStreamName')}/{raw.get('timestamp')}/{raw.get('message')}"
-        )
-        if event_id in known.ids:
-            return
-        event = LogEvent(int(raw.get("timestamp", 0)), str(raw.get("message", "")), event_id)
-        known.ids.add(event_id)
-        bisect.insort(known.events, event, key=lambda e: e.timestamp_ms)
-        end = _END.match(event.message)
-        if end:
-            known.end_seen_at.setdefault(end.group("rid"), self._clock())
-        if len(known.events) > MAX_EVENTS_PER_FUNCTION:
-            dropped = known.events[: len(known.events) - MAX_EVENTS_PER_FUNCTION]
-            del known.events[: len(dropped)]
-            known.ids.difference_update(e.event_id for e in dropped)
+    async def _route(self, raw_events: Iterable[Any]) -> None:
+        fresh: dict[str, list[CloudWatchEvent]] = {}
+        for raw in raw_events:
+            function_name = function_of_stream(str(raw.get("logStreamName", "")))
+            subscription = self._subscriptions.get(function_name or "")
+            if subscription is None:
+                continue
+            timestamp_ms = int(raw.get("timestamp", 0))
+            event_id = str(
+                raw.get("eventId") or f"{raw.get('logStreamName')}/{timestamp_ms}/{raw.get('message')}"
+            )
+            if event_id in subscription.seen:
+                continue
+            subscription.seen[event_id] = timestamp_ms
+            event = CloudWatchEvent(timestamp_ms, str(raw.get("message", "")), event_id)
+            fresh.setdefault(str(function_name), []).append(event)
+        for function_name, events in fresh.items():
+            subscription = self._subscriptions.get(function_name)
+            if subscription is not None:
+                events.sort(key=lambda event: event.timestamp_ms)
+                await subscription.deliver(events)

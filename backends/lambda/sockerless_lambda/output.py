@@ -1,0 +1,399 @@
+"""A container's output: from the run's log tail, or from CloudWatch, into the store's log store.
+
+Lambda gives a run's output two ways, and the backend writes each run's into the log store once:
+
+* the synchronous Invoke's ``LogType=Tail``: the last 4 KB of the run's log, at once with the answer.
+  When it holds the whole run (its ``START`` and ``END`` lines) the output is complete the moment
+  the run ends, without reading CloudWatch; its lines carry the time the run ended until someone
+  asks for the lines' own times, which only CloudWatch has (then they are refined in place);
+* CloudWatch Logs, typically 1-5 s late, through the one shared :class:`~.cloudwatch.LogReader`:
+  read while someone follows a running container, and after a run whose tail did not hold it all
+  (long output, ``Event`` invocations, a run recovered after a restart), until the run's ``END``
+  line has shown and a settle delay has passed for stragglers.
+
+Followers (``logs -f``, a read-only attach) read the log store, which wakes them as lines are
+appended; the output is closed once the run's output is complete, and they end. Nothing is read
+twice: positions, not contents, say what a follower has seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Final
+
+from sockerless.backend import ContainerLogs, LogLine, LogsOptions
+from sockerless.store import ContainerRecord, Store
+from sockerless_lambda.cloudwatch import (
+    CloudWatchEvent,
+    LogReader,
+    RunSummary,
+    is_platform_line,
+    output_lines,
+    run_ended,
+    run_started,
+    summarize_run,
+)
+from sockerless_lambda.state import LambdaState, OutputSource
+
+__all__ = ["LOGS_DELIVERY_SECONDS", "LOG_SETTLE_SECONDS", "OutputService", "tail_output"]
+
+log = logging.getLogger("sockerless.lambda.output")
+
+Record = ContainerRecord[LambdaState]
+
+#: After a run's END line shows in CloudWatch, how long to go on reading for lines delivered late.
+LOG_SETTLE_SECONDS: Final = 3.0
+#: How long after a run ended CloudWatch gets to deliver what the tail did not hold.
+LOGS_DELIVERY_SECONDS: Final = 15.0
+#: How long ``docker logs`` of a running container waits for a CloudWatch read in flight.
+LOGS_MAX_WAIT_SECONDS: Final = 5.0
+#: Reads start this long before the run, for the clocks of this host and Lambda's.
+_CLOCK_MARGIN: Final = dt.timedelta(seconds=5)
+_LATE_NOTE: Final = (
+    "[sockerless] CloudWatch did not deliver this run's whole output within {seconds:g} s of its end; "
+    "{shown}\n"
+)
+
+
+def tail_output(tail: str, request_id: str, when: dt.datetime) -> list[LogLine] | None:
+    """The container output in a run's ``LogType=Tail``, every line stamped ``when``, when the tail
+    holds the whole run (its START and END lines); None when it was cut at Lambda's 4 KB."""
+    if not request_id or not all(f"{mark} RequestId: {request_id}" in tail for mark in ("START", "END")):
+        return None
+    stamp = int(when.timestamp() * 1000)
+    return output_lines(CloudWatchEvent(stamp, text) for text in tail.splitlines(keepends=True))
+
+
+def _whole_lines_of_cut_tail(tail: str, when: dt.datetime) -> list[LogLine]:
+    """What a cut tail still holds whole: everything after its first (cut) line."""
+    stamp = int(when.timestamp() * 1000)
+    return output_lines(CloudWatchEvent(stamp, text) for text in tail.splitlines(keepends=True)[1:])
+
+
+class RunFeed:
+    """One run of a container as CloudWatch delivers it: its output lines (appended to the log
+    store, or only collected) and its platform lines (how it ended)."""
+
+    def __init__(self, record: Record, *, append: Callable[[list[LogLine]], Awaitable[None]] | None) -> None:
+        state = record.backend_state
+        started = record.started_at or record.created
+        self.function_name = state.function_name
+        self.since = started - _CLOCK_MARGIN
+        self._after_ms = int((started - _CLOCK_MARGIN).timestamp() * 1000)
+        self._excluded = set(state.past_request_ids)
+        self.request_id = state.request_id
+        self._append = append
+        self.collected: list[LogLine] = []
+        self.appended = 0
+        self.ended_at: float | None = None  # monotonic time this reader first saw the run's END
+        self._platform: list[CloudWatchEvent] = []
+        self._in_run = False
+        self.closed = False
+        self._changed = asyncio.Event()
+
+    async def deliver(self, events: list[CloudWatchEvent]) -> None:
+        lines: list[LogLine] = []
+        for event in events:
+            text = event.message.rstrip("\n")
+            started = run_started(text)
+            if started is not None and not self._in_run and self._belongs(started, event):
+                self._in_run, self.request_id = True, started
+            ended = run_ended(text)
+            if ended is not None and ended == self.request_id and self.ended_at is None:
+                self.ended_at = time.monotonic()
+            if is_platform_line(event.message):
+                self._platform.append(event)
+            elif self._in_run and self.ended_at is None:
+                lines.extend(output_lines([event]))
+        if lines and not self.closed:
+            if self._append is None:
+                self.collected.extend(lines)
+            else:
+                await self._append(lines)
+            self.appended += len(lines)
+        self._changed.set()
+
+    def _belongs(self, request_id: str, event: CloudWatchEvent) -> bool:
+        if self.request_id:
+            return request_id == self.request_id
+        return event.timestamp_ms >= self._after_ms and request_id not in self._excluded
+
+    def summary(self) -> RunSummary | None:
+        """How the run ended, once its END line has shown."""
+        if self.ended_at is None:
+            return None
+        return summarize_run(self._platform, request_id=self.request_id)
+
+    async def changed(self, timeout: float) -> None:
+        """Until the next delivery, at most ``timeout`` seconds."""
+        self._changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), max(0.0, timeout))
+
+
+class OutputService:
+    """Puts each run's output into the log store and tells the log store when it is complete."""
+
+    def __init__(
+        self,
+        store: Store[LambdaState],
+        reader: LogReader,
+        *,
+        on_complete: Callable[[Record], Awaitable[None]],
+        settle_seconds: float = LOG_SETTLE_SECONDS,
+        delivery_seconds: float = LOGS_DELIVERY_SECONDS,
+    ) -> None:
+        self._store = store
+        self._reader = reader
+        self._on_complete = on_complete
+        self._settle = settle_seconds
+        self._delivery = delivery_seconds
+        self._feeds: dict[str, RunFeed] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._followers: Counter[str] = Counter()
+        self._completions: dict[str, asyncio.Task[None]] = {}
+        self._complete: dict[str, asyncio.Event] = {}
+        self._refining: dict[str, asyncio.Task[None]] = {}
+
+    # ------------------------------------------------------------------ a run's life
+
+    async def begin_run(self, record: Record) -> None:
+        """A start was accepted: the run's output comes after what the log store holds now."""
+        self._drop(record.id)
+        state = record.backend_state
+        state.output_from = await self._store.logs.last_position(record.id)
+        state.output_source, state.output_complete, state.output_timed = OutputSource.NONE, False, False
+        self._complete[record.id] = asyncio.Event()
+        self._store.logs.open_output(record.id)
+        if self._followers[record.id]:
+            self._feed(record)  # someone waits for this run's output: read it as it comes
+
+    async def run_ended(self, record: Record, log_tail: str) -> None:
+        """The run ended (its exit is recorded): complete its output from the tail if it holds the whole
+        run, else from CloudWatch (bounded by the delivery window)."""
+        state = record.backend_state
+        when = record.finished_at or dt.datetime.now(dt.UTC)
+        lines = tail_output(log_tail, state.request_id, when)
+        if lines is not None:
+            async with self._lock(record.id):
+                feed = self._feeds.get(record.id)
+                appended = feed.appended if feed is not None else 0
+                if feed is not None:
+                    feed.closed = True
+                stored = [line for _, line in await self._store.logs.read(record.id, after=state.output_from)]
+                if [line.data for line in stored] == [line.data for line in lines[: len(stored)]]:
+                    await self._store.logs.append(record.id, lines[len(stored) :])
+                    state.output_source = OutputSource.CLOUDWATCH if appended else OutputSource.TAIL
+                    await self._completed(record)
+                    return
+                if feed is not None:
+                    feed.closed = False  # CloudWatch showed other lines than the tail: it has the last word
+        state.output_source = OutputSource.CLOUDWATCH
+        self._feed(record)
+        self._spawn_completion(record, log_tail)
+
+    async def watch_outcome(self, record: Record, deadline: float) -> RunSummary | None:
+        """The run's end as CloudWatch shows it (its output read meanwhile), or None at ``deadline``
+        (a ``time.monotonic()`` value). For runs whose Invoke answer is not at hand."""
+        feed = self._feed(record)
+        with contextlib.suppress(Exception):  # read at least once, even past the deadline
+            await self._reader.refresh(max_wait=60.0)
+        while True:
+            summary = feed.summary()
+            remaining = deadline - time.monotonic()
+            if summary is not None or remaining <= 0:
+                return summary
+            await feed.changed(remaining)
+
+    def forget(self, container_id: str) -> None:
+        """The container is being removed: stop reading its output; its followers end."""
+        self._drop(container_id)
+        self._complete.pop(container_id, None)
+        self._locks.pop(container_id, None)
+        self._store.logs.close_output(container_id)
+
+    async def close(self) -> None:
+        tasks = [*self._completions.values(), *self._refining.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for container_id in list(self._feeds):
+            self._drop(container_id)
+
+    # ------------------------------------------------------------------ reading
+
+    async def logs(self, record: Record, options: LogsOptions) -> ContainerLogs:
+        """The container's output as ``logs`` asks for it; a follower reads on as lines come."""
+        state = record.backend_state
+        if record.status == "running" and not state.output_complete:
+            self._feed(record)  # someone looks at a running container: read its output as it comes
+            if not options.follow:
+                await self._reader.refresh(max_wait=LOGS_MAX_WAIT_SECONDS)
+        elif record.started_at is not None and not state.output_complete and not options.follow:
+            # Exited, its output still coming from CloudWatch: answer once it is complete (bounded).
+            complete = self._complete.get(record.id)
+            if complete is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(complete.wait(), self._delivery + self._settle)
+        wants_times = options.timestamps or options.since is not None or options.until is not None
+        if wants_times and state.output_source == OutputSource.TAIL and not state.output_timed:
+            await self._refine_times(record)
+        lines = self._store.logs.lines(record.id, options)
+        return ContainerLogs(
+            tty=record.config.tty, lines=self._counted(record.id, lines) if options.follow else lines
+        )
+
+    async def _counted(self, container_id: str, lines: AsyncIterator[LogLine]) -> AsyncIterator[LogLine]:
+        """A follower, counted while it reads: a start reads CloudWatch at once for a followed container."""
+        self._followers[container_id] += 1
+        try:
+            async for line in lines:
+                yield line
+        finally:
+            self._followers[container_id] -= 1
+            if self._followers[container_id] <= 0:
+                del self._followers[container_id]
+
+    # ------------------------------------------------------------------ completing
+
+    def _feed(self, record: Record) -> RunFeed:
+        feed = self._feeds.get(record.id)
+        if feed is None:
+            lock = self._lock(record.id)
+
+            async def append(lines: list[LogLine]) -> None:
+                async with lock:
+                    if not feed_ref.closed:
+                        await self._store.logs.append(record.id, lines)
+
+            feed_ref = RunFeed(record, append=append)
+            feed = self._feeds[record.id] = feed_ref
+            self._reader.subscribe(feed.function_name, feed.since, feed.deliver)
+        return feed
+
+    def _spawn_completion(self, record: Record, log_tail: str) -> None:
+        task = asyncio.create_task(
+            self._complete_from_cloudwatch(record, log_tail), name=f"output-{record.id[:12]}"
+        )
+        self._completions[record.id] = task
+        task.add_done_callback(
+            lambda done: (
+                self._completions.pop(record.id, None) if self._completions.get(record.id) is done else None
+            )
+        )
+
+    async def _complete_from_cloudwatch(self, record: Record, log_tail: str) -> None:
+        """Read until the run's END has shown and the settle delay has passed, or until the delivery
+        window closes; then the output is complete. A window closed early says so in the output."""
+        feed = self._feed(record)
+        ended = record.finished_at or dt.datetime.now(dt.UTC)
+        deadline = time.monotonic() + max(0.0, ended.timestamp() + self._delivery - time.time())
+        while True:
+            now = time.monotonic()
+            if feed.ended_at is not None and now - feed.ended_at >= self._settle:
+                break
+            if now >= deadline:
+                await self._late(record, feed, log_tail, ended)
+                break
+            wait = deadline - now if feed.ended_at is None else feed.ended_at + self._settle - now
+            await feed.changed(min(wait, deadline - now))
+        async with self._lock(record.id):
+            feed.closed = True
+        await self._completed(record)
+
+    async def _late(self, record: Record, feed: RunFeed, log_tail: str, ended: dt.datetime) -> None:
+        """CloudWatch did not deliver the whole run in time: show what the tail holds, and say so."""
+        async with self._lock(record.id):
+            feed.closed = True
+            lines: list[LogLine] = []
+            if not feed.appended and log_tail:
+                lines = _whole_lines_of_cut_tail(log_tail, ended)
+                shown = (
+                    "shown is only what Lambda returned with the invocation (the end of its 4 KB log tail)"
+                )
+            else:
+                shown = "what it delivered is shown, the rest may be missing"
+            note = _LATE_NOTE.format(seconds=self._delivery, shown=shown).encode()
+            lines.append(LogLine(stream=2, timestamp=dt.datetime.now(dt.UTC), data=note))
+            await self._store.logs.append(record.id, lines)
+        log.warning(
+            "output: CloudWatch did not deliver the run's end in time",
+            extra={"fields": {"container": record.id, "request_id": record.backend_state.request_id}},
+        )
+
+    async def _completed(self, record: Record) -> None:
+        self._unsubscribe(record.id)
+        state = record.backend_state
+        state.output_complete = True
+        if self._store.get_container(record.id) is record:
+            await self._store.save_state(record)
+        self._store.logs.close_output(record.id)
+        complete = self._complete.get(record.id)
+        if complete is not None:
+            complete.set()
+        await self._on_complete(record)
+
+    # ------------------------------------------------------------------ the lines' own times
+
+    async def _refine_times(self, record: Record) -> None:
+        """Give the run's lines taken from the tail CloudWatch's own times (one shared read, waiting
+        at most until the delivery window of the run closes), once the same lines show there."""
+        task = self._refining.get(record.id)
+        if task is None:
+            task = self._refining[record.id] = asyncio.create_task(self._refine(record))
+            task.add_done_callback(lambda _: self._refining.pop(record.id, None))
+        await asyncio.shield(task)
+
+    async def _refine(self, record: Record) -> None:
+        state = record.backend_state
+        stored = await self._store.logs.read(record.id, after=state.output_from)
+        feed = RunFeed(record, append=None)
+        name = state.function_name
+        ended = record.finished_at or dt.datetime.now(dt.UTC)
+        deadline = time.monotonic() + max(0.0, ended.timestamp() + self._delivery - time.time())
+        subscribed_here = not self._reader.subscribed(name)
+        if subscribed_here:
+            self._reader.subscribe(name, feed.since, feed.deliver)
+        try:
+            with contextlib.suppress(Exception):
+                await self._reader.refresh(max_wait=LOGS_MAX_WAIT_SECONDS)
+            while feed.ended_at is None and time.monotonic() < deadline:
+                await feed.changed(deadline - time.monotonic())
+        finally:
+            if subscribed_here:
+                self._reader.unsubscribe(name)
+        if [line.data for line in feed.collected] != [line.data for _, line in stored]:
+            log.info(
+                "logs: CloudWatch does not show the run's lines yet; they keep the time the run ended",
+                extra={"fields": {"container": record.id}},
+            )
+            return
+        await self._store.logs.set_times(
+            record.id, {seq: line.timestamp for (seq, _), line in zip(stored, feed.collected, strict=True)}
+        )
+        state.output_timed = True
+        if self._store.get_container(record.id) is record:
+            await self._store.save_state(record)
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def _lock(self, container_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(container_id, asyncio.Lock())
+
+    def _unsubscribe(self, container_id: str) -> None:
+        feed = self._feeds.pop(container_id, None)
+        if feed is not None:
+            feed.closed = True
+            self._reader.unsubscribe(feed.function_name)
+
+    def _drop(self, container_id: str) -> None:
+        self._unsubscribe(container_id)
+        task = self._completions.pop(container_id, None)
+        if task is not None and task is not asyncio.current_task():  # an auto-remove at completion
+            task.cancel()

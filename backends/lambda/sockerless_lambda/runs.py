@@ -1,0 +1,201 @@
+"""One start of a container: wait for its function, invoke it under the concurrency gate, record the exit.
+
+Each started container has one background task (its run, or the recovery of a run this process did
+not send). The invocation states are written before the step they describe can happen (see
+:mod:`.state`), so a backend killed at any moment finds at its next start what may have been sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Iterable
+
+from sockerless.errors import NotFound, SockerlessError
+from sockerless.store import ContainerRecord, Store
+from sockerless.waiters import ContainerWaiters, ExitStatus
+from sockerless_lambda.config import LambdaConfig
+from sockerless_lambda.invocations import (
+    EXIT_FAILURE,
+    EXIT_UNKNOWN,
+    FunctionNotReady,
+    InvocationOutcome,
+    Invoker,
+    InvokeSent,
+    OutcomeUnknown,
+)
+from sockerless_lambda.output import OutputService
+from sockerless_lambda.state import DONE, SENT, LambdaState
+
+__all__ = ["Runs"]
+
+log = logging.getLogger("sockerless.lambda.runs")
+
+Record = ContainerRecord[LambdaState]
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Runs:
+    """The background runs, one task per started container."""
+
+    def __init__(
+        self,
+        *,
+        config: LambdaConfig,
+        store: Store[LambdaState],
+        invoker: Invoker,
+        output: OutputService,
+        waiters: ContainerWaiters,
+    ) -> None:
+        self._config = config
+        self._store = store
+        self._invoker = invoker
+        self._output = output
+        self._waiters = waiters
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def launch(self, record: Record, work: Awaitable[None]) -> None:
+        """Run ``work`` (the container's run or its recovery) as the container's one background task."""
+
+        async def owned() -> None:
+            try:
+                await work
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("container run failed unexpectedly", extra={"fields": {"container": record.id}})
+
+        task = asyncio.create_task(owned(), name=f"lambda-run-{record.id[:12]}")
+        self._tasks[record.id] = task
+        task.add_done_callback(
+            lambda done: self._tasks.pop(record.id, None) if self._tasks.get(record.id) is done else None
+        )
+
+    def cancel(self, container_id: str) -> None:
+        """Stop following a run (its container is being removed); the invocation itself cannot be stopped."""
+        task = self._tasks.pop(container_id, None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    def tasks(self) -> Iterable[asyncio.Task[None]]:
+        return list(self._tasks.values())
+
+    async def close(self) -> None:
+        """Cancel the runs; their invocations were persisted as sent and are recovered at the next start."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    # ------------------------------------------------------------------ the run
+
+    async def run(self, record: Record, *, holding_slot: bool = False) -> None:
+        """One start: wait for the function, invoke it under the concurrency gate, record the exit.
+
+        ``holding_slot``: the start took a place in the gate already (and recorded the Invoke as sent).
+        """
+        state = record.backend_state
+        outcome: InvocationOutcome
+        try:
+            async with self._slot(holding_slot):
+                if state.function_state != "Active":
+                    await self._invoker.wait_until_active(state.function_name)
+                    state.function_state = "Active"
+
+                async def mark_sent() -> None:
+                    if state.invocation != SENT:
+                        state.invocation = SENT
+                        await self._store.save_state(record)
+
+                try:
+                    result = await self._invoker.invoke(state.function_name, before_send=mark_sent)
+                except OutcomeUnknown as unknown:
+                    log.warning(
+                        "invocation outcome lost; reading it from CloudWatch",
+                        extra={"fields": {"container": record.id, "detail": unknown.detail}},
+                    )
+                    state.request_id = unknown.request_id or state.request_id
+                    outcome = await self.outcome_from_logs(record)
+                else:
+                    if isinstance(result, InvokeSent):
+                        state.request_id = result.request_id
+                        await self._store.save_state(record)
+                        outcome = await self.outcome_from_logs(record)
+                    else:
+                        outcome = result
+        except FunctionNotReady as exc:
+            outcome = InvocationOutcome(EXIT_FAILURE, exc.message)
+        except NotFound as exc:
+            if self._store.get_container(record.id) is None:
+                return  # removed meanwhile
+            outcome = InvocationOutcome(EXIT_FAILURE, exc.message)
+        except SockerlessError as exc:
+            outcome = InvocationOutcome(EXIT_FAILURE, exc.message)
+        await self.finish(record, outcome)
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, held: bool) -> AsyncIterator[None]:
+        """A place in the concurrency gate for one invocation: taken here unless the start took it."""
+        if not held:
+            await self._invoker.gate.acquire()
+        try:
+            yield
+        finally:
+            self._invoker.gate.release()
+
+    async def recover(self, record: Record) -> None:
+        """Finish a run this process did not send (a restart): its outcome comes from CloudWatch."""
+        await self.finish(record, await self.outcome_from_logs(record))
+
+    async def outcome_from_logs(self, record: Record) -> InvocationOutcome:
+        """The run's end as CloudWatch shows it, waiting at most until the function timeout plus a margin."""
+        started = record.started_at or record.created
+        margin = self._config.recovery_margin
+        deadline = time.monotonic() + max(
+            0.0, started.timestamp() + self._config.timeout + margin - time.time()
+        )
+        summary = await self._output.watch_outcome(record, deadline)
+        state = record.backend_state
+        if summary is None:
+            return InvocationOutcome(
+                EXIT_UNKNOWN,
+                f"the outcome of the Lambda invocation of {state.function_name} is unknown: no END line in "
+                f"CloudWatch within the function timeout ({self._config.timeout} s) plus {margin:g} s",
+                request_id=state.request_id,
+            )
+        return InvocationOutcome(summary.exit_code, summary.error, request_id=summary.request_id)
+
+    async def finish(self, record: Record, outcome: InvocationOutcome) -> None:
+        """Record the exit and release the waiters; the output completes after (at once from a whole
+        tail), and an auto-remove container is removed once it has."""
+        if self._store.get_container(record.id) is not record:
+            return  # removed (and maybe replaced) while the run was in flight
+        state = record.backend_state
+        state.invocation = DONE
+        state.request_id = outcome.request_id or state.request_id
+        record.status, record.exit_code, record.error, record.finished_at = (
+            "exited",
+            outcome.exit_code,
+            outcome.error,
+            _now(),
+        )
+        await self._store.save_state(record)
+        self._waiters.exited(record.id, ExitStatus(outcome.exit_code, outcome.error))
+        log.info(
+            "container exited",
+            extra={
+                "fields": {
+                    "container": record.id,
+                    "exit_code": outcome.exit_code,
+                    "request_id": state.request_id,
+                }
+            },
+        )
+        await self._output.run_ended(record, outcome.log_tail)

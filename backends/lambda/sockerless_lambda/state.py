@@ -1,0 +1,54 @@
+"""The Lambda backend's own state of a container, kept by the store beside the container's record.
+
+One container is one function (``<prefix><24 hex of the ID>``); one start is one invocation. The
+state says where the function and the current run are, so that a backend restarted at any moment
+can finish what was under way (see :mod:`.reconcile`). The container's output is not here: it is in
+the store's log store, and :mod:`.output` records here how far the current run's output has come.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from attrs import Factory, define
+
+__all__ = ["CREATING", "DONE", "QUEUED", "SENT", "LambdaState", "OutputSource"]
+
+#: ``function_state`` until CreateFunction has answered; after that, the function's State from AWS.
+CREATING: Final = "creating"
+#: ``invocation``: the start is accepted but the Invoke is not sent; it may be under way; it ended.
+QUEUED: Final = "queued"
+SENT: Final = "sent"
+DONE: Final = "done"
+
+
+class OutputSource:
+    """Where the current run's output came from (``LambdaState.output_source``)."""
+
+    NONE: Final = ""
+    #: The Invoke's ``LogType=Tail`` held the whole run: complete at once, its lines carry the time the
+    #: run ended until CloudWatch's own times are asked for (``output_timed``).
+    TAIL: Final = "tail"
+    #: Read from CloudWatch as it delivered it (while followed, or a run too long for the tail).
+    CLOUDWATCH: Final = "cloudwatch"
+
+
+@define
+class LambdaState:
+    function_name: str
+    function_arn: str = ""
+    function_state: str = CREATING
+    invocation: str = ""
+    #: The current (or last) run's request ID, and those of earlier runs (their lines are not this run's).
+    request_id: str = ""
+    past_request_ids: list[str] = Factory(list)
+    #: The log store's last position before the current run: the run's output comes after it.
+    output_from: int = 0
+    output_source: str = OutputSource.NONE
+    #: The run's output is all in the log store (a follower may end).
+    output_complete: bool = False
+    #: Its lines carry CloudWatch's own times.
+    output_timed: bool = False
+    #: Only in records written before the log store existed: the run's LogType=Tail, moved into the
+    #: log store when the backend starts.
+    log_tail: str = ""

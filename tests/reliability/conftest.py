@@ -1,5 +1,5 @@
 """Fixtures: the internal API served by the real Lambda backend on the local simulator, and a checker
-for values against the schemas of ``sockerless.openapi`` (no JSON Schema library needed)."""
+for values against the schemas of the generated OpenAPI document (with openapi-schema-validator)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import pytest
 import pytest_asyncio
 from aiobotocore.session import get_session
 from aiohttp.test_utils import TestClient
+from openapi_schema_validator import OAS31Validator
 
+from sockerless.api.openapi import build_openapi
+from sockerless.api.server import create_app
 from sockerless.backend import BackendRuntime
-from sockerless.openapi import build_openapi
-from sockerless.server import ServerOptions, create_app
 
 #: A small body limit keeps the "too large" cases cheap to send.
 MAX_BODY_BYTES = 128 * 1024
@@ -88,7 +89,7 @@ async def lambda_api(
     }
     try:
         async with get_session().create_client("lambda", **options) as lambda_client:
-            client = await aiohttp_client(create_app(backend, ServerOptions(max_body_bytes=MAX_BODY_BYTES)))
+            client = await aiohttp_client(create_app(backend, max_body_bytes=MAX_BODY_BYTES))
             yield LambdaApi(client, backend, lambda_client)
     finally:
         await backend.close()
@@ -98,57 +99,18 @@ async def lambda_api(
 
 
 class SchemaChecker:
-    """Checks a value against a schema of the OpenAPI document: the JSON Schema subset it uses."""
+    """Checks a value against a schema of the OpenAPI document (OpenAPI 3.1's JSON Schema dialect)."""
 
     def __init__(self, document: dict[str, Any]) -> None:
         self.document = document
 
-    def resolve(self, ref: str) -> Any:
-        node: Any = self.document
-        for part in ref.removeprefix("#/").split("/"):
-            node = node[part]
-        return node
-
-    def problems(self, value: Any, schema: dict[str, Any], where: str = "$") -> list[str]:
-        if "$ref" in schema:
-            return self.problems(value, self.resolve(schema["$ref"]), where)
-        found: list[str] = []
-        kinds = schema.get("type")
-        if kinds is not None:
-            kinds = [kinds] if isinstance(kinds, str) else kinds
-            if not any(_is(value, kind) for kind in kinds):
-                return [f"{where}: {type(value).__name__} is not {'/'.join(kinds)}"]
-        if "enum" in schema and value not in schema["enum"]:
-            found.append(f"{where}: {value!r} not in {schema['enum']}")
-        if isinstance(value, str) and len(value) < schema.get("minLength", 0):
-            found.append(f"{where}: shorter than {schema['minLength']}")
-        for sub in schema.get("allOf", ()):
-            found += self.problems(value, sub, where)
-        if "anyOf" in schema and all(self.problems(value, sub, where) for sub in schema["anyOf"]):
-            found.append(f"{where}: matches none of anyOf")
-        if isinstance(value, dict):
-            properties = schema.get("properties", {})
-            found += [f"{where}: missing {key}" for key in schema.get("required", ()) if key not in value]
-            for key, item in value.items():
-                if key in properties:
-                    found += self.problems(item, properties[key], f"{where}.{key}")
-                elif schema.get("additionalProperties") is False:
-                    found.append(f"{where}: unexpected {key}")
-                elif isinstance(schema.get("additionalProperties"), dict):
-                    found += self.problems(item, schema["additionalProperties"], f"{where}.{key}")
-        if isinstance(value, list) and "items" in schema:
-            for index, item in enumerate(value):
-                found += self.problems(item, schema["items"], f"{where}[{index}]")
-        return found
-
-
-def _is(value: Any, kind: str) -> bool:
-    if kind == "integer":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if kind == "number":
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    python = {"string": str, "boolean": bool, "object": dict, "array": list, "null": type(None)}[kind]
-    return isinstance(value, python)
+    def problems(self, value: Any, schema: dict[str, Any]) -> list[str]:
+        # The document's components travel with the schema, so its "#/components/..." refs resolve.
+        root = {**schema, "components": self.document["components"]}
+        return [
+            f"$.{'.'.join(str(part) for part in error.absolute_path)}: {error.message}"
+            for error in OAS31Validator(root).iter_errors(value)
+        ]
 
 
 @pytest.fixture(scope="session")

@@ -174,27 +174,34 @@ class OutputService:
         if self._followers[record.id]:
             self._feed(record)  # someone waits for this run's output: read it as it comes
 
-    async def run_ended(self, record: Record, log_tail: str) -> None:
-        """The run ended (its exit is recorded): complete its output from the tail if it holds the whole
-        run, else from CloudWatch (bounded by the delivery window)."""
+    async def take_tail(self, record: Record, log_tail: str) -> None:
+        """Before the exit is written: when the run's tail holds the whole run and agrees with what
+        CloudWatch delivered of it so far, the rest of the run's output goes into the log store now
+        and the output is complete (written with the exit, in one save)."""
         state = record.backend_state
-        when = record.finished_at or dt.datetime.now(dt.UTC)
-        lines = tail_output(log_tail, state.request_id, when)
-        if lines is not None:
-            async with self._lock(record.id):
-                feed = self._feeds.get(record.id)
-                appended = feed.appended if feed is not None else 0
-                if feed is not None:
-                    feed.closed = True
+        lines = tail_output(log_tail, state.request_id, record.finished_at or dt.datetime.now(dt.UTC))
+        if lines is None:
+            return
+        async with self._lock(record.id):
+            feed = self._feeds.get(record.id)
+            stored: list[LogLine] = []
+            if feed is not None and feed.appended:
                 stored = [line for _, line in await self._store.logs.read(record.id, after=state.output_from)]
-                if [line.data for line in stored] == [line.data for line in lines[: len(stored)]]:
-                    await self._store.logs.append(record.id, lines[len(stored) :])
-                    state.output_source = OutputSource.CLOUDWATCH if appended else OutputSource.TAIL
-                    await self._completed(record)
-                    return
-                if feed is not None:
-                    feed.closed = False  # CloudWatch showed other lines than the tail: it has the last word
-        state.output_source = OutputSource.CLOUDWATCH
+                if [line.data for line in stored] != [line.data for line in lines[: len(stored)]]:
+                    return  # CloudWatch showed other lines than the tail: it has the last word
+            if feed is not None:
+                feed.closed = True
+            await self._store.logs.append(record.id, lines[len(stored) :])
+        state.output_source = OutputSource.CLOUDWATCH if stored else OutputSource.TAIL
+        state.output_complete = True
+
+    async def exit_recorded(self, record: Record, log_tail: str) -> None:
+        """The exit is written: a complete output is closed now; the rest comes from CloudWatch,
+        bounded by the delivery window."""
+        if record.backend_state.output_complete:
+            await self._completed(record, saved=True)
+            return
+        record.backend_state.output_source = OutputSource.CLOUDWATCH
         self._feed(record)
         self._spawn_completion(record, log_tail)
 
@@ -327,11 +334,11 @@ class OutputService:
             extra={"fields": {"container": record.id, "request_id": record.backend_state.request_id}},
         )
 
-    async def _completed(self, record: Record) -> None:
+    async def _completed(self, record: Record, *, saved: bool = False) -> None:
         self._unsubscribe(record.id)
         state = record.backend_state
         state.output_complete = True
-        if self._store.get_container(record.id) is record:
+        if not saved and self._store.get_container(record.id) is record:
             await self._store.save_state(record)
         self._store.logs.close_output(record.id)
         complete = self._complete.get(record.id)

@@ -61,7 +61,9 @@ async def reconcile_containers(
                 log.info("completing a run's output", extra=_about(record))
                 store.logs.open_output(record.id)
                 tail, state.log_tail = state.log_tail, ""
-                await service.output.run_ended(record, tail)
+                await service.output.take_tail(record, tail)
+                await store.save_state(record)
+                await service.output.exit_recorded(record, tail)
             elif record.status == "exited" and record.host_config.auto_remove:
                 await service.remove_record(record)
         except SockerlessError as exc:

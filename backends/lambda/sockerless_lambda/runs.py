@@ -180,12 +180,9 @@ class Runs:
         state = record.backend_state
         state.invocation = DONE
         state.request_id = outcome.request_id or state.request_id
-        record.status, record.exit_code, record.error, record.finished_at = (
-            "exited",
-            outcome.exit_code,
-            outcome.error,
-            _now(),
-        )
+        record.finished_at = _now()
+        await self._output.take_tail(record, outcome.log_tail)
+        record.status, record.exit_code, record.error = "exited", outcome.exit_code, outcome.error
         await self._store.save_state(record)
         self._waiters.exited(record.id, ExitStatus(outcome.exit_code, outcome.error))
         log.info(
@@ -198,4 +195,4 @@ class Runs:
                 }
             },
         )
-        await self._output.run_ended(record, outcome.log_tail)
+        await self._output.exit_recorded(record, outcome.log_tail)

@@ -1,101 +1,86 @@
-"""The list rows a SummaryCache encodes are the rows `container_summary` gives, call after call."""
+"""Docker's views of a stored container: inspect and the list row, with Docker's wording."""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 
-import attrs
+import pytest
 
-from sockerless.models import ContainerConfig, HostConfig, unstructure
+from sockerless.models import ContainerConfig, HostConfig, LogConfig, unstructure
 from sockerless.store import ContainerRecord
-from sockerless.views import SummaryCache, container_summary
+from sockerless.views import container_inspect, container_summary, human_duration, status_text
 
-T0 = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
+T0 = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 
 
-def _record(index: int, **fields: object) -> ContainerRecord:
+def record(**changes: object) -> ContainerRecord[None]:
     values: dict[str, object] = {
-        "id": f"{index:064x}",
-        "name": f"c{index}",
+        "id": "a" * 64,
+        "name": "web",
         "created": T0,
-        "image": "alpine:3.20",
-        "config": ContainerConfig(image="alpine:3.20", cmd=["sh", "-c", f"echo {index}"]),
+        "image": "alpine",
+        "config": ContainerConfig(
+            image="alpine", entrypoint=["sh", "-c"], cmd=["echo hi"], labels={"k": "v"}
+        ),
         "host_config": HostConfig(),
+        "backend_state": None,
     }
-    values.update(fields)
+    values.update(changes)
     return ContainerRecord(**values)  # type: ignore[arg-type]
 
 
-def _records() -> list[ContainerRecord]:
-    return [
-        _record(1),
-        _record(2, status="running", started_at=T0 + dt.timedelta(seconds=1)),
-        _record(3, status="exited", exit_code=3, finished_at=T0 + dt.timedelta(seconds=2)),
-        _record(4, status="dead", image_id="sha256:" + "cd" * 32),
-        _record(5, status="removing"),
-        _record(
-            6,
-            name='quotes"and\\slashes',
-            config=ContainerConfig(
-                image="alpine:3.20",
-                entrypoint=["/bin/ünïcode"],
-                labels={"tab": "a\tb", "emoji": "\U0001f433", "quote": '"'},
-            ),
-        ),
-        # A label that holds the cache's stand-in text itself: that row is encoded in full every time.
-        _record(7, config=ContainerConfig(image="x", labels={"x": "\x00sockerless-live\x00"})),
-    ]
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0.5, "Less than a second"), (1, "1 second"), (59, "59 seconds"), (90, "About a minute"),
+     (600, "10 minutes"), (3600, "About an hour"), (7200, "2 hours"), (3 * 86400, "3 days")],
+)  # fmt: skip
+def test_durations_read_as_docker_prints_them(seconds: float, text: str) -> None:
+    assert human_duration(seconds) == text
 
 
-def _expected(records: list[ContainerRecord], now: dt.datetime) -> object:
-    return unstructure([container_summary(record, now) for record in records])
+def test_status_texts_are_dockers() -> None:
+    now = T0 + dt.timedelta(minutes=2)
+    assert status_text(record(), now) == "Created"
+    assert status_text(record(status="running", started_at=T0), now) == "Up 2 minutes"
+    assert (
+        status_text(record(status="exited", exit_code=3, finished_at=T0), now) == "Exited (3) 2 minutes ago"
+    )
 
 
-def test_the_encoded_rows_are_the_summaries_first_and_from_the_cache() -> None:
-    cache, records = SummaryCache(), _records()
-    for now in (T0 + dt.timedelta(seconds=5), T0 + dt.timedelta(hours=3), T0 + dt.timedelta(days=20)):
-        body = cache.rows(records, now).to_json()
-        assert json.loads(body) == _expected(records, now)
-        # Byte for byte what the server's json.dumps of the same rows gives.
-        assert body == json.dumps(_expected(records, now)).encode()
-    assert len(cache) == len(records) - 1  # the row with the stand-in is not kept
+def test_the_list_row_carries_the_command_labels_and_an_integer_creation_time() -> None:
+    row = unstructure(container_summary(record(status="exited", finished_at=T0), T0))
+    assert row["Names"] == ["/web"]
+    assert row["Command"] == "sh -c echo hi"
+    assert row["Created"] == int(T0.timestamp())
+    assert row["State"] == "exited"
+    assert row["Labels"] == {"k": "v"}
 
 
-def test_a_state_change_shows_at_once_and_other_changes_re_encode_the_row() -> None:
-    cache, now = SummaryCache(), T0 + dt.timedelta(minutes=5)
-    record = _record(1)
-    assert json.loads(cache.rows([record], now).to_json())[0]["Status"] == "Created"
-
-    record.status, record.started_at = "running", T0
-    row = json.loads(cache.rows([record], now).to_json())[0]
-    assert (row["State"], row["Status"]) == ("running", "Up 5 minutes")
-
-    record.name = "renamed"
-    record.image_id = "sha256:" + "ef" * 32
-    record.config = attrs.evolve(record.config, labels={"new": "label"})
-    row = json.loads(cache.rows([record], now).to_json())[0]
-    assert (row["Names"], row["ImageID"], row["Labels"]) == (["/renamed"], record.image_id, {"new": "label"})
-
-    reloaded = attrs.evolve(record, image="other:1")  # a new record object for the same container
-    assert json.loads(cache.rows([reloaded], now).to_json())[0]["Image"] == "other:1"
+def test_an_empty_log_driver_is_reported_as_json_file() -> None:
+    """The SDK's blocking run() reads the output only from json-file or journald; Docker's default is
+    json-file, and the CLI sends an empty type when none is asked for."""
+    assert container_inspect(record()).host_config.log_config.type == "json-file"
+    empty = HostConfig(log_config=LogConfig(type=""))
+    assert container_inspect(record(host_config=empty)).host_config.log_config.type == "json-file"
+    assert empty.log_config.type == ""  # the stored record is left as it was
+    none = HostConfig(log_config=LogConfig(type="none"))
+    assert container_inspect(record(host_config=none)).host_config.log_config.type == "none"
 
 
-def test_forget_drops_the_row() -> None:
-    cache, records = SummaryCache(), _records()[:3]
-    cache.rows(records, T0).to_json()
-    cache.forget(records[0].id)
-    cache.forget("not-there")
-    assert len(cache) == 2
-
-
-def test_rows_read_as_a_sequence_of_summaries() -> None:
-    records, now = _records(), T0 + dt.timedelta(seconds=30)
-    rows = SummaryCache().rows(records, now)
-    expected = [container_summary(record, now) for record in records]
-    assert len(rows) == len(expected)
-    assert list(rows) == expected
-    assert rows[2] == expected[2]
-    assert rows[1:3] == expected[1:3]
-    assert rows.to_json() == b"[" + b", ".join(json.dumps(unstructure(r)).encode() for r in expected) + b"]"
-    assert SummaryCache().rows([], now).to_json() == b"[]"
+def test_inspect_carries_every_field_docker_always_sends() -> None:
+    body = unstructure(container_inspect(record()))
+    for key in (
+        "ResolvConfPath",
+        "HostnamePath",
+        "HostsPath",
+        "MountLabel",
+        "ProcessLabel",
+        "AppArmorProfile",
+    ):
+        assert body[key] == ""
+    assert body["ExecIDs"] is None
+    assert body["GraphDriver"] == {"Name": "", "Data": None}
+    assert body["Name"] == "/web"
+    assert body["Path"] == "sh"
+    assert body["Args"] == ["-c", "echo hi"]
+    assert body["State"]["StartedAt"] == "0001-01-01T00:00:00Z"

@@ -8,7 +8,7 @@ import datetime as dt
 from sockerless.backend import LogLine, LogsOptions
 from sockerless.logfilter import select, split_lines
 from sockerless.models import WaitCondition, WaitError, WaitResponse
-from sockerless.waiters import ContainerWaiters, ExitStatus
+from sockerless.waiters import ContainerWaiters, ExitStatus, Tombstone
 
 ID = "a" * 64
 T0 = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.UTC)
@@ -46,11 +46,12 @@ async def test_next_exit_waits_even_for_an_exited_container_and_removed_waits_fo
 async def test_tombstones_answer_by_id_prefix_and_name_until_they_expire() -> None:
     now = [0.0]
     waiters = ContainerWaiters(tombstone_seconds=300, clock=lambda: now[0])
-    waiters.removed(ID, "/web", ExitStatus(7))
-    assert waiters.tombstone(ID) == (ID, ExitStatus(7))
-    assert waiters.tombstone("aaa") == (ID, ExitStatus(7))
-    assert waiters.tombstone("/web") == (ID, ExitStatus(7))
-    assert waiters.tombstone("web") == (ID, ExitStatus(7))
+    waiters.removed(ID, "/web", ExitStatus(7), tty=True)
+    stone = Tombstone(ID, ExitStatus(7), tty=True)
+    assert waiters.tombstone(ID) == stone
+    assert waiters.tombstone("aaa") == stone
+    assert waiters.tombstone("/web") == stone
+    assert waiters.tombstone("web") == stone
     now[0] = 301
     assert waiters.tombstone(ID) is None
 
@@ -66,7 +67,7 @@ async def test_tombstones_expire_oldest_first_and_a_second_removal_renews_one() 
     waiters.removed(first, "one", ExitStatus(3))  # renewed: now expires after the second
     now[0] = 15.5
     assert waiters.tombstone(second) is None
-    assert waiters.tombstone(first) == (first, ExitStatus(3))
+    assert waiters.tombstone(first) == Tombstone(first, ExitStatus(3))
     now[0] = 16
     assert waiters.tombstone(first) is None
     assert waiters.tombstone("one") is None

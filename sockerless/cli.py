@@ -27,7 +27,6 @@ from sockerless.config import (
     config_sections,
     flags_from_args,
     load_settings,
-    parse_file_mode,
     render_config,
     resolve_backend_url,
     resolve_frontend_socket,
@@ -87,22 +86,8 @@ def _load(
     return args, settings, backend_cls
 
 
-def _server(backend: Backend, config: ServerConfig, socket_path: str | None = None) -> InternalAPIServer:
-    return InternalAPIServer(
-        backend,
-        socket_path=socket_path or config.socket,
-        tcp=config.tcp,
-        socket_mode=parse_file_mode(config.socket_mode),
-        socket_group=config.socket_group,
-        shutdown_grace=config.shutdown_grace,
-        token=config.token,
-        allow_public=config.allow_public,
-        max_inflight_requests=config.max_inflight_requests,
-        max_body_bytes=config.max_body_bytes,
-        tls_cert=config.tls_cert,
-        tls_key=config.tls_key,
-        tls_client_ca=config.tls_client_ca,
-    )
+def _server(backend: Backend, config: ServerConfig, socket_path: str = "") -> InternalAPIServer:
+    return InternalAPIServer(backend, config, socket_path=socket_path)
 
 
 def _backend(backend_cls: type[Backend], settings: Settings) -> Backend:
@@ -110,7 +95,7 @@ def _backend(backend_cls: type[Backend], settings: Settings) -> Backend:
     runtime = BackendRuntime(
         state_path=store_path,
         instance_id=instance_id_for(store_path),
-        store_synchronous=settings.store.synchronous,
+        store=settings.store,
     )
     return backend_cls(settings.backend, runtime)  # type: ignore[call-arg]
 
@@ -118,24 +103,11 @@ def _backend(backend_cls: type[Backend], settings: Settings) -> Backend:
 def _frontend(settings: Settings, backend_url: str) -> Any:
     from sockerless.frontend import DockerFrontend
 
-    config = settings.frontend
     return DockerFrontend(
+        settings.frontend,
         socket_path=resolve_frontend_socket(settings),
-        tcp=config.tcp,
-        socket_mode=parse_file_mode(config.socket_mode),
-        socket_group=config.socket_group,
         backend_url=backend_url,
-        attach_mode=config.attach,
-        follow_poll_interval=config.follow_poll_interval,
-        token=config.token,
-        allow_public=config.allow_public,
         backend_token=settings.server.token,
-        tls_cert=config.tls_cert,
-        tls_key=config.tls_key,
-        tls_client_ca=config.tls_client_ca,
-        backend_tls_ca=config.backend_tls_ca,
-        backend_tls_cert=config.backend_tls_cert,
-        backend_tls_key=config.backend_tls_key,
     )
 
 

@@ -16,6 +16,7 @@ from sockerless.config import (
     CORE_SECTIONS,
     ConfigError,
     FrontendConfig,
+    ListenerConfig,
     ServerConfig,
     Settings,
     StoreConfig,
@@ -80,6 +81,13 @@ class RangeConfig:
             raise ValueError(f"low ({self.low}) is above high ({self.high})")
 
 
+@frozen
+class PlainConfig:
+    """A backend section declared with a plain attrs field."""
+
+    name: str = attrs.field()
+
+
 def load(
     *,
     environ: dict[str, str] | None = None,
@@ -136,7 +144,8 @@ LAYERED_KEYS = [
     ("server", "shutdown_grace", 1, "2.5", "3", (1.0, 2.5, 3.0)),
     ("server", "allow_public", True, "no", True, (True, False, True)),
     ("store", "synchronous", "full", "normal", "full", ("full", "normal", "full")),
-    ("frontend", "follow_poll_interval", 0.1, "0.2", "0.3", (0.1, 0.2, 0.3)),
+    ("store", "removed_grace_seconds", 1, "2.5", "3", (1.0, 2.5, 3.0)),
+    ("frontend", "tcp", ":1", ":2", "[::1]:3", (":1", ":2", "[::1]:3")),
     ("frontend", "attach", "strict", "read-only", "strict", ("strict", "read-only", "strict")),
 ]
 
@@ -213,12 +222,12 @@ def test_a_backend_named_like_a_core_section_is_refused() -> None:
 # ---------------------------------------------------------------------------- parsing strings
 
 
-@pytest.mark.parametrize("text", ["1", "true", "True", "YES", "on", " yes "])
+@pytest.mark.parametrize("text", ["1", "true", "True", "YES", "on", " yes ", "y", "t"])
 def test_true_booleans_from_strings(text: str) -> None:
     assert load(environ={"SOCKERLESS_TOY_ENABLED": text}).backend.enabled is True
 
 
-@pytest.mark.parametrize("text", ["0", "false", "FALSE", "no", "off"])
+@pytest.mark.parametrize("text", ["0", "false", "FALSE", "no", "off", "N", "f"])
 def test_false_booleans_from_strings(text: str) -> None:
     assert load(flags={"toy.enabled": text}).backend.enabled is False
 
@@ -286,18 +295,24 @@ def test_an_unknown_key_in_the_file_lists_the_known_keys_and_the_closest(write_c
 
 def test_an_unknown_key_in_a_known_environment_section_is_an_error() -> None:
     assert problems(environ={"SOCKERLESS_SERVER_LOG_LEVL": "debug"}) == [
-        "unknown key server.log_levl (known: socket, tcp, socket_mode, socket_group, shutdown_grace, "
-        "log_level, log_format, token, allow_public, max_body_bytes, max_inflight_requests, tls_cert, "
-        "tls_key, tls_client_ca); did you mean log_level? [env SOCKERLESS_SERVER_LOG_LEVL]"
+        "unknown key server.log_levl (known: socket, tcp, socket_mode, socket_group, token, allow_public, "
+        "tls_cert, tls_key, tls_client_ca, shutdown_grace, log_level, log_format, max_body_bytes, "
+        "max_inflight_requests); did you mean log_level? [env SOCKERLESS_SERVER_LOG_LEVL]"
     ]
 
 
 def test_an_unknown_flag_key_or_section_is_an_error() -> None:
     found = problems(flags={"toy.nope": "1", "nowhere.key": "1"})
 
-    assert found[0].startswith("unknown key toy.nope (known: label, ")
-    assert found[0].endswith("[flag --toy-nope]")
-    assert found[1] == "unknown section 'nowhere' (known: server, store, frontend, toy) [flag nowhere.key]"
+    assert found[0] == "unknown section 'nowhere' (known: server, store, frontend, toy) [flag nowhere.key]"
+    assert found[1].startswith("unknown key toy.nope (known: label, ")
+    assert found[1].endswith("[flag --toy-nope]")
+
+
+def test_a_removed_key_is_an_unknown_key() -> None:
+    (problem,) = problems(environ={"SOCKERLESS_FRONTEND_FOLLOW_POLL_INTERVAL": "0.5"})
+
+    assert problem.startswith("unknown key frontend.follow_poll_interval (known: socket, tcp, ")
 
 
 @pytest.mark.parametrize(
@@ -356,9 +371,9 @@ def test_a_yaml_value_of_the_wrong_type_is_an_error(write_config: Any, document:
             "server.shutdown_grace: 601 is out of range (0-600) [flag --server-shutdown-grace]",
         ),
         (
-            {"frontend.follow_poll_interval": "0.01"},
-            "frontend.follow_poll_interval: 0.01 is out of range (0.05-10) "
-            "[flag --frontend-follow-poll-interval]",
+            {"store.removed_grace_seconds": "86400.5"},
+            "store.removed_grace_seconds: 86400.5 is out of range (0-86400) "
+            "[flag --store-removed-grace-seconds]",
         ),
         (
             {"server.max_inflight_requests": "0"},
@@ -408,7 +423,8 @@ def test_a_required_key_set_by_any_layer_is_enough() -> None:
 @pytest.mark.parametrize("mode", ["0999", "rw-------", "", "01000", "-1"])
 def test_a_socket_mode_that_is_not_octal_is_an_error(mode: str) -> None:
     assert problems(environ={"SOCKERLESS_SERVER_SOCKET_MODE": mode}) == [
-        f"server.socket_mode: {mode!r} is not an octal file mode like 0600 or 0660"
+        f"server.socket_mode: {mode!r} is not an octal file mode like 0600 or 0660 "
+        "[env SOCKERLESS_SERVER_SOCKET_MODE]"
     ]
 
 
@@ -421,24 +437,27 @@ def test_octal_socket_modes_are_accepted(text: str, mode: int) -> None:
 
 def test_a_tcp_address_that_is_not_host_port_is_an_error() -> None:
     assert problems(flags={"server.tcp": "localhost", "frontend.tcp": "host:http"}) == [
-        "server.tcp: 'localhost' is not an address like host:port, :port (loopback) or [::1]:port",
-        "frontend.tcp: 'host:http' is not an address like host:port, :port (loopback) or [::1]:port",
+        "server.tcp: 'localhost' is not an address like host:port, :port (loopback) or [::1]:port "
+        "[flag --server-tcp]",
+        "frontend.tcp: 'host:http' is not an address like host:port, :port (loopback) or [::1]:port "
+        "[flag --frontend-tcp]",
     ]
 
 
 @pytest.mark.parametrize("url", ["tcp://host:1", "unix://relative.sock", "http://host", "http://host:port"])
 def test_a_backend_url_that_is_neither_unix_nor_http_is_an_error(url: str) -> None:
     assert problems(flags={"frontend.backend": url}) == [
-        f"frontend.backend: {url!r} is not a backend URL like unix:///path/to/backend.sock or http://host:port"
+        f"frontend.backend: {url!r} is not a backend URL like unix:///path/to/backend.sock "
+        "or http://host:port [flag --frontend-backend]"
     ]
 
 
-def test_every_failing_attrs_validator_and_no_cross_field_check_is_reported() -> None:
+def test_every_failing_attrs_validator_is_reported_with_its_source() -> None:
     assert problems(
         section=RangeConfig, name="range", environ={"SOCKERLESS_RANGE_EVEN": "3"}, flags={"range.odd": "4"}
     ) == [
-        "range.even: 3 is not even",
-        "range.odd: 4 is not odd",
+        "range.even: 3 is not even [env SOCKERLESS_RANGE_EVEN]",
+        "range.odd: 4 is not odd [flag --range-odd]",
     ]
 
 
@@ -446,6 +465,64 @@ def test_a_cross_field_check_in_attrs_post_init_is_reported() -> None:
     assert problems(section=RangeConfig, name="range", flags={"range.low": "5"}) == [
         "range: low (5) is above high (2)"
     ]
+
+
+def test_a_cross_field_check_waits_until_every_key_of_its_section_is_valid() -> None:
+    assert problems(section=RangeConfig, name="range", flags={"range.low": "5", "range.high": "x"}) == [
+        "range.high: 'x' is not an integer [flag --range-high]"
+    ]
+
+
+def test_several_problems_of_one_cross_field_check_are_one_line_each() -> None:
+    assert problems(flags={"frontend.tls_cert": "/c.pem"}) == [
+        "frontend.tls_cert and frontend.tls_key go together: set both",
+        "frontend.tls_cert needs frontend.tcp: TLS is for the TCP listener "
+        "(a Unix socket is protected by its file permissions)",
+    ]
+
+
+def test_every_bad_key_of_a_section_is_reported_not_only_the_first(write_config: Any) -> None:
+    config_file = write_config("toy:\n  count: 0\n  colour: blue\n")
+
+    assert problems(
+        config_file=config_file,
+        environ={"SOCKERLESS_TOY_RATIO": "half", "SOCKERLESS_TOY_ENABLED": "maybe"},
+        flags={"toy.tags": ["a"], "toy.label": 7},
+    ) == [
+        "toy.label: expected a string, got 7 (int); quote the value in YAML [flag --toy-label]",
+        f"toy.count: 0 is out of range (1-10) [file {config_file}]",
+        "toy.ratio: 'half' is not a number [env SOCKERLESS_TOY_RATIO]",
+        "toy.enabled: 'maybe' is not a boolean (use true/false, yes/no, on/off or 1/0) "
+        "[env SOCKERLESS_TOY_ENABLED]",
+        f"toy.colour: 'blue' is not one of red, green [file {config_file}]",
+    ]
+
+
+def test_a_problem_names_the_layer_whose_value_won(write_config: Any) -> None:
+    config_file = write_config("server:\n  log_level: loud\n")
+
+    assert problems(config_file=config_file) == [
+        f"server.log_level: 'loud' is not one of debug, info, warning, error [file {config_file}]"
+    ]
+    assert problems(config_file=config_file, environ={"SOCKERLESS_SERVER_LOG_LEVEL": "louder"}) == [
+        f"server.log_level: 'loud' is not one of debug, info, warning, error [file {config_file}]",
+        "server.log_level: 'louder' is not one of debug, info, warning, error "
+        "[env SOCKERLESS_SERVER_LOG_LEVEL]",
+    ]
+
+
+def test_a_plain_attrs_field_without_a_default_is_required() -> None:
+    assert problems(section=PlainConfig, name="plain") == [
+        "plain.name is required: set it in the config file, with SOCKERLESS_PLAIN_NAME or with --plain-name"
+    ]
+    assert load(section=PlainConfig, name="plain", flags={"plain.name": "n"}).backend == PlainConfig("n")
+
+
+def test_a_section_built_in_code_checks_its_choices_and_ranges_too() -> None:
+    with pytest.raises(ValueError, match="'loud' is not one of debug, info, warning, error"):
+        ServerConfig(log_level="loud")
+    with pytest.raises(ValueError, match=r"0 is out of range \(1-10\)"):
+        ToyConfig(count=0)
 
 
 def test_a_config_file_that_is_not_a_mapping_is_an_error(write_config: Any) -> None:
@@ -500,10 +577,10 @@ def test_all_problems_of_all_layers_are_listed_one_per_line(write_config: Any) -
         )
 
     assert str(caught.value).splitlines() == [
-        f"toy.colour: 'blue' is not one of red, green [file {config_file}]",
         f"unknown section 'nope' (known: server, store, frontend, toy) [file {config_file}]",
-        "toy.count: 'x' is not an integer [env SOCKERLESS_TOY_COUNT]",
         "server.log_level: 'loud' is not one of debug, info, warning, error [flag --server-log-level]",
+        "toy.count: 'x' is not an integer [env SOCKERLESS_TOY_COUNT]",
+        f"toy.colour: 'blue' is not one of red, green [file {config_file}]",
     ]
 
 
@@ -513,6 +590,105 @@ def test_a_bad_value_is_an_error_even_when_a_later_layer_overrides_it(write_conf
     assert problems(config_file=config_file, flags={"toy.count": "2"}) == [
         f"toy.count: 99 is out of range (1-10) [file {config_file}]"
     ]
+
+
+# ---------------------------------------------------------------------------- the listener sections
+
+LISTENER_KEYS = [
+    "socket",
+    "tcp",
+    "socket_mode",
+    "socket_group",
+    "token",
+    "allow_public",
+    "tls_cert",
+    "tls_key",
+    "tls_client_ca",
+]
+
+
+@pytest.mark.parametrize("cls", [ServerConfig, FrontendConfig])
+def test_the_server_and_the_frontend_list_the_listener_keys_first_in_one_order(cls: type[Any]) -> None:
+    assert [a.name for a in attrs.fields(ListenerConfig)] == LISTENER_KEYS
+    assert issubclass(cls, ListenerConfig)
+    assert [a.name for a in attrs.fields(cls)][: len(LISTENER_KEYS)] == LISTENER_KEYS
+
+
+@pytest.mark.parametrize("section", ["server", "frontend"])
+def test_every_listener_key_is_read_under_both_listener_sections(section: str) -> None:
+    given = {
+        "socket": "/x.sock",
+        "tcp": ":9100",
+        "socket_mode": "0660",
+        "socket_group": "docker",
+        "token": "t",
+        "allow_public": "yes",
+        "tls_cert": "/c.pem",
+        "tls_key": "/k.pem",
+        "tls_client_ca": "/ca.pem",
+    }
+
+    settings = load(environ={f"SOCKERLESS_{section}_{key}".upper(): text for key, text in given.items()})
+
+    listener = attrs.asdict(getattr(settings, section), filter=lambda attribute, _: attribute.name in given)
+    assert listener == {**given, "allow_public": True}
+
+
+def test_the_listener_sockets_default_per_section() -> None:
+    assert ServerConfig().socket == "/var/run/sockerless-backend.sock"
+    assert FrontendConfig().socket == ""
+
+
+TLS_PROBLEMS = [
+    ({"tcp": ":9", "tls_cert": "/c.pem"}, "{0}.tls_cert and {0}.tls_key go together: set both"),
+    ({"tcp": ":9", "tls_key": "/k.pem"}, "{0}.tls_cert and {0}.tls_key go together: set both"),
+    ({"tcp": ":9", "tls_client_ca": "/ca.pem"}, "{0}.tls_client_ca needs {0}.tls_cert and {0}.tls_key"),
+    (
+        {"tls_cert": "/c.pem", "tls_key": "/k.pem"},
+        "{0}.tls_cert needs {0}.tcp: TLS is for the TCP listener (a Unix socket is protected by its file "
+        "permissions)",
+    ),
+]
+
+
+@pytest.mark.parametrize("section", ["server", "frontend"])
+@pytest.mark.parametrize(("keys", "problem"), TLS_PROBLEMS)
+def test_the_tls_keys_are_checked_together_on_both_listener_sections(
+    section: str, keys: dict[str, str], problem: str
+) -> None:
+    assert problems(flags={f"{section}.{key}": value for key, value in keys.items()}) == [
+        problem.format(section)
+    ]
+
+
+@pytest.mark.parametrize("cls", [ServerConfig, FrontendConfig])
+def test_the_tls_keys_are_checked_together_in_code_too(cls: type[ListenerConfig]) -> None:
+    with pytest.raises(ValueError, match=rf"{cls.section}\.tls_cert and {cls.section}\.tls_key go together"):
+        cls(tcp=":9", tls_cert="/c.pem")
+
+
+def test_tls_to_the_backend_needs_a_key_with_the_certificate_and_an_https_backend() -> None:
+    assert problems(flags={"frontend.backend_tls_cert": "/c.pem"}) == [
+        "frontend.backend_tls_cert and frontend.backend_tls_key go together: set both"
+    ]
+    assert problems(flags={"frontend.backend": "http://h:1", "frontend.backend_tls_ca": "/ca.pem"}) == [
+        "frontend.backend_tls_* are for an https:// backend; frontend.backend is not one"
+    ]
+    assert load(flags={"frontend.backend": "https://h:1", "frontend.backend_tls_ca": "/ca.pem"})
+
+
+def test_a_valid_tls_listener_loads() -> None:
+    settings = load(
+        flags={
+            "server.tcp": "0.0.0.0:9100",
+            "server.tls_cert": "/c.pem",
+            "server.tls_key": "/k.pem",
+            "server.tls_client_ca": "/ca.pem",
+        }
+    )
+
+    assert (settings.server.tls_cert, settings.server.tls_client_ca) == ("/c.pem", "/ca.pem")
+    assert resolve_backend_url(settings) == "https://0.0.0.0:9100"
 
 
 # ---------------------------------------------------------------------------- default paths
@@ -617,6 +793,7 @@ def test_every_setting_has_a_flag(section: str, cls: type[Any]) -> None:
     parser = parser_for()
     for attribute in attrs.fields(attrs.resolve_types(cls)):
         flag = f"--{section}-{attribute.name}".replace("_", "-")
+        given: object
         if attribute.type is bool:
             argv, given = [flag], True
         elif attribute.type == list[str]:

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
+import contextlib
 import hashlib
 import os
+import signal
 import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -18,6 +19,7 @@ from typing import Any
 import attrs
 
 from sockerless import __version__
+from sockerless.api.server import InternalAPIServer
 from sockerless.backend import Backend, BackendRuntime
 from sockerless.config import (
     ConfigError,
@@ -33,14 +35,12 @@ from sockerless.config import (
     resolve_store_path,
 )
 from sockerless.errors import SockerlessError
-from sockerless.listen import ListenError
-from sockerless.observability import configure_logging
+from sockerless.http.sockets import ListenError
+from sockerless.http.tls import TLSError
+from sockerless.observability import configure_logging, flush_logs
 from sockerless.plugins import PluginError, available_backends, load_backend
-from sockerless.server import InternalAPIServer, run_until_signalled
-from sockerless.store import collector_paused
-from sockerless.tls import TLSError
 
-__all__ = ["instance_id_for", "main", "serve_main"]
+__all__ = ["instance_id_for", "main", "run_until_signalled", "serve_main"]
 
 _USAGE = """\
 sockerless COMMAND [options]
@@ -111,22 +111,25 @@ def _frontend(settings: Settings, backend_url: str) -> Any:
     )
 
 
-def _frozen_after(start: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
-    """Start with the cyclic garbage collector paused, then move everything loaded (the store's
-    records) out of its sight: otherwise each full collection walks every record, and `docker ps -a`
-    over 10 000 containers takes three times as long (measured: 49 ms vs 160 ms to build the rows).
-
-    Paused, because its first pass after the store's load would walk every new record once more
-    (0.25 s for 10 000 containers); and no collection before the freeze, which cost 0.08 s with an
-    empty store and 0.18 s with 10 000 containers: start-up leaves a few hundred unreachable
-    objects (351 measured, with 0 or 10 000 containers), which stay frozen."""
-
-    async def start_and_freeze() -> None:
-        with collector_paused():
-            await start()
-            gc.freeze()
-
-    return start_and_freeze
+async def run_until_signalled(
+    start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]]
+) -> None:
+    """Start, wait for SIGTERM or SIGINT, stop. Used by every command-line entry point."""
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    try:
+        await start()
+        try:
+            await stopping.wait()
+        finally:
+            await stop()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
+        flush_logs()
 
 
 def serve_main(backend_name: str, argv: Sequence[str] | None = None, prog: str | None = None) -> int:
@@ -144,7 +147,7 @@ def _serve(backend_name: str, argv: Sequence[str], prog: str | None) -> int:
     assert backend_cls is not None
     configure_logging(settings.server.log_level, settings.server.log_format)
     server = _server(_backend(backend_cls, settings), settings.server)
-    asyncio.run(run_until_signalled(_frozen_after(server.start), server.stop))
+    asyncio.run(run_until_signalled(server.start, server.stop))
     return 0
 
 
@@ -196,7 +199,7 @@ def up_main(argv: Sequence[str]) -> int:
             await server.stop()
             print("sockerless: stopped", file=sys.stderr)
 
-        await run_until_signalled(_frozen_after(start), stop)
+        await run_until_signalled(start, stop)
 
     asyncio.run(run())
     return 0

@@ -10,8 +10,8 @@ import aiohttp
 import pytest
 from botocore.exceptions import ClientError
 
-from sockerless_lambda.simulator.faults import FaultInjector, FaultRule
-from sockerless_lambda.simulator.operations import Operation, Protocol
+from sockerless_lambda_simulator.faults import FaultInjector, FaultRule
+from sockerless_lambda_simulator.operations import Operation, Protocol
 
 
 async def test_throttle_lambda_with_too_many_requests_and_a_reason(

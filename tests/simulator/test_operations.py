@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sockerless_lambda.simulator.functions import FunctionRef, parse_function_ref
-from sockerless_lambda.simulator.operations import AwsScope, Protocol, identify_operation, parse_scope
+from sockerless_lambda_simulator.functions import FunctionRef, parse_function_ref
+from sockerless_lambda_simulator.operations import AwsScope, Protocol, identify_operation, parse_scope
 
 LAMBDA = AwsScope("testing", "us-east-1", "lambda")
 AUTH = (

@@ -111,11 +111,9 @@ class _RestRoute:
 @functools.cache
 def _rest_routes(service: str) -> tuple[_RestRoute, ...] | None:
     """Build the route table of a REST service from botocore's model: one source of truth for paths."""
-    try:
-        from botocore.exceptions import DataNotFoundError
-        from botocore.loaders import Loader
-    except ImportError:  # pragma: no cover - botocore comes with the [simulator] extra
-        return None
+    from botocore.exceptions import DataNotFoundError
+    from botocore.loaders import Loader
+
     try:
         model: dict[str, Any] = Loader().load_service_model(service, "service-2")
     except DataNotFoundError:

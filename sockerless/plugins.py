@@ -98,8 +98,8 @@ def load_simulator(name: str, *, install_hint: str) -> Callable[..., object]:
     if entry_point is None:
         installed = ", ".join(simulators) or "none"
         raise PluginError(
-            f"{install_hint} (no simulator {name!r} in the {SIMULATOR_ENTRY_POINT_GROUP!r} entry point "
-            f"group; installed: {installed})"
+            f"{install_hint} (nothing named {name!r} in entry point group {SIMULATOR_ENTRY_POINT_GROUP!r}; "
+            f"installed simulators: {installed})"
         )
     origin = _origin(entry_point)
     try:

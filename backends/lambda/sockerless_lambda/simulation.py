@@ -16,7 +16,7 @@ __all__ = ["INSTALL_HINT", "Simulator", "SimulatorFactory", "load_simulator_fact
 
 INSTALL_HINT = (
     "lambda.simulate needs the sockerless-lambda-simulator distribution: "
-    "pip install ./simulators/lambda (or run ./dev setup)"
+    "pip install ./simulators/lambda, or ./dev setup"
 )
 
 

@@ -2,7 +2,7 @@
 
 Topology (unless an item says otherwise): three processes on this machine.
 
-* the Lambda simulator, standalone (``python -m sockerless_lambda.simulator.cli``): moto in-process
+* the Lambda simulator, standalone (``python -m sockerless_lambda_simulator.cli``): moto in-process
   behind the runtime that runs each function's command as a local process;
 * the product, as its own command (``sockerless serve lambda`` or ``sockerless up``) pointed at the
   simulator with ``--lambda-endpoint-url``, or the bench-only launcher (``bench.launcher``);
@@ -290,7 +290,7 @@ class Simulator:
     async def start(self) -> None:
         env = product_env(self._workdir)
         self._process = await start_process(
-            [sys.executable, "-m", "sockerless_lambda.simulator.cli", "--log-level", "error"],
+            [sys.executable, "-m", "sockerless_lambda_simulator.cli", "--log-level", "error"],
             env=env,
             log_path=os.path.join(self._workdir, "simulator.log"),
             stdout_pipe=True,

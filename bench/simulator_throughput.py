@@ -26,7 +26,7 @@ from typing import Any
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
-from sockerless_lambda.simulator import LambdaSimulator
+from sockerless_lambda_simulator import LambdaSimulator
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/bench:latest"
 
@@ -71,7 +71,7 @@ async def standalone() -> AsyncIterator[tuple[str, str]]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "sockerless_lambda.simulator.cli",
+        "sockerless_lambda_simulator.cli",
         "--log-level",
         "error",
         stdout=asyncio.subprocess.PIPE,
@@ -112,7 +112,7 @@ async def measure(setup: str, levels: list[int], seconds: float) -> list[dict[st
 
 
 async def main(setups: list[str], levels: list[int], seconds: float) -> None:
-    logging.getLogger("sockerless_lambda.simulator").setLevel(logging.ERROR)  # "image not pulled"
+    logging.getLogger("sockerless_lambda_simulator").setLevel(logging.ERROR)  # "image not pulled"
     results = {setup: await measure(setup, levels, seconds) for setup in setups}
     header = ("setup", "callers", "invocations", "failed", "inv/s", "p50 ms", "p95 ms")
     print("{:<11} {:>7} {:>11} {:>6} {:>7} {:>7} {:>7}".format(*header))

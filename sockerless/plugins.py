@@ -1,4 +1,4 @@
-"""Backend plugins: distributions that register a backend class in the ``sockerless.backends`` group.
+"""Plugins: distributions that register a backend class, or a local simulator, by entry point.
 
 A plugin's ``pyproject.toml`` says, for example::
 
@@ -7,11 +7,16 @@ A plugin's ``pyproject.toml`` says, for example::
 
 :func:`load_backend` imports the class by that name and checks that it is a backend before the
 host process builds its configuration section and starts it.
+
+Simulators (group ``sockerless.simulators``) are separate distributions so that a production install
+never carries code that runs commands on the host: a backend asks for its simulator by name with
+:func:`load_simulator` only when simulation is switched on.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+from collections.abc import Callable
 from typing import Any, cast
 
 import attrs
@@ -19,19 +24,37 @@ import attrs
 from sockerless.backend import Backend, BaseBackend
 from sockerless.models import Capabilities
 
-__all__ = ["ENTRY_POINT_GROUP", "PluginError", "available_backends", "load_backend"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "SIMULATOR_ENTRY_POINT_GROUP",
+    "PluginError",
+    "available_backends",
+    "available_simulators",
+    "load_backend",
+    "load_simulator",
+]
 
 ENTRY_POINT_GROUP = "sockerless.backends"
+SIMULATOR_ENTRY_POINT_GROUP = "sockerless.simulators"
 
 
 class PluginError(Exception):
-    """A backend cannot be found or loaded; the message names it, its distribution and what to do."""
+    """A plugin cannot be found or loaded; the message names it, its distribution and what to do."""
 
 
 def available_backends() -> dict[str, importlib.metadata.EntryPoint]:
     """Installed backends by name, sorted; when two distributions claim a name, the first on sys.path wins."""
+    return _entry_points_by_name(ENTRY_POINT_GROUP)
+
+
+def available_simulators() -> dict[str, importlib.metadata.EntryPoint]:
+    """Installed simulators by name, sorted, with the same precedence as :func:`available_backends`."""
+    return _entry_points_by_name(SIMULATOR_ENTRY_POINT_GROUP)
+
+
+def _entry_points_by_name(group: str) -> dict[str, importlib.metadata.EntryPoint]:
     found: dict[str, importlib.metadata.EntryPoint] = {}
-    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+    for entry_point in importlib.metadata.entry_points(group=group):
         found.setdefault(entry_point.name, entry_point)
     return dict(sorted(found.items()))
 
@@ -61,6 +84,37 @@ def load_backend(name: str) -> type[Backend]:
             + "; ".join(problems)
         )
     return cast(type[Backend], loaded)
+
+
+def load_simulator(name: str, *, install_hint: str) -> Callable[..., object]:
+    """Import the simulator factory registered as ``name``, or raise :class:`PluginError` saying why not.
+
+    The factory's signature is the backend's business (it knows its own simulator), so it is checked
+    only for being callable. ``install_hint`` is what the user reads when nothing is registered: the
+    backend knows which setting asked for the simulator and which distribution provides it.
+    """
+    simulators = available_simulators()
+    entry_point = simulators.get(name)
+    if entry_point is None:
+        installed = ", ".join(simulators) or "none"
+        raise PluginError(
+            f"{install_hint} (nothing named {name!r} in entry point group {SIMULATOR_ENTRY_POINT_GROUP!r}; "
+            f"installed simulators: {installed})"
+        )
+    origin = _origin(entry_point)
+    try:
+        loaded = entry_point.load()
+    except Exception as exc:  # whatever the plugin's import raises, say which plugin raised it
+        raise PluginError(
+            f"simulator {name!r} from {origin} failed to load ({entry_point.value}): "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    if not callable(loaded):
+        raise PluginError(
+            f"simulator {name!r} from {origin} ({entry_point.value}) is {type(loaded).__name__} "
+            f"{loaded!r}, not a class or factory"
+        )
+    return cast(Callable[..., object], loaded)
 
 
 def _origin(entry_point: importlib.metadata.EntryPoint) -> str:

@@ -12,7 +12,14 @@ from sockerless.backend import BackendRuntime, BaseBackend
 from sockerless.config import add_config_arguments, config_sections, flags_from_args, load_settings
 from sockerless.errors import NotFound
 from sockerless.models import Capabilities, ContainerConfig, ContainerCreateRequest
-from sockerless.plugins import ENTRY_POINT_GROUP, PluginError, available_backends, load_backend
+from sockerless.plugins import (
+    ENTRY_POINT_GROUP,
+    SIMULATOR_ENTRY_POINT_GROUP,
+    PluginError,
+    available_backends,
+    load_backend,
+    load_simulator,
+)
 from tests.fixtures.demo_plugin import install_demo_plugin, install_distribution
 
 
@@ -187,3 +194,67 @@ def test_a_class_with_every_protocol_member_is_a_backend_without_subclassing(
     )
 
     assert load_backend("duck").name == "duck"
+
+
+def install_simulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, name: str, source: str) -> None:
+    """Install ``sockerless-<name>-simulator`` registering ``sockerless_<name>_sim:Simulator``."""
+    package = tmp_path / "sources" / f"sockerless_{name}_sim"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(source)
+    install_distribution(
+        tmp_path,
+        monkeypatch,
+        name=f"sockerless-{name}-simulator",
+        version="1.0.0",
+        entry_points={SIMULATOR_ENTRY_POINT_GROUP: {name: f"sockerless_{name}_sim:Simulator"}},
+        packages=[package],
+    )
+
+
+def test_load_simulator_returns_the_registered_factory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_simulator(tmp_path, monkeypatch, name="fake", source="class Simulator:\n    pass\n")
+
+    factory = load_simulator("fake", install_hint="unused")
+
+    import sockerless_fake_sim
+
+    assert factory is sockerless_fake_sim.Simulator
+
+
+def test_a_missing_simulator_says_what_to_install() -> None:
+    with pytest.raises(PluginError) as caught:
+        load_simulator("absent", install_hint="absent.simulate needs sockerless-absent-simulator")
+
+    message = str(caught.value)
+    assert message.startswith(
+        "absent.simulate needs sockerless-absent-simulator "
+        "(nothing named 'absent' in entry point group 'sockerless.simulators'; installed simulators: "
+    )
+
+
+def test_a_simulator_whose_import_fails_names_its_distribution_and_the_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_simulator(tmp_path, monkeypatch, name="broken", source="import sockerless_missing_dependency\n")
+
+    with pytest.raises(PluginError) as caught:
+        load_simulator("broken", install_hint="unused")
+
+    assert str(caught.value) == (
+        "simulator 'broken' from distribution sockerless-broken-simulator 1.0.0 failed to load "
+        "(sockerless_broken_sim:Simulator): "
+        "ModuleNotFoundError: No module named 'sockerless_missing_dependency'"
+    )
+
+
+def test_a_simulator_entry_point_that_is_not_callable_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_simulator(tmp_path, monkeypatch, name="odd", source="Simulator = 42\n")
+
+    with pytest.raises(
+        PluginError, match=r"\(sockerless_odd_sim:Simulator\) is int 42, not a class or factory"
+    ):
+        load_simulator("odd", install_hint="unused")

@@ -18,7 +18,7 @@ from sockerless.server import create_app
 from sockerless.streams import decode_frames
 from sockerless_lambda.backend import LambdaBackend
 from sockerless_lambda.config import LambdaConfig
-from sockerless_lambda.simulator import LambdaSimulator
+from sockerless_lambda_simulator import LambdaSimulator
 
 API = "/internal/v1"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/jobs:latest"

@@ -24,7 +24,7 @@ from aiobotocore.session import get_session
 API = "/internal/v1"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/jobs:latest"
 LOG_GROUP = "/sockerless/lambda"
-SIMULATOR = [sys.executable, "-m", "sockerless_lambda.simulator.cli"]
+SIMULATOR = [sys.executable, "-m", "sockerless_lambda_simulator.cli"]
 SOCKERLESS = [sys.executable, "-m", "sockerless.cli"]
 LAMBDA_TOOL = [sys.executable, "-c", "import sys; from sockerless_lambda.cli import main; sys.exit(main())"]
 #: Credentials the simulator accepts (it accepts anything) and that can never reach AWS.

@@ -10,8 +10,8 @@ import aiohttp
 import pytest
 from botocore.exceptions import ClientError
 
-from sockerless_lambda.simulator.faults import FaultInjector, FaultRule
-from sockerless_lambda.simulator.operations import Operation, Protocol
+from sockerless_lambda_simulator.faults import FaultInjector, FaultRule
+from sockerless_lambda_simulator.operations import AwsCall, WireProtocol
 
 
 async def test_throttle_lambda_with_too_many_requests_and_a_reason(
@@ -116,19 +116,19 @@ async def test_probability_faults_replay_the_same_sequence_for_a_seed(lambda_cli
 
 
 def test_same_seed_same_decisions_different_seed_different_decisions() -> None:
-    operation = Operation("lambda", "Invoke", Protocol.REST_JSON, {})
+    invoke = AwsCall("lambda", "Invoke", WireProtocol.REST_JSON, {})
 
     def decisions(seed: int) -> list[bool]:
         injector = FaultInjector(seed, [FaultRule(kind="throttle", probability=0.3)])
-        return [injector.decide(operation).intercepts for _ in range(50)]
+        return [injector.decide(invoke).intercepts for _ in range(50)]
 
     assert decisions(1) == decisions(1)
     assert decisions(1) != decisions(2)
 
 
 def test_rules_match_by_name_service_or_wildcard() -> None:
-    invoke = Operation("lambda", "Invoke", Protocol.REST_JSON, {})
-    put = Operation("logs", "PutLogEvents", Protocol.JSON, {})
+    invoke = AwsCall("lambda", "Invoke", WireProtocol.REST_JSON, {})
+    put = AwsCall("logs", "PutLogEvents", WireProtocol.JSON, {})
 
     assert FaultRule(kind="drop", operation="Invoke").matches(invoke)
     assert FaultRule(kind="drop", operation="lambda:Invoke").matches(invoke)

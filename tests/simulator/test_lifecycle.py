@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from aiobotocore.session import get_session
 
-from sockerless_lambda.simulator import LambdaSimulator
+from sockerless_lambda_simulator import LambdaSimulator
 from tests.simulator.helpers import IMAGE, client_options, process_alive, wait_until
 
 
@@ -114,7 +114,7 @@ async def test_command_line_prints_the_endpoint_and_stops_on_sigint() -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "sockerless_lambda.simulator.cli",
+        "sockerless_lambda_simulator.cli",
         "--port",
         "0",
         "--log-level",
@@ -144,7 +144,7 @@ async def test_command_line_refuses_a_non_loopback_host() -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "sockerless_lambda.simulator.cli",
+        "sockerless_lambda_simulator.cli",
         "--host",
         "0.0.0.0",
         stderr=asyncio.subprocess.PIPE,
@@ -155,7 +155,7 @@ async def test_command_line_refuses_a_non_loopback_host() -> None:
 
 
 async def test_an_external_moto_is_used_over_http(tmp_path: Any) -> None:
-    from sockerless_lambda.simulator.moto_server import InProcessMoto
+    from sockerless_lambda_simulator.moto_server import InProcessMoto
 
     moto = InProcessMoto()  # stands in for a separate moto_server process
     moto_url = await moto.start()

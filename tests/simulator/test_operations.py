@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sockerless_lambda.simulator.functions import FunctionRef, parse_function_ref
-from sockerless_lambda.simulator.operations import AwsScope, Protocol, identify_operation, parse_scope
+from sockerless_lambda_simulator.functions import FunctionRef, parse_function_ref
+from sockerless_lambda_simulator.operations import AwsScope, WireProtocol, identify_operation, parse_scope
 
 LAMBDA = AwsScope("testing", "us-east-1", "lambda")
 AUTH = (
@@ -63,7 +63,7 @@ def test_lambda_operations_come_from_method_and_path(
 
     assert (operation.key, operation.protocol, dict(operation.path_params)) == (
         f"lambda:{name}",
-        Protocol.REST_JSON,
+        WireProtocol.REST_JSON,
         params,
     )
 
@@ -74,7 +74,7 @@ def test_json_protocol_operations_come_from_the_target_header() -> None:
         scope, "POST", "/", {}, {"X-Amz-Target": "Logs_20140328.FilterLogEvents"}, None
     )
 
-    assert (operation.key, operation.protocol) == ("logs:FilterLogEvents", Protocol.JSON)
+    assert (operation.key, operation.protocol) == ("logs:FilterLogEvents", WireProtocol.JSON)
 
 
 def test_query_protocol_operations_come_from_the_action() -> None:
@@ -83,7 +83,7 @@ def test_query_protocol_operations_come_from_the_action() -> None:
         scope, "POST", "/", {}, {}, {"Action": "CreateRole", "Version": "2010-05-08"}
     )
 
-    assert (operation.key, operation.protocol) == ("iam:CreateRole", Protocol.QUERY)
+    assert (operation.key, operation.protocol) == ("iam:CreateRole", WireProtocol.QUERY)
 
 
 def test_unknown_routes_are_named_unknown() -> None:

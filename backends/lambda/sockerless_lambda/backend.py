@@ -47,6 +47,7 @@ from sockerless_lambda.functions import MANAGED_TAG
 from sockerless_lambda.images import ImageService
 from sockerless_lambda.invocations import Invoker
 from sockerless_lambda.reconcile import find_orphans, reconcile_containers
+from sockerless_lambda.simulation import Simulator, load_simulator_factory
 from sockerless_lambda.state import LambdaState
 
 __all__ = ["LambdaBackend"]
@@ -81,7 +82,7 @@ class LambdaBackend(BaseBackend):
     def __init__(self, config: LambdaConfig, runtime: BackendRuntime) -> None:
         self.config = config
         self.runtime = runtime
-        self.simulator: Any = None  # sockerless_lambda.simulator.LambdaSimulator in simulate mode
+        self.simulator: Simulator | None = None  # in simulate mode only
         self._clients: AwsClients | None = None
         self._store: Store[LambdaState] | None = None
         self._waiters = ContainerWaiters(tombstone_seconds=runtime.store.removed_grace_seconds)
@@ -111,9 +112,7 @@ class LambdaBackend(BaseBackend):
             max_attempts=config.max_attempts,
         )
         if config.simulate:
-            from sockerless_lambda.simulator import LambdaSimulator
-
-            self.simulator = LambdaSimulator(region=config.region or "us-east-1")
+            self.simulator = load_simulator_factory()(region=config.region or "us-east-1")
             await self.simulator.start()
             settings.region, settings.endpoint_url = self.simulator.region, self.simulator.endpoint_url
             settings.profile, settings.static_credentials = None, _FAKE_CREDENTIALS

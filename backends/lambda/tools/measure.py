@@ -25,7 +25,7 @@ from sockerless.models import ContainerConfig, ContainerCreateRequest, WaitCondi
 from sockerless_lambda import containers
 from sockerless_lambda.backend import LambdaBackend
 from sockerless_lambda.config import LambdaConfig
-from sockerless_lambda.simulator import LambdaSimulator
+from sockerless_lambda_simulator import LambdaSimulator
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/jobs:latest"
 

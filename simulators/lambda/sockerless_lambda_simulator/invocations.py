@@ -25,7 +25,7 @@ from .runtime import ProcessOutcome, ProcessSpec, run_process
 from .state import FunctionStateOverlay
 from .stats import Stats
 
-__all__ = ["InvocationResult", "InvocationType", "Invoker"]
+__all__ = ["InvocationResult", "InvocationRunner", "InvocationType"]
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class _Environment:
     stream_exists: bool = False
 
 
-class Invoker:
+class InvocationRunner:
     """Runs invocations, each in a task it owns until it ends or ``close`` cancels it."""
 
     def __init__(

@@ -11,13 +11,13 @@ from urllib.parse import unquote
 
 from attrs import frozen
 
-__all__ = ["AwsScope", "Operation", "Protocol", "identify_operation", "parse_scope"]
+__all__ = ["AwsCall", "AwsScope", "WireProtocol", "identify_operation", "parse_scope"]
 
 # SigV4: "AWS4-HMAC-SHA256 Credential=AKID/20240101/us-east-1/lambda/aws4_request, ..."
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
 
 
-class Protocol(StrEnum):
+class WireProtocol(StrEnum):
     """The wire protocol, which decides how an error answer must look."""
 
     REST_JSON = "rest-json"
@@ -36,12 +36,13 @@ class AwsScope:
 
 
 @frozen
-class Operation:
-    """One identified AWS operation; ``key`` is what stats and fault rules use."""
+class AwsCall:
+    """One client request, named: which operation of which service, and the wire protocol its errors
+    must use; ``key`` (``lambda:Invoke``) is what stats and fault rules match."""
 
     service: str
     name: str
-    protocol: Protocol
+    protocol: WireProtocol
     path_params: Mapping[str, str]
 
     @property
@@ -67,14 +68,14 @@ def identify_operation(
     query: Mapping[str, str],
     headers: Mapping[str, str],
     form: Mapping[str, str] | None,
-) -> Operation:
+) -> AwsCall:
     """Name the operation: ``X-Amz-Target`` (JSON protocol), ``Action=`` (query), else the REST route."""
     target = headers.get("X-Amz-Target")
     if target:
-        return Operation(scope.service, target.rpartition(".")[2], Protocol.JSON, {})
+        return AwsCall(scope.service, target.rpartition(".")[2], WireProtocol.JSON, {})
     action = query.get("Action") or (form or {}).get("Action")
     if action:
-        return Operation(scope.service, action, Protocol.QUERY, {})
+        return AwsCall(scope.service, action, WireProtocol.QUERY, {})
     routes = _rest_routes(scope.service)
     if routes is not None:
         path = raw_path.split("?", 1)[0]
@@ -83,10 +84,10 @@ def identify_operation(
         for route in routes:
             params = route.match(method, path, query)
             if params is not None:
-                return Operation(scope.service, route.name, route.protocol, params)
-        protocol = routes[0].protocol if routes else Protocol.REST_JSON
-        return Operation(scope.service, "Unknown", protocol, {})
-    return Operation(scope.service, "Unknown", Protocol.REST_JSON, {})
+                return AwsCall(scope.service, route.name, route.protocol, params)
+        protocol = routes[0].protocol if routes else WireProtocol.REST_JSON
+        return AwsCall(scope.service, "Unknown", protocol, {})
+    return AwsCall(scope.service, "Unknown", WireProtocol.REST_JSON, {})
 
 
 @frozen
@@ -95,7 +96,7 @@ class _RestRoute:
     method: str
     pattern: re.Pattern[str]
     required_query: Mapping[str, str]
-    protocol: Protocol
+    protocol: WireProtocol
 
     def match(self, method: str, path: str, query: Mapping[str, str]) -> dict[str, str] | None:
         if method != self.method:
@@ -111,26 +112,24 @@ class _RestRoute:
 @functools.cache
 def _rest_routes(service: str) -> tuple[_RestRoute, ...] | None:
     """Build the route table of a REST service from botocore's model: one source of truth for paths."""
-    try:
-        from botocore.exceptions import DataNotFoundError
-        from botocore.loaders import Loader
-    except ImportError:  # pragma: no cover - botocore comes with the [simulator] extra
-        return None
+    from botocore.exceptions import DataNotFoundError
+    from botocore.loaders import Loader
+
     try:
         model: dict[str, Any] = Loader().load_service_model(service, "service-2")
     except DataNotFoundError:
         return None
     protocol_name = model["metadata"].get("protocol", "")
-    if protocol_name not in (Protocol.REST_JSON, Protocol.REST_XML):
+    if protocol_name not in (WireProtocol.REST_JSON, WireProtocol.REST_XML):
         return None
-    protocol = Protocol(protocol_name)
+    protocol = WireProtocol(protocol_name)
     routes = [_route(name, op["http"], protocol) for name, op in model["operations"].items()]
     # Routes that demand a query literal (``?List=ALL``) must win over their bare twin.
     routes.sort(key=lambda route: not route.required_query)
     return tuple(routes)
 
 
-def _route(name: str, http: Mapping[str, str], protocol: Protocol) -> _RestRoute:
+def _route(name: str, http: Mapping[str, str], protocol: WireProtocol) -> _RestRoute:
     uri, _, literal_query = http["requestUri"].partition("?")
     required: dict[str, str] = {}
     for pair in filter(None, literal_query.split("&")):

@@ -17,8 +17,8 @@ from aiohttp import web
 from .errors import AwsError, aws_error_response
 from .faults import FaultInjector
 from .functions import parse_function_ref
-from .invocations import InvocationType, Invoker
-from .operations import AwsScope, Operation, identify_operation, parse_scope
+from .invocations import InvocationRunner, InvocationType
+from .operations import AwsCall, AwsScope, identify_operation, parse_scope
 from .proxy import MotoProxy, UpstreamAnswer
 from .state import FunctionStateOverlay
 from .stats import Stats
@@ -27,7 +27,7 @@ __all__ = ["AwsFrontend"]
 
 log = logging.getLogger(__name__)
 
-_Handler = Callable[[web.Request, Operation, AwsScope, bytes | None], Awaitable[web.StreamResponse]]
+_Handler = Callable[[web.Request, AwsCall, AwsScope, bytes | None], Awaitable[web.StreamResponse]]
 
 # Invoke payload quotas: 6 MB synchronous, 1 MB asynchronous (AWS Lambda API reference, Invoke).
 _SYNC_PAYLOAD_MAX = 6 * 1024 * 1024
@@ -44,14 +44,14 @@ class AwsFrontend:
         *,
         region: str,
         proxy: MotoProxy,
-        invoker: Invoker,
+        invocations: InvocationRunner,
         overlay: FunctionStateOverlay,
         faults: FaultInjector,
         stats: Stats,
     ) -> None:
         self._region = region
         self._proxy = proxy
-        self._invoker = invoker
+        self._invocations = invocations
         self._overlay = overlay
         self._faults = faults
         self._stats = stats
@@ -82,49 +82,49 @@ class AwsFrontend:
             # Query-protocol services (IAM, STS) name the operation in the body; these bodies are small.
             form_body = await request.read()
             form = dict(parse_qsl(form_body.decode(errors="replace"), keep_blank_values=True))
-        operation = identify_operation(scope, request.method, request.raw_path, query, request.headers, form)
-        self._stats.count_call(operation.key)
+        call = identify_operation(scope, request.method, request.raw_path, query, request.headers, form)
+        self._stats.count_call(call.key)
 
-        decision = self._faults.decide(operation)
+        decision = self._faults.decide(call)
         if decision.delay_seconds:
             await asyncio.sleep(decision.delay_seconds)
         if decision.intercepts:
-            self._stats.count_fault(operation.key)
+            self._stats.count_fault(call.key)
             if decision.drop:
                 return _drop_connection(request)
             assert decision.error is not None
-            return aws_error_response(operation.protocol, decision.error)
+            return aws_error_response(call.protocol, decision.error)
 
         try:
-            response = await self._carry_out(request, operation, scope, form_body)
+            response = await self._carry_out(request, call, scope, form_body)
         except AwsError as error:
-            response = aws_error_response(operation.protocol, error)
+            response = aws_error_response(call.protocol, error)
         except Exception as exc:
             # A bug of ours still answers in AWS's shape, so the client sees a ServiceException.
-            log.exception("simulator failed on %s", operation.key)
-            failure = AwsError("ServiceException", 500, f"the simulator failed on {operation.key}: {exc!r}")
-            response = aws_error_response(operation.protocol, failure)
+            log.exception("simulator failed on %s", call.key)
+            failure = AwsError("ServiceException", 500, f"the simulator failed on {call.key}: {exc!r}")
+            response = aws_error_response(call.protocol, failure)
         if decision.drop_answer:
-            self._stats.count_fault(operation.key)
+            self._stats.count_fault(call.key)
             return _drop_connection(request)
         return response
 
     async def _carry_out(
-        self, request: web.Request, operation: Operation, scope: AwsScope, form_body: bytes | None
+        self, request: web.Request, call: AwsCall, scope: AwsScope, form_body: bytes | None
     ) -> web.StreamResponse:
-        handler = self._lambda_handlers.get(operation.name) if operation.service == "lambda" else None
+        handler = self._lambda_handlers.get(call.name) if call.service == "lambda" else None
         if handler is not None:
-            return await handler(request, operation, scope, form_body)
-        response = await self._proxy.forward(operation.service, request, form_body)
-        self._after_lambda_change(request, operation, scope, response.status)
+            return await handler(request, call, scope, form_body)
+        response = await self._proxy.forward(call.service, request, form_body)
+        self._after_lambda_change(request, call, scope, response.status)
         return response
 
     # -- Invoke -------------------------------------------------------------------------------
 
     async def _invoke(
-        self, request: web.Request, operation: Operation, scope: AwsScope, _: bytes | None
+        self, request: web.Request, call: AwsCall, scope: AwsScope, _: bytes | None
     ) -> web.StreamResponse:
-        ref = parse_function_ref(operation.path_params["FunctionName"], request.query.get("Qualifier"))
+        ref = parse_function_ref(call.path_params["FunctionName"], request.query.get("Qualifier"))
         raw_type = request.headers.get("X-Amz-Invocation-Type", InvocationType.REQUEST_RESPONSE)
         try:
             invocation_type = InvocationType(raw_type)
@@ -140,13 +140,13 @@ class AwsFrontend:
                 413,
                 f"Request must be smaller than {limit} bytes for the InvokeFunction operation",
             )
-        config = await self._invoker.resolve(scope, ref)
+        config = await self._invocations.resolve(scope, ref)
         if invocation_type is InvocationType.DRY_RUN:
             return web.Response(status=204, headers={"x-amzn-RequestId": str(uuid.uuid4())})
         if invocation_type is InvocationType.EVENT:
-            request_id = self._invoker.invoke_in_background(scope, config, payload)
+            request_id = self._invocations.invoke_in_background(scope, config, payload)
             return web.Response(status=202, headers={"x-amzn-RequestId": request_id})
-        result = await self._invoker.invoke_tracked(scope, config, payload)
+        result = await self._invocations.invoke_tracked(scope, config, payload)
         headers = {
             "x-amzn-RequestId": result.request_id,
             "X-Amz-Executed-Version": result.executed_version,
@@ -161,53 +161,53 @@ class AwsFrontend:
     # -- state and LoggingConfig overlay --------------------------------------------------------
 
     async def _create_function(
-        self, request: web.Request, operation: Operation, scope: AwsScope, _: bytes | None
+        self, request: web.Request, call: AwsCall, scope: AwsScope, _: bytes | None
     ) -> web.StreamResponse:
         body = await request.read()
         document = _json_object(body)
-        answer = await self._proxy.fetch(operation.service, request, body)
+        answer = await self._proxy.fetch(call.service, request, body)
         name = parse_function_ref(str(document.get("FunctionName", ""))).name
         if answer.status < 300 and name:
             self._overlay.record_create(scope.region, name, _logging_config(document))
-            self._invoker.function_changed(scope.region, name)
+            self._invocations.function_changed(scope.region, name)
         return self._rewritten(answer, scope, lambda doc: [doc])
 
     async def _update_function_configuration(
-        self, request: web.Request, operation: Operation, scope: AwsScope, _: bytes | None
+        self, request: web.Request, call: AwsCall, scope: AwsScope, _: bytes | None
     ) -> web.StreamResponse:
         body = await request.read()
-        answer = await self._proxy.fetch(operation.service, request, body)
-        name = parse_function_ref(operation.path_params["FunctionName"]).name
+        answer = await self._proxy.fetch(call.service, request, body)
+        name = parse_function_ref(call.path_params["FunctionName"]).name
         if answer.status < 300:
             self._overlay.record_update(scope.region, name, _json_object(body))
-        self._invoker.function_changed(scope.region, name)
+        self._invocations.function_changed(scope.region, name)
         return self._rewritten(answer, scope, lambda doc: [doc])
 
     async def _delete_function(
-        self, request: web.Request, operation: Operation, scope: AwsScope, _: bytes | None
+        self, request: web.Request, call: AwsCall, scope: AwsScope, _: bytes | None
     ) -> web.StreamResponse:
-        response = await self._proxy.forward(operation.service, request)
-        ref = parse_function_ref(operation.path_params["FunctionName"], request.query.get("Qualifier"))
+        response = await self._proxy.forward(call.service, request)
+        ref = parse_function_ref(call.path_params["FunctionName"], request.query.get("Qualifier"))
         if ref.qualifier is None and (response.status < 300 or response.status == 404):
             self._overlay.forget(scope.region, ref.name)
-        self._invoker.function_changed(scope.region, ref.name)
+        self._invocations.function_changed(scope.region, ref.name)
         return response
 
     async def _rewrite_configurations(
-        self, request: web.Request, operation: Operation, scope: AwsScope, body: bytes | None
+        self, request: web.Request, call: AwsCall, scope: AwsScope, body: bytes | None
     ) -> web.StreamResponse:
-        answer = await self._proxy.fetch(operation.service, request, body)
-        self._after_lambda_change(request, operation, scope, answer.status)
-        if operation.name == "GetFunction":
+        answer = await self._proxy.fetch(call.service, request, body)
+        self._after_lambda_change(request, call, scope, answer.status)
+        if call.name == "GetFunction":
             return self._rewritten(answer, scope, lambda doc: [doc.get("Configuration")])
-        if operation.name == "ListVersionsByFunction":
+        if call.name == "ListVersionsByFunction":
             return self._rewritten(answer, scope, lambda doc: doc.get("Versions", []))
         return self._rewritten(answer, scope, lambda doc: [doc])
 
     async def _list_functions(
-        self, request: web.Request, operation: Operation, scope: AwsScope, body: bytes | None
+        self, request: web.Request, call: AwsCall, scope: AwsScope, body: bytes | None
     ) -> web.StreamResponse:
-        answer = await self._proxy.fetch(operation.service, request, body)
+        answer = await self._proxy.fetch(call.service, request, body)
         if answer.status >= 300:
             return _as_response(answer, answer.body)
         document = _json_object(answer.body)
@@ -240,15 +240,13 @@ class AwsFrontend:
                 self._overlay.rewrite(scope.region, configuration)
         return _as_response(answer, json.dumps(document).encode())
 
-    def _after_lambda_change(
-        self, request: web.Request, operation: Operation, scope: AwsScope, status: int
-    ) -> None:
+    def _after_lambda_change(self, request: web.Request, call: AwsCall, scope: AwsScope, status: int) -> None:
         """Any write to a function (code, concurrency, versions...) may change what an Invoke runs."""
-        if operation.service != "lambda" or request.method == "GET" or status >= 300:
+        if call.service != "lambda" or request.method == "GET" or status >= 300:
             return
-        identifier = operation.path_params.get("FunctionName")
+        identifier = call.path_params.get("FunctionName")
         if identifier:
-            self._invoker.function_changed(scope.region, parse_function_ref(identifier).name)
+            self._invocations.function_changed(scope.region, parse_function_ref(identifier).name)
 
 
 def _drop_connection(request: web.Request) -> web.Response:

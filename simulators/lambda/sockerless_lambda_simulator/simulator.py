@@ -14,7 +14,7 @@ from aiohttp import web
 from .config import DEFAULT_ROLE_NAME, SimulatorConfig
 from .control import add_control_routes
 from .faults import FaultInjector, FaultRule
-from .invocations import Invoker
+from .invocations import InvocationRunner
 from .moto_api import MotoApi, MotoGate
 from .moto_server import InProcessLogs, InProcessMoto
 from .operations import AwsScope
@@ -94,7 +94,7 @@ class LambdaSimulator:
         self._moto_url: str | None = None
         self._session: aiohttp.ClientSession | None = None
         self._moto_server: InProcessMoto | None = None
-        self._invoker: Invoker | None = None
+        self._invocations: InvocationRunner | None = None
         self._runner: web.AppRunner | None = None
         self._site: web.SockSite | None = None
 
@@ -196,7 +196,7 @@ class LambdaSimulator:
         self._endpoint_url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
         overlay = FunctionStateOverlay(config.pending_seconds)
-        self._invoker = Invoker(
+        self._invocations = InvocationRunner(
             moto,
             overlay,
             self.stats,
@@ -209,7 +209,7 @@ class LambdaSimulator:
         frontend = AwsFrontend(
             region=config.region,
             proxy=MotoProxy(self._session, self._moto_url, gate),
-            invoker=self._invoker,
+            invocations=self._invocations,
             overlay=overlay,
             faults=self.faults,
             stats=self.stats,
@@ -230,9 +230,9 @@ class LambdaSimulator:
         if self._site is not None:
             await self._site.stop()
             self._site = None
-        if self._invoker is not None:
-            await self._invoker.close()
-            self._invoker = None
+        if self._invocations is not None:
+            await self._invocations.close()
+            self._invocations = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

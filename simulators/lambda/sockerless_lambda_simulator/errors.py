@@ -9,7 +9,7 @@ from xml.sax.saxutils import escape
 
 from aiohttp import web
 
-from .operations import Protocol
+from .operations import WireProtocol
 
 __all__ = [
     "AwsError",
@@ -56,11 +56,11 @@ class FunctionPending(AwsError):
         )
 
 
-def aws_error_response(protocol: Protocol, error: AwsError) -> web.Response:
+def aws_error_response(protocol: WireProtocol, error: AwsError) -> web.Response:
     """Render ``error`` the way the service's protocol does, so botocore raises the right class."""
     request_id = str(uuid.uuid4())
     headers = {"x-amzn-RequestId": request_id}
-    if protocol is Protocol.REST_JSON:
+    if protocol is WireProtocol.REST_JSON:
         # Lambda's shape: the code travels in a header, the body carries Type and Message.
         headers["x-amzn-ErrorType"] = error.code
         body: dict[str, str] = {"Type": "User" if error.sender_fault else "Service", "Message": error.message}
@@ -68,7 +68,7 @@ def aws_error_response(protocol: Protocol, error: AwsError) -> web.Response:
         return web.Response(
             status=error.status, headers=headers, text=json.dumps(body), content_type="application/json"
         )
-    if protocol is Protocol.JSON:
+    if protocol is WireProtocol.JSON:
         body = {"__type": error.code, "message": error.message, **error.extra}
         return web.Response(
             status=error.status,
@@ -76,7 +76,7 @@ def aws_error_response(protocol: Protocol, error: AwsError) -> web.Response:
             text=json.dumps(body),
             content_type="application/x-amz-json-1.1",
         )
-    if protocol is Protocol.QUERY:
+    if protocol is WireProtocol.QUERY:
         fault = "Sender" if error.sender_fault else "Receiver"
         xml = (
             f"<ErrorResponse><Error><Type>{fault}</Type><Code>{escape(error.code)}</Code>"

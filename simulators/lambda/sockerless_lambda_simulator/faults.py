@@ -11,7 +11,7 @@ from typing import Any
 from attrs import define, field, fields, frozen, validators
 
 from .errors import AwsError
-from .operations import Operation, Protocol
+from .operations import AwsCall, WireProtocol
 
 __all__ = ["FaultDecision", "FaultInjector", "FaultKind", "FaultRule"]
 
@@ -69,23 +69,23 @@ class FaultRule:
     def to_json(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in _RULE_FIELDS}
 
-    def matches(self, operation: Operation) -> bool:
+    def matches(self, call: AwsCall) -> bool:
         if self.operation == "*":
             return True
         service, _, name = self.operation.rpartition(":")
-        if service and service != operation.service:
+        if service and service != call.service:
             return False
-        return name in ("*", operation.name)
+        return name in ("*", call.name)
 
-    def as_error(self, operation: Operation) -> AwsError:
-        """The AWS error this rule answers with, in the operation's service dialect."""
+    def as_error(self, call: AwsCall) -> AwsError:
+        """The AWS error this rule answers with, in the called service's dialect."""
         if self.kind is FaultKind.THROTTLE:
-            code, status = _throttle_defaults(operation)
-            extra = {"Reason": self.reason} if operation.protocol is Protocol.REST_JSON else {}
+            code, status = _throttle_defaults(call)
+            extra = {"Reason": self.reason} if call.protocol is WireProtocol.REST_JSON else {}
             return AwsError(
                 self.code or code, self.status or status, self.message or "Rate exceeded", extra=extra
             )
-        code = "ServiceException" if operation.protocol is Protocol.REST_JSON else "InternalFailure"
+        code = "ServiceException" if call.protocol is WireProtocol.REST_JSON else "InternalFailure"
         message = self.message or "An internal error occurred (injected by the simulator)."
         return AwsError(self.code or code, self.status or 500, message)
 
@@ -93,12 +93,12 @@ class FaultRule:
 _RULE_FIELDS: tuple[str, ...] = tuple(attribute.name for attribute in fields(FaultRule))
 
 
-def _throttle_defaults(operation: Operation) -> tuple[str, int]:
-    if operation.protocol is Protocol.REST_JSON:
+def _throttle_defaults(call: AwsCall) -> tuple[str, int]:
+    if call.protocol is WireProtocol.REST_JSON:
         return "TooManyRequestsException", 429  # Lambda
-    if operation.protocol is Protocol.JSON:
+    if call.protocol is WireProtocol.JSON:
         return "ThrottlingException", 400  # CloudWatch Logs, ECR
-    if operation.protocol is Protocol.QUERY:
+    if call.protocol is WireProtocol.QUERY:
         return "Throttling", 400  # IAM, STS
     return "SlowDown", 503  # S3
 
@@ -155,7 +155,7 @@ class FaultInjector:
     def describe(self) -> list[dict[str, Any]]:
         return [active.to_json() for active in self._rules]
 
-    def decide(self, operation: Operation) -> FaultDecision:
+    def decide(self, call: AwsCall) -> FaultDecision:
         """Roll the dice for every matching rule; latencies add up, the first failure wins."""
         if not self._rules:
             return FaultDecision()
@@ -164,7 +164,7 @@ class FaultInjector:
         drop = drop_answer = False
         for active in list(self._rules):
             rule = active.rule
-            if not rule.matches(operation):
+            if not rule.matches(call):
                 continue
             if rule.kind is not FaultKind.LATENCY and (error is not None or drop or drop_answer):
                 continue
@@ -181,5 +181,5 @@ class FaultInjector:
             elif rule.kind is FaultKind.DROP_ANSWER:
                 drop_answer = True
             else:
-                error = rule.as_error(operation)
+                error = rule.as_error(call)
         return FaultDecision(delay_seconds=delay_ms / 1000.0, error=error, drop=drop, drop_answer=drop_answer)

@@ -17,7 +17,7 @@ from attrs import frozen
 from .moto_api import MotoError
 from .operations import AwsScope
 
-__all__ = ["CloudWatchWriter", "InvocationLog", "LogEvent", "LogsApi", "log_stream_name"]
+__all__ = ["CloudWatchWriter", "InvocationLog", "LogStreamEvent", "LogsApi", "log_stream_name"]
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,9 @@ _TAIL_BYTES = 4096
 
 
 @frozen
-class LogEvent:
+class LogStreamEvent:
+    """One event waiting to be put into a log stream: a platform record or an output line."""
+
     timestamp_ms: int
     message: str
 
@@ -62,7 +64,9 @@ class CloudWatchWriter:
             if exc.code != "ResourceAlreadyExistsException":
                 raise
 
-    async def put_events(self, scope: AwsScope, group: str, stream: str, events: Sequence[LogEvent]) -> None:
+    async def put_events(
+        self, scope: AwsScope, group: str, stream: str, events: Sequence[LogStreamEvent]
+    ) -> None:
         for batch in _batches(events):
             body = {
                 "logGroupName": group,
@@ -107,9 +111,9 @@ class CloudWatchWriter:
         ready.exception()  # mark it retrieved: the waiters, if any, raise their own copy
 
 
-def _batches(events: Sequence[LogEvent]) -> list[list[LogEvent]]:
-    batches: list[list[LogEvent]] = []
-    current: list[LogEvent] = []
+def _batches(events: Sequence[LogStreamEvent]) -> list[list[LogStreamEvent]]:
+    batches: list[list[LogStreamEvent]] = []
+    current: list[LogStreamEvent] = []
     size = 0
     for event in events:
         event_size = len(event.message.encode()) + _EVENT_OVERHEAD
@@ -146,7 +150,7 @@ class InvocationLog:
         self.stream = stream
         self._stream_exists = stream_exists
         self._flush_seconds = flush_seconds
-        self._pending: list[LogEvent] = []
+        self._pending: list[LogStreamEvent] = []
         self._last_ms = 0
         self._tail: deque[str] = deque()
         self._tail_bytes = 0
@@ -157,7 +161,7 @@ class InvocationLog:
     def append(self, message: str, timestamp_ms: int) -> None:
         # PutLogEvents wants the events of a batch in chronological order.
         self._last_ms = max(self._last_ms, timestamp_ms)
-        self._pending.append(LogEvent(self._last_ms, message))
+        self._pending.append(LogStreamEvent(self._last_ms, message))
         self._wake.set()
         self._tail.append(message)
         self._tail_bytes += len(message)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 
 from sockerless.api.client import DEFAULT_REQUEST_TIMEOUT, BackendClient
 from sockerless.config import FrontendConfig
@@ -77,19 +78,13 @@ class DockerFrontend:
     async def start(self) -> None:
         config = self.config
         self.listener.bind()
-        tls = bool(config.backend_tls_ca or config.backend_tls_cert)
-        client = BackendClient(
-            self._backend_url,
-            token=self._backend_token,
-            request_timeout=self._request_timeout,
-            ssl_context=(
-                client_context(config.backend_tls_ca, config.backend_tls_cert, config.backend_tls_key)
-                if tls
-                else None
-            ),
-        )
-        self._client = client
         try:
+            client = self._client = BackendClient(
+                self._backend_url,
+                token=self._backend_token,
+                request_timeout=self._request_timeout,
+                ssl_context=self._backend_tls(),
+            )
             report = await self._read_capabilities(client)
             try:
                 backend_version = await client.version()
@@ -128,6 +123,14 @@ class DockerFrontend:
         if self._context is not None:
             self._context = None
             log.info("stopped the Docker API", extra={"fields": {"backend_url": self._backend_url}})
+
+    def _backend_tls(self) -> ssl.SSLContext | None:
+        """The context verifying an https:// backend (and showing it our certificate), when configured;
+        otherwise the client verifies with the system's CAs."""
+        config = self.config
+        if not (config.backend_tls_ca or config.backend_tls_cert):
+            return None
+        return client_context(config.backend_tls_ca, config.backend_tls_cert, config.backend_tls_key)
 
     async def _read_capabilities(self, client: BackendClient) -> CapabilityReport:
         """The backend may still be starting (``sockerless up`` starts both): retry a refused

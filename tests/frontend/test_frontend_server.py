@@ -148,6 +148,13 @@ def cert_dir(directory: Path, ca: str, cert: str = "", key: str = "") -> str:
     return str(directory)
 
 
+def mutual_tls_backend(pki: Pki) -> ServerConfig:
+    """A backend on loopback TCP that asks its clients for a certificate the test CA signed."""
+    return ServerConfig(
+        tcp="127.0.0.1:0", tls_cert=pki.server_cert, tls_key=pki.server_key, tls_client_ca=pki.ca
+    )
+
+
 def tls_cli(frontend: DockerFrontend, short_dir: str, certs: str) -> DockerCLI:
     if not os.path.exists(DOCKER):
         pytest.skip("the docker CLI is not installed")
@@ -172,13 +179,14 @@ async def test_the_docker_cli_over_tls(
 async def test_the_docker_cli_over_mutual_tls_to_a_mutual_tls_backend(
     short_dir: str, pki: Pki, started: list[DockerFrontend]
 ) -> None:
-    mutual = {"tls_cert": pki.server_cert, "tls_key": pki.server_key, "tls_client_ca": pki.ca}
-    backend = InternalAPIServer(LocalBackend(), ServerConfig(tcp="127.0.0.1:0", **mutual))
+    backend = InternalAPIServer(LocalBackend(), mutual_tls_backend(pki))
     await backend.start()
     try:
         config = FrontendConfig(
             tcp="127.0.0.1:0",
-            **mutual,
+            tls_cert=pki.server_cert,
+            tls_key=pki.server_key,
+            tls_client_ca=pki.ca,
             backend_tls_ca=pki.ca,
             backend_tls_cert=pki.client_cert,
             backend_tls_key=pki.client_key,
@@ -201,8 +209,7 @@ async def test_the_docker_cli_over_mutual_tls_to_a_mutual_tls_backend(
 
 
 async def test_a_frontend_without_the_backends_client_certificate_says_why(short_dir: str, pki: Pki) -> None:
-    mutual = {"tls_cert": pki.server_cert, "tls_key": pki.server_key, "tls_client_ca": pki.ca}
-    backend = InternalAPIServer(LocalBackend(), ServerConfig(tcp="127.0.0.1:0", **mutual))
+    backend = InternalAPIServer(LocalBackend(), mutual_tls_backend(pki))
     await backend.start()
     try:
         config = FrontendConfig(backend_tls_ca=pki.ca)

@@ -245,15 +245,17 @@ async def test_a_backend_failing_during_a_wait_is_reported_in_the_body(
     assert body["Error"]["Message"].startswith(f"the backend at {url} dropped the wait")
 
 
-async def test_a_dropped_wait_releases_the_backend_wait(
-    http: aiohttp.ClientSession, local_backend: LocalBackend
+async def test_a_dropped_wait_releases_the_backend_wait_quietly(
+    http: aiohttp.ClientSession, local_backend: LocalBackend, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO)
     container_id = await create(http, ["true"])
     response = await http.post(f"/containers/{container_id}/wait", params={"condition": "next-exit"})
     assert response.status == 200
     assert local_backend.waiters.pending_count(container_id) == 1
     response.close()  # `docker run -d` drops the wait once it has the ID
     await eventually(lambda: local_backend.waiters.pending_count(container_id) == 0)
+    assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
 
 
 async def test_resize_is_accepted(http: aiohttp.ClientSession) -> None:

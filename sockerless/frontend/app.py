@@ -25,7 +25,8 @@ from sockerless.http.middlewares import Handler
 __all__ = ["MAX_BODY_BYTES", "create_app", "routes"]
 
 log = logging.getLogger("sockerless.frontend")
-access_log = logging.getLogger("sockerless.frontend.access")
+# The same logger as the internal-API server's: the paths tell the two apart (the benchmarks read both).
+access_log = logging.getLogger("sockerless.access")
 
 #: The largest JSON body read (a create with a large environment fits easily); image loads stream.
 MAX_BODY_BYTES: Final = 4 << 20

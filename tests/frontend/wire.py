@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,12 @@ class Gate:
 
     def open(self) -> None:
         Path(self.path).touch()
+
+
+def is_frontend_access_line(record: logging.LogRecord) -> bool:
+    """The frontend's access line (the backend's shares the logger; its paths are /internal/...)."""
+    fields = getattr(record, "fields", {})
+    return record.name == "sockerless.access" and not str(fields.get("path", "")).startswith("/internal/")
 
 
 class RawAttach:

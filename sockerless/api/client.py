@@ -276,10 +276,7 @@ class BackendClient:
                 method, path, params=query, data=body, headers=headers, timeout=timeout
             )
         except aiohttp.ClientSSLError as exc:  # no use retrying: the certificates do not fit
-            raise UpstreamError(
-                f"TLS with the sockerless backend at {self.url} failed: {exc} "
-                "(see the frontend's backend_tls_* settings)"
-            ) from None
+            raise self._tls_failure(exc) from None
         except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
             raise Unavailable(
                 f"cannot reach the sockerless backend at {self.url}: {exc}; is it running?"
@@ -287,6 +284,10 @@ class BackendClient:
         except TimeoutError:
             raise UpstreamTimeout(f"the sockerless backend at {self.url} did not answer in time") from None
         except aiohttp.ClientError as exc:
+            if isinstance(exc.__cause__, ssl.SSLError):
+                # TLS 1.3 refuses a client certificate after the handshake: the alert comes with the
+                # first read, as an OS error rather than a TLS one.
+                raise self._tls_failure(exc.__cause__) from None
             raise UpstreamError(f"talking to the sockerless backend at {self.url} failed: {exc}") from None
         if response.status < 300:
             return response
@@ -294,6 +295,12 @@ class BackendClient:
             raise await self._error_of(response)
         finally:
             response.release()
+
+    def _tls_failure(self, exc: BaseException) -> UpstreamError:
+        return UpstreamError(
+            f"TLS with the sockerless backend at {self.url} failed: {exc} "
+            "(see the frontend's backend_tls_* settings)"
+        )
 
     async def _error_of(self, response: aiohttp.ClientResponse) -> SockerlessError:
         try:

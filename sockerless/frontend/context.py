@@ -1,73 +1,43 @@
-"""What every frontend handler needs: the backend client, the backend's capabilities, the settings.
+"""What every handler shares: the backend client, what the backend said it can do, and the settings.
 
-Built once at start-up by :class:`~sockerless.frontend.app.DockerFrontend` and stored on the
-aiohttp application; handlers reach it with :func:`frontend_of`.
+Built once at start-up by :class:`~sockerless.frontend.server.DockerFrontend` and kept on the aiohttp
+application. It holds nothing per container: every answer about a container comes from the backend.
 """
 
 from __future__ import annotations
 
-import asyncio
 import enum
-from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Mapping
+from typing import Any, Final
 
+import aiohttp
 from aiohttp import web
-from attrs import define, field
+from attrs import frozen
 
-from sockerless.client import BackendClient
+from sockerless.api.client import BackendClient
+from sockerless.api.route import Route
+from sockerless.backend import unsupported
+from sockerless.http.serving import ShieldedTasks
 from sockerless.models import Capabilities, CapabilityReport, VersionInfo
 
-if TYPE_CHECKING:
-    from sockerless.frontend.autoremove import AutoRemover
-
-__all__ = [
-    "API_VERSION",
-    "MIN_API_VERSION",
-    "AttachMode",
-    "FollowSettings",
-    "FrontendContext",
-    "frontend_of",
-]
-
-T = TypeVar("T")
-
-#: The Docker Engine API version the frontend speaks, and the oldest it accepts (Docker's own minimum).
-API_VERSION = "1.44"
-MIN_API_VERSION = "1.24"
+__all__ = ["FRONTEND_KEY", "AttachMode", "FrontendContext", "frontend_of"]
 
 
 class AttachMode(enum.StrEnum):
-    """How attach is answered for a backend without attach: emulated from logs, or refused."""
+    """Attach on a backend without attach: shown from its logs (output only), or refused with 501."""
 
     READ_ONLY = "read-only"
     STRICT = "strict"
 
 
-@define(frozen=True)
-class FollowSettings:
-    """Bounded polling for log follow and read-only attach on backends that cannot follow.
-
-    ``interval`` is the pause between two fetches while output arrives; it grows by ``backoff``
-    up to ``max_interval`` while nothing new arrives.
-    """
-
-    interval: float = 1.0
-    max_interval: float = 5.0
-    backoff: float = 1.5
-
-
-@define
+@frozen
 class FrontendContext:
     client: BackendClient
     report: CapabilityReport
-    auto_remover: AutoRemover
-    backend_version: VersionInfo = field(factory=lambda: VersionInfo(version=""))
-    attach_mode: AttachMode = AttachMode.READ_ONLY
-    follow: FollowSettings = field(factory=FollowSettings)
-    #: Emulate ``logs?follow=1`` by polling when the backend cannot follow.
-    emulate_follow: bool = True
-    #: State-changing backend calls shielded from client disconnects; drained at shutdown.
-    detached: set[asyncio.Task[Any]] = field(factory=set)
+    backend_version: VersionInfo
+    attach_mode: AttachMode
+    #: State changes a client hanging up must not cut in half; shutdown waits for them.
+    shielded: ShieldedTasks
 
     @property
     def backend_name(self) -> str:
@@ -78,26 +48,32 @@ class FrontendContext:
         return self.report.capabilities
 
     @property
-    def emulates_attach(self) -> bool:
-        """Attach is answered from the logs: the backend has logs but no attach, and the mode allows it."""
+    def attaches_from_logs(self) -> bool:
+        """Attach is answered read-only from the backend's logs: it has logs but no attach, and the
+        configuration allows it."""
         caps = self.capabilities
         return caps.logs and not caps.attach and self.attach_mode is AttachMode.READ_ONLY
 
-    @property
-    def emulates_follow(self) -> bool:
-        """``logs?follow=1`` is answered by polling: the backend has logs but cannot follow."""
-        caps = self.capabilities
-        return caps.logs and not caps.logs_follow and self.emulate_follow
+    def require(self, capability: str | None) -> None:
+        """Answer a capability the backend lacks here, in the backend's own wording, without asking it."""
+        if capability is not None and not getattr(self.capabilities, capability):
+            raise unsupported(self.backend_name, capability)
 
-    async def detach(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run a state-changing backend call so that a client hanging up cannot cut it in half."""
-        task = asyncio.ensure_future(coro)
-        self.detached.add(task)
-        task.add_done_callback(self.detached.discard)
-        return await asyncio.shield(task)
+    async def forward(
+        self,
+        route: Route,
+        path_values: Mapping[str, str],
+        query: Mapping[str, str],
+        *,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> aiohttp.ClientResponse:
+        """Send a Docker request on to ``route`` as received; the caller releases the response."""
+        self.require(route.capability)
+        return await self.client.forward(route, path_values, query, body=body, headers=headers)
 
 
-FRONTEND_KEY = web.AppKey("sockerless_frontend", FrontendContext)
+FRONTEND_KEY: Final = web.AppKey("sockerless_frontend", FrontendContext)
 
 
 def frontend_of(request: web.Request) -> FrontendContext:

@@ -1,44 +1,36 @@
-"""``/containers/{id}/exec`` and ``/exec/...``: passed through to exec-capable backends, 501 otherwise.
+"""``/containers/{id}/exec`` and ``/exec/...``: passed through to exec-capable backends.
 
-On a backend without exec (Lambda) ``docker exec C ls`` prints
-``Error response from daemon: This backend (lambda) does not support exec. CI runners require
-exec-capable backends (ecs, cloudrun, aca, docker).`` and exits 1.
+On a backend without exec (Lambda), ``docker exec C ls`` prints ``Error response from daemon: This
+backend (lambda) does not support exec. CI runners require exec-capable backends (ecs, cloudrun, aca,
+docker).`` and exits 1; the frontend answers that from the capability report, before any backend call.
+Creating and inspecting an exec instance are plain pass-throughs (:func:`forwarding` in :mod:`.app`).
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from sockerless.api import container_routes as c
 from sockerless.frontend.context import frontend_of
-from sockerless.frontend.proxy import pipe_upgraded
-from sockerless.frontend.unsupported import requires
-from sockerless.models import unstructure
-from sockerless.server import json_response, read_json
+from sockerless.frontend.passthrough import long_lived_like, path_values
+from sockerless.http.requests import read_json
+from sockerless.http.upgrade import pipe_upgraded
 
-__all__ = ["create_exec", "inspect_exec", "resize_exec", "start_exec"]
-
-
-@requires("exec")
-async def create_exec(request: web.Request) -> web.StreamResponse:
-    frontend = frontend_of(request)
-    body = await read_json(request)
-    exec_id = await frontend.detach(frontend.client.create_exec(request.match_info["id"], body))
-    return json_response({"Id": exec_id}, 201)
+__all__ = ["resize_exec", "start_exec"]
 
 
-@requires("exec")
+@long_lived_like(c.EXEC_START)
 async def start_exec(request: web.Request) -> web.StreamResponse:
+    """Upgraded on the backend first (its 404 or 409 reaches the client as an ordinary error), then
+    here; the bytes then flow both ways until the backend closes."""
     frontend = frontend_of(request)
+    frontend.require(c.EXEC_START.capability)
     body = await read_json(request, required=False)
-    return await pipe_upgraded(request, frontend.client.start_exec(request.match_info["id"], body))
+    opening = frontend.client.upgrade(c.EXEC_START, path_values(c.EXEC_START, request), request.query, body)
+    return await pipe_upgraded(request, opening)
 
 
-async def inspect_exec(request: web.Request) -> web.StreamResponse:
-    exec_instance = await frontend_of(request).client.inspect_exec(request.match_info["id"])
-    return json_response(unstructure(exec_instance))
-
-
-@requires("exec")
 async def resize_exec(request: web.Request) -> web.StreamResponse:
     """Accepted and ignored, like a container resize."""
+    frontend_of(request).require("exec")
     return web.Response(status=200)

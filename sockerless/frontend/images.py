@@ -1,28 +1,28 @@
-"""``/images/...``: list, pull, inspect, tag, load, and prune (of what cannot exist: nothing).
+"""``/images/...``: pull, load, inspect and tag passed through; list, prune and the pull's reference
+decided here.
 
-Image names contain ``/`` (``123456789012.dkr.ecr.us-east-1.amazonaws.com/app:latest``), so the
-routes match them with ``{name:.+}``. ``X-Registry-Auth`` goes to the backend as ``Auth`` and is
-never logged.
+Image names contain ``/`` (``123456789012.dkr.ecr.us-east-1.amazonaws.com/app:latest``), so the routes
+match them with ``{name:.+}`` and the backend gets them as a query parameter. ``X-Registry-Auth`` goes
+to the backend as the pull's ``Auth`` and nowhere else (never logged).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 from collections.abc import AsyncIterator
-from typing import Any
 
 import attrs
 from aiohttp import web
 
-from sockerless.client import PullStream
-from sockerless.errors import InvalidParameter, SockerlessError
+from sockerless.api import resource_routes as r
+from sockerless.errors import InvalidParameter
 from sockerless.filters import parse_filters
 from sockerless.frontend.context import frontend_of
-from sockerless.frontend.unsupported import requires, unsupported
+from sockerless.frontend.passthrough import JSON_BODY, answer, copy_stream, progress_failure
+from sockerless.frontend.unsupported import unsupported
+from sockerless.http.responses import json_response
 from sockerless.models import ImagePullRequest, ImageSummary, parse_time, unstructure
-from sockerless.server import JSON_CONTENT_TYPE, json_response
 
 __all__ = [
     "create_image",
@@ -55,74 +55,43 @@ def pull_reference(from_image: str, tag: str) -> str:
     return f"{base}:{tag}"
 
 
-async def _ndjson(request: web.Request, stream: PullStream) -> web.StreamResponse:
-    """Copy progress lines; a failure once the 200 is out becomes Docker's in-stream error line."""
-    response = web.StreamResponse(status=200, headers={"Content-Type": JSON_CONTENT_TYPE})
-    await response.prepare(request)
-    with contextlib.suppress(ConnectionError):
-        try:
-            async for line in stream.lines():
-                await response.write(json.dumps(line).encode() + b"\r\n")
-        except SockerlessError as exc:
-            error = {"errorDetail": {"message": exc.message}, "error": exc.message}
-            await response.write(json.dumps(error).encode() + b"\r\n")
-        await response.write_eof()
-    return response
-
-
 async def create_image(request: web.Request) -> web.StreamResponse:
-    """``docker pull``: ``fromImage=docker.io/library/alpine&tag=latest`` (CLI) or ``fromImage=alpine``."""
+    """``docker pull``: ``fromImage=docker.io/library/alpine&tag=latest`` (CLI) or ``fromImage=alpine``
+    (SDK); the backend's NDJSON progress is passed on, its failures in the stream."""
     frontend = frontend_of(request)
     if request.query.get("fromSrc"):
         raise unsupported(frontend, "image import")
     from_image = request.query.get("fromImage", "")
     if not from_image:
         raise InvalidParameter("fromImage is required")
-    if not frontend.capabilities.image_pull:
-        raise unsupported(frontend, "image_pull")
     pull = ImagePullRequest(
         reference=pull_reference(from_image, request.query.get("tag", "")),
         auth=request.headers.get("X-Registry-Auth", ""),
     )
-    async with frontend.client.pull_image(pull) as stream:
-        return await _ndjson(request, stream)
+    body = json.dumps(unstructure(pull)).encode()
+    response = await frontend.forward(r.PULL, {}, {}, body=body, headers=JSON_BODY)
+    return await copy_stream(request, response, on_failure=progress_failure)
 
 
-@requires("image_load")
 async def load_image(request: web.Request) -> web.StreamResponse:
+    """``docker load``: the tar streams through to the backend as it arrives."""
+
     async def chunks() -> AsyncIterator[bytes]:
         async for chunk in request.content.iter_chunked(1 << 16):
             yield chunk
 
-    async with frontend_of(request).client.load_image(chunks()) as stream:
-        return await _ndjson(request, stream)
+    headers = {"Content-Type": "application/x-tar"}
+    response = await frontend_of(request).forward(r.LOAD, {}, {}, body=chunks(), headers=headers)
+    return await copy_stream(request, response, on_failure=progress_failure)
 
 
 async def inspect_image(request: web.Request) -> web.StreamResponse:
-    image = await frontend_of(request).client.inspect_image(request.match_info["name"])
-    body: dict[str, Any] = unstructure(image)
-    for key, value in (
-        ("Parent", ""),
-        ("Comment", ""),
-        ("DockerVersion", ""),
-        ("Author", ""),
-        ("VirtualSize", image.size),
-        ("GraphDriver", {"Name": "", "Data": None}),
-        ("Metadata", {"LastTagTime": "0001-01-01T00:00:00Z"}),
-    ):
-        body.setdefault(key, value)
-    return json_response(body)
+    return await answer(request, r.IMAGE_INSPECT, query={"name": request.match_info["name"]})
 
 
 async def tag_image(request: web.Request) -> web.StreamResponse:
-    repo = request.query.get("repo", "")
-    if not repo:
-        raise InvalidParameter("repo is required")
-    frontend = frontend_of(request)
-    await frontend.detach(
-        frontend.client.tag_image(request.match_info["name"], repo, request.query.get("tag", ""))
-    )
-    return web.Response(status=201)
+    query = {**request.query, "name": request.match_info["name"]}
+    return await answer(request, r.TAG, query=query)
 
 
 async def prune_images(request: web.Request) -> web.StreamResponse:

@@ -1,102 +1,52 @@
-"""``/networks`` and ``/volumes``: passed through to backends that have them, 501 otherwise.
+"""``/networks`` and ``/volumes``: passed through; the backend answers, 501 included where it has none.
 
-Two calls answer for what cannot exist on a backend without them, instead of 501. Inspecting one
-network or volume answers 404 (there is no such object): ``docker inspect NAME`` walks containers,
-images, networks and volumes and skips only "not found", so a 501 there would hide the real answer.
-Pruning answers that nothing was deleted, which is so, and lets ``docker system prune`` go on.
+Inspecting one network or volume on a backend without them reaches the backend, which answers 404
+(there is no such object): ``docker inspect NAME`` walks containers, images, networks and volumes and
+goes on only past "not found". Pruning on such a backend is answered here, that nothing was deleted,
+which is so, and which lets ``docker system prune`` go on.
 """
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 from aiohttp import web
 
-from sockerless.errors import NotFound
-from sockerless.frontend.context import FrontendContext, frontend_of
-from sockerless.frontend.unsupported import unsupported
-from sockerless.server import json_response, read_json
+from sockerless.api import resource_routes as r
+from sockerless.api.route import Route
+from sockerless.frontend.context import frontend_of
+from sockerless.frontend.passthrough import answer, forwarding
+from sockerless.http.middlewares import Handler
+from sockerless.http.responses import json_response
 
-__all__ = ["network_routes", "volume_routes"]
-
-Route = tuple[str, str, Any]
-
-
-async def _pass(
-    request: web.Request, method: str, path: str, *, body: bool = False, status: int | None = None
-) -> web.StreamResponse:
-    frontend = frontend_of(request)
-    json_body = await read_json(request, required=False) if body else None
-    call = frontend.client.request_json(method, path, params=dict(request.query), json_body=json_body)
-    answered, data = await (frontend.detach(call) if method != "GET" else call)
-    answered = status or answered
-    if data is None:
-        return web.Response(status=answered)
-    return json_response(data, answered)
+__all__ = ["resource_routes"]
 
 
-def _gate(frontend: FrontendContext, capability: str) -> None:
-    if not getattr(frontend.capabilities, capability):
-        raise unsupported(frontend, capability)
+def _pruning(route: Route, nothing_deleted: dict[str, Any]) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        capability = route.capability
+        if capability is not None and not getattr(frontend_of(request).capabilities, capability):
+            return json_response(nothing_deleted)
+        return await answer(request, route)
+
+    handler.__name__ = route.call
+    return handler
 
 
-def _resource_routes(kind: str, capability: str, key: str) -> list[Route]:
-    base = f"/{kind}s"
-
-    async def listing(request: web.Request) -> web.StreamResponse:
-        _gate(frontend_of(request), capability)
-        return await _pass(request, "GET", base)
-
-    async def create(request: web.Request) -> web.StreamResponse:
-        _gate(frontend_of(request), capability)
-        return await _pass(request, "POST", base, body=True, status=201)
-
-    async def prune(request: web.Request) -> web.StreamResponse:
-        if not getattr(frontend_of(request).capabilities, capability):
-            # There is none to prune: "nothing deleted" is the true answer, and it keeps
-            # `docker system prune` (which prunes networks after containers) working.
-            return json_response({f"{kind.capitalize()}sDeleted": [], **_reclaimed(kind)})
-        return await _pass(request, "POST", f"{base}/prune")
-
-    async def inspect(request: web.Request) -> web.StreamResponse:
-        frontend = frontend_of(request)
-        name = request.match_info[key]
-        if not getattr(frontend.capabilities, capability):
-            raise NotFound(f"No such {kind}: {name}")
-        return await _pass(request, "GET", f"{base}/{quote(name, safe='')}")
-
-    async def remove(request: web.Request) -> web.StreamResponse:
-        _gate(frontend_of(request), capability)
-        name = quote(request.match_info[key], safe="")
-        return await _pass(request, "DELETE", f"{base}/{name}", status=204)
-
-    routes: list[Route] = [
-        ("GET", base, listing),
-        ("POST", f"{base}/create", create),
-        ("POST", f"{base}/prune", prune),
-        ("GET", f"{base}/{{{key}}}", inspect),
-        ("DELETE", f"{base}/{{{key}}}", remove),
+def resource_routes() -> list[tuple[str, str, Handler]]:
+    """Docker's network and volume calls as (method, path, handler); the paths name their parameters
+    as the internal routes do (``{id}``, ``{name}``), so they pass straight through."""
+    return [
+        ("GET", "/networks", forwarding(r.NETWORK_LIST)),
+        ("POST", "/networks/create", forwarding(r.NETWORK_CREATE)),
+        ("POST", "/networks/prune", _pruning(r.NETWORK_PRUNE, {"NetworksDeleted": []})),
+        ("GET", "/networks/{id}", forwarding(r.NETWORK_INSPECT)),
+        ("DELETE", "/networks/{id}", forwarding(r.NETWORK_REMOVE)),
+        ("POST", "/networks/{id}/connect", forwarding(r.NETWORK_CONNECT)),
+        ("POST", "/networks/{id}/disconnect", forwarding(r.NETWORK_DISCONNECT)),
+        ("GET", "/volumes", forwarding(r.VOLUME_LIST)),
+        ("POST", "/volumes/create", forwarding(r.VOLUME_CREATE)),
+        ("POST", "/volumes/prune", _pruning(r.VOLUME_PRUNE, {"VolumesDeleted": [], "SpaceReclaimed": 0})),
+        ("GET", "/volumes/{name}", forwarding(r.VOLUME_INSPECT)),
+        ("DELETE", "/volumes/{name}", forwarding(r.VOLUME_REMOVE)),
     ]
-    if kind == "network":
-
-        async def connect(request: web.Request) -> web.StreamResponse:
-            _gate(frontend_of(request), capability)
-            verb = request.match_info["verb"]
-            name = quote(request.match_info[key], safe="")
-            return await _pass(request, "POST", f"{base}/{name}/{verb}", body=True)
-
-        routes.append(("POST", f"{base}/{{{key}}}/{{verb:connect|disconnect}}", connect))
-    return routes
-
-
-def _reclaimed(kind: str) -> dict[str, int]:
-    return {"SpaceReclaimed": 0} if kind == "volume" else {}
-
-
-def network_routes() -> list[Route]:
-    return _resource_routes("network", "networks", "id")
-
-
-def volume_routes() -> list[Route]:
-    return _resource_routes("volume", "volumes", "name")

@@ -1,4 +1,9 @@
-"""``/_ping``, ``/version``, ``/info`` and ``/auth``: who the daemon is, in the shapes the clients decode."""
+"""``/_ping``, ``/version`` and ``/info``: who the daemon is, in the shapes the clients decode.
+
+Only a frontend can answer these: the ping headers and the version are the frontend's (the Docker API
+it speaks), and ``/info`` is the backend's information completed with every field the CLI decodes into
+a non-nil value. (``/auth`` is a plain pass-through.)
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,12 @@ from typing import Any
 from aiohttp import web
 
 from sockerless import __version__
-from sockerless.frontend.context import API_VERSION, MIN_API_VERSION, frontend_of
-from sockerless.models import AuthRequest, VersionInfo, structure, unstructure
-from sockerless.server import json_response, read_json
+from sockerless.frontend.context import frontend_of
+from sockerless.frontend.versions import API_VERSION, MIN_API_VERSION
+from sockerless.http.responses import json_response
+from sockerless.models import VersionInfo, unstructure
 
-__all__ = ["PING_HEADERS", "auth", "info", "ping", "version"]
+__all__ = ["PING_HEADERS", "info", "ping", "version", "version_body"]
 
 #: Docker's own ping headers. The CLI negotiates with ``API-Version``; without it it assumes 1.24.
 PING_HEADERS = {
@@ -148,10 +154,3 @@ async def info(request: web.Request) -> web.StreamResponse:
     }
     body.update({key: value for key, value in backend.items() if value not in ("", None)})
     return json_response(body)
-
-
-async def auth(request: web.Request) -> web.StreamResponse:
-    """``docker login``: the credentials go to the backend and nowhere else (never logged)."""
-    credentials = structure(await read_json(request), AuthRequest)
-    result = await frontend_of(request).client.auth(credentials)
-    return json_response(unstructure(result))

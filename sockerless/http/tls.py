@@ -150,6 +150,13 @@ class _TLSConnection:
                 await self._writer.drain()
                 if not await self._receive():
                     raise ConnectionResetError("the client left during the TLS handshake") from None
+            except ssl.SSLError:
+                # The alert that says why (no client certificate, an unknown CA) is still in the
+                # outgoing buffer: without it the client sees only a closed connection.
+                self._send_pending()
+                with contextlib.suppress(OSError):
+                    await self._writer.drain()
+                raise
             else:
                 self._send_pending()
                 await self._writer.drain()

@@ -1,5 +1,6 @@
-"""Fixtures: a backend served on a Unix socket, the Docker frontend in front of it, and the clients
-(the real docker CLI, the Docker SDK for Python, a raw HTTP session) pointed at the frontend."""
+"""Fixtures: a backend served by the real internal-API server on a Unix socket, the Docker frontend in
+front of it, and the clients (the real docker CLI, the Docker SDK for Python, a raw HTTP session)
+pointed at the frontend."""
 
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ import attrs
 import pytest
 import pytest_asyncio
 
+from sockerless.api.server import InternalAPIServer
+from sockerless.config import FrontendConfig, ServerConfig
 from sockerless.frontend import DockerFrontend
-from sockerless.server import InternalAPIServer
 
 from .local_backend import LocalBackend
+from .wire import Gate
 
 DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
 #: Every CLI or SDK call gets this long; a hang fails the test instead of the run.
@@ -36,20 +39,29 @@ def short_dir() -> Iterator[str]:
 
 
 @pytest.fixture
-def backend_options() -> dict[str, Any]:
-    """Override in a module or test to change the LocalBackend's settings."""
-    return {}
+def gate(short_dir: str) -> Gate:
+    return Gate(f"{short_dir}/gate")
 
 
 @pytest.fixture
-def frontend_options() -> dict[str, Any]:
-    """Override in a module or test to change the DockerFrontend's settings."""
-    return {}
+def backend_class() -> type[LocalBackend]:
+    """Override in a module or parametrize to serve another LocalBackend (one that cannot follow)."""
+    return LocalBackend
+
+
+@pytest.fixture
+def frontend_config() -> FrontendConfig:
+    """Override in a module or parametrize to change the frontend's section."""
+    return FrontendConfig()
 
 
 @pytest_asyncio.fixture
-async def backend_server(short_dir: str, backend_options: dict[str, Any]) -> AsyncIterator[InternalAPIServer]:
-    server = InternalAPIServer(LocalBackend(**backend_options), socket_path=f"{short_dir}/backend.sock")
+async def backend_server(
+    short_dir: str, backend_class: type[LocalBackend]
+) -> AsyncIterator[InternalAPIServer]:
+    # A short grace: a test that leaves a wait or a follow open does not hold its teardown for long.
+    config = ServerConfig(socket=f"{short_dir}/backend.sock", shutdown_grace=1.0)
+    server = InternalAPIServer(backend_class(), config)
     await server.start()
     try:
         yield server
@@ -66,12 +78,10 @@ def local_backend(backend_server: InternalAPIServer) -> LocalBackend:
 
 @pytest_asyncio.fixture
 async def frontend(
-    backend_server: InternalAPIServer, short_dir: str, frontend_options: dict[str, Any]
+    backend_server: InternalAPIServer, short_dir: str, frontend_config: FrontendConfig
 ) -> AsyncIterator[DockerFrontend]:
-    options: dict[str, Any] = {"follow_poll_interval": 0.05, "follow_max_interval": 0.2}
-    options.update(frontend_options)
     started = DockerFrontend(
-        backend_url=backend_server.address, socket_path=f"{short_dir}/docker.sock", **options
+        frontend_config, socket_path=f"{short_dir}/docker.sock", backend_url=backend_server.url
     )
     await started.start()
     try:
@@ -90,9 +100,11 @@ class Result:
 class DockerCLI:
     """The real docker CLI against one daemon address, reading no user configuration."""
 
-    def __init__(self, host: str, config_dir: str) -> None:
+    def __init__(self, host: str, config_dir: str, extra_env: dict[str, str] | None = None) -> None:
+        """``extra_env``: more of the CLI's environment (``DOCKER_TLS_VERIFY``, ``DOCKER_CERT_PATH``)."""
         self.host = host
         self.config_dir = config_dir
+        self.extra_env = extra_env or {}
 
     @property
     def env(self) -> dict[str, str]:
@@ -101,6 +113,7 @@ class DockerCLI:
             "DOCKER_CONFIG": self.config_dir,
             "HOME": self.config_dir,
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            **self.extra_env,
         }
 
     async def __call__(

@@ -1,13 +1,13 @@
 """A small backend for the frontend's tests: each container's command runs as a local process.
 
-It has what Lambda has and lacks what Lambda lacks (logs but no follow, no attach, no exec, no
-networks, no volumes), so the frontend's emulations are exercised against any backend, not only
-Lambda. Output is kept in memory with timestamps. Two quirks of the Lambda backend can be turned
-on: ``log_delay`` makes lines of a running container visible only that long after they were
-printed (CloudWatch), and ``restamp_after_exit`` stamps every line with the exit time in the first
-fetch after the exit (the quick tail Lambda returns before CloudWatch has the lines). As with
-Lambda, the logs of an exited container are final, and ``--rm`` removes the container and its
-logs at exit.
+It does what the design gives a backend to do, so that the frontend can be shown to pass it through:
+it keeps each container's output in memory and follows it itself (``logs_follow: true``, with
+``condition`` = ``not-running`` or ``next-exit``, ``tail``, ``since``/``until`` and the stream flags),
+and it does ``--rm`` itself at the exit, keeping the removed container's output and exit status
+readable by ID (and name) for a grace period. :class:`LocalBackendWithoutFollow` is the same backend
+declaring ``logs_follow: false``: the server then answers a follow with what it has.
+
+Like Lambda it has logs but no attach, no exec, no networks and no volumes.
 """
 
 from __future__ import annotations
@@ -19,11 +19,13 @@ import hashlib
 import os
 import secrets
 import signal
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, ClassVar
 
 import attrs
+from attrs import define
 
 from sockerless.backend import BaseBackend, ContainerLogs, Filters, LogLine, LogsOptions
 from sockerless.errors import Conflict, InvalidParameter, NotFound, NotModified
@@ -50,31 +52,66 @@ from sockerless.store import ContainerRecord
 from sockerless.views import container_inspect, container_summary
 from sockerless.waiters import ContainerWaiters, ExitStatus
 
-__all__ = ["LocalBackend"]
+__all__ = ["LocalBackend", "LocalBackendWithoutFollow", "Output"]
+
+Record = ContainerRecord[None]
 
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+@define(eq=False)
+class Output:
+    """One container's output and how far its runs have got: what a follower waits on.
+
+    A run is complete once its process has exited and both of its pipes are read to the end, so a
+    follower that sees it complete has every line of it.
+    """
+
+    tty: bool
+    lines: list[LogLine] = attrs.Factory(list)
+    runs_started: int = 0
+    runs_complete: int = 0
+    changed: asyncio.Condition = attrs.Factory(asyncio.Condition)
+
+    async def append(self, line: LogLine) -> None:
+        async with self.changed:
+            self.lines.append(line)
+            self.changed.notify_all()
+
+    async def run_complete(self) -> None:
+        async with self.changed:
+            self.runs_complete += 1
+            self.changed.notify_all()
+
+
+@define
+class _Removed:
+    name: str
+    output: Output
+    expires: float
+
+
 class LocalBackend(BaseBackend):
     name: ClassVar[str] = "local"
-    capabilities: ClassVar[Capabilities] = Capabilities(logs=True, image_pull=True, max_timeout_seconds=60)
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        logs=True, logs_follow=True, image_pull=True, max_timeout_seconds=60
+    )
 
-    def __init__(
-        self, *, log_delay: float = 0.0, restamp_after_exit: bool = False, final_logs: bool = False
-    ) -> None:
-        self.final_logs = final_logs  # mark an exited container's logs final, as the Lambda backend does
-        self.log_delay = log_delay
-        self.restamp_after_exit = restamp_after_exit
-        self._restamped: set[str] = set()
-        self.records: dict[str, ContainerRecord] = {}
-        self.output: dict[str, list[LogLine]] = {}
+    def __init__(self, *, removed_grace: float = 60.0) -> None:
+        self.removed_grace = removed_grace
+        self.records: dict[str, Record] = {}
+        self.outputs: dict[str, Output] = {}
+        self.removed: dict[str, _Removed] = {}
         self.images: dict[str, Image] = {}
         self.created: dict[str, int] = {}
         self.pulls: list[ImagePullRequest] = []
+        #: Calls by name: the tests count what the frontend asks of the backend.
         self.calls: Counter[str] = Counter()
-        self.waiters = ContainerWaiters(tombstone_seconds=60)
+        #: Log streams being followed now (a client that leaves must end its follower).
+        self.followers = 0
+        self.waiters = ContainerWaiters(tombstone_seconds=removed_grace)
         self._processes: dict[str, asyncio.subprocess.Process] = {}
         self._runs: dict[str, asyncio.Task[None]] = {}
 
@@ -87,7 +124,7 @@ class LocalBackend(BaseBackend):
 
     # ------------------------------------------------------------------ lookups
 
-    def _resolve(self, ref: str) -> ContainerRecord:
+    def _resolve(self, ref: str) -> Record:
         ref = ref.lstrip("/")
         if ref in self.records:
             return self.records[ref]
@@ -98,6 +135,19 @@ class LocalBackend(BaseBackend):
         if len(found) == 1:
             return found[0]
         raise NotFound(f"No such container: {ref}")
+
+    def _output_of(self, ref: str) -> Output:
+        """A container's output, also for a removed one within the grace period."""
+        try:
+            return self.outputs[self._resolve(ref).id]
+        except NotFound:
+            now = time.monotonic()
+            self.removed = {key: gone for key, gone in self.removed.items() if gone.expires > now}
+            name = ref.lstrip("/")
+            for container_id, gone in self.removed.items():
+                if name in (container_id, gone.name) or (len(name) >= 3 and container_id.startswith(name)):
+                    return gone.output
+            raise
 
     # ------------------------------------------------------------------ system
 
@@ -124,10 +174,9 @@ class LocalBackend(BaseBackend):
         self.calls["create"] += 1
         if not request.config.cmd and not request.config.entrypoint:
             raise InvalidParameter("No command specified")
-        if name:
-            for record in self.records.values():
-                if record.name == name:
-                    raise Conflict(f'Conflict. The container name "/{name}" is already in use')
+        name = name.lstrip("/") if name else None
+        if name and any(record.name == name for record in self.records.values()):
+            raise Conflict(f'Conflict. The container name "/{name}" is already in use')
         container_id = secrets.token_hex(32)
         self.records[container_id] = ContainerRecord(
             id=container_id,
@@ -136,8 +185,9 @@ class LocalBackend(BaseBackend):
             image=request.config.image,
             config=request.config,
             host_config=request.host_config,
+            backend_state=None,
         )
-        self.output[container_id] = []
+        self.outputs[container_id] = Output(tty=request.config.tty)
         return ContainerCreateResponse(id=container_id)
 
     async def list_containers(
@@ -146,7 +196,7 @@ class LocalBackend(BaseBackend):
         now = _now()
         rows = [
             container_summary(record, now)
-            for record in self.records.values()
+            for record in reversed(self.records.values())
             if (all or record.status == "running") and matches(record, filters)
         ]
         return rows[:limit] if limit else rows
@@ -169,15 +219,16 @@ class LocalBackend(BaseBackend):
             start_new_session=True,
         )
         record.status, record.started_at, record.pid = "running", _now(), process.pid
-        self._restamped.discard(record.id)
+        output = self.outputs[record.id]
+        output.runs_started += 1
         self._processes[record.id] = process
-        self._runs[record.id] = asyncio.create_task(self._run(record, process))
+        self._runs[record.id] = asyncio.create_task(self._run(record, output, process))
 
-    async def _run(self, record: ContainerRecord, process: asyncio.subprocess.Process) -> None:
+    async def _run(self, record: Record, output: Output, process: asyncio.subprocess.Process) -> None:
         async def pump(reader: asyncio.StreamReader | None, stream: int) -> None:
             assert reader is not None
             while line := await reader.readline():
-                self.output[record.id].append(LogLine(stream=stream, timestamp=_now(), data=line))
+                await output.append(LogLine(stream=stream, timestamp=_now(), data=line))
 
         await asyncio.gather(pump(process.stdout, 1), pump(process.stderr, 2))
         code = await process.wait()
@@ -185,16 +236,19 @@ class LocalBackend(BaseBackend):
         self._runs.pop(record.id, None)
         record.status, record.finished_at, record.pid = "exited", _now(), 0
         record.exit_code = code if code >= 0 else 128 - code
+        await output.run_complete()
         self.waiters.exited(record.id, ExitStatus(record.exit_code))
         if record.host_config.auto_remove:
-            self._forget(record)
+            self._forget(record)  # --rm is the backend's: the output stays readable for a while
 
-    def _forget(self, record: ContainerRecord) -> None:
+    def _forget(self, record: Record) -> None:
         self.records.pop(record.id, None)
-        self.output.pop(record.id, None)
+        output = self.outputs.pop(record.id, None)
+        if output is not None:
+            self.removed[record.id] = _Removed(record.name, output, time.monotonic() + self.removed_grace)
         self.waiters.removed(record.id, record.name, ExitStatus(record.exit_code))
 
-    async def _signal(self, record: ContainerRecord, sig: int) -> None:
+    async def _signal(self, record: Record, sig: int) -> None:
         process = self._processes.get(record.id)
         run = self._runs.get(record.id)
         if process is not None:
@@ -248,17 +302,43 @@ class LocalBackend(BaseBackend):
         )
 
     async def container_logs(self, ref: str, options: LogsOptions) -> ContainerLogs:
+        """The lines so far, and with ``follow`` the rest as it comes. The follower is registered here,
+        before the answer's headers go out: what is printed after this call is in the stream."""
         self.calls["logs"] += 1
-        record = self._resolve(ref)
-        lines = self.output[record.id]
-        if record.status == "running":
-            visible_until = _now() - dt.timedelta(seconds=self.log_delay)
-            lines = [line for line in lines if line.timestamp <= visible_until]
-        elif self.restamp_after_exit and record.finished_at and record.id not in self._restamped:
-            self._restamped.add(record.id)
-            lines = [attrs.evolve(line, timestamp=record.finished_at) for line in lines]
-        final = self.final_logs and record.status == "exited"
-        return ContainerLogs(tty=record.config.tty, lines=iterate(select(lines, options)), final=final)
+        output = self._output_of(ref)
+        seen = len(output.lines)
+        shown = select(output.lines[:seen], options)
+        if not options.follow:
+            return ContainerLogs(tty=output.tty, lines=iterate(shown))
+        # not-running: the run going on now, if any; next-exit: the coming run (or the one going on).
+        last_run = (
+            output.runs_complete + 1 if options.condition is WaitCondition.NEXT_EXIT else output.runs_started
+        )
+        later = attrs.evolve(options, tail=None)  # the tail is of the lines already there
+        return ContainerLogs(tty=output.tty, lines=self._follow(output, shown, seen, last_run, later))
+
+    async def _follow(
+        self, output: Output, shown: list[LogLine], seen: int, last_run: int, options: LogsOptions
+    ) -> AsyncIterator[LogLine]:
+        """``shown``, then every line after the first ``seen`` as it comes, until run ``last_run`` is
+        complete (at once when it is already)."""
+        self.followers += 1
+        try:
+            for line in shown:
+                yield line
+            while True:
+                async with output.changed:
+                    await output.changed.wait_for(
+                        lambda: len(output.lines) > seen or output.runs_complete >= last_run
+                    )
+                    fresh, seen = output.lines[seen:], len(output.lines)
+                    done = output.runs_complete >= last_run
+                for line in select(fresh, options):
+                    yield line
+                if done:
+                    return
+        finally:
+            self.followers -= 1
 
     async def prune_containers(self, filters: Filters) -> PruneResponse:
         deleted = []
@@ -309,3 +389,9 @@ class LocalBackend(BaseBackend):
         if request.password != "secret":
             raise InvalidParameter("login failed: wrong password")
         return AuthResponse()
+
+
+class LocalBackendWithoutFollow(LocalBackend):
+    """The same backend declaring ``logs_follow: false``: a follow is answered with what it has."""
+
+    capabilities: ClassVar[Capabilities] = attrs.evolve(LocalBackend.capabilities, logs_follow=False)

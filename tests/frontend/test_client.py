@@ -1,8 +1,8 @@
-"""The internal-API client: addresses, errors mapped back by status, timestamped log parsing."""
+"""The internal-API client the frontend forwards with: addresses, errors mapped back by status, and a
+query passed on as received."""
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import AsyncIterator
 
 import pytest
@@ -10,11 +10,10 @@ import pytest_asyncio
 from aiohttp import web
 
 from sockerless import errors
-from sockerless.client import BackendClient, error_for_status, parse_backend_url, parse_timestamped_logs
-from sockerless.listen import bind_unix
-from sockerless.streams import encode_frame, format_log_time
-
-T0 = dt.datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)
+from sockerless.api import container_routes as c
+from sockerless.api.client import BackendClient, parse_backend_url
+from sockerless.errors import error_for_status
+from sockerless.http.sockets import bind_unix
 
 
 @pytest.mark.parametrize(
@@ -23,6 +22,7 @@ T0 = dt.datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)
         ("unix:///run/x.sock", ("http://backend", "/run/x.sock")),
         ("http://127.0.0.1:9000", ("http://127.0.0.1:9000", None)),
         ("tcp://localhost:9000", ("http://localhost:9000", None)),
+        ("https://backend.example:9443", ("https://backend.example:9443", None)),
     ],
 )
 def test_backend_urls(url: str, expected: tuple[str, str | None]) -> None:
@@ -61,22 +61,15 @@ def test_other_statuses_keep_their_status() -> None:
     assert error_for_status(503, "busy", retry_after=2).retry_after == 2  # type: ignore[attr-defined]
 
 
-def test_timestamped_frames_are_split_into_lines() -> None:
-    body = encode_frame(1, f"{format_log_time(T0)} one\n".encode()) + encode_frame(
-        2, f"{format_log_time(T0)} two\n".encode()
-    )
-    lines = parse_timestamped_logs(body, tty=False)
-    assert [(line.stream, line.timestamp, line.data) for line in lines] == [
-        (1, T0, b"one\n"),
-        (2, T0, b"two\n"),
-    ]
-
-
-def test_raw_tty_logs_keep_lines_without_a_stamp_with_the_line_before() -> None:
-    stamp = format_log_time(T0)
-    body = f"{stamp} first\nsecond part\n{stamp} third".encode()
-    lines = parse_timestamped_logs(body, tty=True)
-    assert [line.data for line in lines] == [b"first\nsecond part\n", b"third"]
+async def serve(app: web.Application, path: str) -> AsyncIterator[str]:
+    runner = web.AppRunner(app)
+    await runner.setup()
+    bound = bind_unix(path)
+    await web.SockSite(runner, bound.sock).start()
+    try:
+        yield bound.description
+    finally:
+        await runner.cleanup()
 
 
 @pytest_asyncio.fixture
@@ -88,14 +81,28 @@ async def garbage_backend(short_dir: str) -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    listener = bind_unix(f"{short_dir}/garbage.sock")
-    await web.SockSite(runner, listener.sock).start()
-    try:
-        yield listener.description
-    finally:
-        await runner.cleanup()
+    async for url in serve(app, f"{short_dir}/garbage.sock"):
+        yield url
+
+
+@pytest_asyncio.fixture
+async def recording_backend(short_dir: str) -> AsyncIterator[tuple[str, list[web.Request]]]:
+    """A server that records each request and answers logs with text, anything else with a 409."""
+    seen: list[web.Request] = []
+
+    async def logs(request: web.Request) -> web.Response:
+        seen.append(request)
+        return web.Response(body=b"frames", headers={"Content-Type": "application/vnd.docker.raw-stream"})
+
+    async def conflict(request: web.Request) -> web.Response:
+        seen.append(request)
+        return web.json_response({"message": "Container abc is not running"}, status=409)
+
+    app = web.Application()
+    app.router.add_get("/internal/v1/containers/{id}/logs", logs)
+    app.router.add_route("*", "/{tail:.*}", conflict)
+    async for url in serve(app, f"{short_dir}/recording.sock"):
+        yield url, seen
 
 
 async def test_a_backend_answering_garbage_is_an_upstream_error(garbage_backend: str) -> None:
@@ -108,3 +115,25 @@ async def test_a_missing_backend_is_unavailable(short_dir: str) -> None:
     async with BackendClient(f"unix://{short_dir}/nothing.sock") as client:
         with pytest.raises(errors.Unavailable, match="cannot reach the sockerless backend"):
             await client.info()
+
+
+async def test_forward_passes_the_routes_parameters_as_received(
+    recording_backend: tuple[str, list[web.Request]],
+) -> None:
+    url, seen = recording_backend
+    query = {"follow": "True", "tail": "all", "since": "1.5", "stdout": "yes", "details": "1"}
+    async with BackendClient(url) as client:
+        response = await client.forward(c.LOGS, {"ref": "/web"}, query)
+        assert await client.read_body(response) == b"frames"
+        assert response.headers["Content-Type"] == "application/vnd.docker.raw-stream"
+    [request] = seen
+    assert request.path == "/internal/v1/containers/web/logs"
+    # Unparsed (the backend reads them), and only what the route declares: Docker's `details` is not.
+    assert dict(request.query) == {"follow": "True", "tail": "all", "since": "1.5", "stdout": "yes"}
+
+
+async def test_forward_raises_the_backends_error(recording_backend: tuple[str, list[web.Request]]) -> None:
+    url, _ = recording_backend
+    async with BackendClient(url) as client:
+        with pytest.raises(errors.Conflict, match="Container abc is not running"):
+            await client.forward(c.KILL, {"ref": "abc"}, {})

@@ -44,8 +44,10 @@ async def test_run_rm_prints_output_exits_with_code_and_removes(
     docker_cli: DockerCLI, local_backend: LocalBackend
 ) -> None:
     await pulled(docker_cli)
-    result = await docker_cli("run", "--rm", IMAGE, "sh", "-c", "echo hi; exit 3")
-    assert (result.code, result.out) == (3, "hi\n"), result.err
+    result = await docker_cli("run", "--rm", IMAGE, "sh", "-c", "seq 1 300; seq 1 50 >&2; exit 3")
+    assert result.code == 3, result.err
+    assert result.out == "".join(f"{i}\n" for i in range(1, 301))
+    assert result.err == "".join(f"{i}\n" for i in range(1, 51))
     assert local_backend.records == {}
     listed = await docker_cli("ps", "-a", "-q")
     assert listed.out == ""

@@ -34,12 +34,13 @@ async def test_blocking_run_returns_the_output(sdk: Any) -> None:
     assert output == b"hello\nworld\n"
 
 
-async def test_blocking_run_with_auto_remove_returns_the_output_and_removes(
+async def test_blocking_run_with_remove_returns_the_output_and_removes(
     sdk: Any, local_backend: LocalBackend
 ) -> None:
     await call(sdk.images.pull, IMAGE)
-    output = await call(sdk.containers.run, IMAGE, ["sh", "-c", "echo gone"], auto_remove=True)
-    assert output == b"gone\n"
+    command = ["sh", "-c", "for i in $(seq 1 50); do echo line $i; done"]
+    output = await call(sdk.containers.run, IMAGE, command, remove=True)
+    assert output == b"".join(f"line {i}\n".encode() for i in range(1, 51))
     assert local_backend.records == {}
 
 

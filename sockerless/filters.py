@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from typing import Any
 
 from sockerless.errors import InvalidParameter
 from sockerless.store import ContainerRecord
@@ -64,7 +65,7 @@ def _ancestor_matches(image: str, wanted: str) -> bool:
     return base == wanted or image.split("/")[-1] == wanted
 
 
-def matches(record: ContainerRecord, filters: Mapping[str, list[str]]) -> bool:
+def matches(record: ContainerRecord[Any], filters: Mapping[str, list[str]]) -> bool:
     """Values of one key are alternatives; different keys must all hold (Docker's rule), except
     ``label``, where every given label must hold."""
     for key, values in filters.items():

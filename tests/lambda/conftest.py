@@ -14,7 +14,7 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient
 
 from sockerless.backend import BackendRuntime
-from sockerless.server import create_app
+from sockerless.api.server import create_app
 from sockerless.streams import decode_frames
 from sockerless_lambda.backend import LambdaBackend
 from sockerless_lambda.config import LambdaConfig

@@ -52,6 +52,7 @@ class _Output:
     """One container's output as memory knows it."""
 
     loaded: bool = False  # last_seq and size were read from the database
+    loaded_end: int = 0  # last_seq as first read: where the output ended before this process appended
     last_seq: int = 0
     size: int = 0  # bytes kept, the limit's marker included
     cut: bool = False  # the limit was reached: later output is dropped
@@ -172,7 +173,9 @@ class LogStore:
     def lines(self, container_id: str, options: LogsOptions) -> AsyncIterator[LogLine]:
         """What ``logs`` answers: the selected lines, then (``follow``) every new one until the end.
 
-        The follow's end is fixed by the state at this call, before anything is read: with
+        The call itself fixes what is selected and how a follow ends, before anything is read
+        (a follower registered before a run began gets that whole run). The selection is the output
+        as of this call; what is appended after it is followed. With
         ``not-running`` it follows the run open now (none open: no follow, Docker's rule); with
         ``next-exit`` the run open now, or else the next one to open. It ends once that run's output
         closed, no append is in flight and every entry before the close was yielded; also when an
@@ -187,15 +190,23 @@ class LogStore:
                 last_run = output.runs if output.open else output.runs + 1
             elif output.open:
                 last_run = output.runs
-        return self._lines(container_id, output, options, last_run)
+        # Where the output ends now; not loaded yet, nothing of this process's was appended, and
+        # the end is what the first load reads.
+        known_end = output.last_seq if output.loaded else None
+        return self._lines(container_id, output, options, known_end, last_run)
 
     async def _lines(
-        self, container_id: str, output: _Output, options: LogsOptions, last_run: int | None
+        self,
+        container_id: str,
+        output: _Output,
+        options: LogsOptions,
+        known_end: int | None,
+        last_run: int | None,
     ) -> AsyncIterator[LogLine]:
         follow = last_run is not None
         until = options.until
         await self._load(container_id, output)
-        cursor = end = output.last_seq
+        cursor = end = output.loaded_end if known_end is None else known_end
         selected = _Filter.of(options, until=options.until)
         start = await self._tail_start(container_id, selected, end, options.tail)
         # Following, an entry later than ``until`` ends the stream; otherwise it is only left out.
@@ -346,6 +357,7 @@ class LogStore:
         )
         if not output.loaded:  # another reader may have loaded it meanwhile (same values)
             output.last_seq, output.size, output.loaded = int(last_seq), int(size), True
+            output.loaded_end = output.last_seq
             # Kept output never passes the limit but for the marker that says it was cut.
             output.cut = output.size > self._limit
 

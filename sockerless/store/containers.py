@@ -57,7 +57,8 @@ class _State:
     restart_count: int = field(default=0, wire="restart_count")
 
 
-#: The fields a spec leaves at their defaults, as the converter writes them: left out of the column.
+#: Each part's fields at their defaults, as the converter writes them: a field holding its default is
+#: left out of the column, and reading fills it in again.
 _SPEC_DEFAULTS: Final[Mapping[str, Mapping[str, Any]]] = {
     "config": converter.unstructure(ContainerConfig()),
     "host_config": converter.unstructure(HostConfig()),
@@ -119,16 +120,19 @@ class ContainerCodec(Generic[S]):
             record.finished_at,
             record.restart_count,
         )
-        return self._encode(converter.unstructure(state, _State), record), self._encode(
-            self._unstructure_backend(record.backend_state), record
-        )
+        backend = self._unstructure_backend(record.backend_state)
+        return self._encode(converter.unstructure(state, _State), record), self._encode(backend, record)
 
     def record(self, row: Iterable[Any]) -> ContainerRecord[S]:
         """A record from a row, its columns in the order :meth:`row` gives them.
 
-        ``ValueError`` names the part (``spec``, ``state``, ``backend``) that is unreadable.
+        ``ValueError`` names the part (``created``, ``spec``, ``state``, ``backend``) that is unreadable.
         """
         container_id, name, created, status, image, image_id, spec_text, state_text, backend_text = row
+        try:
+            created_at = dt.datetime.fromisoformat(created)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"created: {exc}") from exc
         spec = self._decode(spec_text, _Spec, "spec")
         state = self._decode(state_text, _State, "state")
         try:
@@ -138,7 +142,7 @@ class ContainerCodec(Generic[S]):
         return ContainerRecord(
             id=container_id,
             name=name,
-            created=dt.datetime.fromisoformat(created),
+            created=created_at,
             image=image,
             config=spec.config,
             host_config=spec.host_config,

@@ -97,10 +97,6 @@ class Database:
             raise
         return database
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     async def fetch(self, sql: str, parameters: Sequence[Any] = ()) -> list[Row]:
         """The rows of one query, as committed: it waits for a write in progress to finish."""
         async with self._lock:

@@ -544,7 +544,7 @@ async def test_the_spec_holds_what_the_create_set_and_reads_back_whole(db_path: 
         ("state", '{"exit_code": "3"}', "state"),
         ("backend", '{"invocation": []}', "backend"),
         ("backend", "", "backend"),
-        ("created", "yesterday", "Invalid isoformat"),
+        ("created", "yesterday", "created: Invalid isoformat"),
     ],
 )
 async def test_an_unreadable_row_stops_the_open_and_names_the_container(

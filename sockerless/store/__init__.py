@@ -1,5 +1,23 @@
-"""The state store (being rewritten): records for now."""
+"""The backend's state: containers and images in SQLite with a memory index, and their output.
 
+``Store.open`` is the way in; ``docs/store.md`` describes the schema, durability and resolution rules.
+"""
+
+from __future__ import annotations
+
+from sockerless.store.database import StoreError
+from sockerless.store.logs import LogStore
 from sockerless.store.records import ContainerRecord, ImageRecord
+from sockerless.store.schema import MIGRATIONS, SCHEMA_VERSION, Migration
+from sockerless.store.store import Store
 
-__all__ = ["ContainerRecord", "ImageRecord"]
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "ContainerRecord",
+    "ImageRecord",
+    "LogStore",
+    "Migration",
+    "Store",
+    "StoreError",
+]

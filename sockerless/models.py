@@ -53,6 +53,7 @@ __all__ = [
     "converter",
     "format_time",
     "parse_time",
+    "python_names",
     "structure",
     "unstructure",
 ]
@@ -505,13 +506,14 @@ class AuthResponse:
 # ---------------------------------------------------------------------------- system
 
 
-def _snake(cls: type[T]) -> type[T]:
-    """Mark a class whose wire names are its Python names (the capability report)."""
+def python_names(cls: type[T]) -> type[T]:
+    """Mark a class whose wire names are its Python names (the capability report, a backend's own
+    stored state)."""
     cls.__sockerless_snake__ = True  # type: ignore[attr-defined]
     return cls
 
 
-@_snake
+@python_names
 @frozen
 class Capabilities:
     exec: bool = False
@@ -527,7 +529,7 @@ class Capabilities:
     agent_required: bool = False
 
 
-@_snake
+@python_names
 @frozen
 class CapabilityReport:
     backend: str

@@ -97,7 +97,7 @@ class _Schemas:
 
     def _object(self, cls: type[Any]) -> JSONObject:
         hints = typing.get_type_hints(cls)
-        snake = getattr(cls, "__sockerless_snake__", False)  # the converter's rule, see models._snake
+        snake = getattr(cls, "__sockerless_snake__", False)  # the converter's rule, see models.python_names
         properties: JSONObject = {}
         required: list[str] = []
         for attribute in attrs.fields(cls):

@@ -165,6 +165,13 @@ class LogStore:
 
     # ------------------------------------------------------------------------ reading
 
+    async def last_position(self, container_id: str) -> int:
+        """The position of the container's last entry (0: none): what comes next is after it. Read
+        from the database the first time only."""
+        output = self._output(container_id)
+        await self._load(container_id, output)
+        return output.last_seq
+
     async def read(self, container_id: str, after: int = 0) -> list[Entry]:
         """Every entry past position ``after``, with its position, in order."""
         rows = await self._db.fetch(f"{_SELECT} AND seq > ? ORDER BY seq", (container_id, after))

@@ -13,8 +13,8 @@ import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient
 
-from sockerless.backend import BackendRuntime
 from sockerless.api.server import create_app
+from sockerless.backend import BackendRuntime
 from sockerless.streams import decode_frames
 from sockerless_lambda.backend import LambdaBackend
 from sockerless_lambda.config import LambdaConfig

@@ -7,7 +7,6 @@ import logging
 
 import pytest
 
-from sockerless.observability import flush_after_answer_lines
 from sockerless_lambda import __version__
 
 API = "/internal/v1"
@@ -24,7 +23,7 @@ async def test_capabilities_are_exactly_lambdas(api) -> None:
             "exec": False,
             "attach": False,
             "logs": True,
-            "logs_follow": False,
+            "logs_follow": True,  # the backend serves logs?follow=1 itself
             "volumes": False,
             "networks": False,
             "health_checks": False,
@@ -163,6 +162,5 @@ async def test_without_permission_to_create_the_log_group_start_up_only_warns(ba
 async def test_aws_request_ids_reach_the_request_log(api, caplog) -> None:
     with caplog.at_level(logging.INFO, logger="sockerless.access"):
         await api.create()
-        flush_after_answer_lines()
     lines = [r for r in caplog.records if r.name == "sockerless.access" and r.fields["method"] == "POST"]
     assert lines and lines[-1].fields["cloud_request_ids"]

@@ -20,6 +20,7 @@ from sockerless.store import ContainerRecord
 from sockerless_lambda.backend import LambdaBackend
 from sockerless_lambda.config import LambdaConfig
 from sockerless_lambda.reconcile import find_orphans
+from sockerless_lambda.state import LambdaState
 
 API = "/internal/v1"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/jobs:latest"
@@ -117,8 +118,8 @@ async def test_a_start_that_never_reached_lambda_is_sent_after_a_restart(
     )
     record = backend.store.resolve_container(created.id)
     record.status, record.started_at = "running", dt.datetime.now(dt.UTC)
-    record.backend_fields["invocation"] = "queued"
-    await backend.store.save_container(record)
+    record.backend_state.invocation = "queued"
+    await backend.store.save_state(record)
     await backend.close()
     await backend.start()
 
@@ -136,8 +137,8 @@ async def test_a_run_whose_end_never_shows_is_marked_unknown_after_timeout_and_m
     record = backend.store.resolve_container(created.id)
     record.status = "running"
     record.started_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=backend.config.timeout + 61)
-    record.backend_fields["invocation"] = "sent"
-    await backend.store.save_container(record)
+    record.backend_state.invocation = "sent"
+    await backend.store.save_state(record)
     await backend.close()
     await backend.start()
 
@@ -153,9 +154,9 @@ async def test_a_run_whose_end_never_shows_is_marked_unknown_after_timeout_and_m
 async def test_records_stuck_creating_are_finished_or_cleaned(backend, lambda_simulator) -> None:
     made = await backend.create_container(ContainerCreateRequest(config=ContainerConfig(image=IMAGE)), "made")
     record = backend.store.resolve_container(made.id)
-    record.backend_fields["function_state"] = "creating"
-    record.backend_fields.pop("function_arn")
-    await backend.store.save_container(record)
+    record.backend_state.function_state = "creating"
+    record.backend_state.function_arn = ""
+    await backend.store.save_state(record)
     never = ContainerRecord(
         id="f" * 64,
         name="never",
@@ -163,14 +164,14 @@ async def test_records_stuck_creating_are_finished_or_cleaned(backend, lambda_si
         image=IMAGE,
         config=ContainerConfig(image=IMAGE),
         host_config=HostConfig(),
-        backend_fields={"function_name": "skls-" + "f" * 24, "function_state": "creating"},
+        backend_state=LambdaState(function_name="skls-" + "f" * 24),
     )
     await backend.store.add_container(never)
     await backend.close()
     await backend.start()
-    finished = backend.store.resolve_container(made.id).backend_fields
-    assert finished["function_state"] == "Active"
-    assert finished["function_arn"].endswith(":function:skls-" + made.id[:24])
+    finished = backend.store.resolve_container(made.id).backend_state
+    assert finished.function_state == "Active"
+    assert finished.function_arn.endswith(":function:skls-" + made.id[:24])
     assert backend.store.get_container(never.id) is None
 
 
@@ -180,7 +181,7 @@ async def test_an_interrupted_removal_is_finished(backend) -> None:
     )
     record = backend.store.resolve_container(created.id)
     record.status = "removing"
-    await backend.store.save_container(record)
+    await backend.store.save_state(record)
     await backend.close()
     await backend.start()
     assert backend.store.get_container(created.id) is None

@@ -97,6 +97,13 @@ class LambdaConfig:
         minimum=0.2,
         maximum=60,
     )
+    log_delivery_seconds: float = setting(
+        15.0,
+        help="Seconds after a run ended that CloudWatch gets to deliver the output the Invoke's 4 KB "
+        "log tail did not hold; past them the output is complete with what arrived, and says so",
+        minimum=1,
+        maximum=600,
+    )
     recovery_margin: float = setting(
         60.0,
         help="Seconds past the function timeout to wait for a run's end in CloudWatch when its Invoke "

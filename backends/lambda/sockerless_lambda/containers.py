@@ -82,7 +82,9 @@ class ContainerService:
         self._invoker = invoker
         self._waiters = waiters
         self._images = images
-        self.output = OutputService(store, reader, on_complete=self._output_complete)
+        self.output = OutputService(
+            store, reader, on_complete=self._output_complete, delivery_seconds=config.log_delivery_seconds
+        )
         self.runs = Runs(config=config, store=store, invoker=invoker, output=self.output, waiters=waiters)
 
     # ------------------------------------------------------------------ create

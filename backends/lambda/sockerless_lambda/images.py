@@ -29,7 +29,7 @@ def image_id_for(reference: str, digest: str = "") -> str:
 
 
 class ImageService:
-    def __init__(self, store: Store, *, architecture: str) -> None:
+    def __init__(self, store: Store[Any], *, architecture: str) -> None:
         self._store = store
         self._architecture = _DOCKER_ARCH.get(architecture, architecture)
 

@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Final
 
 from sockerless.backend import ContainerLogs, LogLine, LogsOptions
+from sockerless.errors import SockerlessError
 from sockerless.store import ContainerRecord, Store
 from sockerless_lambda.cloudwatch import (
     CloudWatchEvent,
@@ -48,8 +49,9 @@ log = logging.getLogger("sockerless.lambda.output")
 Record = ContainerRecord[LambdaState]
 
 #: After a run's END line shows in CloudWatch, how long to go on reading for lines delivered late.
-LOG_SETTLE_SECONDS: Final = 3.0
-#: How long after a run ended CloudWatch gets to deliver what the tail did not hold.
+LOG_SETTLE_SECONDS = 3.0
+#: How long after a run ended CloudWatch gets to deliver what the tail did not hold (the default of
+#: ``lambda.log_delivery_seconds``).
 LOGS_DELIVERY_SECONDS: Final = 15.0
 #: How long ``docker logs`` of a running container waits for a CloudWatch read in flight.
 LOGS_MAX_WAIT_SECONDS: Final = 5.0
@@ -146,19 +148,16 @@ class OutputService:
         reader: LogReader,
         *,
         on_complete: Callable[[Record], Awaitable[None]],
-        settle_seconds: float = LOG_SETTLE_SECONDS,
         delivery_seconds: float = LOGS_DELIVERY_SECONDS,
     ) -> None:
         self._store = store
         self._reader = reader
         self._on_complete = on_complete
-        self._settle = settle_seconds
         self._delivery = delivery_seconds
         self._feeds: dict[str, RunFeed] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._followers: Counter[str] = Counter()
         self._completions: dict[str, asyncio.Task[None]] = {}
-        self._complete: dict[str, asyncio.Event] = {}
         self._refining: dict[str, asyncio.Task[None]] = {}
 
     # ------------------------------------------------------------------ a run's life
@@ -169,7 +168,6 @@ class OutputService:
         state = record.backend_state
         state.output_from = await self._store.logs.last_position(record.id)
         state.output_source, state.output_complete, state.output_timed = OutputSource.NONE, False, False
-        self._complete[record.id] = asyncio.Event()
         self._store.logs.open_output(record.id)
         if self._followers[record.id]:
             self._feed(record)  # someone waits for this run's output: read it as it comes
@@ -221,7 +219,6 @@ class OutputService:
     def forget(self, container_id: str) -> None:
         """The container is being removed: stop reading its output; its followers end."""
         self._drop(container_id)
-        self._complete.pop(container_id, None)
         self._locks.pop(container_id, None)
         self._store.logs.close_output(container_id)
 
@@ -242,12 +239,12 @@ class OutputService:
             self._feed(record)  # someone looks at a running container: read its output as it comes
             if not options.follow:
                 await self._reader.refresh(max_wait=LOGS_MAX_WAIT_SECONDS)
-        elif record.started_at is not None and not state.output_complete and not options.follow:
-            # Exited, its output still coming from CloudWatch: answer once it is complete (bounded).
-            complete = self._complete.get(record.id)
-            if complete is not None:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(complete.wait(), self._delivery + self._settle)
+        elif not state.output_complete and not options.follow:
+            # Exited, its output still coming from CloudWatch: answer once it is complete, which the
+            # delivery window bounds.
+            completion = self._completions.get(record.id)
+            if completion is not None:
+                await asyncio.wait([completion])
         wants_times = options.timestamps or options.since is not None or options.until is not None
         if wants_times and state.output_source == OutputSource.TAIL and not state.output_timed:
             await self._refine_times(record)
@@ -301,17 +298,23 @@ class OutputService:
         feed = self._feed(record)
         ended = record.finished_at or dt.datetime.now(dt.UTC)
         deadline = time.monotonic() + max(0.0, ended.timestamp() + self._delivery - time.time())
-        while True:
-            now = time.monotonic()
-            if feed.ended_at is not None and now - feed.ended_at >= self._settle:
-                break
-            if now >= deadline:
-                await self._late(record, feed, log_tail, ended)
-                break
-            wait = deadline - now if feed.ended_at is None else feed.ended_at + self._settle - now
-            await feed.changed(min(wait, deadline - now))
-        async with self._lock(record.id):
-            feed.closed = True
+        try:
+            while True:
+                now = time.monotonic()
+                if feed.ended_at is not None and now - feed.ended_at >= LOG_SETTLE_SECONDS:
+                    break
+                if now >= deadline:
+                    await self._late(record, feed, log_tail, ended)
+                    break
+                wait = deadline - now if feed.ended_at is None else feed.ended_at + LOG_SETTLE_SECONDS - now
+                await feed.changed(min(wait, deadline - now))
+            async with self._lock(record.id):
+                feed.closed = True
+        except SockerlessError as exc:  # the store failed: what arrived is what there is
+            log.warning(
+                "output: completing a run's output failed",
+                extra={"fields": {"container": record.id, "error": exc.message}},
+            )
         await self._completed(record)
 
     async def _late(self, record: Record, feed: RunFeed, log_tail: str, ended: dt.datetime) -> None:
@@ -341,9 +344,6 @@ class OutputService:
         if not saved and self._store.get_container(record.id) is record:
             await self._store.save_state(record)
         self._store.logs.close_output(record.id)
-        complete = self._complete.get(record.id)
-        if complete is not None:
-            complete.set()
         await self._on_complete(record)
 
     # ------------------------------------------------------------------ the lines' own times

@@ -12,6 +12,8 @@ from typing import Final
 
 from attrs import Factory, define
 
+from sockerless.models import python_names
+
 __all__ = ["CREATING", "DONE", "QUEUED", "SENT", "LambdaState", "OutputSource"]
 
 #: ``function_state`` until CreateFunction has answered; after that, the function's State from AWS.
@@ -33,6 +35,7 @@ class OutputSource:
     CLOUDWATCH: Final = "cloudwatch"
 
 
+@python_names  # stored under these names (as records written before the log store have them)
 @define
 class LambdaState:
     function_name: str

@@ -14,9 +14,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from sockerless.api.server import InternalAPIServer
 from sockerless.cli import main
+from sockerless.config import ServerConfig
 from sockerless.plugins import load_backend
-from sockerless.server import InternalAPIServer
 from tests.fixtures.demo_plugin import install_demo_plugin
 
 
@@ -44,7 +45,7 @@ async def test_a_plugin_defined_in_the_tests_is_loaded_by_name_and_served(
     backend_cls = load_backend("demo")
     config = backend_cls.config_class(greeting="hi from the test")  # type: ignore[attr-defined]
     backend = backend_cls(config, BackendRuntime(state_path=str(tmp_path / "s.db"), instance_id="t1"))  # type: ignore[call-arg]
-    server = InternalAPIServer(backend, socket_path=str(tmp_path / "demo.sock"))
+    server = InternalAPIServer(backend, ServerConfig(socket=str(tmp_path / "demo.sock")))
     await server.start()
     try:
         connector = aiohttp.UnixConnector(path=str(tmp_path / "demo.sock"))

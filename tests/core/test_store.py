@@ -691,7 +691,7 @@ async def test_full_synchronous_is_accepted_and_unknown_levels_are_not(db_path: 
     store = await open_store(db_path, config=StoreConfig(synchronous="full"))
     await store.add_container(make_container("durable"))
     await store.close()
-    with pytest.raises(ValueError, match="invalid synchronous 'sometimes'"):
+    with pytest.raises(ValueError, match="'sometimes' is not one of normal, full"):
         await open_store(db_path, config=StoreConfig(synchronous="sometimes"))
 
 

@@ -188,7 +188,13 @@ async def test_sdk_pull_run_blocking_and_detached(sdk: Any) -> None:
 
 
 async def test_sdk_blocking_run_with_auto_remove(sdk: Any) -> None:
+    """The backend removes an ``auto_remove`` container once its output is complete. The SDK inspects
+    the container right after its logs request; a container that is gone by then is a 404, on Docker as
+    here (docker-py #1813), so this one outlives that moment."""
     await call(sdk.images.pull, IMAGE)
-    output = await call(sdk.containers.run, IMAGE, ["sh", "-c", "echo auto"], auto_remove=True)
+    output = await call(sdk.containers.run, IMAGE, ["sh", "-c", "sleep 1; echo auto"], auto_remove=True)
     assert output == b"auto\n"
-    assert await call(sdk.containers.list, all=True) == []
+    deadline = asyncio.get_running_loop().time() + 30
+    while await call(sdk.containers.list, all=True):
+        assert asyncio.get_running_loop().time() < deadline, "the auto-remove container stayed"
+        await asyncio.sleep(0.05)

@@ -25,10 +25,10 @@ import attrs
 
 from sockerless.api import container_routes as c
 from sockerless.api import resource_routes as r
+from sockerless.api.answers import LogStream, PendingWait, ProgressStream, decode_answer, structure_answer
 from sockerless.api.route import AnswerKind, Route
 from sockerless.backend import Filters, LogsOptions
 from sockerless.errors import (
-    InvalidParameter,
     SockerlessError,
     Unavailable,
     UpstreamError,
@@ -52,8 +52,6 @@ from sockerless.models import (
     PruneResponse,
     VersionInfo,
     WaitCondition,
-    WaitResponse,
-    structure,
     unstructure,
 )
 
@@ -94,84 +92,6 @@ def parse_backend_url(url: str) -> tuple[str, str | None]:
 def _segment(value: str) -> str:
     """A path segment: a name's leading ``/`` dropped (the backend accepts both), the rest quoted."""
     return quote(value.lstrip("/"), safe="")
-
-
-def _decode_json(body: bytes, url: str, what: str) -> Any:
-    try:
-        return json.loads(body)
-    except ValueError:
-        raise UpstreamError(f"the backend at {url} sent an invalid {what} (not JSON)") from None
-
-
-def _structure(data: Any, cls: Any, url: str) -> Any:
-    try:
-        return structure(data, cls)
-    except InvalidParameter as exc:
-        raise UpstreamError(f"the backend at {url} sent an invalid answer: {exc.message}") from None
-
-
-# ---------------------------------------------------------------------------- streams
-
-
-class PendingWait:
-    """A wait whose headers the backend has sent; :meth:`result` awaits the body."""
-
-    def __init__(self, response: aiohttp.ClientResponse, url: str) -> None:
-        self.response = response
-        self._url = url
-
-    async def result(self) -> WaitResponse:
-        try:
-            body = await self.response.read()
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(f"the backend at {self._url} dropped a wait: {exc}") from None
-        data = _decode_json(body, self._url, "wait answer")
-        if (
-            isinstance(data, dict)
-            and isinstance(data.get("Error"), Mapping)
-            and not data["Error"].get("Message")
-        ):
-            del data["Error"]  # an empty Error object would make `docker run` exit 125
-        result: WaitResponse = _structure(data, WaitResponse, self._url)
-        return result
-
-
-class LogStream:
-    """An open logs answer: its content type (Docker frames, or raw for a Tty) and its bytes."""
-
-    def __init__(self, response: aiohttp.ClientResponse, url: str) -> None:
-        self.response = response
-        self._url = url
-        self.content_type = response.headers.get("Content-Type", "application/vnd.docker.multiplexed-stream")
-        self.tty = self.content_type == "application/vnd.docker.raw-stream"
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self.response.content.iter_any():
-                yield chunk
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(f"the backend at {self._url} dropped a logs stream: {exc}") from None
-
-
-class ProgressStream:
-    """An open NDJSON progress answer (pull, load): one decoded object per line."""
-
-    def __init__(self, response: aiohttp.ClientResponse, url: str) -> None:
-        self.response = response
-        self._url = url
-
-    async def lines(self) -> AsyncIterator[dict[str, Any]]:
-        while True:
-            try:
-                raw = await self.response.content.readline()
-            except (aiohttp.ClientError, ValueError) as exc:
-                raise UpstreamError(f"the backend at {self._url} dropped a stream: {exc}") from None
-            if not raw:
-                return
-            if raw.strip():
-                data = _decode_json(raw, self._url, "progress line")
-                if isinstance(data, dict):
-                    yield data
 
 
 # ---------------------------------------------------------------------------- the client
@@ -344,9 +264,9 @@ class BackendClient:
         data = await self.read_body(response)
         if route.answer.kind is AnswerKind.EMPTY or not data:
             return None
-        decoded = _decode_json(data, self.url, "answer")
+        decoded = decode_answer(data, self.url, "answer")
         model = route.answer.model
-        return decoded if isinstance(model, dict) else _structure(decoded, model, self.url)
+        return decoded if isinstance(model, dict) else structure_answer(decoded, model, self.url)
 
     @contextlib.asynccontextmanager
     async def stream(self, route: Route, **values: Any) -> AsyncIterator[aiohttp.ClientResponse]:

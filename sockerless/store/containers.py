@@ -18,7 +18,7 @@ from typing import Any, Final, Generic
 from attrs import frozen
 
 from sockerless.errors import Conflict, InvalidParameter, NotFound
-from sockerless.models import ContainerConfig, HostConfig, converter, describe_structure_error, field
+from sockerless.models import ContainerConfig, HostConfig, converter, describe_structure_error, python_names
 from sockerless.store.prefixes import prefix_matches
 from sockerless.store.records import ContainerRecord, S
 
@@ -37,24 +37,26 @@ _NONE_TYPE: Final = type(None)
 _MISSING: Final = object()
 
 
+@python_names
 @frozen
 class _Spec:
     """The ``spec`` column: what the container was created as."""
 
-    config: ContainerConfig = field(wire="config")
-    host_config: HostConfig = field(wire="host_config")
+    config: ContainerConfig
+    host_config: HostConfig
 
 
+@python_names
 @frozen
 class _State:
     """The ``state`` column: how the container's runs went so far."""
 
-    exit_code: int = field(default=0, wire="exit_code")
-    error: str = field(default="", wire="error")
-    pid: int = field(default=0, wire="pid")
-    started_at: dt.datetime | None = field(default=None, wire="started_at")
-    finished_at: dt.datetime | None = field(default=None, wire="finished_at")
-    restart_count: int = field(default=0, wire="restart_count")
+    exit_code: int = 0
+    error: str = ""
+    pid: int = 0
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    restart_count: int = 0
 
 
 #: Each part's fields at their defaults, as the converter writes them: a field holding its default is

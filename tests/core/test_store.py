@@ -20,7 +20,7 @@ import pytest
 
 from sockerless.config import StoreConfig
 from sockerless.errors import Conflict, InvalidParameter, NotFound
-from sockerless.models import ContainerConfig, HostConfig, LogConfig, converter, field
+from sockerless.models import ContainerConfig, HostConfig, LogConfig, converter, python_names
 from sockerless.references import normalize_reference, parse_reference
 from sockerless.store import SCHEMA_VERSION, ContainerRecord, ImageRecord, Store, StoreError
 
@@ -28,15 +28,16 @@ BASE_TIME = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
 DIGEST = "sha256:" + "d" * 64
 
 
+@python_names
 @attrs.define
 class LambdaState:
     """A backend's own state, shaped like the Lambda backend's. Its JSON names are its Python names,
     as the old store kept them in ``backend_fields`` (the v3 migration moves that object as it is)."""
 
-    function_name: str = field(default="", wire="function_name")
-    request_id: str = field(default="", wire="request_id")
-    invocation: dict[str, str] = field(factory=dict, wire="invocation")
-    past_request_ids: list[str] = field(factory=list, wire="past_request_ids")
+    function_name: str = ""
+    request_id: str = ""
+    invocation: dict[str, str] = attrs.Factory(dict)
+    past_request_ids: list[str] = attrs.Factory(list)
 
 
 @attrs.define

@@ -240,6 +240,26 @@ async def test_a_next_exit_follower_opened_before_start_gets_the_whole_run(api) 
     assert b"".join(data for _, data in frames) == b"a\nb\n"
 
 
+async def test_a_follower_waiting_for_the_run_sees_its_lines_live(api) -> None:
+    """What an attached ``docker run`` reads: registered before the start, it gets each line as
+    CloudWatch delivers it, not only the run's tail at the end."""
+    container_id = await api.create(Cmd=["sh", "-c", "echo first; sleep 3; echo second"])
+    query = {"stdout": "1", "stderr": "1", "follow": "1", "condition": "next-exit", "tail": "0"}
+    response = await api.client.get(f"{API}/containers/{container_id}/logs", params=query)
+    assert response.status == 200
+    await api.start(container_id)
+    buffered = b""
+    while b"first" not in buffered:
+        chunk = await asyncio.wait_for(response.content.readany(), 20)
+        assert chunk, "the stream ended before the first line"
+        buffered += chunk
+    assert api.backend.store.resolve_container(container_id).status == "running"
+    buffered += await asyncio.wait_for(response.content.read(), 30)
+    frames, rest = decode_frames(buffered)
+    assert rest == b""
+    assert b"".join(data for _, data in frames) == b"first\nsecond\n"
+
+
 async def test_fifty_thousand_lines_arrive_whole(api, poll) -> None:
     container_id, result = await api.run("seq 1 50000")
     assert result == {"StatusCode": 0}

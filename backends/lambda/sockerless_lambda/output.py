@@ -139,6 +139,40 @@ class RunFeed:
             await asyncio.wait_for(self._changed.wait(), max(0.0, timeout))
 
 
+class _Follower:
+    """A follower's lines, counted from the moment it is made until it ends or is closed, so that a
+    start reads the run from CloudWatch at once for a container someone is waiting to follow."""
+
+    def __init__(self, lines: AsyncIterator[LogLine], container_id: str, followers: Counter[str]) -> None:
+        self._lines = lines
+        self._container_id = container_id
+        self._followers: Counter[str] | None = followers
+        followers[container_id] += 1
+
+    def __aiter__(self) -> _Follower:
+        return self
+
+    async def __anext__(self) -> LogLine:
+        try:
+            return await anext(self._lines)
+        except BaseException:
+            self._uncount()
+            raise
+
+    async def aclose(self) -> None:
+        self._uncount()
+        aclose = getattr(self._lines, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+    def _uncount(self) -> None:
+        if self._followers is not None:
+            followers, self._followers = self._followers, None
+            followers[self._container_id] -= 1
+            if followers[self._container_id] <= 0:
+                del followers[self._container_id]
+
+
 class OutputService:
     """Puts each run's output into the log store and tells the log store when it is complete."""
 

@@ -62,25 +62,16 @@ def _entry_points_by_name(group: str) -> dict[str, importlib.metadata.EntryPoint
 def load_backend(name: str) -> type[Backend]:
     """Import the backend class registered as ``name``, or raise :class:`PluginError` saying why not."""
     backends = available_backends()
-    entry_point = backends.get(name)
-    if entry_point is None:
-        installed = ", ".join(backends) or "none"
+    if name not in backends:
         raise PluginError(
-            f"unknown backend {name!r} (installed: {installed}); "
+            f"unknown backend {name!r} (installed: {', '.join(backends) or 'none'}); "
             f"install the distribution that provides it, e.g. sockerless-backend-{name}"
         )
-    origin = _origin(entry_point)
-    try:
-        loaded = entry_point.load()
-    except Exception as exc:  # whatever the plugin's import raises, say which plugin raised it
-        raise PluginError(
-            f"backend {name!r} from {origin} failed to load ({entry_point.value}): "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
+    loaded = _load("backend", name, backends[name])
     problems = _backend_problems(name, loaded)
     if problems:
         raise PluginError(
-            f"backend {name!r} from {origin} ({entry_point.value}) is not a sockerless backend: "
+            f"{_described('backend', name, backends[name])} is not a sockerless backend: "
             + "; ".join(problems)
         )
     return cast(type[Backend], loaded)
@@ -94,27 +85,32 @@ def load_simulator(name: str, *, install_hint: str) -> Callable[..., object]:
     backend knows which setting asked for the simulator and which distribution provides it.
     """
     simulators = available_simulators()
-    entry_point = simulators.get(name)
-    if entry_point is None:
-        installed = ", ".join(simulators) or "none"
+    if name not in simulators:
         raise PluginError(
             f"{install_hint} (nothing named {name!r} in entry point group {SIMULATOR_ENTRY_POINT_GROUP!r}; "
-            f"installed simulators: {installed})"
+            f"installed simulators: {', '.join(simulators) or 'none'})"
         )
-    origin = _origin(entry_point)
-    try:
-        loaded = entry_point.load()
-    except Exception as exc:  # whatever the plugin's import raises, say which plugin raised it
-        raise PluginError(
-            f"simulator {name!r} from {origin} failed to load ({entry_point.value}): "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
+    loaded = _load("simulator", name, simulators[name])
     if not callable(loaded):
         raise PluginError(
-            f"simulator {name!r} from {origin} ({entry_point.value}) is {type(loaded).__name__} "
-            f"{loaded!r}, not a class or factory"
+            f"{_described('simulator', name, simulators[name])} is {type(loaded).__name__} {loaded!r}, "
+            "not a class or factory"
         )
     return cast(Callable[..., object], loaded)
+
+
+def _load(kind: str, name: str, entry_point: importlib.metadata.EntryPoint) -> Any:
+    try:
+        return entry_point.load()
+    except Exception as exc:  # whatever the plugin's import raises, say which plugin raised it
+        raise PluginError(
+            f"{kind} {name!r} from {_origin(entry_point)} failed to load ({entry_point.value}): "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _described(kind: str, name: str, entry_point: importlib.metadata.EntryPoint) -> str:
+    return f"{kind} {name!r} from {_origin(entry_point)} ({entry_point.value})"
 
 
 def _origin(entry_point: importlib.metadata.EntryPoint) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from sockerless.api.params import Filters, Flag, Param, Text
 from sockerless.api.route import (
@@ -40,8 +40,6 @@ __all__ = [
     "VOLUME_REMOVE",
 ]
 
-_NETWORK_FILTERS: Final = Filters({"id", "name", "label", "driver", "scope", "type"})
-_OBJECTS: Final = {"type": "array", "items": ANY_OBJECT}
 PULL: Final = Route(
     "ImagePull",
     "POST",
@@ -107,98 +105,113 @@ LOAD: Final = Route(
 )
 IMAGES: Final = (PULL, IMAGE_LIST, IMAGE_INSPECT, TAG, LOAD)
 
-_NETWORK: Final = {"id": "network_id"}
-_VOLUME: Final = {"name": "name"}
 
-NETWORK_CREATE: Final = Route(
-    "NetworkCreate",
-    "POST",
-    "/networks",
-    "create_network",
-    "Create a network",
-    "Networks",
-    json_answer(ANY_OBJECT, 201),
-    body=Body("body", ANY_OBJECT),
-    capability="networks",
-    changes_state=True,
-    errors=(400, 409, 413, 501),
+def _resource_routes(
+    kind: str,
+    key: str,
+    keyword: str,
+    *,
+    list_answer: Any,
+    list_filters: Filters,
+    prune_filters: Filters,
+    remove_query: tuple[Param, ...] = (),
+) -> tuple[Route, ...]:
+    """The five routes networks and volumes share: create, list, prune, inspect and remove. Inspecting
+    one needs no capability: a backend without any answers 404 (``docker inspect NAME`` goes on)."""
+    plural, tag = f"{kind}s", f"{kind.capitalize()}s"
+    one = {key: keyword}
+    state = {"capability": plural, "changes_state": True}
+
+    def route(
+        operation: str, method: str, path: str, call: str, summary: str, answer: Answer, **more: Any
+    ) -> Route:
+        return Route(
+            f"{kind.capitalize()}{operation}", method, f"/{plural}{path}", call, summary, tag, answer, **more
+        )
+
+    return (
+        route(
+            "Create",
+            "POST",
+            "",
+            f"create_{kind}",
+            f"Create a {kind}",
+            json_answer(ANY_OBJECT, 201),
+            body=Body("body", ANY_OBJECT),
+            errors=(400, 409, 413, 501),
+            **state,
+        ),
+        route(
+            "List",
+            "GET",
+            "",
+            f"list_{plural}",
+            f"List {plural}",
+            json_answer(list_answer),
+            query=(Param("filters", list_filters, "JSON filters"),),
+            capability=plural,
+            errors=(400, 501),
+        ),
+        route(
+            "Prune",
+            "POST",
+            "/prune",
+            f"prune_{plural}",
+            f"Remove unused {plural}",
+            json_answer(ANY_OBJECT),
+            query=(Param("filters", prune_filters, "JSON filters"),),
+            errors=(400, 501),
+            **state,
+        ),
+        route(
+            "Inspect",
+            "GET",
+            f"/{{{key}}}",
+            f"inspect_{kind}",
+            f"Inspect a {kind}",
+            json_answer(ANY_OBJECT),
+            path_args=one,
+            errors=(404, 501),
+        ),
+        route(
+            "Delete",
+            "DELETE",
+            f"/{{{key}}}",
+            f"remove_{kind}",
+            f"Remove a {kind}",
+            empty_answer(),
+            query=remove_query,
+            path_args=one,
+            errors=(400, 404, 409, 501),
+            **state,
+        ),
+    )
+
+
+NETWORK_CREATE, NETWORK_LIST, NETWORK_PRUNE, NETWORK_INSPECT, NETWORK_REMOVE = _resource_routes(
+    "network",
+    "id",
+    "network_id",
+    list_answer={"type": "array", "items": ANY_OBJECT},
+    list_filters=Filters({"id", "name", "label", "driver", "scope", "type"}),
+    prune_filters=Filters({"label", "until"}),
 )
-NETWORK_LIST: Final = Route(
-    "NetworkList",
-    "GET",
-    "/networks",
-    "list_networks",
-    "List networks",
-    "Networks",
-    json_answer(_OBJECTS),
-    query=(Param("filters", _NETWORK_FILTERS, "JSON filters"),),
-    capability="networks",
-    errors=(400, 501),
-)
-NETWORK_PRUNE: Final = Route(
-    "NetworkPrune",
-    "POST",
-    "/networks/prune",
-    "prune_networks",
-    "Remove unused networks",
-    "Networks",
-    json_answer(ANY_OBJECT),
-    query=(Param("filters", Filters({"label", "until"}), "JSON filters"),),
-    capability="networks",
-    changes_state=True,
-    errors=(400, 501),
-)
-NETWORK_INSPECT: Final = Route(
-    "NetworkInspect",
-    "GET",
-    "/networks/{id}",
-    "inspect_network",
-    "Inspect a network",
-    "Networks",
-    json_answer(ANY_OBJECT),
-    path_args=_NETWORK,
-    errors=(404, 501),
-)
-NETWORK_REMOVE: Final = Route(
-    "NetworkDelete",
-    "DELETE",
-    "/networks/{id}",
-    "remove_network",
-    "Remove a network",
-    "Networks",
-    empty_answer(),
-    path_args=_NETWORK,
-    capability="networks",
-    changes_state=True,
-    errors=(404, 409, 501),
-)
-NETWORK_CONNECT: Final = Route(
-    "NetworkConnect",
-    "POST",
-    "/networks/{id}/connect",
-    "connect_network",
-    "Connect a container to a network",
-    "Networks",
-    empty_answer(200),
-    body=Body("body", ANY_OBJECT),
-    path_args=_NETWORK,
-    capability="networks",
-    changes_state=True,
-    errors=(400, 404, 409, 413, 501),
-)
-NETWORK_DISCONNECT: Final = Route(
-    "NetworkDisconnect",
-    "POST",
-    "/networks/{id}/disconnect",
-    "disconnect_network",
-    "Disconnect a container from a network",
-    "Networks",
-    empty_answer(200),
-    body=Body("body", ANY_OBJECT),
-    path_args=_NETWORK,
-    capability="networks",
-    changes_state=True,
-    errors=(400, 404, 409, 413, 501),
+NETWORK_CONNECT, NETWORK_DISCONNECT = (
+    Route(
+        f"Network{verb.capitalize()}",
+        "POST",
+        f"/networks/{{id}}/{verb}",
+        f"{verb}_network",
+        f"{verb.capitalize()} a container {'to' if verb == 'connect' else 'from'} a network",
+        "Networks",
+        empty_answer(200),
+        body=Body("body", ANY_OBJECT),
+        path_args={"id": "network_id"},
+        capability="networks",
+        changes_state=True,
+        errors=(400, 404, 409, 413, 501),
+    )
+    for verb in ("connect", "disconnect")
 )
 NETWORKS: Final = (
     NETWORK_CREATE,
@@ -209,68 +222,13 @@ NETWORKS: Final = (
     NETWORK_CONNECT,
     NETWORK_DISCONNECT,
 )
-
-VOLUME_CREATE: Final = Route(
-    "VolumeCreate",
-    "POST",
-    "/volumes",
-    "create_volume",
-    "Create a volume",
-    "Volumes",
-    json_answer(ANY_OBJECT, 201),
-    body=Body("body", ANY_OBJECT),
-    capability="volumes",
-    changes_state=True,
-    errors=(400, 409, 413, 501),
-)
-VOLUME_LIST: Final = Route(
-    "VolumeList",
-    "GET",
-    "/volumes",
-    "list_volumes",
-    "List volumes",
-    "Volumes",
-    json_answer(ANY_OBJECT),
-    query=(Param("filters", Filters({"name", "label", "driver", "dangling"}), "JSON filters"),),
-    capability="volumes",
-    errors=(400, 501),
-)
-VOLUME_PRUNE: Final = Route(
-    "VolumePrune",
-    "POST",
-    "/volumes/prune",
-    "prune_volumes",
-    "Remove unused volumes",
-    "Volumes",
-    json_answer(ANY_OBJECT),
-    query=(Param("filters", Filters({"label", "all"}), "JSON filters"),),
-    capability="volumes",
-    changes_state=True,
-    errors=(400, 501),
-)
-VOLUME_INSPECT: Final = Route(
-    "VolumeInspect",
-    "GET",
-    "/volumes/{name}",
-    "inspect_volume",
-    "Inspect a volume",
-    "Volumes",
-    json_answer(ANY_OBJECT),
-    path_args=_VOLUME,
-    errors=(404, 501),
-)
-VOLUME_REMOVE: Final = Route(
-    "VolumeDelete",
-    "DELETE",
-    "/volumes/{name}",
-    "remove_volume",
-    "Remove a volume",
-    "Volumes",
-    empty_answer(),
-    query=(Param("force", Flag(), "Remove even if in use"),),
-    path_args=_VOLUME,
-    capability="volumes",
-    changes_state=True,
-    errors=(400, 404, 409, 501),
+VOLUME_CREATE, VOLUME_LIST, VOLUME_PRUNE, VOLUME_INSPECT, VOLUME_REMOVE = _resource_routes(
+    "volume",
+    "name",
+    "name",
+    list_answer=ANY_OBJECT,
+    list_filters=Filters({"name", "label", "driver", "dangling"}),
+    prune_filters=Filters({"label", "all"}),
+    remove_query=(Param("force", Flag(), "Remove even if in use"),),
 )
 VOLUMES: Final = (VOLUME_CREATE, VOLUME_LIST, VOLUME_PRUNE, VOLUME_INSPECT, VOLUME_REMOVE)

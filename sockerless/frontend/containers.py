@@ -18,11 +18,12 @@ import aiohttp
 from aiohttp import web
 
 from sockerless.api import container_routes as c
+from sockerless.api.params import Integer
 from sockerless.errors import InvalidParameter, NotFound
 from sockerless.frontend.context import FrontendContext, frontend_of
 from sockerless.frontend.passthrough import answer, copy_stream, long_lived_like, path_values
 from sockerless.frontend.unsupported import unsupported
-from sockerless.http.requests import decode_json, query_int
+from sockerless.http.requests import decode_json
 from sockerless.http.responses import JSON_CONTENT_TYPE, open_stream
 
 __all__ = ["container_logs", "create_container", "default_tag", "resize_container", "wait_container"]
@@ -95,6 +96,6 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
 
 async def resize_container(request: web.Request) -> web.StreamResponse:
     """Accepted and ignored: there is no terminal to resize (``docker run -it`` retries a 501)."""
-    query_int(request.query, "h")
-    query_int(request.query, "w")
+    for name in ("h", "w"):
+        Integer().parse(name, request.query.get(name))
     return web.Response(status=200)

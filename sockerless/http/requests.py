@@ -1,39 +1,15 @@
-"""Reading what a request carries: query values and JSON bodies, with Docker-style 400s."""
+"""Reading a request's JSON body, with Docker-style 400s (query values: :mod:`sockerless.api.params`)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from typing import Any, Final
 
 from aiohttp import web
 
-from sockerless.booleans import parse_bool
 from sockerless.errors import InvalidParameter
 
-__all__ = ["decode_json", "query_bool", "query_int", "read_json"]
-
-
-def query_bool(query: Mapping[str, str], name: str, default: bool = False) -> bool:
-    """A boolean query value (``1``/``0``, ``true``/``false``, ...); absent or empty is ``default``."""
-    raw = query.get(name)
-    if raw is None or raw == "":
-        return default
-    value = parse_bool(raw)
-    if value is None:
-        raise InvalidParameter(f"invalid boolean for {name!r}: {raw!r}")
-    return value
-
-
-def query_int(query: Mapping[str, str], name: str) -> int | None:
-    """An integer query value; absent or empty is None."""
-    raw = query.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise InvalidParameter(f"invalid integer for {name!r}: {raw!r}") from None
+__all__ = ["decode_json", "read_json"]
 
 
 def _refuse_constant(name: str) -> Any:

@@ -258,15 +258,9 @@ def _guarded(run: Callable[[], int]) -> int:
     except ConfigError as exc:
         print(f"sockerless: configuration error:\n{exc}", file=sys.stderr)
         return 2
-    except PluginError as exc:
+    except (PluginError, TLSError, ListenError) as exc:
         print(f"sockerless: {exc}", file=sys.stderr)
-        return 2
-    except ListenError as exc:
-        print(f"sockerless: {exc}", file=sys.stderr)
-        return 1
-    except TLSError as exc:
-        print(f"sockerless: {exc}", file=sys.stderr)
-        return 2
+        return 1 if isinstance(exc, ListenError) else 2
     except SockerlessError as exc:  # a backend that cannot start (its cloud refused, say)
         print(f"sockerless: cannot start: {exc.message}", file=sys.stderr)
         return 1

@@ -27,45 +27,38 @@ class SockerlessError(Exception):
 
     status: int = 500
 
+    def __init_subclass__(cls, *, status: int | None = None, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if status is not None:
+            cls.status = status
+
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
 
-class NotModified(SockerlessError):
-    """The request asked for the state the object is already in (304, empty body)."""
-
-    status = 304
+class NotModified(SockerlessError, status=304):
+    """The request asked for the state the object is already in (an empty body)."""
 
 
-class InvalidParameter(SockerlessError):
-    """A bad parameter or body (400)."""
-
-    status = 400
+class InvalidParameter(SockerlessError, status=400):
+    """A bad parameter or body."""
 
 
-class AccessDenied(SockerlessError):
-    """The cloud refused the caller's credentials (403)."""
-
-    status = 403
+class AccessDenied(SockerlessError, status=403):
+    """The cloud refused the caller's credentials."""
 
 
-class NotFound(SockerlessError):
-    """No such object (404)."""
-
-    status = 404
+class NotFound(SockerlessError, status=404):
+    """No such object."""
 
 
-class Conflict(SockerlessError):
-    """The object's state forbids the operation (409)."""
-
-    status = 409
+class Conflict(SockerlessError, status=409):
+    """The object's state forbids the operation."""
 
 
-class NotImplementedByBackend(SockerlessError):
-    """The backend cannot do this at all (501)."""
-
-    status = 501
+class NotImplementedByBackend(SockerlessError, status=501):
+    """The backend cannot do this at all."""
 
     @classmethod
     def for_operation(cls, backend: str, operation: str, hint: str = "") -> NotImplementedByBackend:
@@ -73,42 +66,24 @@ class NotImplementedByBackend(SockerlessError):
         return cls(f"{message} {hint}" if hint else message)
 
 
-class UpstreamError(SockerlessError):
-    """The cloud provider failed after retries (502)."""
-
-    status = 502
+class UpstreamError(SockerlessError, status=502):
+    """The cloud provider failed after retries."""
 
 
-class Unavailable(SockerlessError):
-    """The cloud provider throttled us after retries, or we are shedding load (503)."""
-
-    status = 503
+class Unavailable(SockerlessError, status=503):
+    """The cloud provider throttled us after retries, or we are shedding load."""
 
     def __init__(self, message: str, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
 
 
-class UpstreamTimeout(SockerlessError):
-    """Talking to the cloud provider timed out (504)."""
-
-    status = 504
+class UpstreamTimeout(SockerlessError, status=504):
+    """Talking to the cloud provider timed out."""
 
 
-_BY_STATUS: dict[int, type[SockerlessError]] = {
-    cls.status: cls
-    for cls in (
-        NotModified,
-        InvalidParameter,
-        AccessDenied,
-        NotFound,
-        Conflict,
-        NotImplementedByBackend,
-        UpstreamError,
-        Unavailable,
-        UpstreamTimeout,
-    )
-}
+#: This module's classes by status (those defined elsewhere keep the status of the class they extend).
+_BY_STATUS: dict[int, type[SockerlessError]] = {cls.status: cls for cls in SockerlessError.__subclasses__()}
 
 
 def error_for_status(status: int, message: str, retry_after: int | None = None) -> SockerlessError:

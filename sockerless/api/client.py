@@ -251,17 +251,18 @@ class BackendClient:
         finally:
             response.release()
 
+    async def _on(
+        self, route: Route, values: Mapping[str, Any], *, streaming: bool
+    ) -> aiohttp.ClientResponse:
+        body, headers = self._body(route, values)
+        path, query = self._path(route, values), self._query(route, values)
+        return await self.send(
+            route.method, path, query=query, body=body, headers=headers, streaming=streaming
+        )
+
     async def call(self, route: Route, **values: Any) -> Any:
         """A short call on ``route``: the answer as the route's model (JSON), or None (no body)."""
-        body, headers = self._body(route, values)
-        response = await self.send(
-            route.method,
-            self._path(route, values),
-            query=self._query(route, values),
-            body=body,
-            headers=headers,
-        )
-        data = await self.read_body(response)
+        data = await self.read_body(await self._on(route, values, streaming=False))
         if route.answer.kind is AnswerKind.EMPTY or not data:
             return None
         decoded = decode_answer(data, self.url, "answer")
@@ -271,15 +272,7 @@ class BackendClient:
     @contextlib.asynccontextmanager
     async def stream(self, route: Route, **values: Any) -> AsyncIterator[aiohttp.ClientResponse]:
         """A long-lived call on ``route``: the open response, closed on leaving."""
-        body, headers = self._body(route, values)
-        response = await self.send(
-            route.method,
-            self._path(route, values),
-            query=self._query(route, values),
-            body=body,
-            headers=headers,
-            streaming=True,
-        )
+        response = await self._on(route, values, streaming=True)
         try:
             yield response
         finally:

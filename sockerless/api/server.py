@@ -216,12 +216,12 @@ class InternalAPIServer:
         inflight = middlewares.InFlight(config.max_inflight_requests)
         app = create_app(backend, token=config.token, inflight=inflight, max_body_bytes=config.max_body_bytes)
         self._server = HTTPServer(
-            app,
-            self.listener,
+            app=app,
+            listener=self.listener,
             grace=config.shutdown_grace,
             inflight=inflight,
             shielded=app[SHIELDED_KEY],
-            logger=log,
+            log=log,
         )
         self._backend_started = False
 

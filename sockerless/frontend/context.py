@@ -7,7 +7,6 @@ application. It holds nothing per container: every answer about a container come
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
 from typing import Any, Final
 
 import aiohttp
@@ -59,18 +58,11 @@ class FrontendContext:
         if capability is not None and not getattr(self.capabilities, capability):
             raise unsupported(self.backend_name, capability)
 
-    async def forward(
-        self,
-        route: Route,
-        path_values: Mapping[str, str],
-        query: Mapping[str, str],
-        *,
-        body: Any = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> aiohttp.ClientResponse:
-        """Send a Docker request on to ``route`` as received; the caller releases the response."""
+    async def forward(self, route: Route, *args: Any, **kwargs: Any) -> aiohttp.ClientResponse:
+        """:meth:`BackendClient.forward` once the backend has the route's capability (a 501 here, in the
+        backend's own wording, otherwise); the caller releases the response."""
         self.require(route.capability)
-        return await self.client.forward(route, path_values, query, body=body, headers=headers)
+        return await self.client.forward(route, *args, **kwargs)
 
 
 FRONTEND_KEY: Final = web.AppKey("sockerless_frontend", FrontendContext)

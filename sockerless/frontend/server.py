@@ -94,7 +94,12 @@ class DockerFrontend:
             context = FrontendContext(client, report, backend_version, self._attach_mode, shielded)
             app = create_app(context, token=config.token, inflight=inflight)
             self._server = HTTPServer(
-                app, self.listener, grace=self._grace, inflight=inflight, shielded=shielded, logger=log
+                app=app,
+                listener=self.listener,
+                grace=self._grace,
+                inflight=inflight,
+                shielded=shielded,
+                log=log,
             )
             await self._server.start()
         except BaseException:

@@ -14,6 +14,7 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from aiohttp import web
+from attrs import define, field
 
 from sockerless.http.listener import Listener
 from sockerless.http.middlewares import InFlight
@@ -54,27 +55,20 @@ class ShieldedTasks:
         return len(pending)
 
 
+@define(kw_only=True)
 class HTTPServer:
     """One aiohttp application served on one listener, with a graceful stop."""
 
-    def __init__(
-        self,
-        app: web.Application,
-        listener: Listener,
-        *,
-        grace: float,
-        inflight: InFlight,
-        shielded: ShieldedTasks,
-        logger: logging.Logger,
-    ) -> None:
-        self.app = app
-        self.listener = listener
-        self._grace = grace
-        self._inflight = inflight
-        self._shielded = shielded
-        self._log = logger
-        self._runner: web.AppRunner | None = None
-        app.on_shutdown.append(self._drain)
+    app: web.Application
+    listener: Listener
+    _grace: float
+    _inflight: InFlight
+    _shielded: ShieldedTasks
+    _log: logging.Logger
+    _runner: web.AppRunner | None = field(default=None, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.app.on_shutdown.append(self._drain)
 
     async def start(self) -> None:
         """Serve on the listener, which must be bound; on failure nothing is left listening."""

@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Final, Generic
 
+from attrs import define
+
 from sockerless.config import StoreConfig
 from sockerless.errors import Conflict, InvalidParameter, NotFound
 from sockerless.references import normalize_reference
@@ -55,24 +57,16 @@ _STATE_FIELDS: Final = (
 )
 
 
+@define
 class Store(Generic[S]):
-    """One backend's state: a single-writer SQLite file with its memory index, and ``logs``."""
+    """One backend's state: a single-writer SQLite file with its memory index, and ``logs``, the
+    containers' output (see :class:`~sockerless.store.logs.LogStore`). Made by :meth:`open`."""
 
-    def __init__(
-        self,
-        database: Database,
-        codec: ContainerCodec[S],
-        containers: ContainerIndex[S],
-        images: ImageIndex,
-        logs: LogStore,
-    ) -> None:
-        """Use :meth:`open`."""
-        self._db = database
-        self._codec = codec
-        self._containers = containers
-        self._images = images
-        #: The containers' output (see :class:`~sockerless.store.logs.LogStore`).
-        self.logs = logs
+    _db: Database
+    _codec: ContainerCodec[S]
+    _containers: ContainerIndex[S]
+    _images: ImageIndex
+    logs: LogStore
 
     @classmethod
     async def open(

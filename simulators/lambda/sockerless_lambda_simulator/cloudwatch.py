@@ -17,7 +17,7 @@ from attrs import frozen
 from .moto_api import MotoError
 from .operations import AwsScope
 
-__all__ = ["CloudWatchWriter", "InvocationLog", "LogStreamEvent", "LogsApi", "log_stream_name"]
+__all__ = ["CloudWatchWriter", "InvocationLog", "LogStreamEvent", "LogTarget", "LogsApi", "log_stream_name"]
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,16 @@ def _batches(events: Sequence[LogStreamEvent]) -> list[list[LogStreamEvent]]:
     return batches
 
 
+@frozen
+class LogTarget:
+    """Where an invocation's records go: the writer, the caller's scope, the group and the stream."""
+
+    writer: CloudWatchWriter
+    scope: AwsScope
+    group: str
+    stream: str
+
+
 class InvocationLog:
     """One invocation's records: buffered, flushed every ``flush_seconds`` and at the end.
 
@@ -134,20 +144,9 @@ class InvocationLog:
     new stream). The last 4 KB are kept for ``LogType=Tail``.
     """
 
-    def __init__(
-        self,
-        writer: CloudWatchWriter,
-        scope: AwsScope,
-        group: str,
-        stream: str,
-        *,
-        stream_exists: bool,
-        flush_seconds: float,
-    ) -> None:
-        self._writer = writer
-        self._scope = scope
-        self.group = group
-        self.stream = stream
+    def __init__(self, target: LogTarget, *, stream_exists: bool, flush_seconds: float) -> None:
+        self._target = target
+        self.group, self.stream = target.group, target.stream
         self._stream_exists = stream_exists
         self._flush_seconds = flush_seconds
         self._pending: list[LogStreamEvent] = []
@@ -156,7 +155,7 @@ class InvocationLog:
         self._tail_bytes = 0
         self._wake = asyncio.Event()
         self._closing = asyncio.Event()
-        self._flusher = asyncio.create_task(self._flush_loop(), name=f"cloudwatch flush {stream}")
+        self._flusher = asyncio.create_task(self._flush_loop(), name=f"cloudwatch flush {target.stream}")
 
     def append(self, message: str, timestamp_ms: int) -> None:
         # PutLogEvents wants the events of a batch in chronological order.
@@ -194,9 +193,9 @@ class InvocationLog:
             return
         try:
             if not self._stream_exists:
-                await self._writer.create_stream(self._scope, self.group, self.stream)
+                await self._target.writer.create_stream(self._target.scope, self.group, self.stream)
                 self._stream_exists = True
-            await self._writer.put_events(self._scope, self.group, self.stream, events)
+            await self._target.writer.put_events(self._target.scope, self.group, self.stream, events)
         except (MotoError, aiohttp.ClientError, OSError, TimeoutError) as exc:
             # Losing log lines must not fail the invocation; say so loudly instead.
             log.warning(

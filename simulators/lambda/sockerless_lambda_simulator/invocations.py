@@ -16,7 +16,7 @@ from typing import Any
 
 from attrs import define, frozen
 
-from .cloudwatch import CloudWatchWriter, InvocationLog, LogsApi, log_stream_name
+from .cloudwatch import CloudWatchWriter, InvocationLog, LogsApi, LogTarget, log_stream_name
 from .errors import AwsError, FunctionNotFound, FunctionPending
 from .functions import FunctionCache, FunctionConfig, FunctionRef
 from .moto_api import MotoApi
@@ -182,10 +182,7 @@ class InvocationRunner:
         request_id = request_id or str(uuid.uuid4())
         environment = self._acquire_environment(scope.region, config)
         invocation_log = InvocationLog(
-            self._writer,
-            scope,
-            environment.group,
-            environment.stream,
+            LogTarget(self._writer, scope, environment.group, environment.stream),
             stream_exists=environment.stream_exists,
             flush_seconds=self._flush_seconds,
         )

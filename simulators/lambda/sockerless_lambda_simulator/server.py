@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from aiohttp import web
+from attrs import define, field
 
 from .errors import AwsError, aws_error_response
 from .faults import FaultInjector
@@ -36,26 +37,20 @@ _EVENT_PAYLOAD_MAX = 1024 * 1024
 _LIST_PAGE_MAX = 50
 
 
+@define(kw_only=True)
 class AwsFrontend:
     """Routes AWS calls: Invoke runs here, state-bearing Lambda calls are rewritten, the rest is proxied."""
 
-    def __init__(
-        self,
-        *,
-        region: str,
-        proxy: MotoProxy,
-        invocations: InvocationRunner,
-        overlay: FunctionStateOverlay,
-        faults: FaultInjector,
-        stats: Stats,
-    ) -> None:
-        self._region = region
-        self._proxy = proxy
-        self._invocations = invocations
-        self._overlay = overlay
-        self._faults = faults
-        self._stats = stats
-        self._lambda_handlers: dict[str, _Handler] = {
+    _region: str
+    _proxy: MotoProxy
+    _invocations: InvocationRunner
+    _overlay: FunctionStateOverlay
+    _faults: FaultInjector
+    _stats: Stats
+    _lambda_handlers: dict[str, _Handler] = field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._lambda_handlers = {
             "Invoke": self._invoke,
             "CreateFunction": self._create_function,
             "UpdateFunctionConfiguration": self._update_function_configuration,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 from collections.abc import Iterable, Mapping
@@ -92,11 +93,8 @@ class LambdaSimulator:
         self._endpoint_url: str | None = None
         self._role_arn: str | None = None
         self._moto_url: str | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self._moto_server: InProcessMoto | None = None
-        self._invocations: InvocationRunner | None = None
-        self._runner: web.AppRunner | None = None
-        self._site: web.SockSite | None = None
+        #: What start() opened, closed by stop() in the reverse order.
+        self._resources: contextlib.AsyncExitStack | None = None
 
     # -- what clients need ----------------------------------------------------------------------
 
@@ -160,30 +158,34 @@ class LambdaSimulator:
 
     async def start(self) -> None:
         """Start moto (unless external), prepare it, then listen on the loopback endpoint."""
-        if self._runner is not None:
+        if self._resources is not None:
             raise RuntimeError("the simulator is already started")
+        self._resources = contextlib.AsyncExitStack()
         try:
-            await self._start()
+            await self._start(self._resources)
         except BaseException:
             await self.stop()
             raise
 
-    async def _start(self) -> None:
+    async def _start(self, resources: contextlib.AsyncExitStack) -> None:
         config = self.config
-        self._session = aiohttp.ClientSession(
+        moto_server: InProcessMoto | None = None
+        if config.moto_url:
+            self._moto_url = config.moto_url.rstrip("/")
+        else:
+            moto_server = InProcessMoto()
+            self._moto_url = await moto_server.start()
+            LambdaSimulator._in_process_users += 1
+            resources.push_async_callback(self._stop_moto, moto_server)
+        session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=config.max_connections, limit_per_host=0),
             auto_decompress=False,  # bodies pass through byte for byte
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
         )
-        if config.moto_url:
-            self._moto_url = config.moto_url.rstrip("/")
-        else:
-            self._moto_server = InProcessMoto()
-            self._moto_url = await self._moto_server.start()
-            LambdaSimulator._in_process_users += 1
+        resources.push_async_callback(session.close)
         gate = MotoGate()
-        moto = MotoApi(self._session, self._moto_url, gate)
-        if self._moto_server is not None and LambdaSimulator._in_process_users == 1:
+        moto = MotoApi(session, self._moto_url, gate)
+        if moto_server is not None and LambdaSimulator._in_process_users == 1:
             await moto.reset()
         # Must precede any CreateFunction: the switch moves Lambda to another store (see the docs).
         await moto.set_config({"lambda": {"use_docker": False}})
@@ -196,7 +198,7 @@ class LambdaSimulator:
         self._endpoint_url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
         overlay = FunctionStateOverlay(config.pending_seconds)
-        self._invocations = InvocationRunner(
+        invocations = InvocationRunner(
             moto,
             overlay,
             self.stats,
@@ -204,12 +206,12 @@ class LambdaSimulator:
             base_environment=self._child_environment(),
             flush_seconds=config.log_flush_seconds,
             event_retry_delays=config.event_retry_delays,
-            logs=InProcessLogs(gate) if self._moto_server is not None else None,
+            logs=InProcessLogs(gate) if moto_server is not None else None,
         )
         frontend = AwsFrontend(
             region=config.region,
-            proxy=MotoProxy(self._session, self._moto_url, gate),
-            invocations=self._invocations,
+            proxy=MotoProxy(session, self._moto_url, gate),
+            invocations=invocations,
             overlay=overlay,
             faults=self.faults,
             stats=self.stats,
@@ -217,33 +219,28 @@ class LambdaSimulator:
         app = web.Application(client_max_size=_MAX_REQUEST_BYTES)
         add_control_routes(app.router, self.faults, self.stats, self._info)
         app.router.add_route("*", "/{tail:.*}", frontend.handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_SECONDS)
-        await self._runner.setup()
-        self._site = web.SockSite(self._runner, listener)
-        await self._site.start()
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_SECONDS)
+        await runner.setup()
+        resources.push_async_callback(runner.cleanup)
+        resources.push_async_callback(invocations.close)  # before the runner: requests end with their runs
+        site = web.SockSite(runner, listener)
+        await site.start()
+        resources.push_async_callback(site.stop)
         log.info(
             "Lambda simulator at %s (moto at %s, role %s)", self.endpoint_url, self._moto_url, self.role_arn
         )
 
     async def stop(self) -> None:
         """Stop listening, kill running invocations and wait for them, then stop moto. Idempotent."""
-        if self._site is not None:
-            await self._site.stop()
-            self._site = None
-        if self._invocations is not None:
-            await self._invocations.close()
-            self._invocations = None
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-        if self._moto_server is not None:
-            LambdaSimulator._in_process_users -= 1
-            await self._moto_server.stop()
-            self._moto_server = None
+        if self._resources is not None:
+            resources, self._resources = self._resources, None
+            await resources.aclose()
         self._endpoint_url = None
+
+    @staticmethod
+    async def _stop_moto(moto_server: InProcessMoto) -> None:
+        LambdaSimulator._in_process_users -= 1
+        await moto_server.stop()
 
     def _child_environment(self) -> dict[str, str]:
         # What every command sees besides the function's variables: fake credentials and our

@@ -23,6 +23,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 import attrs
 
+from sockerless import models
 from sockerless.api import container_routes as c
 from sockerless.api import resource_routes as r
 from sockerless.api.answers import LogStream, PendingWait, ProgressStream, decode_answer, structure_answer
@@ -36,24 +37,7 @@ from sockerless.errors import (
     error_for_status,
 )
 from sockerless.http.upgrade import UpgradedStream, UpgradeTarget, open_upgraded
-from sockerless.models import (
-    AuthRequest,
-    AuthResponse,
-    BackendInfo,
-    CapabilityReport,
-    Container,
-    ContainerCreateRequest,
-    ContainerCreateResponse,
-    ContainerSummary,
-    ExecInstance,
-    Image,
-    ImagePullRequest,
-    ImageSummary,
-    PruneResponse,
-    VersionInfo,
-    WaitCondition,
-    unstructure,
-)
+from sockerless.models import WaitCondition, unstructure
 
 __all__ = [
     "DEFAULT_REQUEST_TIMEOUT",
@@ -260,6 +244,11 @@ class BackendClient:
             route.method, path, query=query, body=body, headers=headers, streaming=streaming
         )
 
+    async def call_as(self, cls: type[T], route: Route, **values: Any) -> T:
+        """:meth:`call`, typed: the route's answer is a ``cls``."""
+        result: T = await self.call(route, **values)
+        return result
+
     async def call(self, route: Route, **values: Any) -> Any:
         """A short call on ``route``: the answer as the route's model (JSON), or None (no body)."""
         data = await self.read_body(await self._on(route, values, streaming=False))
@@ -330,40 +319,35 @@ class BackendClient:
 
     # ------------------------------------------------------------------ system
 
-    async def capabilities(self) -> CapabilityReport:
-        result: CapabilityReport = await self.call(c.CAPABILITIES)
-        return result
+    async def capabilities(self) -> models.CapabilityReport:
+        return await self.call_as(models.CapabilityReport, c.CAPABILITIES)
 
-    async def info(self) -> BackendInfo:
-        result: BackendInfo = await self.call(c.INFO)
-        return result
+    async def info(self) -> models.BackendInfo:
+        return await self.call_as(models.BackendInfo, c.INFO)
 
-    async def version(self) -> VersionInfo:
-        result: VersionInfo = await self.call(c.VERSION)
-        return result
+    async def version(self) -> models.VersionInfo:
+        return await self.call_as(models.VersionInfo, c.VERSION)
 
-    async def auth(self, request: AuthRequest) -> AuthResponse:
-        result: AuthResponse = await self.call(c.AUTH, request=request)
-        return result
+    async def auth(self, request: models.AuthRequest) -> models.AuthResponse:
+        return await self.call_as(models.AuthResponse, c.AUTH, request=request)
 
     # ------------------------------------------------------------------ containers
 
     async def create_container(
-        self, request: ContainerCreateRequest | Mapping[str, Any], name: str | None = None
-    ) -> ContainerCreateResponse:
+        self, request: models.ContainerCreateRequest | Mapping[str, Any], name: str | None = None
+    ) -> models.ContainerCreateResponse:
         """Create from a model, or from a Docker create body passed through as the client sent it."""
-        result: ContainerCreateResponse = await self.call(c.CREATE, request=request, name=name)
-        return result
+        return await self.call_as(models.ContainerCreateResponse, c.CREATE, request=request, name=name)
 
     async def list_containers(
         self, *, all: bool = False, limit: int | None = None, filters: Filters | None = None
-    ) -> list[ContainerSummary]:
-        result: list[ContainerSummary] = await self.call(c.LIST, all=all, limit=limit, filters=filters)
-        return result
+    ) -> list[models.ContainerSummary]:
+        return await self.call_as(
+            list[models.ContainerSummary], c.LIST, all=all, limit=limit, filters=filters
+        )
 
-    async def inspect_container(self, ref: str) -> Container:
-        result: Container = await self.call(c.INSPECT, ref=ref)
-        return result
+    async def inspect_container(self, ref: str) -> models.Container:
+        return await self.call_as(models.Container, c.INSPECT, ref=ref)
 
     async def start_container(self, ref: str) -> None:
         await self.call(c.START, ref=ref)
@@ -382,9 +366,8 @@ class BackendClient:
     async def remove_container(self, ref: str, *, force: bool = False, volumes: bool = False) -> None:
         await self.call(c.REMOVE, ref=ref, force=force, volumes=volumes)
 
-    async def prune_containers(self, filters: Filters | None = None) -> PruneResponse:
-        result: PruneResponse = await self.call(c.PRUNE, filters=filters)
-        return result
+    async def prune_containers(self, filters: Filters | None = None) -> models.PruneResponse:
+        return await self.call_as(models.PruneResponse, c.PRUNE, filters=filters)
 
     @contextlib.asynccontextmanager
     async def wait_container(self, ref: str, condition: WaitCondition) -> AsyncIterator[PendingWait]:
@@ -399,14 +382,13 @@ class BackendClient:
 
     # ------------------------------------------------------------------ exec
 
-    async def inspect_exec(self, exec_id: str) -> ExecInstance:
-        result: ExecInstance = await self.call(c.EXEC_INSPECT, exec_id=exec_id)
-        return result
+    async def inspect_exec(self, exec_id: str) -> models.ExecInstance:
+        return await self.call_as(models.ExecInstance, c.EXEC_INSPECT, exec_id=exec_id)
 
     # ------------------------------------------------------------------ images
 
     @contextlib.asynccontextmanager
-    async def pull_image(self, request: ImagePullRequest) -> AsyncIterator[ProgressStream]:
+    async def pull_image(self, request: models.ImagePullRequest) -> AsyncIterator[ProgressStream]:
         """Open a pull; an error before the stream starts raises here, later ones arrive as lines."""
         async with self.stream(r.PULL, request=request) as response:
             yield ProgressStream(response, self.url)
@@ -416,14 +398,12 @@ class BackendClient:
         async with self.stream(r.LOAD, body=chunks) as response:
             yield ProgressStream(response, self.url)
 
-    async def list_images(self) -> list[ImageSummary]:
+    async def list_images(self) -> list[models.ImageSummary]:
         """Every image the backend knows, one row per image ID with all its tags."""
-        result: list[ImageSummary] = await self.call(r.IMAGE_LIST)
-        return result
+        return await self.call_as(list[models.ImageSummary], r.IMAGE_LIST)
 
-    async def inspect_image(self, name: str) -> Image:
-        result: Image = await self.call(r.IMAGE_INSPECT, name=name)
-        return result
+    async def inspect_image(self, name: str) -> models.Image:
+        return await self.call_as(models.Image, r.IMAGE_INSPECT, name=name)
 
     async def tag_image(self, name: str, repo: str, tag: str = "") -> None:
         await self.call(r.TAG, name=name, repo=repo, tag=tag or None)

@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Final, Generic
 
+import attrs
 from attrs import frozen
 
 from sockerless.errors import Conflict, InvalidParameter, NotFound
@@ -151,12 +152,7 @@ class ContainerCodec(Generic[S]):
             backend_state=backend,
             image_id=image_id,
             status=status,
-            exit_code=state.exit_code,
-            error=state.error,
-            pid=state.pid,
-            started_at=state.started_at,
-            finished_at=state.finished_at,
-            restart_count=state.restart_count,
+            **attrs.asdict(state, recurse=False),
         )
 
     def _unstructure_backend(self, value: S) -> Any:

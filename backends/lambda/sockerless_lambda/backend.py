@@ -18,23 +18,9 @@ from typing import Any, ClassVar, TypeVar
 
 import attrs
 
+from sockerless import models
 from sockerless.backend import BackendRuntime, BaseBackend, ContainerLogs, Filters, LogsOptions
 from sockerless.errors import SockerlessError
-from sockerless.models import (
-    BackendInfo,
-    Capabilities,
-    Container,
-    ContainerCreateRequest,
-    ContainerCreateResponse,
-    ContainerSummary,
-    Image,
-    ImagePullRequest,
-    ImageSummary,
-    PruneResponse,
-    VersionInfo,
-    WaitCondition,
-    WaitResponse,
-)
 from sockerless.store import Store
 from sockerless.waiters import ContainerWaiters
 from sockerless_lambda import __version__
@@ -62,7 +48,7 @@ class LambdaBackend(BaseBackend):
     """Containers as AWS Lambda functions (container images), output from CloudWatch Logs."""
 
     name: ClassVar[str] = "lambda"
-    capabilities: ClassVar[Capabilities] = Capabilities(
+    capabilities: ClassVar[models.Capabilities] = models.Capabilities(
         exec=False,
         attach=False,
         logs=True,
@@ -258,10 +244,10 @@ class LambdaBackend(BaseBackend):
 
     # ------------------------------------------------------------------ system
 
-    async def info(self) -> BackendInfo:
+    async def info(self) -> models.BackendInfo:
         records = list(self.store.containers())
         running = sum(1 for r in records if r.status == "running")
-        return BackendInfo(
+        return models.BackendInfo(
             id=self.runtime.instance_id,
             name=f"sockerless-lambda ({self.config.region or 'simulated'})",
             server_version=self.version_string,
@@ -275,23 +261,23 @@ class LambdaBackend(BaseBackend):
             kernel_version=platform.release(),
         )
 
-    async def version(self) -> VersionInfo:
+    async def version(self) -> models.VersionInfo:
         arch = "arm64" if self.config.architecture == "arm64" else "amd64"
-        return VersionInfo(version=self.version_string, arch=arch)
+        return models.VersionInfo(version=self.version_string, arch=arch)
 
     # ------------------------------------------------------------------ containers
 
     async def create_container(
-        self, request: ContainerCreateRequest, name: str | None
-    ) -> ContainerCreateResponse:
+        self, request: models.ContainerCreateRequest, name: str | None
+    ) -> models.ContainerCreateResponse:
         return await self._service.create(request, name)
 
     async def list_containers(
         self, *, all: bool, limit: int | None, filters: Filters
-    ) -> list[ContainerSummary]:
+    ) -> list[models.ContainerSummary]:
         return self._service.summaries(all=all, limit=limit, filters=filters)
 
-    async def inspect_container(self, ref: str) -> Container:
+    async def inspect_container(self, ref: str) -> models.Container:
         return self._service.inspect(ref)
 
     async def start_container(self, ref: str) -> None:
@@ -309,25 +295,27 @@ class LambdaBackend(BaseBackend):
     async def remove_container(self, ref: str, *, force: bool, volumes: bool) -> None:
         await self._service.remove(ref, force=force)
 
-    async def wait_container(self, ref: str, condition: WaitCondition) -> Awaitable[WaitResponse]:
+    async def wait_container(
+        self, ref: str, condition: models.WaitCondition
+    ) -> Awaitable[models.WaitResponse]:
         return self._service.wait(ref, condition)
 
     async def container_logs(self, ref: str, options: LogsOptions) -> ContainerLogs:
         return await self._service.logs(ref, options)
 
-    async def prune_containers(self, filters: Filters) -> PruneResponse:
+    async def prune_containers(self, filters: Filters) -> models.PruneResponse:
         return await self._service.prune(filters)
 
     # ------------------------------------------------------------------ images
 
-    async def pull_image(self, request: ImagePullRequest) -> AsyncIterator[dict[str, Any]]:
+    async def pull_image(self, request: models.ImagePullRequest) -> AsyncIterator[dict[str, Any]]:
         async for line in self._image_service.pull(request):
             yield line
 
-    async def list_images(self) -> list[ImageSummary]:
+    async def list_images(self) -> list[models.ImageSummary]:
         return self._image_service.summaries()
 
-    async def inspect_image(self, name: str) -> Image:
+    async def inspect_image(self, name: str) -> models.Image:
         return self._image_service.inspect(name)
 
     async def tag_image(self, name: str, repo: str, tag: str) -> None:

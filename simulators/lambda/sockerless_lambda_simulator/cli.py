@@ -9,7 +9,6 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from .config import DEFAULT_ROLE_NAME
 from .simulator import LambdaSimulator
@@ -24,19 +23,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    settings = vars(args)
+    settings.pop("log_level")
     try:
-        faults: list[Any] = [json.loads(rule) for rule in args.fault]
-        simulator = LambdaSimulator(
-            host=args.host,
-            port=args.port,
-            moto_url=args.moto_url,
-            region=args.region,
-            role_name=args.role_name,
-            pending_seconds=args.pending_seconds,
-            seed=args.seed,
-            faults=faults,
-            event_retry_delays=[float(delay) for delay in args.event_retry_delays.split(",") if delay],
-        )
+        settings["faults"] = [json.loads(rule) for rule in settings.pop("fault")]
+        settings["event_retry_delays"] = [
+            float(delay) for delay in args.event_retry_delays.split(",") if delay
+        ]
+        simulator = LambdaSimulator(**settings)  # the flags are named as the simulator's settings
     except ValueError as exc:  # json.JSONDecodeError is a ValueError too
         _parser().error(str(exc))
     return asyncio.run(_serve(simulator))

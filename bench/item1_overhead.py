@@ -34,8 +34,9 @@ from typing import Any
 
 from sockerless.backend import BackendRuntime, LogsOptions
 from sockerless.client import BackendClient
-from sockerless.models import ContainerCreateRequest, WaitCondition, structure
+from sockerless.models import ContainerCreateRequest, WaitCondition
 from sockerless.streams import decode_frames
+from sockerless.wire import structure
 
 from .common import (
     IMAGE,

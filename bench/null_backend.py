@@ -42,11 +42,11 @@ from sockerless.models import (
     ContainerCreateResponse,
     WaitCondition,
     WaitResponse,
-    unstructure,
 )
 from sockerless.observability import configure_logging
 from sockerless.server import InternalAPIServer, run_until_signalled
 from sockerless.store import ContainerRecord, Store
+from sockerless.wire import unstructure
 
 from .common import LambdaClients, lambda_clients
 from .item1_overhead import function_params

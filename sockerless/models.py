@@ -1,8 +1,8 @@
 """The internal API's payloads as attrs classes: Docker's shapes, with their wire names.
 
-The names, times and the one converter are in :mod:`sockerless.wire`; they are re-exported here,
-where callers have always found them. The hooks for the two shapes Docker does not derive from the
-fields (the flat create body, a wait answer without an empty ``Error``) are registered below.
+The names, times and the one converter are in :mod:`sockerless.wire`. The hooks for the two shapes
+Docker does not derive from the fields (the flat create body, a wait answer without an empty
+``Error``) are registered below.
 """
 
 from __future__ import annotations
@@ -20,20 +20,12 @@ from sockerless.hostconfig import HostConfig, LogConfig
 from sockerless.wire import (
     ZERO_TIME,
     converter,
-    describe_structure_error,
     field,
     flat,
-    format_time,
-    parse_time,
     python_names,
-    structure,
-    unstructure,
-    wire_name,
-    wire_names,
 )
 
 __all__ = [
-    "ZERO_TIME",
     "AuthRequest",
     "AuthResponse",
     "BackendInfo",
@@ -59,16 +51,6 @@ __all__ = [
     "WaitCondition",
     "WaitError",
     "WaitResponse",
-    "converter",
-    "describe_structure_error",
-    "field",
-    "format_time",
-    "parse_time",
-    "python_names",
-    "structure",
-    "unstructure",
-    "wire_name",
-    "wire_names",
 ]
 
 #: Any JSON value, kept as sent (Docker fields no backend acts on).

@@ -9,14 +9,9 @@ from typing import Any
 
 import attrs
 
-from sockerless.models import (
-    Container,
-    ContainerState,
-    ContainerSummary,
-    GraphDriver,
-    format_time,
-)
+from sockerless.models import Container, ContainerState, ContainerSummary, GraphDriver
 from sockerless.store.records import ContainerRecord
+from sockerless.wire import format_time
 
 __all__ = [
     "command_of",

@@ -13,7 +13,8 @@ from typing import Any
 import aiohttp
 
 from sockerless.errors import InvalidParameter, UpstreamError
-from sockerless.models import WaitResponse, structure
+from sockerless.models import WaitResponse
+from sockerless.wire import structure
 
 __all__ = ["LogStream", "PendingWait", "ProgressStream", "decode_answer", "structure_answer"]
 

@@ -37,7 +37,8 @@ from sockerless.errors import (
     error_for_status,
 )
 from sockerless.http.upgrade import UpgradedStream, UpgradeTarget, open_upgraded
-from sockerless.models import WaitCondition, unstructure
+from sockerless.models import WaitCondition
+from sockerless.wire import unstructure
 
 __all__ = [
     "DEFAULT_REQUEST_TIMEOUT",

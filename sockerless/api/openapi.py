@@ -28,13 +28,8 @@ from sockerless.api.params import Param
 from sockerless.api.reference import render_reference
 from sockerless.api.route import AnswerKind, Route
 from sockerless.api.routes import ROUTES
-from sockerless.models import (
-    ContainerConfig,
-    ContainerCreateRequest,
-    HostConfig,
-    converter,
-    wire_name,
-)
+from sockerless.models import ContainerConfig, ContainerCreateRequest, HostConfig
+from sockerless.wire import converter, wire_name
 
 __all__ = [
     "DEFAULT_PATH",

@@ -18,7 +18,7 @@ from attrs import field, frozen
 from sockerless.booleans import FALSE_WORDS, TRUE_WORDS, parse_bool
 from sockerless.errors import InvalidParameter
 from sockerless.filters import parse_filters
-from sockerless.models import parse_time
+from sockerless.wire import parse_time
 
 __all__ = [
     "Choice",

@@ -29,8 +29,8 @@ from sockerless.http.listener import Listener
 from sockerless.http.requests import read_json
 from sockerless.http.responses import JSON_CONTENT_TYPE, json_response, open_stream, progress_response
 from sockerless.http.serving import HTTPServer, ShieldedTasks
-from sockerless.models import structure, unstructure
 from sockerless.streams import encode_frame, format_log_time
+from sockerless.wire import structure, unstructure
 
 __all__ = ["InternalAPIServer", "create_app", "handler_for"]
 

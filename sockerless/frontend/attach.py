@@ -40,7 +40,8 @@ from sockerless.http.hijack import (
     open_attached_stream,
 )
 from sockerless.http.upgrade import pipe_upgraded
-from sockerless.models import Container, WaitCondition, format_time, parse_time
+from sockerless.models import Container, WaitCondition
+from sockerless.wire import format_time, parse_time
 
 __all__ = ["attach_container", "logs_query"]
 

@@ -22,7 +22,8 @@ from sockerless.frontend.context import frontend_of
 from sockerless.frontend.passthrough import JSON_BODY, answer, copy_stream, progress_failure
 from sockerless.frontend.unsupported import unsupported
 from sockerless.http.responses import json_response
-from sockerless.models import ImagePullRequest, ImageSummary, parse_time, unstructure
+from sockerless.models import ImagePullRequest, ImageSummary
+from sockerless.wire import parse_time, unstructure
 
 __all__ = [
     "create_image",

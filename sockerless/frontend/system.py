@@ -16,7 +16,8 @@ from sockerless import __version__
 from sockerless.frontend.context import frontend_of
 from sockerless.frontend.versions import API_VERSION, MIN_API_VERSION
 from sockerless.http.responses import json_response
-from sockerless.models import VersionInfo, unstructure
+from sockerless.models import VersionInfo
+from sockerless.wire import unstructure
 
 __all__ = ["PING_HEADERS", "info", "ping", "version", "version_body"]
 

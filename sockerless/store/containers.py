@@ -19,9 +19,10 @@ import attrs
 from attrs import frozen
 
 from sockerless.errors import Conflict, InvalidParameter, NotFound
-from sockerless.models import ContainerConfig, HostConfig, converter, describe_structure_error, python_names
+from sockerless.models import ContainerConfig, HostConfig
 from sockerless.store.prefixes import prefix_matches
 from sockerless.store.records import ContainerRecord, S
+from sockerless.wire import converter, describe_structure_error, python_names
 
 __all__ = [
     "ContainerCodec",

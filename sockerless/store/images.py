@@ -9,10 +9,10 @@ import re
 from typing import Final
 
 from sockerless.errors import InvalidParameter, NotFound
-from sockerless.models import converter, describe_structure_error
 from sockerless.references import normalize_reference, parse_reference
 from sockerless.store.prefixes import prefix_matches
 from sockerless.store.records import ImageRecord
+from sockerless.wire import converter, describe_structure_error
 
 __all__ = ["ImageIndex", "check_image", "decode_image", "encode_image"]
 

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from sockerless.errors import InvalidParameter
-from sockerless.models import parse_time
+from sockerless.wire import parse_time
 
 
 @pytest.mark.parametrize(

@@ -29,10 +29,10 @@ from sockerless.models import (
     ImagePullRequest,
     WaitCondition,
     WaitResponse,
-    format_time,
 )
 from sockerless.observability import configure_logging, flush_logs
 from sockerless.streams import decode_frames
+from sockerless.wire import format_time
 
 P = "/internal/v1"
 ERROR_CLASSES = [

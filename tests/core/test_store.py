@@ -20,9 +20,10 @@ import pytest
 
 from sockerless.config import StoreConfig
 from sockerless.errors import Conflict, InvalidParameter, NotFound
-from sockerless.models import ContainerConfig, HostConfig, LogConfig, converter, python_names
+from sockerless.models import ContainerConfig, HostConfig, LogConfig
 from sockerless.references import normalize_reference, parse_reference
 from sockerless.store import SCHEMA_VERSION, ContainerRecord, ImageRecord, Store, StoreError
+from sockerless.wire import converter, python_names
 
 BASE_TIME = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
 DIGEST = "sha256:" + "d" * 64

@@ -6,9 +6,10 @@ import datetime as dt
 
 import pytest
 
-from sockerless.models import ContainerConfig, HostConfig, LogConfig, unstructure
+from sockerless.models import ContainerConfig, HostConfig, LogConfig
 from sockerless.store import ContainerRecord
 from sockerless.views import container_inspect, container_summary, human_duration, status_text
+from sockerless.wire import unstructure
 
 T0 = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from sockerless.api.server import InternalAPIServer
-from sockerless.models import unstructure
+from sockerless.wire import unstructure
 
 from .local_backend import LocalBackend
 from .wire import create, eventually, expect_error, is_frontend_access_line

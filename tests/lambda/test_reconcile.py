@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -110,15 +111,17 @@ async def test_an_invocation_in_flight_when_the_backend_was_killed_is_recovered(
         await backend.close()
 
 
-async def test_a_start_that_never_reached_lambda_is_sent_after_a_restart(
-    backend, lambda_simulator, poll
-) -> None:
+async def exit_after_a_restart(
+    backend, poll, *, invocation: str, started_at: dt.datetime, **config: Any
+) -> Any:
+    """A container left ``running`` with its invocation ``queued`` or ``sent`` when the backend
+    stopped: the record once the restarted backend has brought it to an exit."""
     created = await backend.create_container(
-        ContainerCreateRequest(config=ContainerConfig(image=IMAGE, cmd=["sh", "-c", "exit 9"])), None
+        ContainerCreateRequest(config=ContainerConfig(image=IMAGE, **config)), None
     )
     record = backend.store.resolve_container(created.id)
-    record.status, record.started_at = "running", dt.datetime.now(dt.UTC)
-    record.backend_state.invocation = "queued"
+    record.status, record.started_at = "running", started_at
+    record.backend_state.invocation = invocation
     await backend.store.save_state(record)
     await backend.close()
     await backend.start()
@@ -127,26 +130,20 @@ async def test_a_start_that_never_reached_lambda_is_sent_after_a_restart(
         return backend.store.resolve_container(created.id).status == "exited"
 
     await poll(exited)
-    assert backend.store.resolve_container(created.id).exit_code == 9
+    return backend.store.resolve_container(created.id)
+
+
+async def test_a_start_that_never_reached_lambda_is_sent_after_a_restart(backend, poll) -> None:
+    now = dt.datetime.now(dt.UTC)
+    record = await exit_after_a_restart(
+        backend, poll, invocation="queued", started_at=now, cmd=["sh", "-c", "exit 9"]
+    )
+    assert record.exit_code == 9
 
 
 async def test_a_run_whose_end_never_shows_is_marked_unknown_after_timeout_and_margin(backend, poll) -> None:
-    created = await backend.create_container(
-        ContainerCreateRequest(config=ContainerConfig(image=IMAGE)), None
-    )
-    record = backend.store.resolve_container(created.id)
-    record.status = "running"
-    record.started_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=backend.config.timeout + 61)
-    record.backend_state.invocation = "sent"
-    await backend.store.save_state(record)
-    await backend.close()
-    await backend.start()
-
-    async def exited() -> bool:
-        return backend.store.resolve_container(created.id).status == "exited"
-
-    await poll(exited)
-    record = backend.store.resolve_container(created.id)
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=backend.config.timeout + 61)
+    record = await exit_after_a_restart(backend, poll, invocation="sent", started_at=long_ago)
     assert record.exit_code == 255
     assert "outcome of the Lambda invocation" in record.error and "unknown" in record.error
 

@@ -39,9 +39,9 @@ import yarl
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from sockerless.models import parse_time
 from sockerless.openapi import build_openapi
 from sockerless.streams import decode_frames
+from sockerless.wire import parse_time
 from tests.reliability.conftest import CENSUS_KEY, MAX_BODY_BYTES, SchemaChecker
 
 API = "/internal/v1"

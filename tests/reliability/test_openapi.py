@@ -23,7 +23,8 @@ from sockerless.api.reference import render_reference
 from sockerless.api.routes import ROUTES
 from sockerless.api.server import create_app
 from sockerless.backend import BaseBackend
-from sockerless.models import Capabilities, converter, unstructure
+from sockerless.models import Capabilities
+from sockerless.wire import converter, unstructure
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 REFERENCE = DOCS.parent / "internal-api.md"

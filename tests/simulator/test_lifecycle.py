@@ -42,6 +42,17 @@ async def test_fixture_points_sdk_environment_at_the_simulator(lambda_simulator:
     assert os.environ["AWS_ACCESS_KEY_ID"] == "testing"
 
 
+async def create_shell_function(client: Any, simulator: LambdaSimulator, name: str, command: str) -> None:
+    await client.create_function(
+        FunctionName=name,
+        PackageType="Image",
+        Code={"ImageUri": IMAGE},
+        Role=simulator.role_arn,
+        Timeout=900,
+        ImageConfig={"EntryPoint": ["sh", "-c"], "Command": [command]},
+    )
+
+
 async def test_stop_kills_running_invocations_and_their_children(tmp_path: Any) -> None:
     pids = tmp_path / "pids"
     # The command records its own pid and its background child's, then waits far beyond the test.
@@ -50,14 +61,7 @@ async def test_stop_kills_running_invocations_and_their_children(tmp_path: Any) 
         LambdaSimulator() as simulator,
         get_session().create_client("lambda", **client_options(simulator)) as client,
     ):
-        await client.create_function(
-            FunctionName="long-runner",
-            PackageType="Image",
-            Code={"ImageUri": IMAGE},
-            Role=simulator.role_arn,
-            Timeout=900,
-            ImageConfig={"EntryPoint": ["sh", "-c"], "Command": [command]},
-        )
+        await create_shell_function(client, simulator, "long-runner", command)
         await client.invoke(FunctionName="long-runner", InvocationType="Event")
         await wait_until(pids.exists, what="the command has started")
         shell, child = (int(pid) for pid in pids.read_text().split())
@@ -75,17 +79,7 @@ async def test_stop_ends_an_in_flight_synchronous_invocation(tmp_path: Any) -> N
         LambdaSimulator() as simulator,
         get_session().create_client("lambda", **client_options(simulator)) as client,
     ):
-        await client.create_function(
-            FunctionName="sync-runner",
-            PackageType="Image",
-            Code={"ImageUri": IMAGE},
-            Role=simulator.role_arn,
-            Timeout=900,
-            ImageConfig={
-                "EntryPoint": ["sh", "-c"],
-                "Command": [f"echo $$ > {pid_file}; exec sleep 300"],
-            },
-        )
+        await create_shell_function(client, simulator, "sync-runner", f"echo $$ > {pid_file}; exec sleep 300")
         call = asyncio.create_task(client.invoke(FunctionName="sync-runner"))
         await wait_until(lambda: pid_file.exists() and pid_file.read_text().strip() != "", what="started")
         pid = int(pid_file.read_text())
@@ -166,13 +160,7 @@ async def test_an_external_moto_is_used_over_http(tmp_path: Any) -> None:
             get_session().create_client("logs", **client_options(simulator)) as logs,
         ):
             assert simulator.moto_url == moto_url
-            await client.create_function(
-                FunctionName="external-moto",
-                PackageType="Image",
-                Code={"ImageUri": IMAGE},
-                Role=simulator.role_arn,
-                ImageConfig={"EntryPoint": ["sh", "-c"], "Command": ["echo via-http"]},
-            )
+            await create_shell_function(client, simulator, "external-moto", "echo via-http")
             await client.invoke(FunctionName="external-moto")
             streams = await logs.describe_log_streams(logGroupName="/aws/lambda/external-moto")
             events = await logs.get_log_events(

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import aiobotocore
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
+from attrs import define
 from botocore.exceptions import BotoCoreError, ClientError
 
 import sockerless
@@ -67,27 +68,17 @@ _CONTROL_READ_TIMEOUT = 60
 T = TypeVar("T")
 
 
+@define(kw_only=True)
 class AwsSettings:
     """What the clients need, resolved from the config (and the simulator in simulate mode)."""
 
-    def __init__(
-        self,
-        *,
-        region: str,
-        endpoint_url: str | None = None,
-        profile: str | None = None,
-        static_credentials: tuple[str, str] | None = None,
-        function_timeout: int = 900,
-        max_concurrent_invocations: int = 200,
-        max_attempts: int = 5,
-    ) -> None:
-        self.region = region
-        self.endpoint_url = endpoint_url
-        self.profile = profile
-        self.static_credentials = static_credentials
-        self.function_timeout = function_timeout
-        self.max_concurrent_invocations = max_concurrent_invocations
-        self.max_attempts = max_attempts
+    region: str
+    endpoint_url: str | None = None
+    profile: str | None = None
+    static_credentials: tuple[str, str] | None = None
+    function_timeout: int = 900
+    max_concurrent_invocations: int = 200
+    max_attempts: int = 5
 
 
 class AwsClients:

@@ -180,7 +180,7 @@ class LambdaBackend(BaseBackend):
 
     async def _ensure_log_group(self) -> None:
         """The shared group, with retention and our tag; without permission, a warning (Lambda creates it)."""
-        logs, group = self._aws.logs, self.config.log_group
+        logs, group = self.clients.logs, self.config.log_group
         try:
             await call(
                 AwsOperation("logs", "CreateLogGroup", "create log group", group),
@@ -208,7 +208,7 @@ class LambdaBackend(BaseBackend):
 
     async def _report_orphans(self) -> None:
         try:
-            orphans = await find_orphans(self._aws, self.store, self.config, self.runtime.instance_id)
+            orphans = await find_orphans(self.clients, self.store, self.config, self.runtime.instance_id)
         except SockerlessError as exc:
             log.warning("cannot look for orphaned functions: %s", exc.message)
             return
@@ -224,10 +224,6 @@ class LambdaBackend(BaseBackend):
                     }
                 },
             )
-
-    @property
-    def _aws(self) -> AwsClients:
-        return _started(self._clients)
 
     @property
     def store(self) -> Store[LambdaState]:

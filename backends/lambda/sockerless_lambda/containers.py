@@ -15,6 +15,8 @@ import secrets
 from collections.abc import Iterable
 from typing import Any
 
+from attrs import define, field
+
 from sockerless.backend import ContainerLogs, Filters, LogsOptions
 from sockerless.errors import Conflict, NotFound, NotModified, SockerlessError
 from sockerless.filters import matches
@@ -26,11 +28,11 @@ from sockerless.models import (
     PruneResponse,
     WaitCondition,
     WaitResponse,
-    parse_time,
 )
 from sockerless.store import ContainerRecord, Store
 from sockerless.views import container_inspect, container_summary
 from sockerless.waiters import ContainerWaiters, ExitStatus
+from sockerless.wire import parse_time
 from sockerless_lambda.aws import AwsClients, call
 from sockerless_lambda.cloudwatch import LogReader
 from sockerless_lambda.config import LambdaConfig
@@ -60,32 +62,35 @@ def _retrieve(task: asyncio.Future[Any]) -> None:
         task.exception()
 
 
+@define(kw_only=True)
 class ContainerService:
     """The Docker container verbs on Lambda."""
 
-    def __init__(
-        self,
-        *,
-        config: LambdaConfig,
-        instance_id: str,
-        store: Store[LambdaState],
-        clients: AwsClients,
-        invoker: Invoker,
-        reader: LogReader,
-        waiters: ContainerWaiters,
-        images: ImageService,
-    ) -> None:
-        self._config = config
-        self._instance_id = instance_id
-        self._store = store
-        self._clients = clients
-        self._invoker = invoker
-        self._waiters = waiters
-        self._images = images
+    _config: LambdaConfig
+    _instance_id: str
+    _store: Store[LambdaState]
+    _clients: AwsClients
+    _invoker: Invoker
+    _reader: LogReader
+    _waiters: ContainerWaiters
+    _images: ImageService
+    output: OutputService = field(init=False)
+    runs: Runs = field(init=False)
+
+    def __attrs_post_init__(self) -> None:
         self.output = OutputService(
-            store, reader, on_complete=self._output_complete, delivery_seconds=config.log_delivery_seconds
+            self._store,
+            self._reader,
+            on_complete=self._output_complete,
+            delivery_seconds=self._config.log_delivery_seconds,
         )
-        self.runs = Runs(config=config, store=store, invoker=invoker, output=self.output, waiters=waiters)
+        self.runs = Runs(
+            config=self._config,
+            store=self._store,
+            invoker=self._invoker,
+            output=self.output,
+            waiters=self._waiters,
+        )
 
     # ------------------------------------------------------------------ create
 

@@ -14,9 +14,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from sockerless.errors import NotFound
-from sockerless.models import ContainerConfig, Image, ImagePullRequest, ImageSummary, format_time
+from sockerless.models import ContainerConfig, Image, ImagePullRequest, ImageSummary
 from sockerless.references import parse_reference
 from sockerless.store import ImageRecord, Store
+from sockerless.wire import format_time
 
 __all__ = ["ImageService", "image_id_for"]
 

@@ -14,6 +14,8 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterable
 
+from attrs import define, field
+
 from sockerless.errors import NotFound, SockerlessError
 from sockerless.store import ContainerRecord, Store
 from sockerless.waiters import ContainerWaiters, ExitStatus
@@ -41,24 +43,16 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+@define(kw_only=True)
 class Runs:
     """The background runs, one task per started container."""
 
-    def __init__(
-        self,
-        *,
-        config: LambdaConfig,
-        store: Store[LambdaState],
-        invoker: Invoker,
-        output: OutputService,
-        waiters: ContainerWaiters,
-    ) -> None:
-        self._config = config
-        self._store = store
-        self._invoker = invoker
-        self._output = output
-        self._waiters = waiters
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+    _config: LambdaConfig
+    _store: Store[LambdaState]
+    _invoker: Invoker
+    _output: OutputService
+    _waiters: ContainerWaiters
+    _tasks: dict[str, asyncio.Task[None]] = field(factory=dict, init=False)
 
     def launch(self, record: Record, work: Awaitable[None]) -> None:
         """Run ``work`` (the container's run or its recovery) as the container's one background task."""

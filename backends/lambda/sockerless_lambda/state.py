@@ -12,7 +12,7 @@ from typing import Final
 
 from attrs import Factory, define
 
-from sockerless.models import python_names
+from sockerless.wire import python_names
 
 __all__ = ["CREATING", "DONE", "QUEUED", "SENT", "LambdaState", "OutputSource"]
 

@@ -17,6 +17,7 @@ point reads ``os.environ`` and passes it in.
 * :mod:`.flags` and :mod:`.output`: the command line, ``--print-config`` and the reference.
 """
 
+from sockerless.addresses import parse_file_mode
 from sockerless.config.errors import ConfigError
 from sockerless.config.flags import add_config_arguments, flags_from_args
 from sockerless.config.keys import setting
@@ -36,7 +37,6 @@ from sockerless.config.settings import (
     resolve_frontend_socket,
     resolve_store_path,
 )
-from sockerless.http.sockets import parse_file_mode
 
 __all__ = [
     "CONFIG_FILE_ENV",

@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 import attrs
 from attrs import frozen
 
+from sockerless.addresses import ListenError, parse_file_mode, parse_tcp
 from sockerless.config.errors import ConfigError
 from sockerless.config.keys import setting
-from sockerless.http.sockets import ListenError, parse_file_mode, parse_tcp
 
 __all__ = [
     "CORE_SECTIONS",

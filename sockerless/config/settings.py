@@ -15,8 +15,8 @@ from typing import Any
 import attrs
 from attrs import frozen
 
+from sockerless.addresses import parse_tcp
 from sockerless.config.sections import FrontendConfig, ServerConfig, StoreConfig
-from sockerless.http.sockets import parse_tcp
 
 __all__ = [
     "Settings",

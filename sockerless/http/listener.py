@@ -1,18 +1,18 @@
 """Where a server listens: one type for both servers, on a Unix socket, TCP, TLS or mutual TLS.
 
 A :class:`Listener` is made from a listener section of the configuration (``server`` or
-``frontend``, both :class:`ListenerSettings`), binds before anything else starts so that a bad
-address or certificate fails at once, serves an aiohttp runner, and removes its socket file when
-it closes.
+``frontend``, both a :class:`~sockerless.config.ListenerConfig`), binds before anything else starts
+so that a bad address or certificate fails at once, serves an aiohttp runner, and removes its socket
+file when it closes.
 """
 
 from __future__ import annotations
 
 import ssl
-from typing import Protocol
 
 from aiohttp import web
 
+from sockerless.config import ListenerConfig
 from sockerless.http.sockets import (
     BACKLOG,
     Bound,
@@ -24,36 +24,13 @@ from sockerless.http.sockets import (
 )
 from sockerless.http.tls import TLSTerminator, server_context
 
-__all__ = ["Listener", "ListenerSettings"]
-
-
-class ListenerSettings(Protocol):
-    """The settings a listener section has (see ``sockerless.config.ListenerConfig``)."""
-
-    @property
-    def socket(self) -> str: ...
-    @property
-    def tcp(self) -> str: ...
-    @property
-    def socket_mode(self) -> str: ...
-    @property
-    def socket_group(self) -> str: ...
-    @property
-    def token(self) -> str: ...
-    @property
-    def allow_public(self) -> bool: ...
-    @property
-    def tls_cert(self) -> str: ...
-    @property
-    def tls_key(self) -> str: ...
-    @property
-    def tls_client_ca(self) -> str: ...
+__all__ = ["Listener"]
 
 
 class Listener:
     """A bound socket and, for TLS, the terminator that serves it (see :mod:`sockerless.http.tls`)."""
 
-    def __init__(self, settings: ListenerSettings, *, section: str, socket_path: str = "") -> None:
+    def __init__(self, settings: ListenerConfig, *, section: str, socket_path: str = "") -> None:
         """``section`` names the settings in errors; ``socket_path`` replaces ``settings.socket``."""
         self.settings = settings
         self._section = section

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import aiobotocore
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
-from attrs import define
+from attrs import define, frozen
 from botocore.exceptions import BotoCoreError, ClientError
 
 import sockerless
@@ -81,30 +81,19 @@ class AwsSettings:
     max_attempts: int = 5
 
 
+@frozen
 class AwsClients:
-    """One session, three clients, opened by :meth:`open` and closed by :meth:`close`."""
+    """One session's three clients, made by :meth:`open` and closed by :meth:`close`."""
 
-    def __init__(self, settings: AwsSettings) -> None:
-        self.settings = settings
-        self._stack = contextlib.AsyncExitStack()
-        self._control: LambdaClient | None = None
-        self._invoke: LambdaClient | None = None
-        self._logs: CloudWatchLogsClient | None = None
+    settings: AwsSettings
+    control: LambdaClient
+    invoke: LambdaClient
+    logs: CloudWatchLogsClient
+    _stack: contextlib.AsyncExitStack
 
-    @property
-    def control(self) -> LambdaClient:
-        return _opened(self._control)
-
-    @property
-    def invoke(self) -> LambdaClient:
-        return _opened(self._invoke)
-
-    @property
-    def logs(self) -> CloudWatchLogsClient:
-        return _opened(self._logs)
-
-    async def open(self) -> None:
-        s = self.settings
+    @classmethod
+    async def open(cls, settings: AwsSettings) -> AwsClients:
+        s = settings
         session = AioSession(profile=s.profile) if s.profile else AioSession()
         common: dict[str, Any] = {"region_name": s.region, "endpoint_url": s.endpoint_url}
         agent = user_agent()
@@ -126,18 +115,21 @@ class AwsClients:
             connect_timeout=_CONNECT_TIMEOUT,
             read_timeout=s.function_timeout + INVOKE_READ_MARGIN_SECONDS,
         )
-        self._control = await self._stack.enter_async_context(
-            session.create_client("lambda", config=retrying, **common)
-        )
-        self._invoke = await self._stack.enter_async_context(
-            session.create_client("lambda", config=invoking, **common)
-        )
-        self._logs = await self._stack.enter_async_context(
-            session.create_client("logs", config=retrying, **common)
-        )
+        stack = contextlib.AsyncExitStack()
+        try:
+            control = await stack.enter_async_context(
+                session.create_client("lambda", config=retrying, **common)
+            )
+            invoke = await stack.enter_async_context(
+                session.create_client("lambda", config=invoking, **common)
+            )
+            logs = await stack.enter_async_context(session.create_client("logs", config=retrying, **common))
+        except BaseException:
+            await stack.aclose()
+            raise
+        return cls(settings, control, invoke, logs, stack)
 
     async def close(self) -> None:
-        self._control = self._invoke = self._logs = None
         await self._stack.aclose()
 
 
@@ -153,12 +145,6 @@ def user_agent() -> str:
             f"{platform.system()}/{platform.release()}",
         ]
     )
-
-
-def _opened(client: T | None) -> T:
-    if client is None:
-        raise RuntimeError("the AWS clients are not open (LambdaBackend.start() was not called)")
-    return client
 
 
 async def call(operation: AwsOperation, method: Callable[..., Awaitable[T]], /, **params: Any) -> T:

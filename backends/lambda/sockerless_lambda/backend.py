@@ -107,8 +107,7 @@ class LambdaBackend(BaseBackend):
                 config, region=self.simulator.region, role_arn=config.role_arn or self.simulator.role_arn
             )
             log.info("simulate: using the embedded Lambda simulator at %s", settings.endpoint_url)
-        self._clients = AwsClients(settings)
-        await self._clients.open()
+        self._clients = await AwsClients.open(settings)
 
     @property
     def clients(self) -> AwsClients:

@@ -30,7 +30,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from attrs import define, frozen
+from attrs import define, field, frozen
 
 from sockerless.backend import LogLine
 from sockerless.errors import SockerlessError
@@ -193,28 +193,21 @@ class _Subscription:
     seen: dict[str, int]
 
 
+@define
 class LogReader:
     """The one reader of the shared log group (see the module docstring)."""
 
-    def __init__(
-        self,
-        clients: AwsClients,
-        *,
-        log_group: str,
-        interval: float = 1.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._clients = clients
-        self._group = log_group
-        self._interval = interval
-        self._clock = clock
-        self._subscriptions: dict[str, _Subscription] = {}
-        self._covered_to_ms: int | None = None  # wall-clock time the last read began
-        self._backfill_ms: int | None = None
-        self._fetch: asyncio.Task[None] | None = None
-        self._loop: asyncio.Task[None] | None = None
-        self._last_call = -1e9
-        self._fetched_at = -1e9
+    _clients: AwsClients
+    _group: str = field(alias="log_group", kw_only=True)
+    _interval: float = field(default=1.0, alias="interval", kw_only=True)
+    _clock: Callable[[], float] = field(default=time.monotonic, alias="clock", kw_only=True)
+    _subscriptions: dict[str, _Subscription] = field(factory=dict, init=False)
+    _covered_to_ms: int | None = field(default=None, init=False)  # wall-clock time the last read began
+    _backfill_ms: int | None = field(default=None, init=False)
+    _fetch: asyncio.Task[None] | None = field(default=None, init=False)
+    _loop: asyncio.Task[None] | None = field(default=None, init=False)
+    _last_call: float = field(default=-1e9, init=False)
+    _fetched_at: float = field(default=-1e9, init=False)
 
     def subscribe(self, function_name: str, since: dt.datetime, deliver: Deliver) -> None:
         """Deliver ``function_name``'s events from ``since`` on, as reads bring them (backfilled at the

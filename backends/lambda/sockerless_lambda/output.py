@@ -27,6 +27,8 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Final
 
+from attrs import define, field
+
 from sockerless.backend import ContainerLogs, LogLine, LogsOptions
 from sockerless.errors import SockerlessError
 from sockerless.store import ContainerRecord, Store
@@ -173,26 +175,19 @@ class _Follower:
                 del followers[self._container_id]
 
 
+@define
 class OutputService:
     """Puts each run's output into the log store and tells the log store when it is complete."""
 
-    def __init__(
-        self,
-        store: Store[LambdaState],
-        reader: LogReader,
-        *,
-        on_complete: Callable[[Record], Awaitable[None]],
-        delivery_seconds: float = LOGS_DELIVERY_SECONDS,
-    ) -> None:
-        self._store = store
-        self._reader = reader
-        self._on_complete = on_complete
-        self._delivery = delivery_seconds
-        self._feeds: dict[str, RunFeed] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._followers: Counter[str] = Counter()
-        self._completions: dict[str, asyncio.Task[None]] = {}
-        self._refining: dict[str, asyncio.Task[None]] = {}
+    _store: Store[LambdaState]
+    _reader: LogReader
+    _on_complete: Callable[[Record], Awaitable[None]] = field(alias="on_complete", kw_only=True)
+    _delivery: float = field(default=LOGS_DELIVERY_SECONDS, alias="delivery_seconds", kw_only=True)
+    _feeds: dict[str, RunFeed] = field(factory=dict, init=False)
+    _locks: dict[str, asyncio.Lock] = field(factory=dict, init=False)
+    _followers: Counter[str] = field(factory=Counter, init=False)
+    _completions: dict[str, asyncio.Task[None]] = field(factory=dict, init=False)
+    _refining: dict[str, asyncio.Task[None]] = field(factory=dict, init=False)
 
     # ------------------------------------------------------------------ a run's life
 

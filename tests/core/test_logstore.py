@@ -103,6 +103,20 @@ def data(entries: Sequence[tuple[int, LogLine]]) -> list[LogLine]:
 # ---------------------------------------------------------------------------- appending and reading
 
 
+def count_fetches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of rows of every query the store reads from now on, in order."""
+    sizes: list[int] = []
+    fetch = Database.fetch
+
+    async def counting(self: Database, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        found = await fetch(self, sql, parameters)
+        sizes.append(len(found))
+        return found
+
+    monkeypatch.setattr(Database, "fetch", counting)
+    return sizes
+
+
 async def test_appended_output_is_read_back_in_order_with_positions_from_one(
     store: Store[None], db_path: str, clock: Clock
 ) -> None:
@@ -198,15 +212,7 @@ async def test_fifty_thousand_lines_come_back_exactly_a_page_at_a_time(
         for i in range(50_000)
     ]
     await store.logs.append(CID, output)
-    largest: list[int] = []
-    fetch = Database.fetch
-
-    async def counting(self: Database, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        found = await fetch(self, sql, parameters)
-        largest.append(len(found))
-        return found
-
-    monkeypatch.setattr(Database, "fetch", counting)
+    largest = count_fetches(monkeypatch)
     assert await collect(store.logs.lines(CID, LogsOptions())) == output
     assert max(largest) <= 1000  # never the whole output in one list
     largest.clear()
@@ -369,15 +375,7 @@ async def test_a_wake_up_reads_only_the_new_entries_of_its_container(
         following = store.logs.lines(container_id, FOLLOW)
         assert await anext(following) == line(0)
         followers.append(following)
-    fetched: list[int] = []
-    fetch = Database.fetch
-
-    async def counting(self: Database, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        found = await fetch(self, sql, parameters)
-        fetched.append(len(found))
-        return found
-
-    monkeypatch.setattr(Database, "fetch", counting)
+    fetched = count_fetches(monkeypatch)
     waiting = [asyncio.ensure_future(anext(following)) for following in followers]
     await asyncio.sleep(QUIET)
     assert fetched == []  # a hundred followers waiting, not one query

@@ -330,15 +330,23 @@ async def test_oversized_body_is_413_in_docker_format(aiohttp_client: Any, backe
     assert "too large" in (await response.json())["message"]
 
 
-@pytest.mark.parametrize("value", ["1", "true", "True"])
-async def test_boolean_query_spellings(client: Any, value: str) -> None:
-    response = await client.get(f"{P}/containers/{'a' * 64}/logs?stdout={value}")
-    assert response.status == 200
-
-
-async def test_invalid_boolean_is_400(client: Any) -> None:
-    response = await client.get(f"{P}/containers/{'a' * 64}/logs?stdout=maybe")
-    assert response.status == 400
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        *(
+            ("GET", f"/containers/{'a' * 64}/logs?stdout={word}", 200)
+            for word in ("1", "true", "True", "yes")
+        ),
+        ("GET", f"/containers/{'a' * 64}/logs?stdout=maybe", 400),  # not a boolean
+        ("POST", "/containers/nope/wait", 404),  # before any header
+        ("POST", f"/containers/{'a' * 64}/wait?condition=sometime", 400),
+    ],
+)
+async def test_query_values_are_read_before_anything_is_answered(
+    client: Any, method: str, path: str, status: int
+) -> None:
+    response = await client.request(method, P + path)
+    assert response.status == status
 
 
 async def test_wait_sends_headers_before_the_container_exits(client: Any, backend: ToyBackend) -> None:
@@ -348,16 +356,6 @@ async def test_wait_sends_headers_before_the_container_exits(client: Any, backen
     assert backend.exit is not None and not backend.exit.done()
     backend.exit.set_result(WaitResponse(status_code=3))
     assert await response.json() == {"StatusCode": 3}
-
-
-async def test_wait_on_unknown_container_is_404_before_headers(client: Any) -> None:
-    response = await client.post(f"{P}/containers/nope/wait")
-    assert response.status == 404
-
-
-async def test_wait_with_bad_condition_is_400(client: Any) -> None:
-    response = await client.post(f"{P}/containers/{'a' * 64}/wait?condition=sometime")
-    assert response.status == 400
 
 
 async def test_wait_client_disconnect_leaks_no_task(client: Any, backend: ToyBackend) -> None:

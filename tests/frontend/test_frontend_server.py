@@ -104,13 +104,17 @@ async def test_a_public_address_without_a_token_is_refused(backend_server: Inter
         await frontend.start()
 
 
-async def test_start_waits_for_a_backend_that_is_still_starting(short_dir: str) -> None:
-    frontend = DockerFrontend(
+def frontend_of_a_missing_backend(short_dir: str, backend_socket: str, wait: float) -> DockerFrontend:
+    return DockerFrontend(
         FrontendConfig(),
         socket_path=f"{short_dir}/d.sock",
-        backend_url=f"unix://{short_dir}/late.sock",
-        backend_wait=30,
+        backend_url=f"unix://{short_dir}/{backend_socket}",
+        backend_wait=wait,
     )
+
+
+async def test_start_waits_for_a_backend_that_is_still_starting(short_dir: str) -> None:
+    frontend = frontend_of_a_missing_backend(short_dir, "late.sock", 30)
     starting = asyncio.create_task(frontend.start())
     await asyncio.sleep(0)  # the frontend is now retrying against a socket that does not exist yet
     backend = InternalAPIServer(LocalBackend(), ServerConfig(socket=f"{short_dir}/late.sock"))
@@ -124,12 +128,7 @@ async def test_start_waits_for_a_backend_that_is_still_starting(short_dir: str) 
 
 
 async def test_start_gives_up_on_a_backend_that_never_answers(short_dir: str) -> None:
-    frontend = DockerFrontend(
-        FrontendConfig(),
-        socket_path=f"{short_dir}/d.sock",
-        backend_url=f"unix://{short_dir}/never.sock",
-        backend_wait=0.3,
-    )
+    frontend = frontend_of_a_missing_backend(short_dir, "never.sock", 0.3)
     with pytest.raises(Unavailable, match=r"did not answer within 0\.3 s"):
         await frontend.start()
     assert not os.path.exists(f"{short_dir}/d.sock")

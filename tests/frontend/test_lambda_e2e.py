@@ -125,6 +125,17 @@ async def test_logs_follow_of_a_running_container(docker_cli: DockerCLI) -> None
     assert followed.out == "a\nb\n"
 
 
+async def test_fifty_thousand_lines_reach_run_and_logs_whole(docker_cli: DockerCLI) -> None:
+    # Far beyond Lambda's 4 KB tail: the backend reads the whole output from CloudWatch
+    # and keeps it, so neither the run nor a later `docker logs` loses or reorders a line.
+    expected = "".join(f"{n}\n" for n in range(1, 50_001))
+    ran = await docker_cli("run", "--name", "many", IMAGE, "seq", "1", "50000")
+    assert ran.code == 0, ran.err
+    assert ran.out == expected
+    assert (await docker_cli("logs", "many")).out == expected
+    assert (await docker_cli("logs", "--tail", "2", "many")).out == "49999\n50000\n"
+
+
 async def test_ps_with_label_filters(docker_cli: DockerCLI) -> None:
     assert (await docker_cli("pull", IMAGE)).code == 0
     await docker_cli("create", "--label", "ci=yes", "--name", "labelled", IMAGE, "true")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from sockerless import models
 from sockerless.api.params import Choice, Filters, Flag, Integer, Limit, Param, Tail, Text, Time
 from sockerless.api.route import (
     ANY_OBJECT,
@@ -18,23 +19,6 @@ from sockerless.api.route import (
 )
 from sockerless.backend import AttachOptions, LogsOptions
 from sockerless.filters import CONTAINER_FILTERS
-from sockerless.models import (
-    AuthRequest,
-    AuthResponse,
-    BackendInfo,
-    CapabilityReport,
-    Container,
-    ContainerCreateRequest,
-    ContainerCreateResponse,
-    ContainerSummary,
-    ExecConfig,
-    ExecInstance,
-    IdResponse,
-    PruneResponse,
-    VersionInfo,
-    WaitCondition,
-    WaitResponse,
-)
 
 __all__ = [
     "ATTACH",
@@ -72,6 +56,27 @@ def _c(operation_id: str, method: str, path: str, call: str, summary: str, **mor
     )
 
 
+_EMPTY: Final = empty_answer()
+_TIMEOUT: Final = Param("t", Integer(), "Seconds to wait before killing", "timeout")
+
+
+def _action(
+    verb: str, summary: str, *query: Param, answer: Answer = _EMPTY, errors: tuple[int, ...] = (400, 404, 409)
+) -> Route:
+    """A state change of one container: ``POST /containers/{id}/<verb>``, calling ``<verb>_container``."""
+    return _c(
+        f"Container{verb.capitalize()}",
+        "POST",
+        f"/{{id}}/{verb}",
+        f"{verb}_container",
+        summary,
+        answer=answer,
+        changes_state=True,
+        errors=errors,
+        query=query,
+    )
+
+
 CAPABILITIES: Final = Route(
     "Capabilities",
     "GET",
@@ -79,14 +84,14 @@ CAPABILITIES: Final = Route(
     "capability_report",
     "What this backend can do",
     "System",
-    json_answer(CapabilityReport),
+    json_answer(models.CapabilityReport),
     cloud=False,
 )
 INFO: Final = Route(
-    "SystemInfo", "GET", "/info", "info", "Backend information", "System", json_answer(BackendInfo)
+    "SystemInfo", "GET", "/info", "info", "Backend information", "System", json_answer(models.BackendInfo)
 )
 VERSION: Final = Route(
-    "SystemVersion", "GET", "/version", "version", "Version", "System", json_answer(VersionInfo)
+    "SystemVersion", "GET", "/version", "version", "Version", "System", json_answer(models.VersionInfo)
 )
 AUTH: Final = Route(
     "SystemAuth",
@@ -95,8 +100,8 @@ AUTH: Final = Route(
     "auth",
     "Check registry credentials",
     "System",
-    json_answer(AuthResponse),
-    body=Body("request", AuthRequest),
+    json_answer(models.AuthResponse),
+    body=Body("request", models.AuthRequest),
     errors=(400, 413, 501),
 )
 SYSTEM: Final = (CAPABILITIES, INFO, VERSION, AUTH)
@@ -107,11 +112,11 @@ CREATE: Final = _c(
     "",
     "create_container",
     "Create a container",
-    answer=json_answer(ContainerCreateResponse, 201),
+    answer=json_answer(models.ContainerCreateResponse, 201),
     changes_state=True,
     errors=(400, 404, 409, 413, 501),
     query=(Param("name", Text(), "Container name ([a-zA-Z0-9][a-zA-Z0-9_.-]+, a leading / allowed)"),),
-    body=Body("request", ContainerCreateRequest),
+    body=Body("request", models.ContainerCreateRequest),
 )
 LIST: Final = _c(
     "ContainerList",
@@ -119,7 +124,7 @@ LIST: Final = _c(
     "",
     "list_containers",
     "List containers",
-    answer=json_answer(list[ContainerSummary]),
+    answer=json_answer(list[models.ContainerSummary]),
     errors=(400,),
     query=(
         Param("all", Flag(), "Include stopped containers"),
@@ -137,7 +142,7 @@ PRUNE: Final = _c(
     "/prune",
     "prune_containers",
     "Remove stopped containers",
-    answer=json_answer(PruneResponse),
+    answer=json_answer(models.PruneResponse),
     changes_state=True,
     errors=(400,),
     query=(Param("filters", Filters({"label", "until"}), "JSON filters; keys: label, until"),),
@@ -148,7 +153,7 @@ INSPECT: Final = _c(
     "/{id}",
     "inspect_container",
     "Inspect a container",
-    answer=json_answer(Container),
+    answer=json_answer(models.Container),
     errors=(404,),
 )
 REMOVE: Final = _c(
@@ -165,62 +170,30 @@ REMOVE: Final = _c(
         Param("v", Flag(), "Remove anonymous volumes", "volumes"),
     ),
 )
-START: Final = _c(
-    "ContainerStart",
-    "POST",
-    "/{id}/start",
-    "start_container",
-    "Start a container",
-    answer=empty_answer(204, 304),
-    changes_state=True,
-    errors=(404, 409),
-)
-STOP: Final = _c(
-    "ContainerStop",
-    "POST",
-    "/{id}/stop",
-    "stop_container",
+START: Final = _action("start", "Start a container", answer=empty_answer(204, 304), errors=(404, 409))
+STOP: Final = _action(
+    "stop",
     "Stop a container",
+    _TIMEOUT,
+    Param("signal", Text(), "Signal to send first"),
     answer=empty_answer(204, 304),
-    changes_state=True,
-    errors=(400, 404, 409),
-    query=(
-        Param("t", Integer(), "Seconds to wait before killing", "timeout"),
-        Param("signal", Text(), "Signal to send first"),
-    ),
 )
-KILL: Final = _c(
-    "ContainerKill",
-    "POST",
-    "/{id}/kill",
-    "kill_container",
-    "Kill a container",
-    answer=empty_answer(),
-    changes_state=True,
-    errors=(400, 404, 409),
-    query=(Param("signal", Text(), "Signal to send (default SIGKILL)"),),
-)
-RESTART: Final = _c(
-    "ContainerRestart",
-    "POST",
-    "/{id}/restart",
-    "restart_container",
-    "Restart a container",
-    answer=empty_answer(),
-    changes_state=True,
-    errors=(400, 404, 409),
-    query=(Param("t", Integer(), "Seconds to wait before killing", "timeout"),),
-)
+KILL: Final = _action("kill", "Kill a container", Param("signal", Text(), "Signal to send (default SIGKILL)"))
+RESTART: Final = _action("restart", "Restart a container", _TIMEOUT)
 WAIT: Final = _c(
     "ContainerWait",
     "POST",
     "/{id}/wait",
     "wait_container",
     "Wait for a container; headers are sent at once, the body when the condition is met",
-    answer=Answer(AnswerKind.WAIT, 200, WaitResponse),
+    answer=Answer(AnswerKind.WAIT, 200, models.WaitResponse),
     errors=(400, 404),
     long_lived=always,
-    query=(Param("condition", Choice(WaitCondition, WaitCondition.NOT_RUNNING), "What to wait for"),),
+    query=(
+        Param(
+            "condition", Choice(models.WaitCondition, models.WaitCondition.NOT_RUNNING), "What to wait for"
+        ),
+    ),
 )
 LOGS: Final = _c(
     "ContainerLogs",
@@ -249,7 +222,7 @@ LOGS: Final = _c(
         Param("until", Time(), "Only lines at or before this time"),
         Param(
             "condition",
-            Choice(WaitCondition, WaitCondition.NOT_RUNNING),
+            Choice(models.WaitCondition, models.WaitCondition.NOT_RUNNING),
             "With follow (additive): not-running ends the stream once the container is not running and "
             "its output is complete; next-exit waits for the next run and ends after it",
         ),
@@ -281,11 +254,11 @@ EXEC_CREATE: Final = _c(
     "/{id}/exec",
     "create_exec",
     "Create an exec instance",
-    answer=json_answer(IdResponse, 201),
+    answer=json_answer(models.IdResponse, 201),
     capability="exec",
     changes_state=True,
     errors=(400, 404, 409, 413, 501),
-    body=Body("config", ExecConfig),
+    body=Body("config", models.ExecConfig),
 )
 CONTAINERS: Final = (
     CREATE,
@@ -310,7 +283,7 @@ EXEC_INSPECT: Final = Route(
     "inspect_exec",
     "Inspect an exec instance",
     "Exec",
-    json_answer(ExecInstance),
+    json_answer(models.ExecInstance),
     errors=(404,),
     path_args={"id": "exec_id"},
 )

@@ -40,17 +40,29 @@ __all__ = [
     "VOLUME_REMOVE",
 ]
 
-PULL: Final = Route(
-    "ImagePull",
-    "POST",
-    "/images/pull",
-    "pull_image",
+
+def _image_transfer(verb: str, summary: str, body: Body, errors: tuple[int, ...]) -> Route:
+    """Images coming in: ``POST /images/<verb>`` with capability ``image_<verb>``, calling
+    ``<verb>_image`` and answering NDJSON progress."""
+    return Route(
+        f"Image{verb.capitalize()}",
+        "POST",
+        f"/images/{verb}",
+        f"{verb}_image",
+        summary,
+        "Images",
+        Answer(AnswerKind.PROGRESS, 200, PROGRESS_LINE),
+        body=body,
+        capability=f"image_{verb}",
+        changes_state=True,
+        errors=errors,
+    )
+
+
+PULL: Final = _image_transfer(
+    "pull",
     "Pull (or record) an image; NDJSON progress",
-    "Images",
-    Answer(AnswerKind.PROGRESS, 200, PROGRESS_LINE),
-    body=Body("request", ImagePullRequest),
-    capability="image_pull",
-    changes_state=True,
+    Body("request", ImagePullRequest),
     errors=(400, 404, 413, 501),
 )
 IMAGE_LIST: Final = Route(
@@ -90,17 +102,10 @@ TAG: Final = Route(
     changes_state=True,
     errors=(400, 404, 409, 501),
 )
-LOAD: Final = Route(
-    "ImageLoad",
-    "POST",
-    "/images/load",
-    "load_image",
+LOAD: Final = _image_transfer(
+    "load",
     "Load images from a tar archive",
-    "Images",
-    Answer(AnswerKind.PROGRESS, 200, PROGRESS_LINE),
-    body=Body("body", {"type": "string", "format": "binary"}, media_type="application/x-tar"),
-    capability="image_load",
-    changes_state=True,
+    Body("body", {"type": "string", "format": "binary"}, media_type="application/x-tar"),
     errors=(400, 413, 501),
 )
 IMAGES: Final = (PULL, IMAGE_LIST, IMAGE_INSPECT, TAG, LOAD)

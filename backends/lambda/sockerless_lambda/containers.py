@@ -42,13 +42,12 @@ from sockerless_lambda.images import ImageService
 from sockerless_lambda.invocations import EXIT_KILLED, Invoker
 from sockerless_lambda.output import OutputService
 from sockerless_lambda.runs import Runs
-from sockerless_lambda.state import CREATING, QUEUED, SENT, LambdaState
+from sockerless_lambda.state import CREATING, QUEUED, SENT, LambdaState, Record
 
 __all__ = ["ContainerService"]
 
 log = logging.getLogger("sockerless.lambda.containers")
 
-Record = ContainerRecord[LambdaState]
 _PAST_REQUESTS_KEPT = 20
 
 

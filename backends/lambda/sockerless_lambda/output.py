@@ -31,7 +31,7 @@ from attrs import define, field
 
 from sockerless.backend import ContainerLogs, LogLine, LogsOptions
 from sockerless.errors import SockerlessError
-from sockerless.store import ContainerRecord, Store
+from sockerless.store import Store
 from sockerless_lambda.cloudwatch import (
     CloudWatchEvent,
     LogReader,
@@ -42,13 +42,11 @@ from sockerless_lambda.cloudwatch import (
     run_started,
     summarize_run,
 )
-from sockerless_lambda.state import LambdaState, OutputSource
+from sockerless_lambda.state import LambdaState, OutputSource, Record
 
 __all__ = ["LOGS_DELIVERY_SECONDS", "LOG_SETTLE_SECONDS", "OutputService", "tail_output"]
 
 log = logging.getLogger("sockerless.lambda.output")
-
-Record = ContainerRecord[LambdaState]
 
 #: After a run's END line shows in CloudWatch, how long to go on reading for lines delivered late.
 LOG_SETTLE_SECONDS = 3.0

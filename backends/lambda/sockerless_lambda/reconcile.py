@@ -23,15 +23,13 @@ from typing import Any
 from attrs import frozen
 
 from sockerless.errors import NotFound, SockerlessError
-from sockerless.store import ContainerRecord, Store
+from sockerless.store import Store
 from sockerless_lambda.aws import AwsClients, call
 from sockerless_lambda.config import LambdaConfig
 from sockerless_lambda.containers import ContainerService
 from sockerless_lambda.errors import AwsOperation
 from sockerless_lambda.functions import CONTAINER_ID_TAG, INSTANCE_TAG, MANAGED_TAG, NAME_TAG, delete_function
-from sockerless_lambda.state import CREATING, QUEUED, LambdaState
-
-Record = ContainerRecord[LambdaState]
+from sockerless_lambda.state import CREATING, QUEUED, LambdaState, Record
 
 __all__ = ["Orphan", "delete_orphans", "find_orphans", "reconcile_containers"]
 

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Iterable
 from attrs import define, field
 
 from sockerless.errors import NotFound, SockerlessError
-from sockerless.store import ContainerRecord, Store
+from sockerless.store import Store
 from sockerless.waiters import ContainerWaiters, ExitStatus
 from sockerless_lambda.config import LambdaConfig
 from sockerless_lambda.invocations import (
@@ -30,17 +30,11 @@ from sockerless_lambda.invocations import (
     OutcomeUnknown,
 )
 from sockerless_lambda.output import OutputService
-from sockerless_lambda.state import DONE, SENT, LambdaState
+from sockerless_lambda.state import DONE, SENT, LambdaState, Record
 
 __all__ = ["Runs"]
 
 log = logging.getLogger("sockerless.lambda.runs")
-
-Record = ContainerRecord[LambdaState]
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 @define(kw_only=True)
@@ -174,7 +168,7 @@ class Runs:
         state = record.backend_state
         state.invocation = DONE
         state.request_id = outcome.request_id or state.request_id
-        record.finished_at = _now()
+        record.finished_at = dt.datetime.now(dt.UTC)
         await self._output.take_tail(record, outcome.log_tail)
         record.status, record.exit_code, record.error = "exited", outcome.exit_code, outcome.error
         await self._store.save_state(record)

@@ -12,9 +12,10 @@ from typing import Final
 
 from attrs import Factory, define
 
+from sockerless.store import ContainerRecord
 from sockerless.wire import python_names
 
-__all__ = ["CREATING", "DONE", "QUEUED", "SENT", "LambdaState", "OutputSource"]
+__all__ = ["CREATING", "DONE", "QUEUED", "SENT", "LambdaState", "OutputSource", "Record"]
 
 #: ``function_state`` until CreateFunction has answered; after that, the function's State from AWS.
 CREATING: Final = "creating"
@@ -55,3 +56,7 @@ class LambdaState:
     #: Only in records written before the log store existed: the run's LogType=Tail, moved into the
     #: log store when the backend starts.
     log_tail: str = ""
+
+
+#: A container's record as the Lambda backend stores it: with its :class:`LambdaState`.
+Record = ContainerRecord[LambdaState]

@@ -158,9 +158,7 @@ class AwsFrontend:
     async def _create_function(
         self, request: web.Request, call: AwsCall, scope: AwsScope, _: bytes | None
     ) -> web.StreamResponse:
-        body = await request.read()
-        document = _json_object(body)
-        answer = await self._proxy.fetch(call.service, request, body)
+        document, answer = await self._forward_json(request, call)
         name = parse_function_ref(str(document.get("FunctionName", ""))).name
         if answer.status < 300 and name:
             self._overlay.record_create(scope.region, name, _logging_config(document))
@@ -170,13 +168,20 @@ class AwsFrontend:
     async def _update_function_configuration(
         self, request: web.Request, call: AwsCall, scope: AwsScope, _: bytes | None
     ) -> web.StreamResponse:
-        body = await request.read()
-        answer = await self._proxy.fetch(call.service, request, body)
+        document, answer = await self._forward_json(request, call)
         name = parse_function_ref(call.path_params["FunctionName"]).name
         if answer.status < 300:
-            self._overlay.record_update(scope.region, name, _json_object(body))
+            self._overlay.record_update(scope.region, name, document)
         self._invocations.function_changed(scope.region, name)
         return self._rewritten(answer, scope, lambda doc: [doc])
+
+    async def _forward_json(
+        self, request: web.Request, call: AwsCall
+    ) -> tuple[dict[str, Any], UpstreamAnswer]:
+        """Forward a call with a JSON body to moto: the body as a JSON object ({} if it is not one), and
+        moto's answer."""
+        body = await request.read()
+        return _json_object(body), await self._proxy.fetch(call.service, request, body)
 
     async def _delete_function(
         self, request: web.Request, call: AwsCall, scope: AwsScope, _: bytes | None

@@ -116,14 +116,7 @@ class ContainerCodec(Generic[S]):
 
     def state(self, record: ContainerRecord[S]) -> tuple[str, str]:
         """The ``state`` and ``backend`` columns: what a change of state writes."""
-        state = _State(
-            record.exit_code,
-            record.error,
-            record.pid,
-            record.started_at,
-            record.finished_at,
-            record.restart_count,
-        )
+        state = _State(**{field.name: getattr(record, field.name) for field in attrs.fields(_State)})
         backend = self._unstructure_backend(record.backend_state)
         return self._encode(converter.unstructure(state, _State), record), self._encode(backend, record)
 

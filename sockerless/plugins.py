@@ -16,7 +16,7 @@ never carries code that runs commands on the host: a backend asks for its simula
 from __future__ import annotations
 
 import importlib.metadata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import attrs
@@ -62,17 +62,17 @@ def _entry_points_by_name(group: str) -> dict[str, importlib.metadata.EntryPoint
 def load_backend(name: str) -> type[Backend]:
     """Import the backend class registered as ``name``, or raise :class:`PluginError` saying why not."""
     backends = available_backends()
-    if name not in backends:
-        raise PluginError(
-            f"unknown backend {name!r} (installed: {', '.join(backends) or 'none'}); "
-            f"install the distribution that provides it, e.g. sockerless-backend-{name}"
-        )
-    loaded = _load("backend", name, backends[name])
+    entry_point, loaded = _load(
+        "backend",
+        name,
+        backends,
+        unknown=f"unknown backend {name!r} (installed: {_names(backends)}); "
+        f"install the distribution that provides it, e.g. sockerless-backend-{name}",
+    )
     problems = _backend_problems(name, loaded)
     if problems:
         raise PluginError(
-            f"{_described('backend', name, backends[name])} is not a sockerless backend: "
-            + "; ".join(problems)
+            f"{_described('backend', name, entry_point)} is not a sockerless backend: " + "; ".join(problems)
         )
     return cast(type[Backend], loaded)
 
@@ -85,28 +85,40 @@ def load_simulator(name: str, *, install_hint: str) -> Callable[..., object]:
     backend knows which setting asked for the simulator and which distribution provides it.
     """
     simulators = available_simulators()
-    if name not in simulators:
-        raise PluginError(
-            f"{install_hint} (nothing named {name!r} in entry point group {SIMULATOR_ENTRY_POINT_GROUP!r}; "
-            f"installed simulators: {', '.join(simulators) or 'none'})"
-        )
-    loaded = _load("simulator", name, simulators[name])
+    entry_point, loaded = _load(
+        "simulator",
+        name,
+        simulators,
+        unknown=f"{install_hint} (nothing named {name!r} in entry point group "
+        f"{SIMULATOR_ENTRY_POINT_GROUP!r}; installed simulators: {_names(simulators)})",
+    )
     if not callable(loaded):
         raise PluginError(
-            f"{_described('simulator', name, simulators[name])} is {type(loaded).__name__} {loaded!r}, "
+            f"{_described('simulator', name, entry_point)} is {type(loaded).__name__} {loaded!r}, "
             "not a class or factory"
         )
     return cast(Callable[..., object], loaded)
 
 
-def _load(kind: str, name: str, entry_point: importlib.metadata.EntryPoint) -> Any:
+def _load(
+    kind: str, name: str, installed: Mapping[str, importlib.metadata.EntryPoint], *, unknown: str
+) -> tuple[importlib.metadata.EntryPoint, Any]:
+    """The entry point installed as ``name`` and what it loads; :class:`PluginError` with the message
+    ``unknown`` when there is none, or naming the plugin when its import fails."""
+    entry_point = installed.get(name)
+    if entry_point is None:
+        raise PluginError(unknown)
     try:
-        return entry_point.load()
+        return entry_point, entry_point.load()
     except Exception as exc:  # whatever the plugin's import raises, say which plugin raised it
         raise PluginError(
             f"{kind} {name!r} from {_origin(entry_point)} failed to load ({entry_point.value}): "
             f"{type(exc).__name__}: {exc}"
         ) from exc
+
+
+def _names(installed: Mapping[str, importlib.metadata.EntryPoint]) -> str:
+    return ", ".join(installed) or "none"
 
 
 def _described(kind: str, name: str, entry_point: importlib.metadata.EntryPoint) -> str:

@@ -18,9 +18,10 @@ from sockerless.backend import LogLine, LogsOptions
 from sockerless.config import StoreConfig
 from sockerless.errors import InvalidParameter
 from sockerless.logfilter import select
-from sockerless.models import ContainerConfig, HostConfig, WaitCondition
-from sockerless.store import ContainerRecord, Store
+from sockerless.models import WaitCondition
+from sockerless.store import Store
 from sockerless.store.database import Database
+from tests.core.records import bare_container
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
 LIMIT = 1024
@@ -76,17 +77,7 @@ async def store(db_path: str, clock: Clock) -> AsyncIterator[Store[None]]:
 
 
 async def add_container(store: Store[None], container_id: str = CID) -> None:
-    await store.add_container(
-        ContainerRecord(
-            id=container_id,
-            name="logged",
-            created=T0,
-            image="alpine",
-            config=ContainerConfig(),
-            host_config=HostConfig(),
-            backend_state=None,
-        )
-    )
+    await store.add_container(bare_container("logged", None, id=container_id))
 
 
 def rows(path: str, table: str) -> int:

@@ -24,8 +24,8 @@ from sockerless.models import ContainerConfig, HostConfig, LogConfig
 from sockerless.references import normalize_reference, parse_reference
 from sockerless.store import SCHEMA_VERSION, ContainerRecord, ImageRecord, Store, StoreError
 from sockerless.wire import converter, python_names
+from tests.core.records import BASE_TIME, bare_container, container_id
 
-BASE_TIME = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
 DIGEST = "sha256:" + "d" * 64
 
 
@@ -46,10 +46,6 @@ class LooseState:
     """A state class with an untyped field: the converter writes such a value as it is."""
 
     anything: Any = None
-
-
-def container_id(seed: str) -> str:
-    return hashlib.sha256(seed.encode()).hexdigest()
 
 
 def image_id(seed: str) -> str:
@@ -94,6 +90,15 @@ async def store(db_path: str) -> AsyncIterator[Store[LambdaState]]:
 async def reopen(store: Store[LambdaState]) -> Store[LambdaState]:
     await store.close()
     return await open_store(store.path)
+
+
+async def read_back(store: Store[LambdaState], ref: str) -> ContainerRecord[LambdaState]:
+    """Container ``ref`` as a fresh open of the store's file reads it (``store`` is closed)."""
+    reopened = await reopen(store)
+    try:
+        return reopened.resolve_container(ref)
+    finally:
+        await reopened.close()
 
 
 def column(path: str, record_id: str, name: str) -> Any:
@@ -238,10 +243,8 @@ async def test_what_a_container_was_created_as_cannot_be_changed_by_a_save(store
     record.status = "running"
     await store.save_state(record)
     assert label_rows(store.path, "team", "ci") == ["worker"]
-    store = await reopen(store)
-    loaded = store.resolve_container("worker")
+    loaded = await read_back(store, "worker")
     assert (loaded.status, loaded.labels, loaded.image) == ("running", {"team": "ci"}, "alpine")
-    await store.close()
 
 
 async def test_save_state_after_a_reopen_keeps_the_rest_of_the_record(store: Store[LambdaState]) -> None:
@@ -275,15 +278,7 @@ async def test_saving_another_object_for_a_container_updates_the_indexed_record(
 
 async def test_backend_state_that_is_not_json_is_refused_before_writing(db_path: str) -> None:
     store = await Store.open(db_path, state_class=LooseState)
-    record = ContainerRecord(
-        id=container_id("odd"),
-        name="odd",
-        created=BASE_TIME,
-        image="alpine",
-        config=ContainerConfig(),
-        host_config=HostConfig(),
-        backend_state=LooseState(object()),
-    )
+    record = bare_container("odd", LooseState(object()))
     with pytest.raises(TypeError, match=f"container {record.id} cannot be stored"):
         await store.add_container(record)
     assert store.get_container(record.id) is None
@@ -300,15 +295,7 @@ async def test_backend_state_that_is_not_json_is_refused_before_writing(db_path:
 
 async def test_a_backend_without_state_of_its_own_stores_none(db_path: str) -> None:
     store = await Store.open(db_path, state_class=type(None))
-    record = ContainerRecord(
-        id=container_id("plain"),
-        name="plain",
-        created=BASE_TIME,
-        image="alpine",
-        config=ContainerConfig(),
-        host_config=HostConfig(),
-        backend_state=None,
-    )
+    record = bare_container("plain", None)
     await store.add_container(record)
     await store.close()
     assert column(db_path, record.id, "backend") == "null"
@@ -329,9 +316,7 @@ async def test_rename_frees_the_old_name_and_takes_the_new(store: Store[LambdaSt
     with pytest.raises(NotFound):
         store.resolve_container("before")
     await store.add_container(make_container("before", id=container_id("reuse")))
-    store = await reopen(store)
-    assert store.resolve_container("after").id == record.id
-    await store.close()
+    assert (await read_back(store, "after")).id == record.id
 
 
 async def test_rename_onto_a_taken_name_is_a_conflict(store: Store[LambdaState]) -> None:
@@ -451,9 +436,7 @@ async def test_a_write_waits_for_a_locked_database_off_the_event_loop(db_path: s
         other.execute("ROLLBACK")
         other.close()
     await writing
-    store = await reopen(store)
-    assert store.resolve_container("patient").name == "patient"
-    await store.close()
+    assert (await read_back(store, "patient")).name == "patient"
 
 
 async def test_the_wal_stays_bounded_under_many_writes(db_path: str) -> None:
@@ -467,9 +450,7 @@ async def test_the_wal_stays_bounded_under_many_writes(db_path: str) -> None:
     # Unchecked, 2000 writes of a page or two each would grow the WAL past 8 MiB; SQLite's own
     # checkpoints (every 1000 pages, on aiosqlite's thread) let it reuse the file from the start.
     assert os.path.getsize(db_path + "-wal") < 6 * 1024 * 1024
-    store = await reopen(store)
-    assert store.resolve_container("busy").exit_code == 1999 % 256
-    await store.close()
+    assert (await read_back(store, "busy")).exit_code == 1999 % 256
 
 
 async def test_save_state_appends_one_page_to_the_wal_and_a_rename_two(db_path: str) -> None:
@@ -485,9 +466,7 @@ async def test_save_state_appends_one_page_to_the_wal_and_a_rename_two(db_path: 
     before = os.path.getsize(wal)
     await store.rename_container(record, "renamed")
     assert os.path.getsize(wal) - before == 2 * frame  # the row and the name's index
-    store = await reopen(store)
-    assert store.resolve_container("renamed").status == "running"
-    await store.close()
+    assert (await read_back(store, "renamed")).status == "running"
 
 
 # ---------------------------------------------------------------------------- containers: the row

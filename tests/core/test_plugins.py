@@ -28,10 +28,18 @@ def demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     install_demo_plugin(tmp_path, monkeypatch)
 
 
-def install_module(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, backend: str, target: str, source: str
+def install_plugin(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    distribution: str,
+    group: str,
+    name: str,
+    target: str,
+    source: str,
 ) -> None:
-    """Install distribution ``sockerless-backend-<backend>`` whose one module holds ``source``."""
+    """Install ``distribution`` 2.3.4, whose one module (``target``'s) holds ``source`` and which
+    registers ``target`` as ``name`` in entry point group ``group``."""
     module = target.partition(":")[0]
     package = tmp_path / "sources" / module
     package.mkdir(parents=True)
@@ -39,10 +47,25 @@ def install_module(
     install_distribution(
         tmp_path,
         monkeypatch,
-        name=f"sockerless-backend-{backend}",
+        name=distribution,
         version="2.3.4",
-        entry_points={ENTRY_POINT_GROUP: {backend: target}},
+        entry_points={group: {name: target}},
         packages=[package],
+    )
+
+
+def install_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, backend: str, target: str, source: str
+) -> None:
+    """Install distribution ``sockerless-backend-<backend>`` whose one module holds ``source``."""
+    install_plugin(
+        tmp_path,
+        monkeypatch,
+        distribution=f"sockerless-backend-{backend}",
+        group=ENTRY_POINT_GROUP,
+        name=backend,
+        target=target,
+        source=source,
     )
 
 
@@ -198,16 +221,14 @@ def test_a_class_with_every_protocol_member_is_a_backend_without_subclassing(
 
 def install_simulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, name: str, source: str) -> None:
     """Install ``sockerless-<name>-simulator`` registering ``sockerless_<name>_sim:Simulator``."""
-    package = tmp_path / "sources" / f"sockerless_{name}_sim"
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text(source)
-    install_distribution(
+    install_plugin(
         tmp_path,
         monkeypatch,
-        name=f"sockerless-{name}-simulator",
-        version="1.0.0",
-        entry_points={SIMULATOR_ENTRY_POINT_GROUP: {name: f"sockerless_{name}_sim:Simulator"}},
-        packages=[package],
+        distribution=f"sockerless-{name}-simulator",
+        group=SIMULATOR_ENTRY_POINT_GROUP,
+        name=name,
+        target=f"sockerless_{name}_sim:Simulator",
+        source=source,
     )
 
 
@@ -234,27 +255,24 @@ def test_a_missing_simulator_says_what_to_install() -> None:
     )
 
 
-def test_a_simulator_whose_import_fails_names_its_distribution_and_the_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("source", "reason"),
+    [
+        (
+            "import sockerless_missing_dependency\n",
+            "failed to load (sockerless_bad_sim:Simulator): "
+            "ModuleNotFoundError: No module named 'sockerless_missing_dependency'",
+        ),
+        ("Simulator = 42\n", "(sockerless_bad_sim:Simulator) is int 42, not a class or factory"),
+    ],
+    ids=["import-fails", "not-callable"],
+)
+def test_a_simulator_that_cannot_be_loaded_names_its_distribution_and_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str, reason: str
 ) -> None:
-    install_simulator(tmp_path, monkeypatch, name="broken", source="import sockerless_missing_dependency\n")
+    install_simulator(tmp_path, monkeypatch, name="bad", source=source)
 
     with pytest.raises(PluginError) as caught:
-        load_simulator("broken", install_hint="unused")
+        load_simulator("bad", install_hint="unused")
 
-    assert str(caught.value) == (
-        "simulator 'broken' from distribution sockerless-broken-simulator 1.0.0 failed to load "
-        "(sockerless_broken_sim:Simulator): "
-        "ModuleNotFoundError: No module named 'sockerless_missing_dependency'"
-    )
-
-
-def test_a_simulator_entry_point_that_is_not_callable_is_refused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    install_simulator(tmp_path, monkeypatch, name="odd", source="Simulator = 42\n")
-
-    with pytest.raises(
-        PluginError, match=r"\(sockerless_odd_sim:Simulator\) is int 42, not a class or factory"
-    ):
-        load_simulator("odd", install_hint="unused")
+    assert str(caught.value) == f"simulator 'bad' from distribution sockerless-bad-simulator 2.3.4 {reason}"

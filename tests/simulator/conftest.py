@@ -32,9 +32,12 @@ CreateFunction = Callable[..., Awaitable[dict[str, Any]]]
 
 @pytest.fixture
 def create_function(lambda_simulator: Any, lambda_client: Any) -> CreateFunction:
-    """``await create_function("echo hi; exit 3", Timeout=1, ...)``: an image function running ``sh -c``."""
+    """``await create_function("echo hi; exit 3", Timeout=1, ...)``: an image function running ``sh -c``
+    (in ``working_directory`` when given)."""
 
-    async def create(command: str | None, **options: Any) -> dict[str, Any]:
+    async def create(
+        command: str | None, *, working_directory: str | None = None, **options: Any
+    ) -> dict[str, Any]:
         params: dict[str, Any] = {
             "FunctionName": f"fn-{next(_names)}",
             "PackageType": "Image",
@@ -43,6 +46,8 @@ def create_function(lambda_simulator: Any, lambda_client: Any) -> CreateFunction
         }
         if command is not None:
             params["ImageConfig"] = {"EntryPoint": ["sh", "-c"], "Command": [command]}
+            if working_directory is not None:
+                params["ImageConfig"]["WorkingDirectory"] = working_directory
         params.update(options)
         response: dict[str, Any] = await lambda_client.create_function(**params)
         return response

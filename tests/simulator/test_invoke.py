@@ -148,12 +148,7 @@ async def test_runs_in_a_fresh_temporary_directory_when_workdir_is_not_on_this_m
     lambda_client: Any, create_function: Any
 ) -> None:
     created = await create_function(
-        None,
-        ImageConfig={
-            "EntryPoint": ["sh", "-c"],
-            "Command": ['touch marker; printf \'"%s"\\n\' "$PWD"'],
-            "WorkingDirectory": "/nonexistent/app",
-        },
+        'touch marker; printf \'"%s"\\n\' "$PWD"', working_directory="/nonexistent/app"
     )
 
     _, first = await invoke_json(lambda_client, created["FunctionName"])
@@ -166,14 +161,7 @@ async def test_runs_in_a_fresh_temporary_directory_when_workdir_is_not_on_this_m
 async def test_runs_in_the_working_directory_when_it_exists(
     lambda_client: Any, create_function: Any, tmp_path: Any
 ) -> None:
-    created = await create_function(
-        None,
-        ImageConfig={
-            "EntryPoint": ["sh", "-c"],
-            "Command": ["pwd > where"],
-            "WorkingDirectory": str(tmp_path),
-        },
-    )
+    created = await create_function("pwd > where", working_directory=str(tmp_path))
 
     await lambda_client.invoke(FunctionName=created["FunctionName"])
 

@@ -104,17 +104,15 @@ async def test_background_processes_do_not_outlive_their_invocation(
     await wait_until(lambda: not process_alive(pid), deadline=5, what="the background sleep is gone")
 
 
-async def test_command_line_prints_the_endpoint_and_stops_on_sigint() -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "sockerless_lambda_simulator.cli",
-        "--port",
-        "0",
-        "--log-level",
-        "warning",
-        stdout=asyncio.subprocess.PIPE,
+async def simulator_cli(*args: str, **streams: Any) -> asyncio.subprocess.Process:
+    """``python -m sockerless_lambda_simulator.cli ARGS`` started (``streams``: its pipes)."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sockerless_lambda_simulator.cli", *args, **streams
     )
+
+
+async def test_command_line_prints_the_endpoint_and_stops_on_sigint() -> None:
+    process = await simulator_cli("--port", "0", "--log-level", "warning", stdout=asyncio.subprocess.PIPE)
     try:
         assert process.stdout is not None
         first = (await asyncio.wait_for(process.stdout.readline(), 30)).decode().strip()
@@ -135,14 +133,7 @@ async def test_command_line_prints_the_endpoint_and_stops_on_sigint() -> None:
 
 
 async def test_command_line_refuses_a_non_loopback_host() -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "sockerless_lambda_simulator.cli",
-        "--host",
-        "0.0.0.0",
-        stderr=asyncio.subprocess.PIPE,
-    )
+    process = await simulator_cli("--host", "0.0.0.0", stderr=asyncio.subprocess.PIPE)
     _, stderr = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 2
     assert b"loopback" in stderr

@@ -5,8 +5,11 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
+
+import pytest
 
 SHARED_GROUP = "/sockerless/lambda"
 REPORT = re.compile(
@@ -19,15 +22,27 @@ def request_id_of(response: dict[str, Any]) -> str:
     return str(response["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"])
 
 
+InvokeNew = Callable[..., Awaitable[tuple[str, dict[str, Any]]]]
+
+
+@pytest.fixture
+def invoke_new(lambda_client: Any, create_function: Any) -> InvokeNew:
+    """``name, response = await invoke_new("echo hi", Timeout=1, ...)``: a new function running the
+    command (created with those options), invoked once."""
+
+    async def invoke(command: str, **options: Any) -> tuple[str, dict[str, Any]]:
+        name = (await create_function(command, **options))["FunctionName"]
+        return name, await lambda_client.invoke(FunctionName=name)
+
+    return invoke
+
+
 async def test_output_lines_are_framed_by_start_end_report_in_the_configured_group(
-    lambda_client: Any, create_function: Any, read_log: Any
+    invoke_new: InvokeNew, read_log: Any
 ) -> None:
-    created = await create_function(
+    name, response = await invoke_new(
         "echo one; echo two >&2; echo three", LoggingConfig={"LogFormat": "Text", "LogGroup": SHARED_GROUP}
     )
-    name = created["FunctionName"]
-
-    response = await lambda_client.invoke(FunctionName=name)
 
     request_id = request_id_of(response)
     events = await read_log(SHARED_GROUP, stream_prefix=datetime.now(UTC).strftime("%Y/%m/%d/") + name + "[")
@@ -46,13 +61,8 @@ async def test_output_lines_are_framed_by_start_end_report_in_the_configured_gro
     assert abs(timestamps[0] - datetime.now(UTC).timestamp() * 1000) < 60_000
 
 
-async def test_default_group_and_stream_names_follow_lambda(
-    lambda_client: Any, create_function: Any, read_log: Any
-) -> None:
-    created = await create_function("echo hi")
-    name = created["FunctionName"]
-
-    await lambda_client.invoke(FunctionName=name)
+async def test_default_group_and_stream_names_follow_lambda(invoke_new: InvokeNew, read_log: Any) -> None:
+    name, _ = await invoke_new("echo hi")
 
     events = await read_log(f"/aws/lambda/{name}")
     day = datetime.now(UTC).strftime("%Y/%m/%d")
@@ -60,25 +70,17 @@ async def test_default_group_and_stream_names_follow_lambda(
 
 
 async def test_custom_group_stream_names_carry_the_function_name(
-    lambda_client: Any, create_function: Any, read_log: Any
+    invoke_new: InvokeNew, read_log: Any
 ) -> None:
-    created = await create_function("echo hi", LoggingConfig={"LogGroup": SHARED_GROUP})
-    name = created["FunctionName"]
-
-    await lambda_client.invoke(FunctionName=name)
+    name, _ = await invoke_new("echo hi", LoggingConfig={"LogGroup": SHARED_GROUP})
 
     events = await read_log(SHARED_GROUP, stream_prefix=datetime.now(UTC).strftime("%Y/%m/%d/") + name + "[")
     day = datetime.now(UTC).strftime("%Y/%m/%d")
     assert re.fullmatch(rf"{day}/{name}\[\$LATEST\][0-9a-f]{{32}}", events[0]["logStreamName"])
 
 
-async def test_failures_log_the_error_line_lambda_writes(
-    lambda_client: Any, create_function: Any, read_log: Any
-) -> None:
-    created = await create_function("echo hi; exit 3")
-    name = created["FunctionName"]
-
-    response = await lambda_client.invoke(FunctionName=name)
+async def test_failures_log_the_error_line_lambda_writes(invoke_new: InvokeNew, read_log: Any) -> None:
+    name, response = await invoke_new("echo hi; exit 3")
 
     request_id = request_id_of(response)
     messages = [event["message"] for event in await read_log(f"/aws/lambda/{name}")]
@@ -89,11 +91,8 @@ async def test_failures_log_the_error_line_lambda_writes(
     assert messages[-1].endswith("Status: error\tError Type: Runtime.ExitError\t\n")
 
 
-async def test_timeouts_log_task_timed_out(lambda_client: Any, create_function: Any, read_log: Any) -> None:
-    created = await create_function("echo begun; sleep 5", Timeout=1)
-    name = created["FunctionName"]
-
-    response = await lambda_client.invoke(FunctionName=name)
+async def test_timeouts_log_task_timed_out(invoke_new: InvokeNew, read_log: Any) -> None:
+    name, response = await invoke_new("echo begun; sleep 5", Timeout=1)
 
     request_id = request_id_of(response)
     messages = [event["message"] for event in await read_log(f"/aws/lambda/{name}")]
@@ -122,10 +121,8 @@ async def test_tail_returns_the_last_4_kb_of_the_log(lambda_client: Any, create_
     assert tail.rstrip("\n").split("\n")[-1].startswith(f"REPORT RequestId: {request_id}")
 
 
-async def test_no_tail_without_log_type(lambda_client: Any, create_function: Any) -> None:
-    created = await create_function("echo hi")
-
-    response = await lambda_client.invoke(FunctionName=created["FunctionName"])
+async def test_no_tail_without_log_type(invoke_new: InvokeNew) -> None:
+    _, response = await invoke_new("echo hi")
 
     assert "LogResult" not in response
 
@@ -148,13 +145,8 @@ async def test_consecutive_invocations_share_a_warm_stream_until_a_failure(
     assert starts[3] != starts[2]
 
 
-async def test_json_log_format_writes_platform_records(
-    lambda_client: Any, create_function: Any, read_log: Any
-) -> None:
-    created = await create_function("echo plain output", LoggingConfig={"LogFormat": "JSON"})
-    name = created["FunctionName"]
-
-    response = await lambda_client.invoke(FunctionName=name)
+async def test_json_log_format_writes_platform_records(invoke_new: InvokeNew, read_log: Any) -> None:
+    name, response = await invoke_new("echo plain output", LoggingConfig={"LogFormat": "JSON"})
 
     messages = [event["message"] for event in await read_log(f"/aws/lambda/{name}")]
     start, output, report = json.loads(messages[0]), messages[1], json.loads(messages[2])
@@ -172,12 +164,9 @@ async def test_json_log_format_writes_platform_records(
 
 
 async def test_logs_are_written_by_the_time_a_synchronous_invoke_returns(
-    lambda_client: Any, create_function: Any, read_log: Any
+    invoke_new: InvokeNew, read_log: Any
 ) -> None:
-    created = await create_function("echo now")
-    name = created["FunctionName"]
-
-    await lambda_client.invoke(FunctionName=name)
+    name, _ = await invoke_new("echo now")
 
     messages = [event["message"] for event in await read_log(f"/aws/lambda/{name}", deadline=0)]
     assert "now\n" in messages

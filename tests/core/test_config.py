@@ -276,21 +276,36 @@ def test_flags_may_be_typed_already() -> None:
 # ---------------------------------------------------------------------------- validation
 
 
-def test_an_unknown_section_in_the_file_is_named_with_the_known_ones(write_config: Any) -> None:
-    config_file = write_config("lamda:\n  region: x\n")
+@pytest.mark.parametrize(
+    ("document", "problem"),
+    [
+        (
+            "lamda:\n  region: x\n",
+            "unknown section 'lamda' (known: server, store, frontend, toy) [file {file}]",
+        ),
+        (
+            "toy:\n  cuont: 4\n",
+            "unknown key toy.cuont (known: label, count, ratio, enabled, colour, tags, nickname, password); "
+            "did you mean count? [file {file}]",
+        ),
+        (
+            "- server\n- store\n",
+            "config file {file}: expected a mapping of sections (server, store, frontend, toy), "
+            "got ['server', 'store'] (list)",
+        ),
+        ("server: debug\n", "server: expected a mapping of keys, got 'debug' [file {file}]"),
+    ],
+    ids=[
+        "unknown-section-names-the-known",
+        "unknown-key-lists-the-known-and-the-closest",
+        "file-not-a-mapping",
+        "section-not-a-mapping",
+    ],
+)
+def test_a_config_file_of_the_wrong_shape_is_an_error(write_config: Any, document: str, problem: str) -> None:
+    config_file = write_config(document)
 
-    assert problems(config_file=config_file) == [
-        f"unknown section 'lamda' (known: server, store, frontend, toy) [file {config_file}]"
-    ]
-
-
-def test_an_unknown_key_in_the_file_lists_the_known_keys_and_the_closest(write_config: Any) -> None:
-    config_file = write_config("toy:\n  cuont: 4\n")
-
-    assert problems(config_file=config_file) == [
-        "unknown key toy.cuont (known: label, count, ratio, enabled, colour, tags, nickname, password); "
-        f"did you mean count? [file {config_file}]"
-    ]
+    assert problems(config_file=config_file) == [problem.format(file=config_file)]
 
 
 def test_an_unknown_key_in_a_known_environment_section_is_an_error() -> None:
@@ -523,23 +538,6 @@ def test_a_section_built_in_code_checks_its_choices_and_ranges_too() -> None:
         ServerConfig(log_level="loud")
     with pytest.raises(ValueError, match=r"0 is out of range \(1-10\)"):
         ToyConfig(count=0)
-
-
-def test_a_config_file_that_is_not_a_mapping_is_an_error(write_config: Any) -> None:
-    config_file = write_config("- server\n- store\n")
-
-    assert problems(config_file=config_file) == [
-        f"config file {config_file}: expected a mapping of sections (server, store, frontend, toy), "
-        "got ['server', 'store'] (list)"
-    ]
-
-
-def test_a_section_that_is_not_a_mapping_is_an_error(write_config: Any) -> None:
-    config_file = write_config("server: debug\n")
-
-    assert problems(config_file=config_file) == [
-        f"server: expected a mapping of keys, got 'debug' [file {config_file}]"
-    ]
 
 
 def test_a_yaml_syntax_error_names_the_line(write_config: Any) -> None:

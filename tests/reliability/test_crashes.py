@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import aiosqlite
 import attrs
 import pytest
 import pytest_asyncio
 
 from sockerless.cli import instance_id_for
 from sockerless.config import load_settings
-from sockerless.store import Store
 from tests.reliability.processes import (
     IMAGE,
     BackendProcess,
@@ -91,18 +91,22 @@ async def backends() -> Any:
 async def test_the_store_synchronous_setting_reaches_sqlite(
     lambda_simulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """``store.synchronous`` goes from the settings, through the backend and the store (which take the
+    ``store`` section whole), to the ``PRAGMA`` SQLite runs on the state file's connection."""
     from sockerless import cli
-    from sockerless_lambda import backend as lambda_backend
+    from sockerless.store import database
+    from sockerless_lambda.backend import LambdaBackend
     from sockerless_lambda.config import LambdaConfig
 
-    opened: list[str] = []
-    original = Store.open
+    statements: list[str] = []
+    connect = aiosqlite.connect
 
-    async def recording_open(path: str, **options: Any) -> Store:
-        opened.append(options.get("synchronous", "normal"))
-        return await original(path, **options)
+    async def tracing_connect(path: str, **options: Any) -> aiosqlite.Connection:
+        connection = await connect(path, **options)
+        await connection.set_trace_callback(statements.append)  # what SQLite itself is asked to run
+        return connection
 
-    monkeypatch.setattr(lambda_backend.Store, "open", recording_open)
+    monkeypatch.setattr(database.aiosqlite, "connect", tracing_connect)
     settings = load_settings(
         backend_name="lambda",
         backend_section=LambdaConfig,
@@ -115,10 +119,10 @@ async def test_the_store_synchronous_setting_reaches_sqlite(
             "lambda.endpoint_url": lambda_simulator.endpoint_url,
         },
     )
-    backend = cli._backend(lambda_backend.LambdaBackend, settings)
+    backend = cli._backend(LambdaBackend, settings)
     await backend.start()
     await backend.close()
-    assert opened == ["full"]
+    assert [s for s in statements if s.startswith("PRAGMA synchronous")] == ["PRAGMA synchronous = FULL"]
 
 
 # ---------------------------------------------------------------------------- backend crashes

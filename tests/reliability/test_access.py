@@ -30,6 +30,7 @@ from sockerless.frontend import DockerFrontend
 from sockerless.http import sockets
 from sockerless.http.sockets import ListenError
 from sockerless.http.tls import TLSError
+from sockerless.observability import flush_logs
 from tests.frontend.local_backend import LocalBackend
 from tests.frontend.pki import Pki, make_pki
 
@@ -208,10 +209,12 @@ async def test_a_public_address_without_client_authentication_is_refused(
 
 @pytest.fixture
 def root_logger_restored() -> Iterator[None]:
-    """cli.main() points the root logger at the captured stderr; later tests must not write there."""
+    """cli.main() points the root logger at a queue whose writer thread writes to the captured stderr;
+    later tests must not write there, and the thread must not outlive the test."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     yield
+    flush_logs()  # the entry points do it when they stop; whatever happened, the thread ends here
     root.handlers[:] = handlers
     root.setLevel(level)
 

@@ -155,6 +155,7 @@ class CrashFigures:
     unknown_exits: int = 0
     orphans_reported: int = 0
     phases: Counter[str] = attrs.Factory(Counter)
+    runs_in_flight_at_kills: list[int] = attrs.Factory(list)  # the invocation phase's kills
 
 
 async def _lifecycle(backend: BackendProcess, plan: Lifecycle) -> None:
@@ -182,8 +183,9 @@ async def _lifecycle(backend: BackendProcess, plan: Lifecycle) -> None:
 
 async def _crash_round(
     backend: BackendProcess, simulator: SimulatorProcess, plans: list[Lifecycle], phase: str, threshold: int
-) -> None:
-    """Run the lifecycles; SIGKILL the backend when the phase's trigger is reached."""
+) -> int:
+    """Run the lifecycles; SIGKILL the backend when the phase's trigger is reached. Returns how many runs
+    were in flight then."""
     if phase == "create":
         await simulator.add_fault(kind="latency", operation="lambda:CreateFunction", latency_ms=400)
     elif phase == "remove":
@@ -192,16 +194,24 @@ async def _crash_round(
 
     def count(stats: dict[str, Any]) -> int:
         if phase == "invocation":
-            return int(stats["invocations"]["running"])
-        key = "lambda:DeleteFunction" if phase == "remove" else "lambda:CreateFunction"
-        return int(stats["calls"].get(key, 0)) - int(before["calls"].get(key, 0))
+            key, kind = "started", "invocations"
+        else:
+            key, kind = ("lambda:DeleteFunction" if phase == "remove" else "lambda:CreateFunction"), "calls"
+        return int(stats[kind].get(key, 0)) - int(before[kind].get(key, 0))
 
     work = [asyncio.create_task(_lifecycle(backend, plan)) for plan in plans]
 
+    running = 0
+
     async def triggered() -> bool:
+        nonlocal running
         if all(task.done() for task in work):
             raise AssertionError(f"every lifecycle ended before the {phase} trigger ({threshold})")
-        return count(await simulator.stats()) >= threshold
+        stats = await simulator.stats()
+        running = int(stats["invocations"]["running"])
+        # Mid-invocation: the threshold-th run has started and runs are in flight. (How many run at once
+        # depends on how fast creates go, so the trigger counts runs started, as the others count calls.)
+        return count(stats) >= threshold and (phase != "invocation" or running > 0)
 
     await eventually(triggered, timeout=60, every=0.01, what=f"the {phase} trigger")
     await backend.kill()
@@ -212,6 +222,7 @@ async def _crash_round(
         ):
             raise result
     await simulator.clear_faults()
+    return running
 
 
 async def _check_after_restart(
@@ -284,11 +295,11 @@ async def _crash_rounds(
         ]
         started = sum(plan.start for plan in plans)
         removed = sum(plan.start and plan.remove for plan in plans)
-        # Lifecycles are spread over 2 s and runs last 1 s: about a third of them run at once.
+        # Lifecycles begin over 2 s; each run lasts 1 s.
         low, high = {
             "create": (lifecycles // 4, lifecycles * 3 // 4),
             "after-create": (lifecycles // 4, lifecycles * 3 // 4),
-            "invocation": (started // 8, started // 4),
+            "invocation": (started // 4, started // 2),
             "remove": (removed // 4, removed * 3 // 4),
         }[phase]
         threshold = rng.randint(max(1, low), max(1, high))
@@ -297,7 +308,9 @@ async def _crash_rounds(
         )
         backends.append(backend)
         await backend.start()
-        await _crash_round(backend, simulator, plans, phase, threshold)
+        running = await _crash_round(backend, simulator, plans, phase, threshold)
+        if phase == "invocation":
+            figures.runs_in_flight_at_kills.append(running)
         figures.kills += 1
         figures.phases[phase] += 1
         figures.lifecycles += len(plans)

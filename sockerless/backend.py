@@ -102,6 +102,9 @@ class LogsOptions:
     def __attrs_post_init__(self) -> None:
         if not self.stdout and not self.stderr:
             raise InvalidParameter("you must choose at least one stream")
+        if self.follow and self.condition is WaitCondition.REMOVED:
+            # Checked with the rest of the query: every backend refuses it, before any lookup.
+            raise InvalidParameter("logs follow ends at not-running or next-exit, not at removed")
 
 
 @frozen

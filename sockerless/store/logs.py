@@ -21,7 +21,6 @@ from attrs import Factory, define
 
 from sockerless.backend import LogLine, LogsOptions
 from sockerless.config import StoreConfig
-from sockerless.errors import InvalidParameter
 from sockerless.models import WaitCondition
 from sockerless.store.database import Database, Plan, Statement, StoreError
 from sockerless.streams import STDERR, STDOUT
@@ -188,8 +187,6 @@ class LogStore:
         closed, no append is in flight and every entry before the close was yielded; also when an
         entry later than ``until`` arrives, the container is removed, or the store closes.
         """
-        if options.follow and options.condition is WaitCondition.REMOVED:
-            raise InvalidParameter("logs follow ends at not-running or next-exit, not at removed")
         output = self._output(container_id)
         last_run: int | None = None  # the run whose close ends the follow; None, no follow
         if options.follow and not output.removed:

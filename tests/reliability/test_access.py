@@ -1,13 +1,13 @@
 """Who may talk to sockerless: owner-only Unix sockets (or a chosen group), loopback TCP by default, and
 a TCP address others can reach only with client authentication: a bearer token (compared in constant
-time) or TLS client certificates. Both the internal-API server and the Docker frontend, with the
-certificates made here (``cryptography``), and the real docker CLI over mutual TLS.
+time) or TLS client certificates. Both the internal-API server and the Docker frontend (one listener and
+one token middleware, ``sockerless.http``, serve both), each given its configuration section whole, with
+certificates made for the test (``tests/frontend/pki.py``), and the real docker CLI over mutual TLS.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import grp
 import hmac
 import logging
@@ -16,26 +16,23 @@ import shutil
 import ssl
 import stat
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import attrs
 import pytest
-import pytest_asyncio
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from sockerless import cli, listen
-from sockerless.config import ConfigError, load_settings
+from sockerless import cli
+from sockerless.api.server import InternalAPIServer
+from sockerless.config import ConfigError, FrontendConfig, ServerConfig, load_settings
 from sockerless.frontend import DockerFrontend
-from sockerless.listen import ListenError
-from sockerless.server import InternalAPIServer
-from sockerless.tls import TLSError
+from sockerless.http import sockets
+from sockerless.http.sockets import ListenError
+from sockerless.http.tls import TLSError
+from sockerless.observability import flush_logs
 from tests.frontend.local_backend import LocalBackend
+from tests.frontend.pki import Pki, make_pki
 
 API = "/internal/v1"
 DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
@@ -44,128 +41,14 @@ DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
 # ---------------------------------------------------------------------------- certificates
 
 
-@attrs.frozen
-class Pki:
-    """PEM files: a CA, a server certificate for 127.0.0.1 and localhost, a client certificate it
-    signed, and a client certificate of another CA (a stranger)."""
-
-    ca: str
-    server_cert: str
-    server_key: str
-    client_cert: str
-    client_key: str
-    stranger_cert: str
-    stranger_key: str
-
-    def mutual_tls(self) -> dict[str, str]:
-        """A server's settings for TLS that asks for a client certificate signed by the CA."""
-        return {"tls_cert": self.server_cert, "tls_key": self.server_key, "tls_client_ca": self.ca}
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _certificate(
-    subject: str,
-    key: ec.EllipticCurvePrivateKey,
-    issuer: tuple[str, ec.EllipticCurvePrivateKey] | None,
-    *,
-    ca: bool = False,
-    usage: x509.ObjectIdentifier | None = None,
-) -> x509.Certificate:
-    issuer_name, issuer_key = issuer or (subject, key)
-    now = dt.datetime.now(dt.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(_name(issuer_name))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if ca:
-        builder = builder.add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-    if usage is not None:
-        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-    if usage == ExtendedKeyUsageOID.SERVER_AUTH:
-        import ipaddress
-
-        names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
-def _write(
-    directory: Path, name: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey
-) -> tuple[str, str]:
-    cert_path, key_path = directory / f"{name}.pem", directory / f"{name}-key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    key_path.chmod(0o600)
-    return str(cert_path), str(key_path)
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    directory = tmp_path_factory.mktemp("pki")
-    keys = {
-        name: ec.generate_private_key(ec.SECP256R1()) for name in ("ca", "other", "server", "client", "x")
-    }
-    ca = _certificate("sockerless test CA", keys["ca"], None, ca=True)
-    other = _certificate("someone else's CA", keys["other"], None, ca=True)
-    ca_path, _ = _write(directory, "ca", ca, keys["ca"])
-    server = _write(
-        directory,
-        "server",
-        _certificate(
-            "127.0.0.1",
-            keys["server"],
-            ("sockerless test CA", keys["ca"]),
-            usage=ExtendedKeyUsageOID.SERVER_AUTH,
-        ),
-        keys["server"],
-    )
-    client = _write(
-        directory,
-        "client",
-        _certificate(
-            "ci-runner",
-            keys["client"],
-            ("sockerless test CA", keys["ca"]),
-            usage=ExtendedKeyUsageOID.CLIENT_AUTH,
-        ),
-        keys["client"],
-    )
-    stranger = _write(
-        directory,
-        "stranger",
-        _certificate(
-            "intruder", keys["x"], ("someone else's CA", keys["other"]), usage=ExtendedKeyUsageOID.CLIENT_AUTH
-        ),
-        keys["x"],
-    )
-    _ = other
-    return Pki(ca_path, *server, *client, *stranger)
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+def mutual_tls(pki: Pki) -> dict[str, str]:
+    """A listener's settings for TLS that asks for a client certificate signed by the CA."""
+    return {"tls_cert": pki.server_cert, "tls_key": pki.server_key, "tls_client_ca": pki.ca}
 
 
 def _client_tls(pki: Pki, cert: str = "", key: str = "", ca: str | None = None) -> ssl.SSLContext:
@@ -173,6 +56,29 @@ def _client_tls(pki: Pki, cert: str = "", key: str = "", ca: str | None = None) 
     if cert:
         context.load_cert_chain(cert, key)
     return context
+
+
+def backend_server(socket_path: str = "", **settings: Any) -> InternalAPIServer:
+    """The internal-API server on a LocalBackend, its ``server`` section made of ``settings``."""
+    return InternalAPIServer(LocalBackend(), ServerConfig(**settings), socket_path=socket_path)
+
+
+def docker_frontend(
+    backend_url: str,
+    socket_path: str = "",
+    *,
+    backend_wait: float = 30.0,
+    backend_token: str = "",
+    **settings: Any,
+) -> DockerFrontend:
+    """The Docker frontend, its ``frontend`` section made of ``settings``."""
+    return DockerFrontend(
+        FrontendConfig(**settings),
+        socket_path=socket_path,
+        backend_url=backend_url,
+        backend_token=backend_token,
+        backend_wait=backend_wait,
+    )
 
 
 # ---------------------------------------------------------------------------- fixtures
@@ -185,16 +91,6 @@ def short_dir() -> Iterator[Path]:
         yield Path(path)
     finally:
         shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest_asyncio.fixture
-async def backend_socket(short_dir: Path) -> AsyncIterator[InternalAPIServer]:
-    server = InternalAPIServer(LocalBackend(), socket_path=str(short_dir / "backend.sock"))
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 async def _status(url: str, *, ssl_context: ssl.SSLContext | bool = True, **options: Any) -> int:
@@ -216,9 +112,9 @@ def _own_group() -> tuple[int, str]:
 
 
 async def test_unix_sockets_are_owner_only_by_default(short_dir: Path) -> None:
-    server = InternalAPIServer(LocalBackend(), socket_path=str(short_dir / "run" / "backend.sock"))
+    server = backend_server(str(short_dir / "run" / "backend.sock"))
     await server.start()
-    frontend = DockerFrontend(backend_url=server.address, socket_path=str(short_dir / "run" / "docker.sock"))
+    frontend = docker_frontend(server.url, str(short_dir / "run" / "docker.sock"))
     await frontend.start()
     try:
         for name in ("backend.sock", "docker.sock"):
@@ -256,9 +152,7 @@ async def test_a_socket_group_opens_the_sockets_to_that_group(short_dir: Path) -
 
 
 async def test_an_unknown_socket_group_is_refused(short_dir: Path) -> None:
-    server = InternalAPIServer(
-        LocalBackend(), socket_path=str(short_dir / "backend.sock"), socket_group="no-such-group-here"
-    )
+    server = backend_server(str(short_dir / "backend.sock"), socket_group="no-such-group-here")
     with pytest.raises(ListenError, match="no-such-group-here"):
         await server.start()
     assert not (short_dir / "backend.sock").exists()
@@ -269,9 +163,9 @@ async def test_a_socket_directory_others_can_write_is_refused(short_dir: Path) -
     shared.mkdir()
     shared.chmod(0o777)  # anyone could replace the socket here
     with pytest.raises(ListenError, match="writable by every user"):
-        await InternalAPIServer(LocalBackend(), socket_path=str(shared / "backend.sock")).start()
+        await backend_server(str(shared / "backend.sock")).start()
     shared.chmod(0o1777)  # sticky, like /tmp: nobody can remove another user's file
-    server = InternalAPIServer(LocalBackend(), socket_path=str(shared / "backend.sock"))
+    server = backend_server(str(shared / "backend.sock"))
     await server.start()
     await server.stop()
 
@@ -281,7 +175,7 @@ async def test_a_socket_directory_of_another_user_is_refused(short_dir: Path) ->
     theirs = short_dir / "theirs"
     theirs.mkdir(mode=0o755)
     os.chown(theirs, 65534, -1)  # nobody's, as a /tmp/sockerless-<uid> made first by someone else
-    frontend = DockerFrontend(backend_url="unix:///nowhere", socket_path=str(theirs / "docker.sock"))
+    frontend = docker_frontend("unix:///nowhere", str(theirs / "docker.sock"))
     with pytest.raises(ListenError, match="belongs to another user"):
         await frontend.start()
 
@@ -290,7 +184,7 @@ async def test_a_socket_directory_of_another_user_is_refused(short_dir: Path) ->
 
 
 async def test_tcp_without_a_host_listens_on_loopback() -> None:
-    server = InternalAPIServer(LocalBackend(), tcp=":0")
+    server = backend_server(tcp=":0")
     await server.start()
     try:
         assert server.address.startswith("tcp://127.0.0.1:")
@@ -307,18 +201,20 @@ async def test_a_public_address_without_client_authentication_is_refused(
     options = {"tcp": address, "tls_cert": pki.server_cert, "tls_key": pki.server_key}
     if section == "server":
         with pytest.raises(ListenError, match="non-loopback"):
-            await InternalAPIServer(LocalBackend(), **options).start()
+            await backend_server(**options).start()
     else:
         with pytest.raises(ListenError, match="non-loopback"):
-            await DockerFrontend(backend_url="unix:///nowhere", **options).start()
+            await docker_frontend("unix:///nowhere", **options).start()
 
 
 @pytest.fixture
 def root_logger_restored() -> Iterator[None]:
-    """cli.main() points the root logger at the captured stderr; later tests must not write there."""
+    """cli.main() points the root logger at a queue whose writer thread writes to the captured stderr;
+    later tests must not write there, and the thread must not outlive the test."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     yield
+    flush_logs()  # the entry points do it when they stop; whatever happened, the thread ends here
     root.handlers[:] = handlers
     root.setLevel(level)
 
@@ -346,27 +242,29 @@ async def test_client_authentication_allows_a_public_address(
     # Bind loopback in the end: tests never listen on a public address.
     asked: list[str] = []
 
-    def bind_loopback(address: str) -> listen.Listener:
-        asked.append(address)
-        return listen.bind_tcp("127.0.0.1:0")
+    bind_tcp = sockets.bind_tcp
 
-    monkeypatch.setattr("sockerless.tls.bind_tcp", bind_loopback)  # where both servers bind
+    def bind_loopback(address: str) -> sockets.Bound:
+        asked.append(address)
+        return bind_tcp("127.0.0.1:0")
+
+    monkeypatch.setattr("sockerless.http.listener.bind_tcp", bind_loopback)  # where both servers bind
     options: dict[str, Any] = {"tcp": "0.0.0.0:2375"}
     if authentication == "token":
         options["token"] = "s3cret-token"
     elif authentication == "mutual TLS":
-        options.update(pki.mutual_tls())
+        options.update(mutual_tls(pki))
     else:
         options["allow_public"] = True
     if section == "server":
-        server = InternalAPIServer(LocalBackend(), **options)
+        server = backend_server(**options)
         await server.start()
         await server.stop()
     else:
-        backend = InternalAPIServer(LocalBackend(), tcp="127.0.0.1:0")
+        backend = backend_server(tcp="127.0.0.1:0")
         await backend.start()
         try:
-            frontend = DockerFrontend(backend_url=backend.url, **options)
+            frontend = docker_frontend(backend.url, **options)
             await frontend.start()
             await frontend.stop()
         finally:
@@ -385,12 +283,12 @@ async def test_tokens_are_compared_in_constant_time_on_every_route(monkeypatch: 
         compared.append((a, b))
         return constant_time(a, b)
 
-    for module in ("sockerless.server", "sockerless.frontend.app"):
-        monkeypatch.setattr(f"{module}.hmac.compare_digest", recording_compare)
-    backend = InternalAPIServer(LocalBackend(), tcp="127.0.0.1:0", token="backend-t0ken")
+    # Both servers check tokens with the toolkit's one middleware.
+    monkeypatch.setattr("sockerless.http.middlewares.hmac.compare_digest", recording_compare)
+    backend = backend_server(tcp="127.0.0.1:0", token="backend-t0ken")
     await backend.start()
-    frontend = DockerFrontend(
-        backend_url=backend.url, tcp="127.0.0.1:0", token="frontend-t0ken", backend_token="backend-t0ken"
+    frontend = docker_frontend(
+        backend.url, tcp="127.0.0.1:0", token="frontend-t0ken", backend_token="backend-t0ken"
     )
     await frontend.start()
     try:
@@ -422,7 +320,7 @@ async def test_tokens_are_compared_in_constant_time_on_every_route(monkeypatch: 
 
 
 async def test_mutual_tls_on_the_internal_api(pki: Pki) -> None:
-    server = InternalAPIServer(LocalBackend(), tcp="127.0.0.1:0", **pki.mutual_tls())
+    server = backend_server(tcp="127.0.0.1:0", **mutual_tls(pki))
     await server.start()
     try:
         url = server.url + f"{API}/capabilities"
@@ -444,9 +342,7 @@ async def test_mutual_tls_on_the_internal_api(pki: Pki) -> None:
 
 
 async def test_tls_without_a_client_ca_serves_any_client(pki: Pki) -> None:
-    server = InternalAPIServer(
-        LocalBackend(), tcp="127.0.0.1:0", tls_cert=pki.server_cert, tls_key=pki.server_key, token="t"
-    )
+    server = backend_server(tcp="127.0.0.1:0", tls_cert=pki.server_cert, tls_key=pki.server_key, token="t")
     await server.start()
     try:
         url = server.url + f"{API}/capabilities"
@@ -459,12 +355,12 @@ async def test_tls_without_a_client_ca_serves_any_client(pki: Pki) -> None:
 async def test_the_docker_cli_over_mutual_tls_through_to_a_mutual_tls_backend(
     pki: Pki, short_dir: Path
 ) -> None:
-    backend = InternalAPIServer(LocalBackend(), tcp="127.0.0.1:0", **pki.mutual_tls())
+    backend = backend_server(tcp="127.0.0.1:0", **mutual_tls(pki))
     await backend.start()
-    frontend = DockerFrontend(
-        backend_url=backend.url,
+    frontend = docker_frontend(
+        backend.url,
         tcp="127.0.0.1:0",
-        **pki.mutual_tls(),
+        **mutual_tls(pki),
         backend_tls_ca=pki.ca,
         backend_tls_cert=pki.client_cert,
         backend_tls_key=pki.client_key,
@@ -515,10 +411,10 @@ async def test_the_docker_cli_over_mutual_tls_through_to_a_mutual_tls_backend(
 
 
 async def test_a_frontend_without_the_backends_client_certificate_says_why(pki: Pki) -> None:
-    backend = InternalAPIServer(LocalBackend(), tcp="127.0.0.1:0", **pki.mutual_tls())
+    backend = backend_server(tcp="127.0.0.1:0", **mutual_tls(pki))
     await backend.start()
     try:
-        untrusting = DockerFrontend(backend_url=backend.url, tcp="127.0.0.1:0", backend_wait=2)
+        untrusting = docker_frontend(backend.url, tcp="127.0.0.1:0", backend_wait=2)
         with pytest.raises(Exception, match="TLS with the sockerless backend"):
             await untrusting.start()
     finally:
@@ -550,14 +446,10 @@ def test_tls_settings_are_checked_together(pki: Pki) -> None:
 
 
 async def test_a_certificate_that_cannot_be_read_is_one_clear_error(pki: Pki, tmp_path: Path) -> None:
-    server = InternalAPIServer(
-        LocalBackend(), tcp="127.0.0.1:0", tls_cert=str(tmp_path / "missing.pem"), tls_key=pki.server_key
-    )
+    server = backend_server(tcp="127.0.0.1:0", tls_cert=str(tmp_path / "missing.pem"), tls_key=pki.server_key)
     with pytest.raises(TLSError, match=r"missing\.pem"):
         await server.start()
-    mismatched = InternalAPIServer(
-        LocalBackend(), tcp="127.0.0.1:0", tls_cert=pki.server_cert, tls_key=pki.client_key
-    )
+    mismatched = backend_server(tcp="127.0.0.1:0", tls_cert=pki.server_cert, tls_key=pki.client_key)
     with pytest.raises(TLSError, match="cannot use the TLS certificate"):
         await mismatched.start()
 
@@ -565,10 +457,8 @@ async def test_a_certificate_that_cannot_be_read_is_one_clear_error(pki: Pki, tm
 async def test_a_client_that_never_finishes_the_handshake_is_dropped(
     pki: Pki, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("sockerless.tls.HANDSHAKE_TIMEOUT", 0.3)
-    server = InternalAPIServer(
-        LocalBackend(), tcp="127.0.0.1:0", tls_cert=pki.server_cert, tls_key=pki.server_key, token="t"
-    )
+    monkeypatch.setattr("sockerless.http.tls.HANDSHAKE_TIMEOUT", 0.3)
+    server = backend_server(tcp="127.0.0.1:0", tls_cert=pki.server_cert, tls_key=pki.server_key, token="t")
     await server.start()
     try:
         host, port = server.address.removeprefix("tcp://").rsplit(":", 1)

@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import aiosqlite
 import attrs
 import pytest
 import pytest_asyncio
 
 from sockerless.cli import instance_id_for
 from sockerless.config import load_settings
-from sockerless.store import Store
 from tests.reliability.processes import (
     IMAGE,
     BackendProcess,
@@ -91,18 +91,22 @@ async def backends() -> Any:
 async def test_the_store_synchronous_setting_reaches_sqlite(
     lambda_simulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """``store.synchronous`` goes from the settings, through the backend and the store (which take the
+    ``store`` section whole), to the ``PRAGMA`` SQLite runs on the state file's connection."""
     from sockerless import cli
-    from sockerless_lambda import backend as lambda_backend
+    from sockerless.store import database
+    from sockerless_lambda.backend import LambdaBackend
     from sockerless_lambda.config import LambdaConfig
 
-    opened: list[str] = []
-    original = Store.open
+    statements: list[str] = []
+    connect = aiosqlite.connect
 
-    async def recording_open(path: str, **options: Any) -> Store:
-        opened.append(options.get("synchronous", "normal"))
-        return await original(path, **options)
+    async def tracing_connect(path: str, **options: Any) -> aiosqlite.Connection:
+        connection = await connect(path, **options)
+        await connection.set_trace_callback(statements.append)  # what SQLite itself is asked to run
+        return connection
 
-    monkeypatch.setattr(lambda_backend.Store, "open", recording_open)
+    monkeypatch.setattr(database.aiosqlite, "connect", tracing_connect)
     settings = load_settings(
         backend_name="lambda",
         backend_section=LambdaConfig,
@@ -115,10 +119,10 @@ async def test_the_store_synchronous_setting_reaches_sqlite(
             "lambda.endpoint_url": lambda_simulator.endpoint_url,
         },
     )
-    backend = cli._backend(lambda_backend.LambdaBackend, settings)
+    backend = cli._backend(LambdaBackend, settings)
     await backend.start()
     await backend.close()
-    assert opened == ["full"]
+    assert [s for s in statements if s.startswith("PRAGMA synchronous")] == ["PRAGMA synchronous = FULL"]
 
 
 # ---------------------------------------------------------------------------- backend crashes
@@ -151,6 +155,7 @@ class CrashFigures:
     unknown_exits: int = 0
     orphans_reported: int = 0
     phases: Counter[str] = attrs.Factory(Counter)
+    runs_in_flight_at_kills: list[int] = attrs.Factory(list)  # the invocation phase's kills
 
 
 async def _lifecycle(backend: BackendProcess, plan: Lifecycle) -> None:
@@ -178,8 +183,9 @@ async def _lifecycle(backend: BackendProcess, plan: Lifecycle) -> None:
 
 async def _crash_round(
     backend: BackendProcess, simulator: SimulatorProcess, plans: list[Lifecycle], phase: str, threshold: int
-) -> None:
-    """Run the lifecycles; SIGKILL the backend when the phase's trigger is reached."""
+) -> int:
+    """Run the lifecycles; SIGKILL the backend when the phase's trigger is reached. Returns how many runs
+    were in flight then."""
     if phase == "create":
         await simulator.add_fault(kind="latency", operation="lambda:CreateFunction", latency_ms=400)
     elif phase == "remove":
@@ -188,16 +194,24 @@ async def _crash_round(
 
     def count(stats: dict[str, Any]) -> int:
         if phase == "invocation":
-            return int(stats["invocations"]["running"])
-        key = "lambda:DeleteFunction" if phase == "remove" else "lambda:CreateFunction"
-        return int(stats["calls"].get(key, 0)) - int(before["calls"].get(key, 0))
+            key, kind = "started", "invocations"
+        else:
+            key, kind = ("lambda:DeleteFunction" if phase == "remove" else "lambda:CreateFunction"), "calls"
+        return int(stats[kind].get(key, 0)) - int(before[kind].get(key, 0))
 
     work = [asyncio.create_task(_lifecycle(backend, plan)) for plan in plans]
 
+    running = 0
+
     async def triggered() -> bool:
+        nonlocal running
         if all(task.done() for task in work):
             raise AssertionError(f"every lifecycle ended before the {phase} trigger ({threshold})")
-        return count(await simulator.stats()) >= threshold
+        stats = await simulator.stats()
+        running = int(stats["invocations"]["running"])
+        # Mid-invocation: the threshold-th run has started and runs are in flight. (How many run at once
+        # depends on how fast creates go, so the trigger counts runs started, as the others count calls.)
+        return count(stats) >= threshold and (phase != "invocation" or running > 0)
 
     await eventually(triggered, timeout=60, every=0.01, what=f"the {phase} trigger")
     await backend.kill()
@@ -208,6 +222,7 @@ async def _crash_round(
         ):
             raise result
     await simulator.clear_faults()
+    return running
 
 
 async def _check_after_restart(
@@ -280,11 +295,11 @@ async def _crash_rounds(
         ]
         started = sum(plan.start for plan in plans)
         removed = sum(plan.start and plan.remove for plan in plans)
-        # Lifecycles are spread over 2 s and runs last 1 s: about a third of them run at once.
+        # Lifecycles begin over 2 s; each run lasts 1 s.
         low, high = {
             "create": (lifecycles // 4, lifecycles * 3 // 4),
             "after-create": (lifecycles // 4, lifecycles * 3 // 4),
-            "invocation": (started // 8, started // 4),
+            "invocation": (started // 4, started // 2),
             "remove": (removed // 4, removed * 3 // 4),
         }[phase]
         threshold = rng.randint(max(1, low), max(1, high))
@@ -293,7 +308,9 @@ async def _crash_rounds(
         )
         backends.append(backend)
         await backend.start()
-        await _crash_round(backend, simulator, plans, phase, threshold)
+        running = await _crash_round(backend, simulator, plans, phase, threshold)
+        if phase == "invocation":
+            figures.runs_in_flight_at_kills.append(running)
         figures.kills += 1
         figures.phases[phase] += 1
         figures.lifecycles += len(plans)

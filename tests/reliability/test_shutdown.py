@@ -1,13 +1,15 @@
 """SIGTERM drains: ``sockerless serve lambda`` (a process of its own, on the simulator) stops accepting,
-lets requests in flight finish within ``server.shutdown_grace``, cuts what outlasts it, and exits 0
-within the grace period. The next start finds a consistent store: an invocation still running at
-the shutdown is settled to its true exit code (read from CloudWatch, never invoked again), a create
-cut at the deadline is finished or reported, never lost silently.
+lets requests in flight (a create, waits, followed logs) finish within ``server.shutdown_grace``, cuts
+what outlasts it, writes every log line it queued, and exits 0 within the grace period. The next start
+finds a consistent store: an invocation still running at the shutdown is settled to its true exit code
+(read from CloudWatch, never invoked again), a create cut at the deadline is finished or reported,
+never lost silently.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import signal
 import tempfile
@@ -19,7 +21,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from sockerless.streams import decode_frames
 from tests.reliability.processes import (
+    API,
     IMAGE,
     BackendProcess,
     base_environment,
@@ -30,6 +34,7 @@ from tests.reliability.processes import (
 )
 
 GRACE = 2.0
+FOLLOW = {"stdout": "1", "stderr": "1", "follow": "1"}
 #: SIGTERM to exit: the grace period (cancelling what is left included), plus closing the backend.
 EXIT_BOUND = GRACE + 1.0
 
@@ -58,6 +63,19 @@ async def _create(backend: BackendProcess, command: str, **options: Any) -> str:
     return str(answer["Id"])
 
 
+async def _opened(backend: BackendProcess, method: str, path: str, **options: Any) -> aiohttp.ClientResponse:
+    """A request whose answer streams (a wait, a followed log), once its headers have come."""
+    async with asyncio.timeout(10):
+        response = await backend.session.request(method, API + path, **options)
+    assert response.status == 200, await response.text()
+    return response
+
+
+def _log_records(backend: BackendProcess) -> list[dict[str, Any]]:
+    """The backend's JSON log lines (its output file also holds what Python itself wrote)."""
+    return [json.loads(line) for line in backend.log_text().splitlines() if line.startswith("{")]
+
+
 async def _sigterm(backend: BackendProcess) -> tuple[int, float]:
     assert backend.process is not None
     began = time.monotonic()
@@ -73,7 +91,7 @@ async def test_sigterm_drains_what_is_in_flight_and_the_next_start_settles_the_r
     restarted: BackendProcess | None = None
     try:
         outlasting = await _create(backend, "sleep 6; echo late; exit 7")  # runs past the grace period
-        quick = await _create(backend, "sleep 1; exit 2")  # ends within it
+        quick = await _create(backend, "sleep 1; echo quick; exit 2")  # ends within it
         for container_id in (outlasting, quick):
             assert (await backend.call("POST", f"/containers/{container_id}/start"))[0] == 204
 
@@ -81,8 +99,12 @@ async def test_sigterm_drains_what_is_in_flight_and_the_next_start_settles_the_r
             return lambda_simulator.stats.running == 2
 
         await eventually(both_running, timeout=20, what="both invocations running")
-        quick_wait = asyncio.ensure_future(backend.call("POST", f"/containers/{quick}/wait"))
-        long_wait = asyncio.ensure_future(backend.call("POST", f"/containers/{outlasting}/wait"))
+        # Waits and followed logs (the backend serves those) answer their headers at once: each is in
+        # flight once they are here, and lasts as long as its run.
+        quick_wait = await _opened(backend, "POST", f"/containers/{quick}/wait")
+        long_wait = await _opened(backend, "POST", f"/containers/{outlasting}/wait")
+        quick_follow = await _opened(backend, "GET", f"/containers/{quick}/logs", params=FOLLOW)
+        long_follow = await _opened(backend, "GET", f"/containers/{outlasting}/logs", params=FOLLOW)
         lambda_simulator.add_fault(
             {"kind": "latency", "operation": "lambda:CreateFunction", "latency_ms": 1000}
         )
@@ -99,9 +121,15 @@ async def test_sigterm_drains_what_is_in_flight_and_the_next_start_settles_the_r
         assert code == 0, backend.log_text()[-2000:]
         assert took < EXIT_BOUND, f"exited {took:.1f} s after SIGTERM (grace {GRACE} s)"
         created = await creating  # drained: its 201 came back
-        assert (await quick_wait)[:2] == (200, {"StatusCode": 2})
-        with pytest.raises(aiohttp.ClientError):
-            await long_wait  # cut at the end of the grace period: the container still runs
+        assert json.loads(await quick_wait.read()) == {"StatusCode": 2}
+        assert decode_frames(await quick_follow.read()) == ([(1, b"quick\n")], b"")  # its output, whole
+        for cut in (long_wait, long_follow):
+            with pytest.raises(aiohttp.ClientError):
+                await cut.read()  # cut at the end of the grace period: the container still runs
+        # The log writer thread wrote everything before the process exited, the last line included.
+        records = _log_records(backend)
+        assert any(r["message"] == "request" and r["status"] == 201 for r in records)  # the drained create
+        assert records[-1]["message"] == "stopped", records[-3:]
         with pytest.raises(aiohttp.ClientError):
             await backend.call("GET", "/containers")  # nobody listens any more
 

@@ -20,11 +20,12 @@ import os
 import random
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sockerless.models import ContainerConfig, HostConfig, unstructure
 from sockerless.store import ContainerRecord, Store
-from sockerless.views import container_summary
+from sockerless.views import container_inspect, container_summary
 from sockerless_lambda.state import DONE, LambdaState, OutputSource
 
 from .common import IMAGE, ItemResult, Row, Table, access_durations, median, percentile
@@ -184,7 +185,7 @@ async def run(*, count: int = 10_000, inspects: int = 2000, lists: int = 10, sta
             startups = await measure_startups(workdir, sim, stores, starts)
             open_seconds = median([await time_open(stores["big"]) for _ in range(starts)])
             figures = await measure_requests(workdir, sim, stores["big"], ids, inspects, lists)
-        parts = await list_parts(stores["big"], lists)
+        parts = (await handler_parts(stores["big"], lists))["list"]
     _report(result, count, figures, parts, startups, open_seconds, fill_seconds)
     return result
 
@@ -302,28 +303,58 @@ def _report(
     )
 
 
-async def list_parts(path: str, rounds: int) -> dict[str, float]:
-    """The list handler's steps, timed in this process (median ms over ``rounds``): the records, their
-    rows, the rows unstructured, the JSON."""
+async def handler_parts(path: str, rounds: int) -> dict[str, dict[str, float]]:
+    """The steps of the list and inspect handlers, timed in this process on the store at ``path``
+    (median ms over ``rounds`` after one to warm up; inspect: per container, over every container of each
+    round): for the
+    list the records (newest first), their rows, the rows unstructured, the JSON; for an inspect the
+    record, its view, unstructured, the JSON."""
     store = await open_store(path)
+    steps: dict[str, dict[str, list[float]]] = {
+        "list": {"records": [], "views": [], "unstructure": [], "json": []},
+        "inspect": {"records": [], "views": [], "unstructure": [], "json": []},
+    }
+
+    def timed(
+        kind: str, records: Callable[[], list[ContainerRecord[LambdaState]]], view: Callable[[Any], Any]
+    ) -> None:
+        marks = [time.perf_counter()]
+        found = records()
+        marks.append(time.perf_counter())
+        shown = view(found)
+        marks.append(time.perf_counter())
+        data = unstructure(shown)
+        marks.append(time.perf_counter())
+        json.dumps(data).encode()
+        marks.append(time.perf_counter())
+        for step, began, ended in zip(steps[kind], marks, marks[1:], strict=False):
+            steps[kind][step].append((ended - began) * 1000)
+
     try:
-        steps: dict[str, list[float]] = {"records": [], "views": [], "unstructure": [], "json": []}
-        for _ in range(rounds):
-            marks = [time.perf_counter()]
-            records = store.containers()
-            marks.append(time.perf_counter())
-            now = dt.datetime.now(dt.UTC)
-            rows = [container_summary(record, now) for record in records]
-            marks.append(time.perf_counter())
-            data = unstructure(rows)
-            marks.append(time.perf_counter())
-            json.dumps(data).encode()
-            marks.append(time.perf_counter())
-            for step, began, ended in zip(steps, marks, marks[1:], strict=False):
-                steps[step].append((ended - began) * 1000)
-        return {name: median(values) for name, values in steps.items()}
+        ids = [record.id for record in store.containers()][:1000]
+        for index in range(rounds + 1):
+            if index == 1:  # the first round only warmed up (cattrs builds its functions on first use)
+                for parts in steps.values():
+                    for values in parts.values():
+                        values.clear()
+            timed("list", store.containers, _rows)
+            for container_id in ids:
+                timed(
+                    "inspect",
+                    lambda cid=container_id: [store.resolve_container(cid)],
+                    lambda found: container_inspect(found[0]),
+                )
+        return {
+            kind: {step: median(values) for step, values in parts.items()} for kind, parts in steps.items()
+        }
     finally:
         await store.close()
+
+
+def _rows(records: list[ContainerRecord[LambdaState]]) -> list[Any]:
+    """The list handler's rows (``ContainerService.summaries``, without filters)."""
+    now = dt.datetime.now(dt.UTC)
+    return [container_summary(record, now) for record in records]
 
 
 async def _ids(path: str) -> list[str]:

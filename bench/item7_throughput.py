@@ -21,14 +21,19 @@ import sys
 import aiohttp
 
 from .common import ItemResult, Table, cpu_seconds, interleave, median
-from .item5_store import fill_store
+from .item5_store import fill_store, handler_parts
 from .processes import Product, Simulator, bench_dir, free_port, product, product_env, run_command, sockerless
 
 TARGET_SHARE = 0.5
 TARGET_P99_MS = 15.0
 CONNECTIONS = 50
 WRK = shutil.which("wrk")
-SERVERS = ("sockerless", "floor")
+#: The servers: the product, the product without access lines (log level warning), the floor.
+SERVERS = {
+    "sockerless": "sockerless",
+    "quiet": "sockerless without access lines",
+    "floor": "floor (bare aiohttp, same bytes)",
+}
 REQUESTS = ("inspect", "list")
 LIST = "/internal/v1/containers?all=1"
 #: The wrk script: the paths in turn, and the figures as one JSON line at the end.
@@ -112,7 +117,9 @@ async def run(*, rounds: int = 3, seconds: float = 5.0, containers: int = 50) ->
             "`sockerless serve lambda` on TCP loopback (standalone simulator), its store holding "
             f"{containers} exited containers (`Store.add_containers`, as item 5), against a bare aiohttp "
             "server that answers each path with the bytes captured from the backend's answers "
-            "(`bench/floor_server.py`: one handler, no middlewares, no access log). Requests: "
+            "(`bench/floor_server.py`: one handler, no middlewares, no access log), and a second "
+            "`sockerless serve lambda` at log level warning (no access lines), to show what they cost. "
+            "Requests: "
             f"`GET /internal/v1/containers/{{id}}` (inspect, the {containers} containers in turn) and, "
             f"separately, `GET {LIST}` (the list of {containers}). Load: {CONNECTIONS} concurrent "
             "keep-alive connections, each sending its next request when the last answer is read, for "
@@ -124,17 +131,25 @@ async def run(*, rounds: int = 3, seconds: float = 5.0, containers: int = 50) ->
                 "and this client needs about as much CPU per request as the servers, so it narrows the "
                 "difference it measures)"
             )
-            + f". {rounds} rounds, the four variants' order rotating. Figures: medians over rounds."
+            + f". {rounds} rounds, the six variants' order rotating. Figures: medians over rounds."
         ),
         command="python -m bench --only 7",
     )
     with bench_dir() as workdir:
-        store = os.path.join(workdir, "populated.sqlite3")
+        store, quiet_store = (os.path.join(workdir, f"{name}.sqlite3") for name in ("populated", "quiet"))
         await fill_store(store, containers)
-        ours_port, floor_port = free_port(), free_port()
+        shutil.copyfile(store, quiet_store)  # the same containers for the server without access lines
         async with (
             Simulator(workdir) as sim,
-            sockerless(workdir, sim, store=store, tcp=f"127.0.0.1:{ours_port}") as served,
+            sockerless(workdir, sim, store=store, tcp=f"127.0.0.1:{free_port()}") as served,
+            sockerless(
+                workdir,
+                sim,
+                name="quiet",
+                store=quiet_store,
+                tcp=f"127.0.0.1:{free_port()}",
+                extra=["--server-log-level", "warning"],
+            ) as quiet,
         ):
             listed = await capture(served.url, [LIST])
             ids = [row["Id"] for row in json.loads(base64.b64decode(listed[LIST]["body"]))]
@@ -143,19 +158,25 @@ async def run(*, rounds: int = 3, seconds: float = 5.0, containers: int = 50) ->
             answers_file = os.path.join(workdir, "answers.json")
             with open(answers_file, "w", encoding="utf-8") as out:
                 json.dump(answers, out)
-            floor_argv = [sys.executable, "-m", "bench.floor_server", str(floor_port), answers_file]
-            floor_url = f"http://127.0.0.1:{floor_port}"
-            async with product(workdir, "floor", floor_argv, floor_url, paths["list"][0]) as floor:
+            floor_url = f"http://127.0.0.1:{free_port()}"
+            floor_argv = [
+                sys.executable,
+                "-m",
+                "bench.floor_server",
+                floor_url.rpartition(":")[2],
+                answers_file,
+            ]
+            async with product(workdir, "floor", floor_argv, floor_url, LIST) as floor:
                 identical = await same_bytes(floor_url, answers)
-                figures = await _measure(
-                    workdir,
-                    rounds,
-                    seconds,
-                    {"sockerless": (served.url, served.process), "floor": (floor_url, floor)},
-                    paths,
-                )
+                servers = {
+                    "sockerless": (served.url, served.process),
+                    "quiet": (quiet.url, quiet.process),
+                    "floor": (floor_url, floor),
+                }
+                figures = await _measure(workdir, rounds, seconds, servers, paths)
+        parts = await handler_parts(store, 10)
     sizes = {request: len(base64.b64decode(answers[paths[request][0]]["body"])) for request in REQUESTS}
-    _report(result, figures, identical, sizes)
+    _report(result, figures, identical, sizes, parts)
     return result
 
 
@@ -199,9 +220,12 @@ def _rate(figures: dict[str, float]) -> float:
 
 
 def _report(
-    result: ItemResult, figures: dict[str, list[dict[str, float]]], identical: bool, sizes: dict[str, int]
+    result: ItemResult,
+    figures: dict[str, list[dict[str, float]]],
+    identical: bool,
+    sizes: dict[str, int],
+    parts: dict[str, dict[str, float]],
 ) -> None:
-    rows = []
     for request in REQUESTS:
         ours, floor = figures[f"sockerless {request}"], figures[f"floor {request}"]
         share = median(_rate(a) / _rate(b) for a, b in zip(ours, floor, strict=True))
@@ -219,30 +243,63 @@ def _report(
             f"≤ {TARGET_P99_MS:g} ms",
             p99 <= TARGET_P99_MS,
         )
+        quiet = figures[f"quiet {request}"]
+        quiet_share = median(_rate(a) / _rate(b) for a, b in zip(quiet, floor, strict=True))
+        result.info(f"{request}: requests/s, sockerless without access lines / floor", f"{quiet_share:.2f}")
         result.data[f"{request}_share"] = share
+        result.data[f"{request}_quiet_share"] = quiet_share
         result.data[f"{request}_p99_ms"] = p99
-    failures = sum(
-        sample["status"] + sample.get("errors", 0) for samples in figures.values() for sample in samples
-    )
+    failures = sum(s["status"] + s.get("errors", 0) for samples in figures.values() for s in samples)
     result.target("answers not 2xx, and connection errors", str(int(failures)), "0", failures == 0)
     result.target("the floor sends the backend's bytes", "yes" if identical else "NO", "yes", identical)
+    rows = []
     for variant, samples in figures.items():
+        server, request = variant.split(" ")
         rows.append(
             [
-                variant,
+                f"{SERVERS[server]}: {request}",
                 f"{median(map(_rate, samples)):,.0f}",
                 f"{_ms(samples, 'p50_us'):.2f}",
                 f"{_ms(samples, 'p99_us'):.2f}",
                 f"{max(s['max_us'] / 1000 for s in samples):.1f}",
-                f"{median(s['cpu_ms_per_request'] for s in samples):.3f}",
+                f"{median(s['cpu_ms_per_request'] * 1000 for s in samples):.0f}",
             ]
         )
     result.tables.append(
         Table(
             f"Each variant (answers of {sizes['inspect']:,} bytes for an inspect, {sizes['list']:,} for the "
             "list): medians over rounds (max: over all of them); the server process's CPU per request",
-            ["variant", "requests/s", "p50 ms", "p99 ms", "max ms", "server CPU ms per request"],
+            ["variant", "requests/s", "p50 ms", "p99 ms", "max ms", "server CPU µs per request"],
             rows,
+        )
+    )
+    cpu = {
+        variant: median(s["cpu_ms_per_request"] * 1000 for s in samples)
+        for variant, samples in figures.items()
+    }
+    result.tables.append(
+        Table(
+            "Where a request's CPU goes (µs): the servers' CPU per request from the table above, and the "
+            "handler's steps timed in this process on the same store (item 5's `handler_parts`)",
+            ["part", "inspect", "list"],
+            [
+                [
+                    "the floor: aiohttp itself, the same bytes",
+                    *[f"{cpu[f'floor {r}']:.0f}" for r in REQUESTS],
+                ],
+                [
+                    "sockerless without access lines",
+                    *[f"{cpu[f'quiet {r}']:.0f}" for r in REQUESTS],
+                ],
+                [
+                    "the access line (sockerless, less the same without access lines)",
+                    *[f"{cpu[f'sockerless {r}'] - cpu[f'quiet {r}']:.0f}" for r in REQUESTS],
+                ],
+                *[
+                    [f"handler step: {step}", *[f"{parts[r][step] * 1000:.0f}" for r in REQUESTS]]
+                    for step in ("records", "views", "unstructure", "json")
+                ],
+            ],
         )
     )
     result.data["figures"] = figures

@@ -8,7 +8,7 @@ with ``max_concurrent_invocations=500`` and a task sampling its loop's lag every
 * **embedded simulator**: the simulator runs inside the backend process (as ``sockerless up
   --simulate``), so its moto calls and its 500 child processes share the backend's event loop.
 
-N containers ``sh -c 'sleep 8; exit $((IDX % 7))'`` (``i`` in the environment) are created, a wait
+N containers ``sh -c 'sleep 8; exit $((IDX % 7))'`` (``IDX`` in the environment) are created, a wait
 opened on each, then all started; every exit code must be ``IDX % 7``. Lag percentiles are over the
 samples taken from the first start to the last exit. Memory: the backend process's VmRSS before the
 creates, after them, and at its peak while the invocations are in flight.
@@ -30,7 +30,7 @@ from .common import IMAGE, ItemResult, Row, Table, cpu_seconds, median, percenti
 from .processes import Simulator, bench_dir, product_env, start_process, stop_process
 
 TARGET_LAG_MS = 50.0
-SLEEP_SECONDS = 8  # long enough for the simulator to have started all 500 (it starts about 100/s here)
+SLEEP_SECONDS = 8  # long enough for the simulator to have started all 500 before the first exits
 
 
 def command(sleep_seconds: float) -> str:

@@ -271,7 +271,7 @@ def _report(
         right = sum(1 for output in outputs if output == b"hi\n")
         wrong = sorted({repr(output) for output in outputs if output != b"hi\n"})
         result.target(
-            f"SDK `{name}` returned `b'hi\\n'`",
+            f"{name} returned `b'hi\\n'`",
             f"{right}/{len(outputs)}" + (f" (also: {', '.join(wrong)})" if wrong else ""),
             "every time",
             right == len(outputs),

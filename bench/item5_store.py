@@ -315,16 +315,19 @@ def _report(
 STEPS = ("records", "views", "unstructure", "json")
 
 
-async def handler_parts(path: str, rounds: int) -> dict[str, dict[str, float]]:
+async def handler_parts(path: str, rounds: int, repeat: int = 1) -> dict[str, dict[str, float]]:
     """The steps of the list and inspect handlers (:data:`STEPS`), timed in this process on the store at
-    ``path``: median ms over ``rounds`` after one to warm up (cattrs builds its functions on first use);
-    an inspect's over every container of each round. For the list: the records (newest first), their
-    rows, the rows unstructured, the JSON; again as ``list, collector paused`` with the garbage
-    collector off (its share: the collections that the rows' allocations trigger over everything the
-    process holds). For an inspect: the record, its view, unstructured, the JSON."""
+    ``path``: median ms over ``rounds`` after one to warm up (cattrs builds its functions on first use),
+    a list ``repeat`` times a round, an inspect of every container each round (a server under load runs
+    them hot). For the list: the records (newest first), their rows, the rows unstructured, the JSON.
+    For an inspect: the record, its view, unstructured, the JSON.
+    Each again as ``<kind>, collector paused`` with the garbage collector off: the steps' own work,
+    without the collections their allocations trigger over everything the process holds (this process
+    holds more than a server does)."""
     store = await open_store(path)
     steps: dict[str, dict[str, list[float]]] = {
-        kind: {step: [] for step in STEPS} for kind in ("list", "list, collector paused", "inspect")
+        kind: {step: [] for step in STEPS}
+        for kind in ("list", "list, collector paused", "inspect", "inspect, collector paused")
     }
 
     def timed(kind: str, records: Callable[[], list[Any]], view: Callable[[Any], Any], count: bool) -> None:
@@ -344,15 +347,25 @@ async def handler_parts(path: str, rounds: int) -> dict[str, dict[str, float]]:
     try:
         ids = [record.id for record in store.containers()][:1000]
         for index in range(rounds + 1):
-            timed("list", store.containers, _rows, index > 0)
+            for _ in range(repeat):
+                timed("list", store.containers, _rows, index > 0)
             gc.disable()
             try:
-                timed("list, collector paused", store.containers, _rows, index > 0)
+                for _ in range(repeat):
+                    timed("list, collector paused", store.containers, _rows, index > 0)
             finally:
                 gc.enable()
             for container_id in ids:
                 found = functools.partial(lambda cid: [store.resolve_container(cid)], container_id)
                 timed("inspect", found, lambda records: container_inspect(records[0]), index > 0)
+            gc.disable()
+            try:
+                for container_id in ids:
+                    found = functools.partial(lambda cid: [store.resolve_container(cid)], container_id)
+                    view = lambda records: container_inspect(records[0])  # noqa: E731
+                    timed("inspect, collector paused", found, view, index > 0)
+            finally:
+                gc.enable()
         return {
             kind: {step: median(values) for step, values in parts.items()} for kind, parts in steps.items()
         }

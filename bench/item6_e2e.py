@@ -34,6 +34,8 @@ TARGET = 1.3
 TARGET_REMOVE = 1.2
 JOB = "echo hi; sleep 1"
 SEQ_LINES = 50_000
+#: The SDK pair takes a fraction of a second a round: it gets this many rounds to one of the others.
+SDK_ROUNDS_PER_ROUND = 5
 #: A variant's run: returns the container to remove after its time is taken, if any.
 Variant = Callable[[], Awaitable[str | None]]
 
@@ -164,7 +166,8 @@ async def run(*, rounds: int = 7, seq_lines: int = SEQ_LINES) -> ItemResult:
             "aiobotocore Invoke(LogType=Tail) of a function with the same command (created once: the "
             "simulator's own time for the invocation); `docker run --rm IMG true` vs a direct Invoke of "
             "`true`; the SDK's blocking `containers.run(IMG, 'echo hi', remove=True)` vs the same without "
-            "`remove` (that container removed after the timing). Ratios are medians over rounds of the "
+            "`remove` (that container removed after the timing; this pair in rounds of its own, "
+            f"{SDK_ROUNDS_PER_ROUND} times as many). Ratios are medians over rounds of the "
             "per-round ratio; CLI times include starting the docker binary. Then, once: `docker run IMG "
             f"seq 1 {seq_lines}` attached, and `docker logs` of that container afterwards."
         ),
@@ -212,8 +215,11 @@ async def _measure(
             await cli.checked("rm", leftover)
         return seconds
 
-    samples = await interleave(rounds, lambda _: list(runs), timed)
-    times = {name: [sample[name] for sample in samples] for name in runs}
+    # The one-second jobs' rounds, then the SDK pair's, which are short: more of them.
+    slow = [name for name in runs if name not in variants.sdk_outputs]
+    samples = await interleave(rounds, lambda _: slow, timed)
+    sdk_samples = await interleave(rounds * SDK_ROUNDS_PER_ROUND, lambda _: list(variants.sdk_outputs), timed)
+    times = {name: [sample[name] for sample in samples + sdk_samples if name in sample] for name in runs}
     cli_floor = []
     for _ in range(rounds):
         began = time.perf_counter()
@@ -233,6 +239,7 @@ def _report(
     seq_lines: int,
 ) -> None:
     def ratio(name: str, floor: str) -> float:
+        """The median of the per-round ratios (the two variants ran in the same rounds)."""
         return median(a / b for a, b in zip(times[name], times[floor], strict=True))
 
     def ms(name: str) -> str:

@@ -8,7 +8,7 @@ with ``max_concurrent_invocations=500`` and a task sampling its loop's lag every
 * **embedded simulator**: the simulator runs inside the backend process (as ``sockerless up
   --simulate``), so its moto calls and its 500 child processes share the backend's event loop.
 
-N containers ``sh -c 'sleep 8; exit $((IDX % 7))'`` (``i`` in the environment) are created, a wait
+N containers ``sh -c 'sleep 8; exit $((IDX % 7))'`` (``IDX`` in the environment) are created, a wait
 opened on each, then all started; every exit code must be ``IDX % 7``. Lag percentiles are over the
 samples taken from the first start to the last exit. Memory: the backend process's VmRSS before the
 creates, after them, and at its peak while the invocations are in flight.
@@ -23,27 +23,14 @@ import sys
 import time
 from typing import Any
 
-from sockerless.client import BackendClient
+from sockerless.api.client import BackendClient
 from sockerless.models import WaitCondition
 
-from .common import (
-    IMAGE,
-    ItemResult,
-    Row,
-    Simulator,
-    Table,
-    bench_dir,
-    cpu_seconds,
-    median,
-    percentile,
-    product_env,
-    rss_kb,
-    start_process,
-    stop_process,
-)
+from .common import IMAGE, ItemResult, Row, Table, cpu_seconds, median, percentile, rss_kb
+from .processes import Simulator, bench_dir, product_env, start_process, stop_process
 
 TARGET_LAG_MS = 50.0
-SLEEP_SECONDS = 8  # long enough for the simulator to have started all 500 (it starts about 100/s here)
+SLEEP_SECONDS = 8  # long enough for the simulator to have started all 500 before the first exits
 
 
 def command(sleep_seconds: float) -> str:
@@ -67,10 +54,8 @@ async def _launch(workdir: str, sim: Simulator | None, count: int) -> tuple[Any,
         str(max(100, count)),
     ]
     argv += ["--endpoint-url", sim.endpoint_url, "--role-arn", sim.role_arn] if sim else ["--simulate"]
-    env = product_env(workdir)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [_root(), env.get("PYTHONPATH", "")]))
     process = await start_process(
-        argv, env=env, log_path=os.path.join(workdir, "launcher.log"), stdout_pipe=True
+        argv, env=product_env(workdir), log_path=os.path.join(workdir, "launcher.log"), stdout_pipe=True
     )
     assert process.stdout is not None
     line = await asyncio.wait_for(process.stdout.readline(), 120)
@@ -92,10 +77,6 @@ def listen_overflows() -> int:
             fields = dict(zip(header.split()[1:], values.split()[1:], strict=False))
             return int(fields.get("ListenOverflows", 0))
     return 0
-
-
-def _root() -> str:
-    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 async def _stats(session: Any, endpoint: str) -> dict[str, Any]:
@@ -329,12 +310,7 @@ async def run(
     if failed_opens:
         result.notes.append(
             f"Waits opened at once that failed: {', '.join(failed_opens)}, with `{first_failure}` (they were "
-            "opened again, 50 at a time, so the run went on). Cause: the internal API listens with "
-            "aiohttp's default accept backlog of 128 (`web.SockSite(runner, sock)` calls `listen(128)` "
-            "again over the 1024 that `sockerless.listen` set); a Unix-socket connect that finds the queue "
-            "full gets EAGAIN, which asyncio takes for 'in progress' and then reports as connected: the "
-            "first write fails with ENOTCONN. Reproduced with plain aiohttp: 500 concurrent requests to "
-            "a Unix-socket site, 371 fail with backlog 128, none with `backlog=1024`."
+            "opened again, 50 at a time, so the run went on)."
         )
     result.tables.append(
         Table(

@@ -8,89 +8,84 @@ two labels). Then ``sockerless serve lambda`` opens it, on a standalone simulato
   including the store's load and reconciliation; also with an empty store, and the store's own
   ``Store.open`` in this process, to show where the time goes;
 * inspect: sequential ``GET /internal/v1/containers/{id}`` of random containers, client-side p99;
-* list: ``GET /internal/v1/containers?all=1``, the whole list, client-side time. The backend keeps
-  each row's JSON once encoded (``sockerless.views.SummaryCache``), so the first list after start-up
-  is reported apart from the later ones.
+* list: ``GET /internal/v1/containers?all=1``, the whole list, client-side time. Rows are built per
+  request; the first list after start-up is reported apart (the process's first walk of everything).
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
+import functools
 import gc
+import json
 import os
 import random
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
-from sockerless.models import ContainerConfig, HostConfig
+from sockerless.models import ContainerConfig, HostConfig, unstructure
 from sockerless.store import ContainerRecord, Store
-from sockerless.views import SummaryCache
+from sockerless.views import container_inspect, container_summary
+from sockerless_lambda.state import DONE, LambdaState, OutputSource
 
-from .common import (
-    IMAGE,
-    ItemResult,
-    Product,
-    Row,
-    Simulator,
-    Table,
-    access_durations,
-    bench_dir,
-    median,
-    percentile,
-    serve_argv,
-    unix_session,
-)
+from .common import IMAGE, ItemResult, Row, Table, access_durations, median, percentile
+from .processes import Product, Simulator, bench_dir, sockerless_argv, unix_session
 
 TARGET_INSPECT_P99_MS = 5.0
 TARGET_LIST_MS = 250.0
 TARGET_STARTUP_S = 2.0
 
 
-def make_records(count: int) -> list[ContainerRecord]:
+def make_records(count: int) -> list[ContainerRecord[LambdaState]]:
+    """``count`` exited containers, shaped as the Lambda backend writes them, oldest first."""
     now = dt.datetime.now(dt.UTC)
     records = []
     for index in range(count):
         container_id = secrets.token_hex(32)
         created = now - dt.timedelta(seconds=count - index)
         function = f"skls-{container_id[:24]}"
+        state = LambdaState(
+            function_name=function,
+            function_arn=f"arn:aws:lambda:us-east-1:123456789012:function:{function}",
+            function_state="Active",
+            invocation=DONE,
+            request_id=secrets.token_hex(16),
+            output_source=OutputSource.TAIL,
+            output_complete=True,
+        )
+        config = ContainerConfig(
+            image=IMAGE,
+            cmd=["sh", "-c", f"echo job {index}"],
+            env=[f"JOB={index}"],
+            labels={"bench": "store", "job": str(index)},
+        )
         records.append(
             ContainerRecord(
                 id=container_id,
                 name=f"bench_{index}",
                 created=created,
                 image=IMAGE,
-                config=ContainerConfig(
-                    image=IMAGE,
-                    cmd=["sh", "-c", f"echo job {index}"],
-                    env=[f"JOB={index}"],
-                    labels={"bench": "store", "job": str(index)},
-                ),
+                config=config,
                 host_config=HostConfig(),
+                backend_state=state,
                 image_id="sha256:" + "ab" * 32,
                 status="exited",
                 exit_code=index % 3,
                 started_at=created + dt.timedelta(milliseconds=50),
                 finished_at=created + dt.timedelta(milliseconds=900),
-                backend_fields={
-                    "function_name": function,
-                    "function_arn": f"arn:aws:lambda:us-east-1:123456789012:function:{function}",
-                    "function_state": "Active",
-                    "invocation": "done",
-                    "request_id": secrets.token_hex(16),
-                    "log_tail": "",
-                    "logs": [[int(created.timestamp() * 1000), f"job {index}\n"]],
-                    "logs_until_ms": int(created.timestamp() * 1000) + 900,
-                    "logs_settled": "x",
-                },
             )
         )
     return records
 
 
+async def open_store(path: str) -> Store[LambdaState]:
+    return await Store.open(path, state_class=LambdaState)
+
+
 async def fill_store(path: str, count: int) -> float:
-    store = await Store.open(path)
+    store = await open_store(path)
     try:
         began = time.perf_counter()
         await store.add_containers(make_records(count))
@@ -99,9 +94,9 @@ async def fill_store(path: str, count: int) -> float:
         await store.close()
 
 
-async def open_store(path: str) -> float:
+async def time_open(path: str) -> float:
     began = time.perf_counter()
-    store = await Store.open(path)
+    store = await open_store(path)
     elapsed = time.perf_counter() - began
     await store.close()
     return elapsed
@@ -109,14 +104,60 @@ async def open_store(path: str) -> float:
 
 async def startup(workdir: str, sim: Simulator, store: str, name: str) -> tuple[Product, float]:
     socket = os.path.join(workdir, f"{name}.sock")
-    served = Product(workdir, name, serve_argv(workdir, sim, socket=socket, store=store))
+    served = Product(workdir, name, sockerless_argv("serve", sim, socket=socket, store=store))
     await served.start()
     try:
-        seconds = await served.wait_answering(socket, "/internal/v1/capabilities")
+        seconds = await served.wait_answering(f"unix://{socket}", "/internal/v1/capabilities")
     except BaseException:
         await served.stop()
         raise
     return served, seconds
+
+
+async def measure_startups(
+    workdir: str, sim: Simulator, stores: dict[str, str], starts: int
+) -> dict[str, float]:
+    """Median seconds from spawn to the first answer, per store, the order alternating."""
+    times: dict[str, list[float]] = {label: [] for label in stores}
+    for index in range(starts):
+        for label in list(stores)[:: 1 if index % 2 == 0 else -1]:
+            served, seconds = await startup(workdir, sim, stores[label], f"serve-{label}")
+            times[label].append(seconds)
+            await served.stop()
+    return {label: median(values) for label, values in times.items()}
+
+
+async def measure_requests(
+    workdir: str, sim: Simulator, store: str, ids: list[str], inspects: int, lists: int
+) -> dict[str, Any]:
+    """Client-side ms of sequential inspects of random containers and of whole lists, and the
+    server-side ones from the access log."""
+    served, _ = await startup(workdir, sim, store, "serve-big")
+    try:
+        async with unix_session(os.path.join(workdir, "serve-big.sock")) as session:
+            await _get(session, "/internal/v1/containers/" + ids[0])  # the connection, the first answer
+            inspect_ms = []
+            for container_id in random.sample(ids, min(inspects, len(ids))):
+                began = time.perf_counter()
+                document = json.loads(await _get(session, f"/internal/v1/containers/{container_id}"))
+                inspect_ms.append((time.perf_counter() - began) * 1000)
+                assert document["Id"] == container_id
+            list_ms = []
+            for _ in range(lists):
+                began = time.perf_counter()
+                body = await _get(session, "/internal/v1/containers?all=1")
+                list_ms.append((time.perf_counter() - began) * 1000)
+    finally:
+        await served.stop()
+    server = access_durations(served.log_path)
+    return {
+        "inspect_ms": inspect_ms,
+        "list_ms": list_ms,
+        "size": len(body),
+        "rows": body.count(b'"Id"'),
+        "server_inspect": server.get("GET /internal/v1/containers/{id}", [])[1:],
+        "server_list": server.get("GET /internal/v1/containers", []),
+    }
 
 
 async def run(*, count: int = 10_000, inspects: int = 2000, lists: int = 10, starts: int = 3) -> ItemResult:
@@ -128,61 +169,45 @@ async def run(*, count: int = 10_000, inspects: int = 2000, lists: int = 10, sta
             "then served by `sockerless serve lambda` (standalone simulator). Start-up = spawn → first "
             f"answer on the socket, median of {starts} starts (stores of 0 and {count} containers "
             f"alternating). Inspect: {inspects} sequential `GET /internal/v1/containers/{{id}}` of random "
-            f"containers. List: {lists} times `GET /internal/v1/containers?all=1`, the first one (which "
-            "encodes every row) reported apart; the figure is the median of the others. Times are "
-            "client-side."
+            f"containers. List: {lists} times `GET /internal/v1/containers?all=1` (rows built per "
+            "request), the first one after start-up reported apart; the figure is the median of the "
+            "others. Times are client-side."
         ),
         command="python -m bench --only 5",
     )
     with bench_dir() as workdir:
-        big = os.path.join(workdir, "big.sqlite3")
-        empty = os.path.join(workdir, "empty.sqlite3")
-        fill_seconds = await fill_store(big, count)
-        await fill_store(empty, 0)
-        ids = [record_id async for record_id in _ids(big)]
-        sim = Simulator(workdir)
-        try:
-            await sim.start()
-            times: dict[str, list[float]] = {"empty": [], "big": []}
-            for index in range(starts):
-                for label, path in (
-                    (("empty", empty), ("big", big)) if index % 2 == 0 else (("big", big), ("empty", empty))
-                ):
-                    served, seconds = await startup(workdir, sim, path, f"serve-{label}")
-                    times[label].append(seconds)
-                    await served.stop()
-            open_times = [await open_store(big) for _ in range(starts)]
-            served, _ = await startup(workdir, sim, big, "serve-big")
-            try:
-                socket = os.path.join(workdir, "serve-big.sock")
-                async with unix_session(socket) as session:
-                    await _get(session, "/internal/v1/containers/" + ids[0])  # warm the connection
-                    inspect_ms = []
-                    for container_id in random.sample(ids, min(inspects, len(ids))):
-                        began = time.perf_counter()
-                        document = await _get(session, f"/internal/v1/containers/{container_id}")
-                        inspect_ms.append((time.perf_counter() - began) * 1000)
-                        assert document["Id"] == container_id
-                    list_ms = []
-                    size = 0
-                    rows = 0
-                    for _ in range(lists):
-                        began = time.perf_counter()
-                        async with session.get("/internal/v1/containers", params={"all": "1"}) as response:
-                            body = await response.read()
-                        list_ms.append((time.perf_counter() - began) * 1000)
-                        size = len(body)
-                        rows = body.count(b'"Id"')
-            finally:
-                await served.stop()
-            server = access_durations(os.path.join(workdir, "serve-big.log"))
-            parts = await list_parts(big, lists)
-        finally:
-            await sim.stop()
-    startup_big = median(times["big"])
-    startup_empty = median(times["empty"])
+        stores = {
+            "empty": os.path.join(workdir, "empty.sqlite3"),
+            "big": os.path.join(workdir, "big.sqlite3"),
+        }
+        fill_seconds = await fill_store(stores["big"], count)
+        await fill_store(stores["empty"], 0)
+        ids = await _ids(stores["big"])
+        async with Simulator(workdir) as sim:
+            startups = await measure_startups(workdir, sim, stores, starts)
+            open_seconds = median([await time_open(stores["big"]) for _ in range(starts)])
+            figures = await measure_requests(workdir, sim, stores["big"], ids, inspects, lists)
+        parts = await handler_parts(stores["big"], lists)
+    _report(result, count, figures, parts, startups, open_seconds, fill_seconds)
+    return result
+
+
+def _report(
+    result: ItemResult,
+    count: int,
+    figures: dict[str, Any],
+    all_parts: dict[str, dict[str, float]],
+    startups: dict[str, float],
+    open_seconds: float,
+    fill_seconds: float,
+) -> None:
+    inspect_ms, list_ms = figures["inspect_ms"], figures["list_ms"]
+    parts, paused = all_parts["list"], all_parts["list, collector paused"]
+    server_inspect, server_list = figures["server_inspect"], figures["server_list"]
+    rows, size = figures["rows"], figures["size"]
     p99 = percentile(inspect_ms, 99)
     first_list, list_median = list_ms[0], median(list_ms[1:])
+    server_first, server_rest = server_list[0], median(server_list[1:])
     result.rows += [
         Row(
             "inspect p99",
@@ -198,15 +223,12 @@ async def run(*, count: int = 10_000, inspects: int = 2000, lists: int = 10, sta
         ),
         Row(
             "start-up to first answer",
-            f"{startup_big:.2f} s (empty store: {startup_empty:.2f} s)",
+            f"{startups['big']:.2f} s (empty store: {startups['empty']:.2f} s)",
             f"≤ {TARGET_STARTUP_S:g} s",
-            startup_big <= TARGET_STARTUP_S,
+            startups["big"] <= TARGET_STARTUP_S,
         ),
-        Row("first list all after start-up (encodes every row)", f"{first_list:.0f} ms", "—", None),
+        Row("first list all after start-up", f"{first_list:.0f} ms"),
     ]
-    server_inspect = server.get("GET /internal/v1/containers/{id}", [])[1:]
-    server_list = server.get("GET /internal/v1/containers", [])
-    server_first, server_rest = server_list[0], median(server_list[1:])
     result.tables.append(
         Table(
             "Where inspect and list go: server-side durations (the backend's access log) and the list "
@@ -215,8 +237,8 @@ async def run(*, count: int = 10_000, inspects: int = 2000, lists: int = 10, sta
             [
                 [
                     "inspect, server-side p50 / p99 / max",
-                    f"{median(server_inspect):.2f} / "
-                    f"{percentile(server_inspect, 99):.2f} / {max(server_inspect, default=0):.2f}",
+                    f"{median(server_inspect):.2f} / {percentile(server_inspect, 99):.2f} / "
+                    f"{max(server_inspect, default=0):.2f}",
                 ],
                 [
                     "inspect, client-side p50 / p99 (adds HTTP, both processes' scheduling)",
@@ -227,13 +249,13 @@ async def run(*, count: int = 10_000, inspects: int = 2000, lists: int = 10, sta
                     f"{server_first:.0f} / {server_rest:.0f}",
                 ],
                 ["list: the records, newest first (`Store.containers`)", f"{parts['records']:.0f}"],
+                [f"list: the {rows} rows (`views.container_summary`)", f"{parts['views']:.0f}"],
+                ["list: the rows unstructured (`models.unstructure`, cattrs)", f"{parts['unstructure']:.0f}"],
+                ["list: the JSON (`json.dumps`, encoded)", f"{parts['json']:.0f}"],
                 [
-                    f"list: the {rows} rows' JSON, first list (views, cattrs, `json.dumps` per row)",
-                    f"{parts['cold']:.0f}",
-                ],
-                [
-                    "list: the rows' JSON, later lists (kept rows; State and Status encoded)",
-                    f"{parts['warm']:.0f}",
+                    "list: the same four steps with the garbage collector paused (the difference is the "
+                    f"collections the rows' allocations trigger over the {count} records in memory)",
+                    f"{sum(paused.values()):.0f} (of {sum(parts.values()):.0f})",
                 ],
                 [
                     "list all, client-side: first / median of the others",
@@ -243,10 +265,14 @@ async def run(*, count: int = 10_000, inspects: int = 2000, lists: int = 10, sta
         )
     )
     if list_median > TARGET_LIST_MS:
+        steps = ", ".join(
+            f"{name} {parts[name]:.0f} ms" for name in ("records", "views", "unstructure", "json")
+        )
         result.notes.append(
-            f"What limits list: {server_rest:.0f} ms of the {list_median:.0f} ms are the server's: "
-            f"{parts['records']:.0f} ms to sort the records and {parts['warm']:.0f} ms to join the kept "
-            f"rows (this process, same store); the rest is moving {size / 1e6:.1f} MB over the socket."
+            f"What limits list: {server_rest:.0f} ms of the {list_median:.0f} ms are the server's "
+            f"({steps}, timed in this process on the same store; {sum(paused.values()):.0f} ms in all with "
+            "the garbage collector paused): the rows are built, unstructured and encoded per request; the "
+            f"rest is moving {size / 1e6:.1f} MB over the socket."
         )
     if p99 > TARGET_INSPECT_P99_MS:
         result.notes.append(
@@ -254,10 +280,10 @@ async def run(*, count: int = 10_000, inspects: int = 2000, lists: int = 10, sta
             "(its access log); the rest of the client-side p99 is HTTP and the scheduling of two "
             "processes on a shared 2-core machine."
         )
-    if startup_big > TARGET_STARTUP_S:
+    if startups["big"] > TARGET_STARTUP_S:
         result.notes.append(
-            f"What limits start-up: {startup_empty:.2f} s with an empty store, plus loading the "
-            f"{count} records ({median(open_times):.2f} s for `Store.open` alone)."
+            f"What limits start-up: {startups['empty']:.2f} s with an empty store, plus loading the "
+            f"{count} records ({open_seconds:.2f} s for `Store.open` alone)."
         )
     result.tables.append(
         Table(
@@ -266,13 +292,10 @@ async def run(*, count: int = 10_000, inspects: int = 2000, lists: int = 10, sta
             [
                 [
                     "process start to first answer, empty store (interpreter, imports, clients, log group)",
-                    f"{startup_empty:.2f}",
+                    f"{startups['empty']:.2f}",
                 ],
-                [f"the same with {count} containers", f"{startup_big:.2f}"],
-                [
-                    f"`Store.open` of {count} containers in this process (load + index)",
-                    f"{median(open_times):.2f}",
-                ],
+                [f"the same with {count} containers", f"{startups['big']:.2f}"],
+                [f"`Store.open` of {count} containers in this process (load + index)", f"{open_seconds:.2f}"],
                 [
                     f"bulk insert of {count} containers (`add_containers`, not part of start-up)",
                     f"{fill_seconds:.2f}",
@@ -283,53 +306,89 @@ async def run(*, count: int = 10_000, inspects: int = 2000, lists: int = 10, sta
     result.data.update(
         inspect_p99_ms=p99,
         list_ms=list_median,
-        startup_s=startup_big,
-        startup_empty_s=startup_empty,
+        startup_s=startups["big"],
+        startup_empty_s=startups["empty"],
         rows=rows,
     )
-    return result
 
 
-async def list_parts(path: str, rounds: int) -> dict[str, float]:
-    """The list handler's steps, timed in this process (median ms over ``rounds``): the records, the
-    rows' JSON with a new cache (the first list) and with the same cache again (later lists)."""
-    store = await Store.open(path)
-    gc.collect()
-    gc.freeze()  # as `sockerless serve` does once started (sockerless/cli.py)
+STEPS = ("records", "views", "unstructure", "json")
+
+
+async def handler_parts(path: str, rounds: int, repeat: int = 1) -> dict[str, dict[str, float]]:
+    """The steps of the list and inspect handlers (:data:`STEPS`), timed in this process on the store at
+    ``path``: median ms over ``rounds`` after one to warm up (cattrs builds its functions on first use),
+    a list ``repeat`` times a round, an inspect of every container each round (a server under load runs
+    them hot). For the list: the records (newest first), their rows, the rows unstructured, the JSON.
+    For an inspect: the record, its view, unstructured, the JSON.
+    Each again as ``<kind>, collector paused`` with the garbage collector off: the steps' own work,
+    without the collections their allocations trigger over everything the process holds (this process
+    holds more than a server does)."""
+    store = await open_store(path)
+    steps: dict[str, dict[str, list[float]]] = {
+        kind: {step: [] for step in STEPS}
+        for kind in ("list", "list, collector paused", "inspect", "inspect, collector paused")
+    }
+
+    def timed(kind: str, records: Callable[[], list[Any]], view: Callable[[Any], Any], count: bool) -> None:
+        marks = [time.perf_counter()]
+        found = records()
+        marks.append(time.perf_counter())
+        shown = view(found)
+        marks.append(time.perf_counter())
+        data = unstructure(shown)
+        marks.append(time.perf_counter())
+        json.dumps(data).encode()
+        marks.append(time.perf_counter())
+        if count:
+            for name, began, ended in zip(STEPS, marks, marks[1:], strict=False):
+                steps[kind][name].append((ended - began) * 1000)
+
     try:
-        steps: dict[str, list[float]] = {"records": [], "cold": [], "warm": []}
-        for _ in range(rounds):
-            began = time.perf_counter()
-            records = list(store.containers())
-            listed = time.perf_counter()
-            cache = SummaryCache()
-            cache.rows(records, dt.datetime.now(dt.UTC)).to_json()
-            encoded = time.perf_counter()
-            cache.rows(records, dt.datetime.now(dt.UTC)).to_json()
-            joined = time.perf_counter()
-            steps["records"].append((listed - began) * 1000)
-            steps["cold"].append((encoded - listed) * 1000)
-            steps["warm"].append((joined - encoded) * 1000)
-        return {name: median(values) for name, values in steps.items()}
+        ids = [record.id for record in store.containers()][:1000]
+        for index in range(rounds + 1):
+            for _ in range(repeat):
+                timed("list", store.containers, _rows, index > 0)
+            gc.disable()
+            try:
+                for _ in range(repeat):
+                    timed("list, collector paused", store.containers, _rows, index > 0)
+            finally:
+                gc.enable()
+            for container_id in ids:
+                found = functools.partial(lambda cid: [store.resolve_container(cid)], container_id)
+                timed("inspect", found, lambda records: container_inspect(records[0]), index > 0)
+            gc.disable()
+            try:
+                for container_id in ids:
+                    found = functools.partial(lambda cid: [store.resolve_container(cid)], container_id)
+                    view = lambda records: container_inspect(records[0])  # noqa: E731
+                    timed("inspect, collector paused", found, view, index > 0)
+            finally:
+                gc.enable()
+        return {
+            kind: {step: median(values) for step, values in parts.items()} for kind, parts in steps.items()
+        }
     finally:
-        gc.unfreeze()
         await store.close()
 
 
-async def _ids(path: str) -> Any:
-    store = await Store.open(path)
+def _rows(records: list[ContainerRecord[LambdaState]]) -> list[Any]:
+    """The list handler's rows (``ContainerService.summaries``, without filters)."""
+    now = dt.datetime.now(dt.UTC)
+    return [container_summary(record, now) for record in records]
+
+
+async def _ids(path: str) -> list[str]:
+    store = await open_store(path)
     try:
-        for record in list(store.containers()):
-            yield record.id
+        return [record.id for record in store.containers()]
     finally:
         await store.close()
 
 
-async def _get(session: Any, path: str) -> Any:
+async def _get(session: Any, path: str) -> bytes:
     async with session.get(path) as response:
         response.raise_for_status()
-        return await response.json()
-
-
-if __name__ == "__main__":  # pragma: no cover - a quick look
-    print(asyncio.run(run(count=1000, inspects=100, lists=2, starts=1)))
+        body: bytes = await response.read()
+        return body

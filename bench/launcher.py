@@ -24,9 +24,10 @@ import signal
 import time
 from collections.abc import Sequence
 
+from sockerless.api.server import InternalAPIServer
 from sockerless.backend import BackendRuntime
-from sockerless.observability import configure_logging
-from sockerless.server import InternalAPIServer
+from sockerless.config import ServerConfig
+from sockerless.observability import configure_logging, flush_logs
 from sockerless_lambda.backend import LambdaBackend
 from sockerless_lambda.config import LambdaConfig
 
@@ -50,7 +51,9 @@ async def serve(args: argparse.Namespace) -> None:
         max_concurrent_invocations=args.max_concurrent_invocations,
     )
     backend = LambdaBackend(config, BackendRuntime(args.store, "bench-launcher"))
-    server = InternalAPIServer(backend, socket_path=args.socket, max_inflight_requests=args.max_inflight)
+    server = InternalAPIServer(
+        backend, ServerConfig(socket=args.socket, max_inflight_requests=args.max_inflight)
+    )
     samples: list[tuple[float, float]] = []
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -67,6 +70,7 @@ async def serve(args: argparse.Namespace) -> None:
         sampler.cancel()
         with open(args.lag_file, "w", encoding="utf-8") as out:
             json.dump(samples, out)
+        flush_logs()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -18,10 +18,18 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-from . import item1_overhead, item2_calls, item3_cloudwatch, item4_concurrency, item5_store, item6_e2e
-from .common import ItemResult, bench_dir, machine_info, start_process, stop_process, verdict
+from . import (
+    item1_overhead,
+    item2_calls,
+    item3_cloudwatch,
+    item4_concurrency,
+    item5_store,
+    item6_e2e,
+    item7_throughput,
+)
+from .common import ItemResult, machine_info, verdict
+from .processes import ROOT, bench_dir, start_process, stop_process
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUTPUT = os.path.join(ROOT, "docs", "benchmarks.md")
 
 Runner = Callable[[bool], Awaitable[ItemResult]]
@@ -55,7 +63,15 @@ async def _item5(quick: bool) -> ItemResult:
 
 
 async def _item6(quick: bool) -> ItemResult:
-    return await item6_e2e.run(rounds=2 if quick else 7)
+    if quick:
+        return await item6_e2e.run(rounds=2, seq_lines=5000)
+    return await item6_e2e.run(rounds=7)
+
+
+async def _item7(quick: bool) -> ItemResult:
+    if quick:
+        return await item7_throughput.run(rounds=1, seconds=1)
+    return await item7_throughput.run(rounds=4, seconds=5)
 
 
 async def _simulator_throughput(quick: bool) -> ItemResult:
@@ -98,6 +114,7 @@ ITEMS: dict[str, Runner] = {
     "4": _item4,
     "5": _item5,
     "6": _item6,
+    "7": _item7,
     "sim": _simulator_throughput,
 }
 
@@ -198,15 +215,15 @@ async def _main(names: Sequence[str], quick: bool) -> list[ItemResult]:
 
 
 def _byte_compile() -> None:
-    """Compile the product's modules, as installing it from a wheel does. An editable install (``./dev
-    setup``) run with ``PYTHONDONTWRITEBYTECODE=1`` would compile them from source at every start of
-    a product process, which is not what a user's start-up costs (about 0.1 s of it on the machines
-    this ran on)."""
+    """Compile the product's modules (and the simulator's), as installing them from wheels does. An
+    editable install (``./dev setup``) run with ``PYTHONDONTWRITEBYTECODE=1`` would compile them from
+    source at every start of a process, which is not what a user's start-up costs."""
     import sockerless
     import sockerless_lambda
+    import sockerless_lambda_simulator
 
-    for package in (sockerless, sockerless_lambda):
-        compileall.compile_dir(os.path.dirname(package.__file__), quiet=1)
+    for package in (sockerless, sockerless_lambda, sockerless_lambda_simulator):
+        compileall.compile_dir(os.path.dirname(str(package.__file__)), quiet=1)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,9 +25,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sockerless.models import ContainerConfig, HostConfig, unstructure
+from sockerless.hostconfig import HostConfig
+from sockerless.models import ContainerConfig
 from sockerless.store import ContainerRecord, Store
 from sockerless.views import container_inspect, container_summary
+from sockerless.wire import unstructure
 from sockerless_lambda.state import DONE, LambdaState, OutputSource
 
 from .common import IMAGE, ItemResult, Row, Table, access_durations, median, percentile

@@ -14,8 +14,9 @@ from collections.abc import AsyncIterator
 
 from sockerless.api.client import BackendClient
 from sockerless.backend import BackendRuntime, LogsOptions
-from sockerless.models import ContainerCreateRequest, WaitCondition, structure
+from sockerless.models import ContainerCreateRequest, WaitCondition
 from sockerless.streams import decode_frames
+from sockerless.wire import structure
 from sockerless_lambda.backend import LambdaBackend
 from sockerless_lambda.config import LambdaConfig
 

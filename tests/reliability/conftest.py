@@ -3,7 +3,9 @@ for values against the schemas of the generated OpenAPI document (with openapi-s
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +62,16 @@ class LambdaApi:
             if not page.get("NextMarker"):
                 return names
             kwargs["Marker"] = page["NextMarker"]
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """A directory for sockets: Unix socket paths must stay under 108 bytes, pytest's are long."""
+    path = tempfile.mkdtemp(prefix="skr-", dir="/tmp")
+    try:
+        yield Path(path)
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest_asyncio.fixture

@@ -15,7 +15,6 @@ import os
 import shutil
 import ssl
 import stat
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -82,15 +81,6 @@ def docker_frontend(
 
 
 # ---------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    path = tempfile.mkdtemp(prefix="ska-", dir="/tmp")
-    try:
-        yield Path(path)
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 async def _status(url: str, *, ssl_context: ssl.SSLContext | bool = True, **options: Any) -> int:

@@ -17,11 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import shutil
-import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,16 +50,6 @@ INSTANCE_TAG = "sockerless:instance"
 CLEAN = {200, 201, 204, 304, 404, 409, 502, 503, 504}
 #: The longest any request may take while the cloud is unreachable (retries included).
 OUTAGE_ANSWER_SECONDS = 15.0
-
-
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    """Unix socket paths must stay under 108 bytes; pytest's directories are long."""
-    path = tempfile.mkdtemp(prefix="skr-", dir="/tmp")
-    try:
-        yield Path(path)
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest_asyncio.fixture

@@ -14,16 +14,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import random
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import attrs
-import pytest
 
 from tests.reliability.processes import (
     IMAGE,
@@ -44,15 +40,6 @@ MAX_INFLIGHT = 64
 FIRST_BURST_GROWTH_MIB = 48
 PEAK_GROWTH_MIB = 128
 LATER_GROWTH_MIB = 24
-
-
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    path = tempfile.mkdtemp(prefix="skl-", dir="/tmp")
-    try:
-        yield Path(path)
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def rss_mib(pid: int) -> tuple[float, float]:

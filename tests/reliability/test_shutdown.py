@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import signal
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +34,6 @@ GRACE = 2.0
 FOLLOW = {"stdout": "1", "stderr": "1", "follow": "1"}
 #: SIGTERM to exit: the grace period (cancelling what is left included), plus closing the backend.
 EXIT_BOUND = GRACE + 1.0
-
-
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    path = tempfile.mkdtemp(prefix="sks-", dir="/tmp")
-    try:
-        yield Path(path)
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 async def _serve(simulator: Any, tmp_path: Path, short_dir: Path, log: str) -> BackendProcess:

@@ -37,6 +37,7 @@ from sockerless.models import (
     WaitCondition,
     WaitResponse,
 )
+from sockerless.wire import Encoded
 
 __all__ = [
     "CAPABILITY_OPERATIONS",
@@ -187,11 +188,11 @@ class Backend(Protocol):
     ) -> ContainerCreateResponse: ...
     async def list_containers(
         self, *, all: bool, limit: int | None, filters: Filters
-    ) -> Sequence[ContainerSummary]:
-        """The rows, newest first."""
+    ) -> Sequence[ContainerSummary] | Encoded[list[ContainerSummary]]:
+        """The rows, newest first (or their JSON, encoded already: see :class:`sockerless.wire.Encoded`)."""
         ...
 
-    async def inspect_container(self, ref: str) -> Container: ...
+    async def inspect_container(self, ref: str) -> Container | Encoded[Container]: ...
     async def start_container(self, ref: str) -> None: ...
     async def stop_container(self, ref: str, *, timeout: int | None, signal: str | None) -> None: ...
     async def kill_container(self, ref: str, *, signal: str | None) -> None: ...
@@ -270,10 +271,10 @@ class BaseBackend:
 
     async def list_containers(
         self, *, all: bool, limit: int | None, filters: Filters
-    ) -> Sequence[ContainerSummary]:
+    ) -> Sequence[ContainerSummary] | Encoded[list[ContainerSummary]]:
         raise self._unsupported("container list")
 
-    async def inspect_container(self, ref: str) -> Container:
+    async def inspect_container(self, ref: str) -> Container | Encoded[Container]:
         raise self._unsupported("container inspect")
 
     async def start_container(self, ref: str) -> None:

@@ -9,22 +9,27 @@ says) is derived by :func:`wire_name` or given explicitly with ``field(wire=...)
 from __future__ import annotations
 
 import datetime as dt
+import json
 import operator
 import re
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Generic, TypeVar
 
 import attrs
 import cattrs
 import cattrs.cols
+import orjson
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from sockerless.errors import InvalidParameter
 
 __all__ = [
     "ZERO_TIME",
+    "Encoded",
     "converter",
     "describe_structure_error",
+    "encode_json",
+    "encode_json_list",
     "field",
     "flat",
     "format_time",
@@ -73,11 +78,34 @@ def format_time(value: dt.datetime | None) -> str:
     """RFC 3339 with nanosecond-style precision as Docker prints it; None is Docker's zero time."""
     if value is None:
         return ZERO_TIME
-    value = value.astimezone(dt.UTC)
-    text = value.strftime("%Y-%m-%dT%H:%M:%S")
-    if value.microsecond:
-        text += f".{value.microsecond:06d}000".rstrip("0")
-    return text + "Z"
+    if value.tzinfo is not dt.UTC:
+        value = value.astimezone(dt.UTC)
+    text = value.replace(tzinfo=None).isoformat()  # the fraction only when there is one, as Go's
+    return (text.rstrip("0") if value.microsecond else text) + "Z"
+
+
+@attrs.frozen
+class Encoded(Generic[T]):
+    """An answer of type ``T`` already encoded as JSON (a backend's cached view): the server sends
+    ``body`` as it is; a client decodes it like any other answer of that type."""
+
+    body: bytes
+
+
+def encode_json_list(items: Iterable[bytes]) -> bytes:
+    """A JSON array of elements each encoded already."""
+    return orjson.dumps([orjson.Fragment(item) for item in items])
+
+
+def encode_json(value: Any) -> bytes:
+    """JSON-ready data (what :func:`unstructure` gives) as compact UTF-8 JSON.
+
+    A string with a lone surrogate (which a JSON body may carry as ``\\ud800``) is not valid UTF-8,
+    so orjson refuses it; the standard encoder then writes it escaped, as it came."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return json.dumps(value, separators=(",", ":")).encode()
 
 
 _GO_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")

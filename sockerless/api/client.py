@@ -38,7 +38,7 @@ from sockerless.errors import (
 )
 from sockerless.http.upgrade import UpgradedStream, UpgradeTarget, open_upgraded
 from sockerless.models import WaitCondition
-from sockerless.wire import unstructure
+from sockerless.wire import encode_json, unstructure
 
 __all__ = [
     "DEFAULT_REQUEST_TIMEOUT",
@@ -160,7 +160,7 @@ class BackendClient:
         if route.body.media_type != "application/json":
             return value, {"Content-Type": route.body.media_type}
         data = value if isinstance(value, Mapping) else unstructure(value)
-        return json.dumps(data).encode(), {"Content-Type": "application/json"}
+        return encode_json(data), {"Content-Type": "application/json"}
 
     async def send(
         self,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any, Final
@@ -27,10 +26,16 @@ from sockerless.http import middlewares
 from sockerless.http.hijack import open_attached_stream
 from sockerless.http.listener import Listener
 from sockerless.http.requests import read_json
-from sockerless.http.responses import JSON_CONTENT_TYPE, json_response, open_stream, progress_response
+from sockerless.http.responses import (
+    JSON_CONTENT_TYPE,
+    encoded_json_response,
+    json_response,
+    open_stream,
+    progress_response,
+)
 from sockerless.http.serving import HTTPServer, ShieldedTasks
 from sockerless.streams import encode_frame, format_log_time
-from sockerless.wire import structure, unstructure
+from sockerless.wire import Encoded, encode_json, structure, unstructure
 
 __all__ = ["InternalAPIServer", "create_app", "handler_for"]
 
@@ -73,6 +78,8 @@ def handler_for(route: Route) -> middlewares.Handler:
             result = await (request.app[SHIELDED_KEY].run(result) if route.changes_state else result)
         if kind is AnswerKind.EMPTY:
             return web.Response(status=route.answer.status)
+        if isinstance(result, Encoded):  # a backend's cached view, encoded already
+            return encoded_json_response(result.body, route.answer.status)
         return json_response(unstructure(result), route.answer.status)
 
     handle.__name__ = route.call
@@ -118,7 +125,7 @@ async def _wait(request: web.Request, pending: Any) -> web.StreamResponse:
         except SockerlessError as exc:
             # The headers are gone already: report a failure in the body as Docker does.
             body = {"StatusCode": -1, "Error": {"Message": exc.message}}
-        await response.write_eof(json.dumps(body).encode() + b"\n")  # one write: body and end
+        await response.write_eof(encode_json(body) + b"\n")  # one write: body and end
         return response
     finally:
         waiter.cancel()

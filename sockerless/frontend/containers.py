@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 
 import aiohttp
@@ -25,6 +24,7 @@ from sockerless.frontend.passthrough import answer, copy_stream, long_lived_like
 from sockerless.frontend.unsupported import unsupported
 from sockerless.http.requests import decode_json
 from sockerless.http.responses import JSON_CONTENT_TYPE, open_stream
+from sockerless.wire import encode_json
 
 __all__ = ["container_logs", "create_container", "default_tag", "resize_container", "wait_container"]
 
@@ -77,7 +77,7 @@ async def wait_container(request: web.Request) -> web.StreamResponse:
         except (aiohttp.ClientError, TimeoutError) as exc:
             message = f"the backend at {frontend.client.url} dropped the wait: {exc or type(exc).__name__}"
             log.warning(message, extra={"fields": {"path": request.path}})
-            body = json.dumps({"StatusCode": -1, "Error": {"Message": message}}).encode() + b"\n"
+            body = encode_json({"StatusCode": -1, "Error": {"Message": message}}) + b"\n"
         with contextlib.suppress(ConnectionError):  # `docker run -d` has what it wanted and left
             await out.write_eof(body)
         return out

@@ -8,7 +8,6 @@ to the backend as the pull's ``Auth`` and nowhere else (never logged).
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import AsyncIterator
 
@@ -23,7 +22,7 @@ from sockerless.frontend.passthrough import JSON_BODY, answer, copy_stream, prog
 from sockerless.frontend.unsupported import unsupported
 from sockerless.http.responses import json_response
 from sockerless.models import ImagePullRequest, ImageSummary
-from sockerless.wire import parse_time, unstructure
+from sockerless.wire import encode_json, parse_time, unstructure
 
 __all__ = [
     "create_image",
@@ -69,7 +68,7 @@ async def create_image(request: web.Request) -> web.StreamResponse:
         reference=pull_reference(from_image, request.query.get("tag", "")),
         auth=request.headers.get("X-Registry-Auth", ""),
     )
-    body = json.dumps(unstructure(pull)).encode()
+    body = encode_json(unstructure(pull))
     response = await frontend.forward(r.PULL, {}, {}, body=body, headers=JSON_BODY)
     return await copy_stream(request, response, on_failure=progress_failure)
 

@@ -9,7 +9,6 @@ an orderly end when either side goes away.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
@@ -21,6 +20,7 @@ from sockerless.api.route import Route
 from sockerless.frontend.context import FrontendContext, frontend_of
 from sockerless.http.middlewares import Handler, long_lived
 from sockerless.http.responses import JSON_CONTENT_TYPE, open_stream
+from sockerless.wire import encode_json
 
 __all__ = [
     "JSON_BODY",
@@ -114,7 +114,7 @@ def progress_failure(message: str) -> bytes:
     """Docker's in-stream error line, for a progress stream whose 200 is out already. It starts on a
     line of its own whatever the backend's last chunk ended with; JSON readers skip the blank."""
     error = {"errorDetail": {"message": message}, "error": message}
-    return b"\r\n" + json.dumps(error).encode() + b"\r\n"
+    return b"\r\n" + encode_json(error) + b"\r\n"
 
 
 async def copy_stream(

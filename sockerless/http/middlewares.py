@@ -106,17 +106,22 @@ def access_log(logger: logging.Logger) -> Middleware:
             raise
         finally:
             unbind_request(token)
-            fields: dict[str, Any] = {
-                "method": request.method,
-                "path": request.path,
-                "status": status,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-            }
-            if context.cloud_request_ids:
-                fields["cloud_request_ids"] = context.cloud_request_ids
-            logger.info("request", extra={"fields": fields})
+            if logger.isEnabledFor(logging.INFO):  # no line to build at a higher log level
+                _log_request(logger, context, status, time.perf_counter() - started)
 
     return access_middleware
+
+
+def _log_request(logger: logging.Logger, context: RequestContext, status: int, seconds: float) -> None:
+    fields: dict[str, Any] = {
+        "method": context.method,
+        "path": context.path,
+        "status": status,
+        "duration_ms": round(seconds * 1000, 2),
+    }
+    if context.cloud_request_ids:
+        fields["cloud_request_ids"] = context.cloud_request_ids
+    logger.info("request", extra={"fields": fields})
 
 
 def bearer_token(token: str) -> Middleware:

@@ -6,16 +6,17 @@ ever added; an error body is always ``{"message": ...}``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Final
 
 from aiohttp import web
 
 from sockerless.errors import SockerlessError
+from sockerless.wire import encode_json
 
 __all__ = [
     "JSON_CONTENT_TYPE",
+    "encoded_json_response",
     "error_response",
     "json_response",
     "open_stream",
@@ -27,9 +28,12 @@ JSON_CONTENT_TYPE: Final = "application/json"
 
 def json_response(data: Any, status: int = 200) -> web.Response:
     """``data`` encoded as JSON, with ``Content-Type: application/json`` exactly."""
-    return web.Response(
-        body=json.dumps(data).encode(), status=status, headers={"Content-Type": JSON_CONTENT_TYPE}
-    )
+    return encoded_json_response(encode_json(data), status)
+
+
+def encoded_json_response(body: bytes, status: int = 200) -> web.Response:
+    """JSON encoded already, with ``Content-Type: application/json`` exactly."""
+    return web.Response(body=body, status=status, headers={"Content-Type": JSON_CONTENT_TYPE})
 
 
 def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
@@ -65,11 +69,11 @@ async def progress_response(
     response = await open_stream(request, {"Content-Type": JSON_CONTENT_TYPE})
     try:
         if first is not None:
-            await response.write(json.dumps(first).encode() + line_end)
+            await response.write(encode_json(first) + line_end)
             async for line in lines:
-                await response.write(json.dumps(line).encode() + line_end)
+                await response.write(encode_json(line) + line_end)
     except SockerlessError as exc:
         error = {"errorDetail": {"message": exc.message}, "error": exc.message}
-        await response.write(json.dumps(error).encode() + line_end)
+        await response.write(encode_json(error) + line_end)
     await response.write_eof()
     return response

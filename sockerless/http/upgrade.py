@@ -20,6 +20,7 @@ from attrs import frozen
 
 from sockerless.errors import SockerlessError, Unavailable, UpstreamError, error_for_status
 from sockerless.http.hijack import AttachedStream, HijackedConnection, open_attached_stream
+from sockerless.wire import encode_json
 
 __all__ = ["UpgradeTarget", "UpgradedStream", "open_upgraded", "pipe_upgraded"]
 
@@ -70,7 +71,7 @@ async def open_upgraded(
     except (OSError, TimeoutError) as exc:
         raise Unavailable(f"cannot reach {target.url}: {exc.strerror or exc}; is it running?") from None
     try:
-        payload = json.dumps(body).encode() if body is not None else b""
+        payload = encode_json(body) if body is not None else b""
         head = [
             f"POST {path} HTTP/1.1",
             "Host: backend" if target.socket_path is not None else f"Host: {target.host}:{target.port}",

@@ -24,7 +24,7 @@ class ContainerRecord(Generic[S]):
 
     What the container was created as (``id`` to ``image_id``) is written once, at create; ``name``
     changes only by a rename. The rest is its state, written by ``Store.save_state`` at every step of
-    its life, with ``backend_state``.
+    its life, with ``backend_state``; every such write counts up ``revision``.
     """
 
     id: str  # 64 hex
@@ -42,6 +42,10 @@ class ContainerRecord(Generic[S]):
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
     restart_count: int = 0
+    #: How many times the store was asked to write this record since it was loaded or created (never
+    #: stored): what is derived from the record, such as its cached views (:class:`sockerless.views.
+    #: ViewCache`), is current while this has not changed.
+    revision: int = attrs.field(default=0, eq=False, repr=False)
 
     @property
     def labels(self) -> dict[str, str]:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Final, Generic
 
-from attrs import define
+from attrs import define, field
 
 from sockerless.config import StoreConfig
 from sockerless.errors import Conflict, InvalidParameter, NotFound
@@ -67,6 +67,9 @@ class Store(Generic[S]):
     _containers: ContainerIndex[S]
     _images: ImageIndex
     logs: LogStore
+    #: Counts the writes of containers (add, state, rename, delete): what is derived from many of
+    #: them, such as a cached list (:class:`sockerless.views.ViewCache`), is current while it holds.
+    containers_revision: int = field(default=0, init=False)
 
     @classmethod
     async def open(
@@ -132,7 +135,12 @@ class Store(Generic[S]):
                 ids.add(record.id)
                 names[record.name] = record.id
             statements = [Statement(_INSERT_CONTAINER, rows), Statement(_INSERT_LABEL, labels)]
-            return Plan(statements, lambda: self._containers.add(batch))
+
+            def apply() -> None:
+                self._containers.add(batch)
+                self.containers_revision += 1
+
+            return Plan(statements, apply)
 
         await self._db.write(plan)
 
@@ -140,6 +148,8 @@ class Store(Generic[S]):
         """Write the container's state: status, exit code, error, pid, times, restart count and
         ``backend_state``. What it was created as is never written again (Docker cannot change it;
         a rename is :meth:`rename_container`). ``NotFound`` if it was removed."""
+        record.revision += 1  # what was derived from it is out of date from now on
+        self.containers_revision += 1
         state, backend = self._codec.state(record)
 
         def plan() -> Plan[None]:
@@ -171,6 +181,8 @@ class Store(Generic[S]):
             def apply() -> None:
                 self._containers.rename(record.id, new_name)
                 record.name = new_name
+                record.revision += 1
+                self.containers_revision += 1
 
             return Plan([statement], apply)
 
@@ -188,6 +200,7 @@ class Store(Generic[S]):
             def apply() -> None:
                 self._containers.remove(container_id)
                 removal.apply()
+                self.containers_revision += 1
 
             # The labels go with the row: ON DELETE CASCADE.
             delete = Statement("DELETE FROM containers WHERE id = ?", [(container_id,)])
@@ -248,6 +261,7 @@ def _adopt_state(indexed: ContainerRecord[S], saved: ContainerRecord[S]) -> None
     if indexed is not saved:
         for name in _STATE_FIELDS:
             setattr(indexed, name, getattr(saved, name))
+        indexed.revision += 1
 
 
 async def _load_containers(database: Database, codec: ContainerCodec[S]) -> list[ContainerRecord[S]]:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 
 from sockerless.errors import InvalidParameter
-from sockerless.wire import parse_time
+from sockerless.wire import encode_json, encode_json_list, format_time, parse_time
 
 
 @pytest.mark.parametrize(
@@ -38,3 +39,29 @@ def test_go_durations_mean_that_long_ago(text: str, seconds: float) -> None:
 def test_other_text_is_a_400(text: str) -> None:
     with pytest.raises(InvalidParameter):
         parse_time(text)
+
+
+PLUS_TWO = dt.timezone(dt.timedelta(hours=2))
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (None, "0001-01-01T00:00:00Z"),
+        (dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC), "2026-01-02T03:04:05Z"),
+        (dt.datetime(2026, 1, 2, 3, 4, 5, 120000, tzinfo=dt.UTC), "2026-01-02T03:04:05.12Z"),
+        (
+            dt.datetime(2026, 1, 2, 3, 4, 5, 1, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+            "2026-01-02T01:04:05.000001Z",
+        ),
+    ],
+)
+def test_times_are_written_as_docker_writes_them(value: dt.datetime | None, text: str) -> None:
+    assert format_time(value) == text
+    assert value is None or parse_time(text) == value
+
+
+def test_json_is_compact_utf8_and_a_lone_surrogate_is_written_escaped() -> None:
+    assert encode_json({"Name": "café", "Args": [1, None]}) == '{"Name":"café","Args":[1,null]}'.encode()
+    assert json.loads(encode_json({"Env": ["A=\ud800"]})) == {"Env": ["A=\ud800"]}
+    assert encode_json_list([b'{"a":1}', b"[]"]) == b'[{"a":1},[]]'

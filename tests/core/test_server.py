@@ -182,14 +182,17 @@ def test_configured_logging_is_written_by_its_own_thread_and_flushed_at_stop(
     handlers, level = root.handlers[:], root.level
     try:
         configure_logging("info", "json")
+        seen: list[int] = []
         for n in range(100):
-            TOY_LOG.info("queued", extra={"fields": {"n": n, "password": "hunter2"}})
+            seen.append(n)
+            TOY_LOG.info("queued", extra={"fields": {"n": n, "seen": seen, "password": "hunter2"}})
         flush_logs()  # what the entry points do when they stop: every queued line is written
         lines = [json.loads(line) for line in capfd.readouterr().err.splitlines()]
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)
     assert [line["n"] for line in lines] == list(range(100))
+    assert all(line["seen"] == list(range(line["n"] + 1)) for line in lines)  # as they were when logged
     assert {line["password"] for line in lines} == {"***"}
 
 

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from sockerless.models import ContainerConfig, HostConfig, LogConfig
-from sockerless.store import ContainerRecord
-from sockerless.views import container_inspect, container_summary, human_duration, status_text
+from sockerless.store import ContainerRecord, Store
+from sockerless.views import (
+    ViewCache,
+    container_inspect,
+    container_summary,
+    human_duration,
+    status_text,
+    timed_status,
+)
 from sockerless.wire import unstructure
 
 T0 = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+Record = ContainerRecord[None]
 
 
 def record(**changes: object) -> ContainerRecord[None]:
@@ -33,7 +44,8 @@ def record(**changes: object) -> ContainerRecord[None]:
 @pytest.mark.parametrize(
     ("seconds", "text"),
     [(0.5, "Less than a second"), (1, "1 second"), (59, "59 seconds"), (90, "About a minute"),
-     (600, "10 minutes"), (3600, "About an hour"), (7200, "2 hours"), (3 * 86400, "3 days")],
+     (600, "10 minutes"), (3600, "About an hour"), (7200, "2 hours"), (9000, "3 hours"),
+     (3 * 86400, "3 days"), (40 * 86400, "5 weeks"), (90 * 86400, "3 months"), (800 * 86400, "2 years")],
 )  # fmt: skip
 def test_durations_read_as_docker_prints_them(seconds: float, text: str) -> None:
     assert human_duration(seconds) == text
@@ -85,3 +97,77 @@ def test_inspect_carries_every_field_docker_always_sends() -> None:
     assert body["Path"] == "sh"
     assert body["Args"] == ["-c", "echo hi"]
     assert body["State"]["StartedAt"] == "0001-01-01T00:00:00Z"
+
+
+# ---------------------------------------------------------------------------- the cache of encoded views
+
+
+def listed(
+    views: ViewCache, records: list[ContainerRecord[None]], now: dt.datetime, revision: int = 0
+) -> Any:
+    return json.loads(views.rows("all", revision, now, lambda: records).body)
+
+
+async def test_cached_views_follow_every_write_of_the_store(tmp_path: Path) -> None:
+    store: Store[None] = await Store.open(str(tmp_path / "views.sqlite3"), state_class=type(None))
+    try:
+        views = ViewCache()
+        web = record()
+        await store.add_container(web)
+        created = views.inspect(web).body
+        assert json.loads(created)["State"]["Status"] == "created"
+        assert views.inspect(web).body is created  # unchanged: the same bytes, not encoded again
+        rows = listed(views, [web], T0, store.containers_revision)
+
+        web.status, web.started_at = "running", T0
+        await store.save_state(web)
+        assert json.loads(views.inspect(web).body)["State"]["Status"] == "running"
+        await store.rename_container(web, "api")
+        assert json.loads(views.inspect(web).body)["Name"] == "/api"
+        (row,) = listed(views, [web], T0 + dt.timedelta(seconds=5), store.containers_revision)
+        assert (rows[0]["Status"], row["Names"], row["Status"]) == ("Created", ["/api"], "Up 5 seconds")
+        await store.delete_container(web.id)
+        assert listed(views, [], T0 + dt.timedelta(seconds=5), store.containers_revision) == []
+    finally:
+        await store.close()
+
+
+def test_a_list_is_kept_while_the_store_is_unchanged_and_its_status_texts_hold() -> None:
+    views, web = ViewCache(), record(status="running", started_at=T0)
+    kept = views.rows("all", 1, T0 + dt.timedelta(seconds=5), lambda: [web]).body
+    assert views.rows("all", 1, T0 + dt.timedelta(seconds=5.9), lambda: []).body is kept
+    assert listed(views, [web], T0 + dt.timedelta(seconds=5.9), revision=2) == json.loads(kept)  # stale
+    texts = [
+        listed(views, [web], T0 + dt.timedelta(seconds=s), 2)[0]["Status"] for s in (6, 3599, 3600, 5400)
+    ]
+    assert texts == ["Up 6 seconds", "Up 59 minutes", "Up About an hour", "Up 2 hours"]
+
+
+@pytest.mark.parametrize(
+    "seconds", [0, 0.5, 1, 59.5, 60, 119, 120, 3599, 3600, 5399, 5400, 86400, 40 * 86400]
+)
+def test_a_status_text_holds_until_the_time_given_for_its_next_change(seconds: float) -> None:
+    started = record(status="running", started_at=T0)
+    text, until = timed_status(started, T0 + dt.timedelta(seconds=seconds))
+    assert until > T0 + dt.timedelta(seconds=seconds)
+    just_before = until - dt.timedelta(microseconds=1)
+    assert status_text(started, just_before) == text
+
+
+def test_cached_views_equal_the_views_encoded_afresh() -> None:
+    views, web = ViewCache(), record(status="exited", exit_code=2, finished_at=T0)
+    now = T0 + dt.timedelta(days=3)
+    assert json.loads(views.inspect(web).body) == unstructure(container_inspect(web))
+    assert listed(views, [web, web], now) == [unstructure(container_summary(web, now))] * 2
+
+
+def test_inspect_answers_are_kept_for_the_most_recent_containers_only() -> None:
+    views = ViewCache(inspect_size=2)
+    first, second, third = (record(id=letter * 64) for letter in "abc")
+    kept = views.inspect(first).body
+    views.inspect(second)
+    assert views.inspect(first).body is kept  # inspected again: now the most recent
+    views.inspect(third)  # the least recent, second, makes room
+    assert views.inspect(first).body is kept
+    views.forget(first.id)
+    assert views.inspect(first).body is not kept

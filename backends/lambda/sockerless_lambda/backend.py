@@ -23,6 +23,7 @@ from sockerless.backend import BackendRuntime, BaseBackend, ContainerLogs, Filte
 from sockerless.errors import SockerlessError
 from sockerless.store import Store
 from sockerless.waiters import ContainerWaiters
+from sockerless.wire import Encoded
 from sockerless_lambda import __version__
 from sockerless_lambda.aws import AwsClients, AwsSettings, aws_error_code, call
 from sockerless_lambda.cloudwatch import LogReader
@@ -269,10 +270,10 @@ class LambdaBackend(BaseBackend):
 
     async def list_containers(
         self, *, all: bool, limit: int | None, filters: Filters
-    ) -> list[models.ContainerSummary]:
+    ) -> Encoded[list[models.ContainerSummary]]:
         return self._service.summaries(all=all, limit=limit, filters=filters)
 
-    async def inspect_container(self, ref: str) -> models.Container:
+    async def inspect_container(self, ref: str) -> Encoded[models.Container]:
         return self._service.inspect(ref)
 
     async def start_container(self, ref: str) -> None:

@@ -30,9 +30,9 @@ from sockerless.models import (
     WaitResponse,
 )
 from sockerless.store import ContainerRecord, Store
-from sockerless.views import container_inspect, container_summary
+from sockerless.views import ViewCache
 from sockerless.waiters import ContainerWaiters, ExitStatus
-from sockerless.wire import parse_time
+from sockerless.wire import Encoded, parse_time
 from sockerless_lambda.aws import AwsClients, call
 from sockerless_lambda.cloudwatch import LogReader
 from sockerless_lambda.config import LambdaConfig
@@ -75,6 +75,7 @@ class ContainerService:
     _images: ImageService
     output: OutputService = field(init=False)
     runs: Runs = field(init=False)
+    _views: ViewCache = field(init=False, factory=ViewCache)
 
     def __attrs_post_init__(self) -> None:
         self.output = OutputService(
@@ -239,6 +240,7 @@ class ContainerService:
         await marking
         self.output.forget(record.id)
         await self._store.delete_container(record.id)
+        self._views.forget(record.id)
         status = ExitStatus(EXIT_KILLED, "") if was_running else ExitStatus(record.exit_code, record.error)
         self._waiters.removed(record.id, record.name, status, tty=record.config.tty)
         log.info("container removed", extra={"fields": {"container": record.id}})
@@ -287,17 +289,20 @@ class ContainerService:
             record.id, condition, status=record.status, last=ExitStatus(record.exit_code, record.error)
         )
 
-    def inspect(self, ref: str) -> Container:
-        return container_inspect(self._store.resolve_container(ref))
+    def inspect(self, ref: str) -> Encoded[Container]:
+        return self._views.inspect(self._store.resolve_container(ref))
 
-    def summaries(self, *, all: bool, limit: int | None, filters: Filters) -> list[ContainerSummary]:
-        now = _now()
-        rows = [
-            container_summary(record, now)
-            for record in self._store.containers()
-            if (all or limit is not None or record.status == "running") and matches(record, filters)
-        ]
-        return rows[:limit] if limit is not None else rows
+    def summaries(self, *, all: bool, limit: int | None, filters: Filters) -> Encoded[list[ContainerSummary]]:
+        def select() -> list[Record]:
+            listed = [
+                record
+                for record in self._store.containers()
+                if (all or limit is not None or record.status == "running") and matches(record, filters)
+            ]
+            return listed[:limit] if limit is not None else listed
+
+        query = (all, limit, tuple(sorted((key, tuple(values)) for key, values in filters.items())))
+        return self._views.rows(query, self._store.containers_revision, _now(), select)
 
     async def logs(self, ref: str, options: LogsOptions) -> ContainerLogs:
         """The output; a container removed within the store's grace period is still readable by ID."""

@@ -1,4 +1,5 @@
-"""The backend's state: containers and images in SQLite with a memory index, and their output.
+"""The backend's state: containers and images in SQLite with a memory index, their output, and the
+removed containers.
 
 ``Store.open`` is the way in; ``docs/store.md`` describes the schema, durability and resolution rules.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 from sockerless.store.database import StoreError
 from sockerless.store.logs import LogStore
 from sockerless.store.records import ContainerRecord, ImageRecord
+from sockerless.store.removed import RemovedContainer
 from sockerless.store.schema import MIGRATIONS, SCHEMA_VERSION, Migration
 from sockerless.store.store import Store
 
@@ -18,6 +20,7 @@ __all__ = [
     "ImageRecord",
     "LogStore",
     "Migration",
+    "RemovedContainer",
     "Store",
     "StoreError",
 ]

@@ -11,7 +11,6 @@ append, open, close and removal sets, and read only the entries past their posit
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -34,8 +33,6 @@ PAGE_SIZE: Final = 1000
 #: Entries per transaction when a removed container's output is deleted: the writer lock is
 #: released between chunks, so other writes are not held up behind a large output.
 DELETE_CHUNK: Final = 10_000
-#: How long the background sweep waits before trying again after a failure.
-SWEEP_RETRY_SECONDS: Final = 60.0
 
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MICROSECOND: Final = dt.timedelta(microseconds=1)
@@ -71,40 +68,20 @@ class _Output:
 class LogStore:
     """The output of every container, in the store's database. Created by ``Store.open``."""
 
-    def __init__(self, database: Database, config: StoreConfig, *, clock: Callable[[], float]) -> None:
-        """``clock`` is wall-clock seconds (removals are kept across restarts); tests pass their own."""
+    def __init__(self, database: Database, config: StoreConfig) -> None:
         self._db = database
         self._limit = config.log_limit_bytes
-        self._grace = config.removed_grace_seconds
-        self._clock = clock
         self._marker = (
             f"[sockerless] output beyond {self._limit} bytes (store.log_limit_bytes) was not kept\n".encode()
         )
         self._outputs: dict[str, _Output] = {}
-        self._expiries: dict[str, float] = {}  # removed containers -> when their output is deleted
-        self._removal_noted = asyncio.Event()
-        self._sweeper: asyncio.Task[None] | None = None
         self._closed = False
 
-    async def start(self) -> None:
-        """Load the removals not yet expired, delete the expired ones, start the background sweep."""
-        for container_id, expires in await self._db.fetch(
-            "SELECT container_id, expires_at FROM log_removals ORDER BY expires_at"
-        ):
-            self._expiries[container_id] = expires
-            self._output(container_id).removed = True
-        await self.sweep()
-        self._sweeper = asyncio.create_task(self._sweep_when_due())
-
     async def close(self) -> None:
-        """Stop the sweep and end every follower. The database is the store's to close."""
+        """End every follower. The database is the store's to close."""
         if self._closed:
             return
         self._closed = True
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
         for container_id, output in self._outputs.items():
             self._report_dropped(container_id, output)
             output.notify()
@@ -266,81 +243,44 @@ class LogStore:
 
     # ------------------------------------------------------------------------ removal
 
-    def removal(self, container_id: str) -> Plan[None]:
-        """What recording the container's removal writes and changes, for ``Store.delete_container``
-        to commit in the same transaction as the container's row: no crash can leave an output that
-        belongs to nobody and never expires. A container without output gets no row."""
-        expires = self._clock() + self._grace
-        statement = Statement(
-            "INSERT INTO log_removals (container_id, expires_at)"
-            " SELECT ?, ? WHERE EXISTS (SELECT 1 FROM log_entries WHERE container_id = ?)"
-            " ON CONFLICT (container_id) DO UPDATE SET expires_at = excluded.expires_at",
-            [(container_id, expires, container_id)],
-        )
+    def mark_removed(self, container_id: str) -> None:
+        """The container is gone (in memory; the store applies it with the removal it committed): its
+        followers end and output arriving later is not kept. What it has stays readable by ID until
+        it is deleted (:meth:`delete`)."""
+        output = self._output(container_id)
+        output.removed = True
+        output.open = False
+        self._report_dropped(container_id, output)
+        output.notify()
 
-        def apply() -> None:
-            output = self._output(container_id)
-            output.removed = True
-            output.open = False
-            self._report_dropped(container_id, output)
-            self._expiries.pop(container_id, None)
-            self._expiries[container_id] = expires
-            self._removal_noted.set()
-            output.notify()
-
-        return Plan([statement], apply)
-
-    async def forget(self, container_id: str) -> None:
-        """The container is gone: its followers end; its output stays readable by ID for
-        ``store.removed_grace_seconds``, then it is deleted (``Store.delete_container`` does this)."""
-        await self._db.write(lambda: self.removal(container_id))
-
-    async def sweep(self) -> None:
-        """Delete the output of every removed container whose grace period is over."""
-        now = self._clock()
-        for container_id in [cid for cid, expires in self._expiries.items() if expires <= now]:
-            await self._delete(container_id)
-
-    async def _delete(self, container_id: str) -> None:
-        ((last,),) = await self._db.fetch(
+    async def delete(self, container_id: str, last: Callable[[], Plan[None]]) -> None:
+        """Delete the container's output, ``DELETE_CHUNK`` entries per transaction so that other
+        writes are not held up behind a large one; the last transaction also commits the plan ``last``
+        makes (what owned the output: a removed container's row), so no crash leaves an output that
+        belongs to nobody."""
+        ((end,),) = await self._db.fetch(
             "SELECT coalesce(max(seq), 0) FROM log_entries WHERE container_id = ?", (container_id,)
         )
-        for upto in range(DELETE_CHUNK, int(last), DELETE_CHUNK):
+        for upto in range(DELETE_CHUNK, int(end), DELETE_CHUNK):
             chunk = Statement(
                 "DELETE FROM log_entries WHERE container_id = ? AND seq <= ?", [(container_id, upto)]
             )
             await self._db.write(_only(chunk))
 
-        def deleted() -> None:
-            self._expiries.pop(container_id, None)
-            output = self._outputs.pop(container_id, None)
-            if output is not None:
-                output.notify()
+        def plan() -> Plan[None]:
+            owner = last()
 
-        statements = [
-            Statement("DELETE FROM log_entries WHERE container_id = ?", [(container_id,)]),
-            Statement("DELETE FROM log_removals WHERE container_id = ?", [(container_id,)]),
-        ]
-        await self._db.write(lambda: Plan(statements, deleted))
+            def apply() -> None:
+                owner.apply()
+                output = self._outputs.pop(container_id, None)
+                if output is not None:
+                    output.removed = True
+                    output.notify()
 
-    async def _sweep_when_due(self) -> None:
-        """Sweep at each expiry. With none pending it waits, without a timeout, for the next
-        removal: until then there is nothing to do."""
-        while True:
-            self._removal_noted.clear()
-            try:
-                await self.sweep()
-            except Exception:  # a background task: reported, retried, never silently dead
-                log.exception(
-                    "deleting removed containers' output failed; retrying in %.0f s", SWEEP_RETRY_SECONDS
-                )
-                await asyncio.sleep(SWEEP_RETRY_SECONDS)
-                continue
-            delay = min(self._expiries.values(), default=None)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._removal_noted.wait(), None if delay is None else max(0.0, delay - self._clock())
-                )
+            rest = Statement("DELETE FROM log_entries WHERE container_id = ?", [(container_id,)])
+            return Plan([*owner.statements, rest], apply)
+
+        await self._db.write(plan)
 
     # ------------------------------------------------------------------------ memory
 

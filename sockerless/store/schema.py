@@ -114,6 +114,31 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             )""",
         ),
     ),
+    Migration(
+        4,
+        "removed_containers (a removed container's last exit and the cloud cleanup still owed) "
+        "instead of log_removals",
+        (
+            """CREATE TABLE removed_containers (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                exit_code INTEGER NOT NULL,
+                error TEXT NOT NULL,
+                tty INTEGER NOT NULL,
+                expires_at REAL NOT NULL,
+                cleanup TEXT NOT NULL
+            ) WITHOUT ROWID""",
+            # log_removals knew only when a removed container's output expires: its name and exit were
+            # kept in memory and are lost. It answers by ID, with the exit status 255 and an error that
+            # says why (the project's "unknown" exit); its function was deleted before the row was written.
+            """INSERT INTO removed_containers (id, name, exit_code, error, tty, expires_at, cleanup)
+                SELECT container_id, '', 255,
+                    'the exit status of this container was not kept (it was removed by an older sockerless)',
+                    0, expires_at, ''
+                FROM log_removals""",
+            "DROP TABLE log_removals",
+        ),
+    ),
 )
 
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version

@@ -28,6 +28,7 @@ from sockerless.store.database import Database, Plan, Statement, StoreError
 from sockerless.store.images import ImageIndex, check_image, decode_image, encode_image
 from sockerless.store.logs import LogStore
 from sockerless.store.records import ContainerRecord, ImageRecord, S
+from sockerless.store.removed import RemovedContainer, RemovedContainers
 
 __all__ = ["DEFAULT_BUSY_TIMEOUT_MS", "Store"]
 
@@ -59,14 +60,16 @@ _STATE_FIELDS: Final = (
 
 @define
 class Store(Generic[S]):
-    """One backend's state: a single-writer SQLite file with its memory index, and ``logs``, the
-    containers' output (see :class:`~sockerless.store.logs.LogStore`). Made by :meth:`open`."""
+    """One backend's state: a single-writer SQLite file with its memory index, ``logs``, the
+    containers' output (see :class:`~sockerless.store.logs.LogStore`), and the removed containers
+    (see :class:`~sockerless.store.removed.RemovedContainers`). Made by :meth:`open`."""
 
     _db: Database
     _codec: ContainerCodec[S]
     _containers: ContainerIndex[S]
     _images: ImageIndex
     logs: LogStore
+    _removed: RemovedContainers
     #: Counts the writes of containers (add, state, rename, delete): what is derived from many of
     #: them, such as a cached list (:class:`sockerless.views.ViewCache`), is current while it holds.
     containers_revision: int = field(default=0, init=False)
@@ -84,21 +87,25 @@ class Store(Generic[S]):
         """Open (creating and migrating as needed) the database at ``path`` and load it into memory.
 
         ``state_class`` is the backend's own per-container state (``type(None)`` for none); from
-        ``config`` the store takes ``synchronous`` and the output's limit and grace period (its
-        ``path`` is the caller's to resolve). ``clock`` (wall-clock seconds) times the removed
-        containers' output. ``":memory:"`` opens a throwaway database without a lock file.
+        ``config`` the store takes ``synchronous``, the output's limit and the removed containers'
+        grace period (its ``path`` is the caller's to resolve). ``clock`` (wall-clock seconds) times
+        the removed containers. ``":memory:"`` opens a throwaway database without a lock file.
         """
         database = await Database.open(path, synchronous=config.synchronous, busy_timeout_ms=busy_timeout_ms)
+        removed: RemovedContainers | None = None
         try:
             codec = ContainerCodec(state_class)
             containers = ContainerIndex(await _load_containers(database, codec))
             images = await _load_images(database)
-            logs = LogStore(database, config, clock=clock)
-            await logs.start()
+            logs = LogStore(database, config)
+            removed = RemovedContainers(database, logs, grace=config.removed_grace_seconds, clock=clock)
+            await removed.start()
         except BaseException:
+            if removed is not None:
+                await removed.close()
             await database.close()
             raise
-        return cls(database, codec, containers, images, logs)
+        return cls(database, codec, containers, images, logs, removed)
 
     @property
     def path(self) -> str:
@@ -106,6 +113,7 @@ class Store(Generic[S]):
 
     async def close(self) -> None:
         """End the followers and the sweep, let writes in flight finish, close the file (idempotent)."""
+        await self._removed.close()
         await self.logs.close()
         await self._db.close()
 
@@ -188,25 +196,77 @@ class Store(Generic[S]):
 
         await self._db.write(plan)
 
-    async def delete_container(self, container_id: str) -> None:
-        """Remove by full ID, its labels with it, and start its output's grace period (see
-        :meth:`LogStore.forget`) in the same transaction. ``NotFound`` if there is no such container."""
+    async def delete_container(
+        self,
+        container_id: str,
+        *,
+        exit_code: int | None = None,
+        error: str | None = None,
+        cleanup: str = "",
+        remember: bool = True,
+    ) -> None:
+        """Remove by full ID, its labels with it, and record the removed container in the same
+        transaction (see :meth:`removed_container`): its name, its last exit (``exit_code`` and
+        ``error``, the record's unless given), its Tty flag, when it expires, and ``cleanup``, the cloud
+        cleanup the backend still owes ('' for none). Its output stays readable by ID until it expires.
 
-        def plan() -> Plan[None]:
+        ``remember=False`` is for a container the client never got (its create failed): nothing is
+        recorded and its output, if any, goes with it. ``NotFound`` if there is no such container.
+        """
+        if not remember:
             if container_id not in self._containers:
                 raise NotFound(f"No such container: {container_id}")
-            removal = self.logs.removal(container_id)
+            await self.logs.delete(container_id, lambda: self._deletion(container_id, []))
+            return
 
-            def apply() -> None:
-                self._containers.remove(container_id)
-                removal.apply()
-                self.containers_revision += 1
-
-            # The labels go with the row: ON DELETE CASCADE.
-            delete = Statement("DELETE FROM containers WHERE id = ?", [(container_id,)])
-            return Plan([delete, *removal.statements], apply)
+        def plan() -> Plan[None]:
+            record = self._containers.get(container_id)
+            if record is None:
+                raise NotFound(f"No such container: {container_id}")
+            removal = self._removed.removal(
+                container_id,
+                name=self._containers.name_of(container_id),
+                tty=record.config.tty,
+                exit_code=record.exit_code if exit_code is None else exit_code,
+                error=record.error if error is None else error,
+                cleanup=cleanup,
+            )
+            return self._deletion(container_id, [removal])
 
         await self._db.write(plan)
+
+    def _deletion(self, container_id: str, with_plans: list[Plan[None]]) -> Plan[None]:
+        """The delete of a container's row (its labels go with it: ON DELETE CASCADE), with ``with_plans``."""
+        if container_id not in self._containers:
+            raise NotFound(f"No such container: {container_id}")
+        delete = Statement("DELETE FROM containers WHERE id = ?", [(container_id,)])
+
+        def apply() -> None:
+            self._containers.remove(container_id)
+            for plan in with_plans:
+                plan.apply()
+            self.containers_revision += 1
+
+        return Plan([delete, *(statement for plan in with_plans for statement in plan.statements)], apply)
+
+    def removed_container(self, ref: str) -> RemovedContainer | None:
+        """A container removed within ``store.removed_grace_seconds``, by full ID, name with or without
+        "/" (its latest removal) or unique ID prefix; None if there is none. Look for a container
+        first: its name may have been taken again since."""
+        return self._removed.find(ref)
+
+    def cleanups_pending(self) -> list[RemovedContainer]:
+        """The removed containers whose cloud cleanup is still to do (expired ones included), oldest first."""
+        return self._removed.pending()
+
+    async def cleanup_done(self, container_id: str) -> None:
+        """The backend has done the removed container's cleanup: it is deleted once it expires."""
+        await self._removed.cleanup_done(container_id)
+
+    async def sweep_removed(self) -> None:
+        """Delete the removed containers that have expired and whose cleanup is done, with their
+        output (a background task of the store does it by itself at each expiry)."""
+        await self._removed.sweep()
 
     def resolve_container(self, ref: str) -> ContainerRecord[S]:
         """Full ID, name with or without "/", or unique ID prefix; ``NotFound`` ("No such container")."""

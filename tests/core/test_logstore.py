@@ -1,4 +1,5 @@
-"""The log store against a real SQLite file: output kept, selected, followed, cut at its limit, forgotten."""
+"""The log store against a real SQLite file: output kept, selected, followed, cut at its limit (its
+removal: test_removed.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,6 @@ import asyncio
 import datetime as dt
 import hashlib
 import logging
-import sqlite3
-import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ from sockerless.logfilter import select
 from sockerless.models import WaitCondition
 from sockerless.store import Store
 from sockerless.store.database import Database
-from tests.core.records import bare_container
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
 LIMIT = 1024
@@ -74,17 +72,6 @@ async def store(db_path: str, clock: Clock) -> AsyncIterator[Store[None]]:
     opened = await open_store(db_path, clock)
     yield opened
     await opened.close()
-
-
-async def add_container(store: Store[None], container_id: str = CID) -> None:
-    await store.add_container(bare_container("logged", None, id=container_id))
-
-
-def rows(path: str, table: str) -> int:
-    with sqlite3.connect(path) as raw:
-        ((count,),) = raw.execute(f"SELECT count(*) FROM {table}")  # table: a fixed name of this file
-    raw.close()
-    return int(count)
 
 
 def data(entries: Sequence[tuple[int, LogLine]]) -> list[LogLine]:
@@ -456,92 +443,3 @@ async def test_output_that_ends_exactly_at_the_limit_is_not_cut(store: Store[Non
     assert len(await store.logs.read(CID)) == 2
     await store.logs.append(CID, [LogLine(1, T0, b"!")])
     assert data(await store.logs.read(CID, after=2))[0].stream == 2  # only now the marker
-
-
-# ---------------------------------------------------------------------------- removal
-
-
-async def test_a_removed_containers_output_stays_readable_for_the_grace_period(
-    store: Store[None], db_path: str, clock: Clock
-) -> None:
-    await add_container(store)
-    store.logs.open_output(CID)
-    await store.logs.append(CID, [line(1)])
-    following = asyncio.ensure_future(collect(store.logs.lines(CID, FOLLOW)))
-    await store.delete_container(CID)
-    assert await asyncio.wait_for(following, SETTLED) == [line(1)]  # its followers end
-    assert rows(db_path, "log_removals") == 1  # committed with the container's removal
-
-    clock.now += GRACE - 1
-    await store.logs.sweep()
-    assert await store.logs.read(CID) == [(1, line(1))]
-    assert await collect(store.logs.lines(CID, LogsOptions(tail=1))) == [line(1)]
-    clock.now += 2
-    await store.logs.sweep()
-    assert await store.logs.read(CID) == []
-    assert (rows(db_path, "log_entries"), rows(db_path, "log_removals")) == (0, 0)
-
-
-async def test_a_removal_outlives_a_restart_and_expires_at_open(db_path: str, clock: Clock) -> None:
-    store = await open_store(db_path, clock)
-    await add_container(store)
-    await store.logs.append(CID, [line(1)])
-    await store.delete_container(CID)
-    await store.close()
-
-    store = await open_store(db_path, clock)
-    assert await store.logs.read(CID) == [(1, line(1))]  # within its grace period
-    await store.close()
-
-    clock.now += GRACE + 1
-    store = await open_store(db_path, clock)
-    assert await store.logs.read(CID) == []
-    await store.close()
-    assert (rows(db_path, "log_entries"), rows(db_path, "log_removals")) == (0, 0)
-
-
-async def test_a_large_removed_output_is_deleted_whole(
-    store: Store[None], db_path: str, clock: Clock
-) -> None:
-    await store.logs.append(CID, [LogLine(1, T0, b"") for _ in range(25_000)])
-    other = hashlib.sha256(b"other").hexdigest()
-    await store.logs.append(other, [line(1)])
-    await store.logs.forget(CID)
-    clock.now += GRACE
-    await store.logs.sweep()
-    assert await store.logs.read(CID) == []
-    assert await store.logs.read(other) == [(1, line(1))]
-    assert rows(db_path, "log_removals") == 0
-
-
-async def test_the_store_deletes_expired_output_by_itself(db_path: str) -> None:
-    store = await Store.open(
-        db_path, state_class=type(None), config=StoreConfig(removed_grace_seconds=0.05), clock=time.time
-    )
-    await store.logs.append(CID, [line(1)])
-    await store.logs.forget(CID)
-    deadline = time.monotonic() + SETTLED
-    while await store.logs.read(CID) and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
-    assert await store.logs.read(CID) == []
-    await store.close()
-    assert (rows(db_path, "log_entries"), rows(db_path, "log_removals")) == (0, 0)
-
-
-async def test_a_container_that_never_wrote_leaves_no_rows(store: Store[None], db_path: str) -> None:
-    await add_container(store)
-    store.logs.open_output(CID)
-    store.logs.close_output(CID)
-    await store.delete_container(CID)
-    assert (rows(db_path, "log_entries"), rows(db_path, "log_removals")) == (0, 0)
-
-
-async def test_output_arriving_after_the_removal_is_not_kept(
-    store: Store[None], caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.WARNING, logger="sockerless.store.logs")
-    await store.logs.append(CID, [line(1)])
-    await store.logs.forget(CID)
-    await store.logs.append(CID, [line(2)])
-    assert await store.logs.read(CID) == [(1, line(1))]
-    assert f"container {CID} was removed: 1 entries of output arriving after it were not kept" in caplog.text

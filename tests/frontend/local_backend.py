@@ -1,11 +1,13 @@
 """A small backend for the frontend's tests: each container's command runs as a local process.
 
 It does what the design gives a backend to do, so that the frontend can be shown to pass it through:
-it keeps each container's output in memory and follows it itself (``logs_follow: true``, with
+it keeps its containers in a real store (``sockerless.store.Store``, a throwaway in-memory database),
+keeps each container's output in memory and follows it itself (``logs_follow: true``, with
 ``condition`` = ``not-running`` or ``next-exit``, ``tail``, ``since``/``until`` and the stream flags),
-and it does ``--rm`` itself at the exit, keeping the removed container's output and exit status
-readable by ID (and name) for a grace period. :class:`LocalBackendWithoutFollow` is the same backend
-declaring ``logs_follow: false``: the server then answers a follow with what it has.
+and it does ``--rm`` itself at the exit. A removed container's exit status comes from the store's
+removed containers, as does how long its output stays readable by ID (and name): the grace period.
+:class:`LocalBackendWithoutFollow` is the same backend declaring ``logs_follow: false``: the server
+then answers a follow with what it has.
 
 Like Lambda it has logs but no attach, no exec, no networks and no volumes.
 """
@@ -19,7 +21,6 @@ import hashlib
 import os
 import secrets
 import signal
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, ClassVar
@@ -28,6 +29,7 @@ import attrs
 from attrs import define
 
 from sockerless.backend import BaseBackend, ContainerLogs, Filters, LogLine, LogsOptions
+from sockerless.config import StoreConfig
 from sockerless.errors import Conflict, InvalidParameter, NotFound, NotModified
 from sockerless.filters import matches
 from sockerless.logfilter import iterate, select
@@ -48,9 +50,9 @@ from sockerless.models import (
     WaitResponse,
 )
 from sockerless.references import normalize_reference
-from sockerless.store import ContainerRecord
+from sockerless.store import ContainerRecord, Store
 from sockerless.views import container_inspect, container_summary
-from sockerless.waiters import ContainerWaiters, ExitStatus
+from sockerless.waiters import ContainerWaiters, ExitStatus, answered
 
 __all__ = ["LocalBackend", "LocalBackendWithoutFollow", "Output"]
 
@@ -86,13 +88,6 @@ class Output:
             self.changed.notify_all()
 
 
-@define
-class _Removed:
-    name: str
-    output: Output
-    expires: float
-
-
 class LocalBackend(BaseBackend):
     name: ClassVar[str] = "local"
     capabilities: ClassVar[Capabilities] = Capabilities(
@@ -101,9 +96,9 @@ class LocalBackend(BaseBackend):
 
     def __init__(self, *, removed_grace: float = 60.0) -> None:
         self.removed_grace = removed_grace
-        self.records: dict[str, Record] = {}
+        self._store: Store[None] | None = None
+        #: Each container's output by ID, a removed container's while the store still answers for it.
         self.outputs: dict[str, Output] = {}
-        self.removed: dict[str, _Removed] = {}
         self.images: dict[str, Image] = {}
         self.created: dict[str, int] = {}
         self.pulls: list[ImagePullRequest] = []
@@ -111,9 +106,13 @@ class LocalBackend(BaseBackend):
         self.calls: Counter[str] = Counter()
         #: Log streams being followed now (a client that leaves must end its follower).
         self.followers = 0
-        self.waiters = ContainerWaiters(tombstone_seconds=removed_grace)
+        self.waiters = ContainerWaiters()
         self._processes: dict[str, asyncio.subprocess.Process] = {}
         self._runs: dict[str, asyncio.Task[None]] = {}
+
+    async def start(self) -> None:
+        config = StoreConfig(removed_grace_seconds=self.removed_grace)
+        self._store = await Store.open(":memory:", state_class=type(None), config=config)
 
     async def close(self) -> None:
         for process in self._processes.values():
@@ -121,45 +120,41 @@ class LocalBackend(BaseBackend):
                 os.killpg(process.pid, signal.SIGKILL)
         await asyncio.gather(*self._runs.values(), return_exceptions=True)
         self.waiters.close()
+        if self._store is not None:
+            await self._store.close()
 
     # ------------------------------------------------------------------ lookups
 
+    @property
+    def store(self) -> Store[None]:
+        assert self._store is not None, "the backend is not started"
+        return self._store
+
     def _resolve(self, ref: str) -> Record:
-        ref = ref.lstrip("/")
-        if ref in self.records:
-            return self.records[ref]
-        for record in self.records.values():
-            if record.name == ref:
-                return record
-        found = [r for r in self.records.values() if len(ref) >= 3 and r.id.startswith(ref)]
-        if len(found) == 1:
-            return found[0]
-        raise NotFound(f"No such container: {ref}")
+        return self.store.resolve_container(ref)
 
     def _output_of(self, ref: str) -> Output:
         """A container's output, also for a removed one within the grace period."""
         try:
             return self.outputs[self._resolve(ref).id]
         except NotFound:
-            now = time.monotonic()
-            self.removed = {key: gone for key, gone in self.removed.items() if gone.expires > now}
-            name = ref.lstrip("/")
-            for container_id, gone in self.removed.items():
-                if name in (container_id, gone.name) or (len(name) >= 3 and container_id.startswith(name)):
-                    return gone.output
-            raise
+            removed = self.store.removed_container(ref)
+            if removed is None or removed.id not in self.outputs:
+                raise
+            return self.outputs[removed.id]
 
     # ------------------------------------------------------------------ system
 
     async def info(self) -> BackendInfo:
-        running = sum(1 for r in self.records.values() if r.status == "running")
+        records = self.store.containers()
+        running = sum(1 for r in records if r.status == "running")
         return BackendInfo(
             id="local-1",
             name="local",
             server_version="0.1.0",
-            containers=len(self.records),
+            containers=len(records),
             containers_running=running,
-            containers_stopped=len(self.records) - running,
+            containers_stopped=len(records) - running,
             images=len(self.images),
             driver="local",
             operating_system="local processes",
@@ -175,10 +170,8 @@ class LocalBackend(BaseBackend):
         if not request.config.cmd and not request.config.entrypoint:
             raise InvalidParameter("No command specified")
         name = name.lstrip("/") if name else None
-        if name and any(record.name == name for record in self.records.values()):
-            raise Conflict(f'Conflict. The container name "/{name}" is already in use')
         container_id = secrets.token_hex(32)
-        self.records[container_id] = ContainerRecord(
+        record: Record = ContainerRecord(
             id=container_id,
             name=name or f"local_{container_id[:8]}",
             created=_now(),
@@ -187,6 +180,7 @@ class LocalBackend(BaseBackend):
             host_config=request.host_config,
             backend_state=None,
         )
+        await self.store.add_container(record)  # Conflict (Docker's message) when the name is taken
         self.outputs[container_id] = Output(tty=request.config.tty)
         return ContainerCreateResponse(id=container_id)
 
@@ -196,7 +190,7 @@ class LocalBackend(BaseBackend):
         now = _now()
         rows = [
             container_summary(record, now)
-            for record in reversed(self.records.values())
+            for record in self.store.containers()
             if (all or record.status == "running") and matches(record, filters)
         ]
         return rows[:limit] if limit else rows
@@ -238,15 +232,18 @@ class LocalBackend(BaseBackend):
         record.exit_code = code if code >= 0 else 128 - code
         await output.run_complete()
         self.waiters.exited(record.id, ExitStatus(record.exit_code))
-        if record.host_config.auto_remove:
-            self._forget(record)  # --rm is the backend's: the output stays readable for a while
+        if record.host_config.auto_remove and self.store.get_container(record.id) is record:
+            await self._forget(record)  # --rm is the backend's: the output stays readable for a while
 
-    def _forget(self, record: Record) -> None:
-        self.records.pop(record.id, None)
-        output = self.outputs.pop(record.id, None)
-        if output is not None:
-            self.removed[record.id] = _Removed(record.name, output, time.monotonic() + self.removed_grace)
-        self.waiters.removed(record.id, record.name, ExitStatus(record.exit_code))
+    async def _forget(self, record: Record) -> None:
+        await self.store.delete_container(record.id)
+        self.waiters.removed(record.id, ExitStatus(record.exit_code))
+        # The outputs of containers the store no longer answers for go (their grace period is over).
+        self.outputs = {
+            container_id: output
+            for container_id, output in self.outputs.items()
+            if self.store.get_container(container_id) or self.store.removed_container(container_id)
+        }
 
     async def _signal(self, record: Record, sig: int) -> None:
         process = self._processes.get(record.id)
@@ -284,19 +281,17 @@ class LocalBackend(BaseBackend):
                     "Stop the container before attempting removal or force remove"
                 )
             await self._signal(record, 9)
-        if record.id in self.records:
-            self._forget(record)
+        if self.store.get_container(record.id) is record:
+            await self._forget(record)
 
     async def wait_container(self, ref: str, condition: WaitCondition) -> Awaitable[WaitResponse]:
         try:
             record = self._resolve(ref)
         except NotFound:
-            stone = self.waiters.tombstone(ref.lstrip("/"))
-            if stone is None:
+            removed = self.store.removed_container(ref)
+            if removed is None:
                 raise
-            future: asyncio.Future[WaitResponse] = asyncio.get_running_loop().create_future()
-            future.set_result(stone[1].response())
-            return future
+            return answered(ExitStatus(removed.exit_code, removed.error))
         return self.waiters.wait(
             record.id, condition, status=record.status, last=ExitStatus(record.exit_code)
         )
@@ -342,9 +337,9 @@ class LocalBackend(BaseBackend):
 
     async def prune_containers(self, filters: Filters) -> PruneResponse:
         deleted = []
-        for record in list(self.records.values()):
+        for record in self.store.containers():
             if record.status != "running" and matches(record, {"label": list(filters.get("label", []))}):
-                self._forget(record)
+                await self._forget(record)
                 deleted.append(record.id)
         return PruneResponse(containers_deleted=deleted)
 

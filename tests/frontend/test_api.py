@@ -192,7 +192,7 @@ async def test_the_create_body_reaches_the_backend_as_sent(
         AttachStdout=True,
         HostConfig={"AutoRemove": True, "LogConfig": {"Type": "awslogs"}},
     )
-    record = local_backend.records[container_id]
+    record = local_backend.store.resolve_container(container_id)
     assert record.config.labels == {"team": "b"}
     assert record.host_config.auto_remove is True
     assert record.host_config.log_config.type == "awslogs"

@@ -48,7 +48,7 @@ async def test_run_rm_prints_output_exits_with_code_and_removes(
     assert result.code == 3, result.err
     assert result.out == "".join(f"{i}\n" for i in range(1, 301))
     assert result.err == "".join(f"{i}\n" for i in range(1, 51))
-    assert local_backend.records == {}
+    assert local_backend.store.containers() == []
     listed = await docker_cli("ps", "-a", "-q")
     assert listed.out == ""
 

@@ -41,7 +41,7 @@ async def test_blocking_run_with_remove_returns_the_output_and_removes(
     command = ["sh", "-c", "for i in $(seq 1 50); do echo line $i; done"]
     output = await call(sdk.containers.run, IMAGE, command, remove=True)
     assert output == b"".join(f"line {i}\n".encode() for i in range(1, 51))
-    assert local_backend.records == {}
+    assert local_backend.store.containers() == []
 
 
 async def test_blocking_run_of_a_failing_command_raises_container_error(sdk: Any) -> None:

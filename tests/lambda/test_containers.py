@@ -216,6 +216,7 @@ async def test_removing_a_running_container_needs_force(api, lambda_simulator, p
     assert (await api.client.delete(f"{API}/containers/{container_id}", params={"force": "1"})).status == 204
     assert (await removed)["StatusCode"] == 137
     assert (await api.client.get(f"{API}/containers/{container_id}")).status == 404
+    await api.backend.cleanups_settled()  # the function is deleted after the answer
     functions = await api.backend.clients.control.list_functions()
     assert all(f["FunctionName"] != f"skls-{container_id[:24]}" for f in functions["Functions"])
 
@@ -227,6 +228,8 @@ async def test_remove_deletes_the_function_and_a_gone_function_is_fine(api) -> N
     response = await api.client.get(f"{API}/containers/gone")
     assert response.status == 404
     assert (await response.json())["message"] == "No such container: gone"
+    await api.backend.cleanups_settled()
+    assert api.backend.store.cleanups_pending() == []  # ResourceNotFoundException: nothing left to do
 
 
 async def test_auto_remove_removes_after_exit_and_releases_removed_waiters(api, poll) -> None:
@@ -236,7 +239,7 @@ async def test_auto_remove_removes_after_exit_and_releases_removed_waiters(api, 
     await api.start(container_id)
     assert (await removed) == {"StatusCode": 3}
     assert (await api.client.get(f"{API}/containers/{container_id}")).status == 404
-    # The SDK may ask after removal: the tombstone answers.
+    # The SDK may ask after removal: the store's removed container answers.
     assert (await api.wait(container_id)) == {"StatusCode": 3}
     assert (await api.wait(container_id[:12], "removed")) == {"StatusCode": 3}
 

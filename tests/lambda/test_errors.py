@@ -158,15 +158,6 @@ async def test_an_invoke_that_fails_in_lambda_is_not_retried(api, lambda_simulat
     assert lambda_simulator.stats.snapshot()["calls"]["lambda:Invoke"] == 1
 
 
-async def test_a_delete_function_failure_keeps_the_container(api, lambda_simulator) -> None:
-    container_id = await api.create()
-    lambda_simulator.add_fault({"kind": "error", "operation": "lambda:DeleteFunction"})
-    response = await api.client.delete(f"{API}/containers/{container_id}")
-    assert response.status == 502
-    assert (await response.json())["message"].startswith("lambda: delete function skls-")
-    assert (await api.inspect(container_id))["State"]["Status"] == "created"
-
-
 @pytest.mark.parametrize("config_overrides", [{"timeout": 1, "recovery_margin": 1}])
 async def test_a_lost_invoke_answer_is_never_resent_and_ends_unknown(
     api, lambda_simulator, config_overrides

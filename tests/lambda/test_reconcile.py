@@ -172,16 +172,20 @@ async def test_records_stuck_creating_are_finished_or_cleaned(backend, lambda_si
     assert backend.store.get_container(never.id) is None
 
 
-async def test_an_interrupted_removal_is_finished(backend) -> None:
+async def test_a_removal_an_older_version_left_removing_is_finished(backend) -> None:
     created = await backend.create_container(
-        ContainerCreateRequest(config=ContainerConfig(image=IMAGE)), None
+        ContainerCreateRequest(config=ContainerConfig(image=IMAGE)), "old"
     )
     record = backend.store.resolve_container(created.id)
-    record.status = "removing"
+    record.status = "removing"  # what older versions wrote while DeleteFunction ran
     await backend.store.save_state(record)
     await backend.close()
     await backend.start()
     assert backend.store.get_container(created.id) is None
+    assert backend.store.removed_container("old") is not None
+    assert backend.store.cleanups_pending() == []  # its function deleted before the start returned
+    functions = await backend.clients.control.list_functions()
+    assert [f["FunctionName"] for f in functions["Functions"]] == []
 
 
 async def test_functions_tagged_as_ours_but_unknown_are_orphans(

@@ -8,7 +8,7 @@ import datetime as dt
 from sockerless.backend import LogLine, LogsOptions
 from sockerless.logfilter import select, split_lines
 from sockerless.models import WaitCondition, WaitError, WaitResponse
-from sockerless.waiters import ContainerWaiters, ExitStatus, Tombstone
+from sockerless.waiters import ContainerWaiters, ExitStatus, answered
 
 ID = "a" * 64
 T0 = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.UTC)
@@ -37,40 +37,15 @@ async def test_next_exit_waits_even_for_an_exited_container_and_removed_waits_fo
     waiters.exited(ID, ExitStatus(0, "boom"))
     assert next_exit.result() == WaitResponse(0, WaitError("boom"))
     assert not removed.done()
-    waiters.removed(ID, "/web", ExitStatus(0))
+    waiters.removed(ID, ExitStatus(0))
     assert removed.result() == WaitResponse(0)
     await asyncio.sleep(0)  # done callbacks run on the next loop turn
     assert waiters.pending_count(ID) == 0
 
 
-async def test_tombstones_answer_by_id_prefix_and_name_until_they_expire() -> None:
-    now = [0.0]
-    waiters = ContainerWaiters(tombstone_seconds=300, clock=lambda: now[0])
-    waiters.removed(ID, "/web", ExitStatus(7), tty=True)
-    stone = Tombstone(ID, ExitStatus(7), tty=True)
-    assert waiters.tombstone(ID) == stone
-    assert waiters.tombstone("aaa") == stone
-    assert waiters.tombstone("/web") == stone
-    assert waiters.tombstone("web") == stone
-    now[0] = 301
-    assert waiters.tombstone(ID) is None
-
-
-async def test_tombstones_expire_oldest_first_and_a_second_removal_renews_one() -> None:
-    now = [0.0]
-    waiters = ContainerWaiters(tombstone_seconds=10, clock=lambda: now[0])
-    first, second = "a" * 64, "b" * 64
-    waiters.removed(first, "one", ExitStatus(1))
-    now[0] = 5
-    waiters.removed(second, "two", ExitStatus(2))
-    now[0] = 6
-    waiters.removed(first, "one", ExitStatus(3))  # renewed: now expires after the second
-    now[0] = 15.5
-    assert waiters.tombstone(second) is None
-    assert waiters.tombstone(first) == Tombstone(first, ExitStatus(3))
-    now[0] = 16
-    assert waiters.tombstone(first) is None
-    assert waiters.tombstone("one") is None
+async def test_an_answered_wait_is_done_at_once() -> None:
+    future = answered(ExitStatus(7, "boom"))
+    assert future.done() and future.result() == WaitResponse(7, WaitError("boom"))
 
 
 async def test_a_cancelled_wait_is_forgotten() -> None:

@@ -72,7 +72,7 @@ class LambdaBackend(BaseBackend):
         self.simulator: Simulator | None = None  # in simulate mode only
         self._clients: AwsClients | None = None
         self._store: Store[LambdaState] | None = None
-        self._waiters = ContainerWaiters(tombstone_seconds=runtime.store.removed_grace_seconds)
+        self._waiters = ContainerWaiters()
         self._reader: LogReader | None = None
         self._images: ImageService | None = None
         self._containers: ContainerService | None = None
@@ -172,6 +172,11 @@ class LambdaBackend(BaseBackend):
         """Wait for the background work start() left running (the orphan report), for tests and tools
         that count AWS calls from a quiet start."""
         await asyncio.gather(*self._background, return_exceptions=True)
+
+    async def cleanups_settled(self) -> None:
+        """Wait until the functions of removed containers being deleted in the background are deleted
+        (or their deletion failed and stays pending), for tests that look for them in Lambda."""
+        await self._service.cleanups_settled()
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)

@@ -8,12 +8,10 @@ side is its typed :class:`~.state.LambdaState`, stored with its record.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import secrets
 from collections.abc import Iterable
-from typing import Any
 
 from attrs import define, field
 
@@ -31,9 +29,10 @@ from sockerless.models import (
 )
 from sockerless.store import ContainerRecord, Store
 from sockerless.views import ViewCache
-from sockerless.waiters import ContainerWaiters, ExitStatus
+from sockerless.waiters import ContainerWaiters, ExitStatus, answered
 from sockerless.wire import Encoded, parse_time
 from sockerless_lambda.aws import AwsClients, call
+from sockerless_lambda.cleanups import Cleanups, cleanup_of
 from sockerless_lambda.cloudwatch import LogReader
 from sockerless_lambda.config import LambdaConfig
 from sockerless_lambda.errors import AwsOperation
@@ -55,12 +54,6 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _retrieve(task: asyncio.Future[Any]) -> None:
-    """Mark a background write's exception as seen (its caller reports the failure that matters)."""
-    if not task.cancelled():
-        task.exception()
-
-
 @define(kw_only=True)
 class ContainerService:
     """The Docker container verbs on Lambda."""
@@ -75,6 +68,7 @@ class ContainerService:
     _images: ImageService
     output: OutputService = field(init=False)
     runs: Runs = field(init=False)
+    _cleanups: Cleanups = field(init=False)
     _views: ViewCache = field(init=False, factory=ViewCache)
 
     def __attrs_post_init__(self) -> None:
@@ -91,6 +85,7 @@ class ContainerService:
             output=self.output,
             waiters=self._waiters,
         )
+        self._cleanups = Cleanups(self._store, self._clients)
 
     # ------------------------------------------------------------------ create
 
@@ -126,7 +121,7 @@ class ContainerService:
             # and the next start finishes it or drops it (reconcile), as after a crash.
             raise
         except BaseException:
-            await self._store.delete_container(container_id)
+            await self._store.delete_container(container_id, remember=False)  # the client gets no ID
             raise
         # Not written now: the stored state stays "creating" until the next write (the start) carries
         # these. A crash before then costs reconciliation one GetFunction, which finds the function.
@@ -216,34 +211,32 @@ class ContainerService:
         await self.remove_record(record)
 
     async def remove_record(self, record: Record) -> None:
-        """Delete the function (already gone is fine), then the record; release ``removed`` waiters.
-        The output stays readable by the container's ID for the store's grace period."""
+        """Delete the record and record the removed container, its function still to delete, in one
+        transaction; release the ``removed`` waiters; then delete the function in the background (see
+        :mod:`.cleanups`): the remove answers without waiting for Lambda. The exit status and output
+        stay readable by ID and name for the store's grace period, also after a restart."""
         was_running = record.status == "running"
         self.runs.cancel(record.id)  # the invocation itself cannot be stopped: it may go on in the cloud
-        previous = record.status
-        record.status = "removing"
-        # "removing" is written while DeleteFunction is under way rather than before it: a crash after
-        # the write lets reconciliation finish the removal; a crash before it leaves the container as
-        # it was, its function maybe gone, and the unanswered remove can simply be repeated.
-        marking = asyncio.ensure_future(self._store.save_state(record))
-        try:
-            await delete_function(self._clients, record.backend_state.function_name)
-        except SockerlessError:
-            with contextlib.suppress(Exception):  # the DeleteFunction error is the one to report
-                await marking
-            record.status = previous
-            await self._store.save_state(record)
-            raise
-        finally:
-            if not marking.done():
-                marking.add_done_callback(_retrieve)
-        await marking
-        self.output.forget(record.id)
-        await self._store.delete_container(record.id)
-        self._views.forget(record.id)
         status = ExitStatus(EXIT_KILLED, "") if was_running else ExitStatus(record.exit_code, record.error)
-        self._waiters.removed(record.id, record.name, status, tty=record.config.tty)
+        cleanup = cleanup_of(record.backend_state.function_name)
+        self.output.forget(record.id)
+        await self._store.delete_container(
+            record.id, exit_code=status.exit_code, error=status.error, cleanup=cleanup
+        )
+        self._views.forget(record.id)
+        self._waiters.removed(record.id, status)
+        self._cleanups.start(record.id, cleanup)
         log.info("container removed", extra={"fields": {"container": record.id}})
+
+    async def finish_cleanups(self) -> None:
+        """Delete the functions of every removed container whose cleanup is pending (at start-up, those
+        a previous process left), and wait for them; a failure stays pending for the next start."""
+        self._cleanups.resume()
+        await self._cleanups.settled()
+
+    async def cleanups_settled(self) -> None:
+        """Wait until the functions of removed containers being deleted are deleted or failed (tests)."""
+        await self._cleanups.settled()
 
     async def _output_complete(self, record: Record) -> None:
         """A run's output is complete: an auto-remove container goes now (``docker run --rm``)."""
@@ -276,15 +269,14 @@ class ContainerService:
     # ------------------------------------------------------------------ wait / inspect / list / logs
 
     def wait(self, ref: str, condition: WaitCondition) -> asyncio.Future[WaitResponse]:
+        """A container removed within the store's grace period answers its last exit at once."""
         try:
             record = self._store.resolve_container(ref)
         except NotFound:
-            stone = self._waiters.tombstone(ref)
-            if stone is None:
+            removed = self._store.removed_container(ref)
+            if removed is None:
                 raise
-            future: asyncio.Future[WaitResponse] = asyncio.get_running_loop().create_future()
-            future.set_result(stone.status.response())
-            return future
+            return answered(ExitStatus(removed.exit_code, removed.error))
         return self._waiters.wait(
             record.id, condition, status=record.status, last=ExitStatus(record.exit_code, record.error)
         )
@@ -305,14 +297,14 @@ class ContainerService:
         return self._views.rows(query, self._store.containers_revision, _now(), select)
 
     async def logs(self, ref: str, options: LogsOptions) -> ContainerLogs:
-        """The output; a container removed within the store's grace period is still readable by ID."""
+        """The output; a container removed within the store's grace period is still readable."""
         try:
             record: Record = self._store.resolve_container(ref)
         except NotFound:
-            stone = self._waiters.tombstone(ref)
-            if stone is None:
+            removed = self._store.removed_container(ref)
+            if removed is None:
                 raise
-            return ContainerLogs(tty=stone.tty, lines=self._store.logs.lines(stone.container_id, options))
+            return ContainerLogs(tty=removed.tty, lines=self._store.logs.lines(removed.id, options))
         return await self.output.logs(record, options)
 
     def running(self) -> Iterable[Record]:
@@ -321,3 +313,4 @@ class ContainerService:
     async def close(self) -> None:
         await self.runs.close()
         await self.output.close()
+        await self._cleanups.close()

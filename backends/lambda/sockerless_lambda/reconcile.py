@@ -2,7 +2,8 @@
 
 * A record still ``creating`` (the process died around CreateFunction): finished if the function
   exists, removed if it does not.
-* A record ``removing``: the removal is finished.
+* A record ``removing`` (left by an older version, which deleted the function before the record):
+  the removal is finished.
 * A ``running`` record whose Invoke was never sent is started again (it cannot have run).
 * A ``running`` record whose Invoke may have been sent: the outcome is read from CloudWatch (the
   run's END/REPORT and error lines), waiting through the shared reader at most until the function
@@ -11,8 +12,12 @@
 * An exited container whose output was not complete (the process died in between) completes it
   from CloudWatch; a record written before the log store existed has its run's tail moved into it.
 * An exited ``--rm`` container is removed once its output is complete.
-* Functions tagged as ours that the store does not know are orphans: reported at start-up, and
-  listed or deleted by ``sockerless-backend-lambda orphans [--delete]``.
+* The functions of removed containers whose cleanup is pending (the process died, or
+  ``DeleteFunction`` failed, after the remove answered) are deleted, before the server listens; a
+  failure is logged and stays pending for the next start.
+* Functions tagged as ours that the store does not know are orphans (a removed container's function
+  still to delete is known): reported at start-up, and listed or deleted by
+  ``sockerless-backend-lambda orphans [--delete]``.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from attrs import frozen
 from sockerless.errors import NotFound, SockerlessError
 from sockerless.store import Store
 from sockerless_lambda.aws import AwsClients, call
+from sockerless_lambda.cleanups import function_of
 from sockerless_lambda.config import LambdaConfig
 from sockerless_lambda.containers import ContainerService
 from sockerless_lambda.errors import AwsOperation
@@ -45,7 +51,7 @@ async def reconcile_containers(
         try:
             if state.function_state == CREATING:
                 await _finish_create(record, store, clients)
-            elif record.status == "removing":
+            elif record.status == "removing":  # written by older versions only
                 await service.remove_record(record)
             elif record.status == "running":
                 store.logs.open_output(record.id)
@@ -69,6 +75,7 @@ async def reconcile_containers(
                 "reconciling a container failed; it is retried at the next start",
                 extra={"fields": {"container": record.id, "error": exc.message}},
             )
+    await service.finish_cleanups()
 
 
 async def _finish_create(record: Record, store: Store[LambdaState], clients: AwsClients) -> None:
@@ -81,7 +88,7 @@ async def _finish_create(record: Record, store: Store[LambdaState], clients: Aws
         )
     except NotFound:
         log.info("dropping a container whose function was never created", extra=_about(record))
-        await store.delete_container(record.id)
+        await store.delete_container(record.id, remember=False)
         return
     configuration = found.get("Configuration", {})
     state.function_arn = configuration.get("FunctionArn", "")
@@ -108,7 +115,8 @@ class Orphan:
 async def find_orphans(
     clients: AwsClients, store: Store[LambdaState], config: LambdaConfig, instance_id: str
 ) -> list[Orphan]:
-    """Functions named with our prefix and tagged ``sockerless:managed=true`` that the store does not know.
+    """Functions named with our prefix and tagged ``sockerless:managed=true`` that the store does not
+    know: neither a container's nor a removed container's whose cleanup (its deletion) is pending.
 
     Costs one ListFunctions page per 50 functions plus one ListTags per unknown prefixed function.
     """
@@ -119,6 +127,7 @@ async def find_orphans(
         page = await call(listing, clients.control.list_functions, **params)
         # Known as of now: containers created while the listing runs are not orphans.
         known = {r.backend_state.function_name for r in store.containers()}
+        known.update(function_of(removed.cleanup) for removed in store.cleanups_pending())
         for function in page.get("Functions", ()):
             name = str(function.get("FunctionName", ""))
             if not name.startswith(config.function_prefix) or name in known:

@@ -67,7 +67,7 @@ class AttachingBackend(LocalBackend):
         return IdResponse(id="e1")
 
     async def inspect_exec(self, exec_id: str) -> ExecInstance:
-        return ExecInstance(id=exec_id, exit_code=0, container_id=next(iter(self.records)))
+        return ExecInstance(id=exec_id, exit_code=0, container_id=self.store.containers()[0].id)
 
     async def start_exec(self, exec_id: str, options: dict[str, object]) -> Session:
         return UpperCaseEcho()

@@ -403,12 +403,13 @@ async def _outage(
             _answers_cleanly(backend, "POST", "/containers", {502, 503, 504}, json=bad_create),
             _answers_cleanly(backend, "GET", "/containers", {200}, params={"all": "1"}),
             _answers_cleanly(backend, "GET", "/info", {200}),
-            *(_answers_cleanly(backend, "GET", f"/containers/{c}", {200}) for c in exited + idle),
+            *(_answers_cleanly(backend, "GET", f"/containers/{c}", {200}) for c in exited[1:] + idle),
             *(
                 _answers_cleanly(backend, "GET", f"/containers/{c}/logs", CLEAN, params={"stdout": "1"})
-                for c in exited
+                for c in exited[1:]
             ),
-            *(_answers_cleanly(backend, "DELETE", f"/containers/{c}", {502, 503, 504}) for c in exited),
+            # A remove answers without the cloud: the function's deletion waits, durably, for it.
+            *(_answers_cleanly(backend, "DELETE", f"/containers/{c}", {204}) for c in exited[:1]),
             *(_answers_cleanly(backend, "POST", f"/containers/{c}/start", {204}) for c in idle),
         ]
         for status, seconds in await asyncio.gather(*checks):
@@ -451,7 +452,7 @@ async def _outage(
         new = await _run(backend, "echo back; exit 3")
         status, answer, _ = await backend.call("POST", f"/containers/{new}/wait", timeout=30)
         assert (status, answer["StatusCode"]) == (200, 3)
-        for container_id in exited + idle + running + [new]:  # functions gone with moto's state: fine
+        for container_id in exited[1:] + idle + running + [new]:  # functions gone with moto's state: fine
             status, answer, _ = await backend.call("DELETE", f"/containers/{container_id}")
             assert status == 204, answer
         assert await backend.containers() == []

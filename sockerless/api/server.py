@@ -231,6 +231,7 @@ class InternalAPIServer:
             log=log,
         )
         self._backend_started = False
+        self._settled = False
 
     @property
     def address(self) -> str:
@@ -254,7 +255,43 @@ class InternalAPIServer:
         fields = {"backend": self.backend.name, "address": self.address, "tls": self.listener.security}
         log.info("serving", extra={"fields": fields})
 
+    @property
+    def serving(self) -> bool:
+        """The backend is started (and not closed yet)."""
+        return self._backend_started
+
+    @property
+    def grace(self) -> float:
+        """``server.shutdown_grace``: how long a stop waits for runs and requests in flight."""
+        return self._server.grace
+
+    def hurry(self) -> None:
+        """Stop waiting now (a second Ctrl-C): what is still in flight is released or cut."""
+        self._server.hurry()
+
+    async def settle(self) -> None:
+        """The first half of a stop: no new connection; the backend's runs in flight get the grace
+        period to end, then the backend releases its clients (each pending wait answered, each
+        followed log ended), so the requests still open end cleanly. Idempotent."""
+        if self._settled:
+            return
+        self._settled = True
+        await self._server.stop_accepting()
+        if not self._backend_started:
+            return
+        runs = self.backend.runs_in_flight()
+        if runs:
+            fields = {"runs": runs, "at_most_seconds": round(self._server.remaining(), 1)}
+            log.info("stopping: waiting for the runs in flight", extra={"fields": fields})
+        if not await self._server.within_grace(self.backend.runs_ended()):
+            left = self.backend.runs_in_flight()
+            log.info(
+                "stopping: runs still in flight are left to the backend", extra={"fields": {"runs": left}}
+            )
+        await self.backend.release_clients()
+
     async def stop(self) -> None:
+        await self.settle()
         await self._server.stop()
         if self._backend_started:
             self._backend_started = False

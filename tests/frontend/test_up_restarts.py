@@ -162,7 +162,8 @@ async def test_after_a_crash_the_run_that_was_in_flight_settles_at_once_as_unkno
 async def test_ctrl_c_says_what_it_waits_for_and_a_second_one_ends_attached_clients_cleanly(
     up: Up, cli: DockerCLI
 ) -> None:
-    assert (await cli("run", "-d", "--name", "followed", IMAGE, "sh", "-c", "echo follow; sleep 60")).code == 0
+    followed = await cli("run", "-d", "--name", "followed", IMAGE, "sh", "-c", "echo follow; sleep 60")
+    assert followed.code == 0, followed.err
     attached = await asyncio.create_subprocess_exec(
         DOCKER, "run", "--name", "attached", IMAGE, "sh", "-c", "echo started; sleep 60",
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,

@@ -68,7 +68,8 @@ async def test_start_creates_a_deleted_function_again_and_the_usual_start_calls_
     before = _calls(lambda_simulator)
     await backend.start_container(container_id)
     assert (await _exited(backend, container_id, poll)).exit_code == 3
-    usual = {op: n - before.get(op, 0) for op, n in _calls(lambda_simulator).items() if n != before.get(op, 0)}
+    after = _calls(lambda_simulator)
+    usual = {op: n - before.get(op, 0) for op, n in after.items() if n != before.get(op, 0)}
     assert usual == {"lambda:Invoke": 1}  # the function exists: no other call
 
     await _delete_function(backend, container_id)

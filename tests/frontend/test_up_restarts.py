@@ -114,6 +114,11 @@ async def _created_running_exited(cli: DockerCLI) -> None:
     assert (await cli("run", "-d", "--name", "long", IMAGE, "sh", "-c", "echo long; sleep 20")).code == 0
     await _until_running(cli, "long")
 
+    async def said_long() -> bool:  # its first line has reached CloudWatch, and the store
+        return (await cli("logs", "long")).out == "long\n"
+
+    await eventually(said_long, timeout=30, what="the running container's first line")
+
 
 async def _created_and_exited_are_right(cli: DockerCLI) -> None:
     done = await _state(cli, "done")
@@ -137,6 +142,7 @@ async def test_a_clean_restart_keeps_created_and_exited_containers_and_settles_t
     long = await _state(cli, "long")  # recorded at the stop: the simulator ended the run with it
     assert (long["Status"], long["ExitCode"]) == ("exited", 137)
     assert "sockerless stopped" in str(long["Error"])
+    assert (await cli("logs", "long")).out == "long\n"  # what it said before the stop is kept
     await _created_and_exited_are_right(cli)
     assert (await cli("rm", "made", "done", "long")).code == 0
 
@@ -155,6 +161,7 @@ async def test_after_a_crash_the_run_that_was_in_flight_settles_at_once_as_unkno
     long = await _state(cli, "long")
     assert long["ExitCode"] == 255
     assert "no longer exists" in str(long["Error"])
+    assert (await cli("logs", "long")).out == "long\n"  # what the store had of it
     await _created_and_exited_are_right(cli)
 
 

@@ -95,13 +95,21 @@ class Runs:
         """Record every run sent and still in flight as killed (exit 137, ``error``): for runs that
         end with this process (the embedded simulator stops with it). Starts not sent yet are left
         queued: the next start sends them. Returns how many were settled."""
-        settled = 0
-        for container_id, task in list(self._tasks.items()):
+        sent: list[Record] = []
+        for container_id in list(self._tasks):
             record = self._store.get_container(container_id)
-            if record is None or record.status != "running" or record.backend_state.invocation != SENT:
-                continue
-            self.cancel(container_id)
-            await asyncio.gather(task, return_exceptions=True)
+            if record is not None and record.status == "running" and record.backend_state.invocation == SENT:
+                sent.append(record)
+        if sent:
+            await self._output.read_now(sent)  # what CloudWatch has of them so far
+        settled = 0
+        for record in sent:
+            task = self._tasks.get(record.id)
+            self.cancel(record.id)
+            if task is not None:
+                await asyncio.gather(task, return_exceptions=True)
+            if record.status != "running" or not self._owns(record):
+                continue  # ended (or was removed) meanwhile
             record.backend_state.output_complete = True  # nothing more of it can come
             await self.finish(record, InvocationOutcome(EXIT_KILLED, error))
             settled += 1

@@ -153,13 +153,19 @@ async def run_until_signalled(
 
 
 def _announce_stop(server: InternalAPIServer) -> None:
-    """What a stop waits for, before it waits: the runs in flight and the grace period."""
-    runs = server.backend.runs_in_flight() if server.serving else 0
-    if not runs:
+    """What a stop waits for, before it waits: the runs and requests in flight, and for how long."""
+    runs, requests = server.in_flight()
+    if not (runs or requests):
         return
+    what = [
+        f"{count} {noun}{'s' if count > 1 else ''}"
+        for count, noun in ((runs, "run"), (requests, "request"))
+        if count
+    ]
     print(
-        f"sockerless: stopping: waiting at most {server.grace:g} s for {runs} run{'s' if runs > 1 else ''} "
-        "in flight to end (server.shutdown_grace); press Ctrl-C again to stop now",
+        f"sockerless: stopping: waiting at most {server.grace:g} s (server.shutdown_grace) for "
+        f"{' and '.join(what)} in flight to end (waits and followed logs are released then); "
+        "press Ctrl-C again to stop now",
         file=sys.stderr,
         flush=True,
     )

@@ -77,6 +77,14 @@ class HTTPServer:
     def grace(self) -> float:
         return self._grace
 
+    @property
+    def requests_in_flight(self) -> int:
+        return self._inflight.active
+
+    async def drained(self) -> None:
+        """Return once no request is in flight."""
+        await self._inflight.drained()
+
     async def stop_accepting(self) -> None:
         """No new connection from now on; the grace period starts (once). Its last moments are kept for
         aiohttp to cancel what is left (see :data:`CANCEL_SECONDS`)."""

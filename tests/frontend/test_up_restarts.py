@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -136,7 +137,10 @@ async def test_a_clean_restart_keeps_created_and_exited_containers_and_settles_t
     await _created_running_exited(cli)
     up.signal(signal.SIGTERM)
     assert await up.exited(timeout=30) == 0, up.log_text()[-3000:]
-    assert "waiting at most 1 s for 1 run in flight" in up.log_text()
+    assert re.search(
+        r"waiting at most 1 s \(server.shutdown_grace\) for 1 run( and \d+ requests?)? in flight",
+        up.log_text(),
+    )
     await up.start()
 
     long = await _state(cli, "long")  # recorded at the stop: the simulator ended the run with it
@@ -189,8 +193,14 @@ async def test_ctrl_c_says_what_it_waits_for_and_a_second_one_ends_attached_clie
 
         up.signal(signal.SIGINT)
 
-        async def announced() -> bool:
-            return "waiting at most 60 s for 2 runs in flight" in up.log_text()
+        async def announced() -> bool:  # the runs, and the requests following them (waits, logs -f)
+            return (
+                re.search(
+                    r"waiting at most 60 s \(server.shutdown_grace\) for 2 runs and \d+ requests in flight",
+                    up.log_text(),
+                )
+                is not None
+            )
 
         await eventually(announced, timeout=10, what="the first Ctrl-C saying what it waits for")
         assert up.running  # it waits: the grace period is a minute

@@ -300,6 +300,10 @@ class Store(Generic[S]):
         """All images, by reference."""
         return self._images.by_reference()
 
+    def images_with_id(self, image_id: str) -> list[ImageRecord]:
+        """The images stored under each reference to ``image_id``, by reference ([] if none)."""
+        return self._images.with_id(image_id)
+
     async def delete_image(self, reference: str) -> None:
         """Remove the image stored under ``reference`` (any spelling of it); ``NotFound`` if none."""
         try:

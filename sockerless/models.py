@@ -343,8 +343,8 @@ class ImageDeleteResponseItem:
     """One line of ``docker rmi``'s answer: a reference untagged, or an image deleted (Docker sends
     only the key that is set)."""
 
-    untagged: str = ""
-    deleted: str = ""
+    untagged: str | None = None
+    deleted: str | None = None
 
 
 @frozen
@@ -463,11 +463,11 @@ converter.register_unstructure_hook(WaitResponse, _unstructure_wait)
 
 
 def _unstructure_image_delete(item: ImageDeleteResponseItem) -> dict[str, Any]:
-    """Docker's ``{"Untagged": R}`` or ``{"Deleted": ID}``: the empty key is left out."""
+    """Docker's ``{"Untagged": R}`` or ``{"Deleted": ID}``: the key that is not set is left out."""
     body: dict[str, Any] = {}
-    if item.untagged:
+    if item.untagged is not None:
         body["Untagged"] = item.untagged
-    if item.deleted:
+    if item.deleted is not None:
         body["Deleted"] = item.deleted
     return body
 

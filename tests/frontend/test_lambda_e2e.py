@@ -303,6 +303,7 @@ async def test_inspect_carries_the_runtime_and_empty_network_settings(docker_cli
     inspected = await docker_cli("inspect", "shape")  # the CLI prints the daemon's JSON as it came
     container = json.loads(inspected.out)[0]
     assert container["HostConfig"]["Runtime"] == default_runtime == "lambda"
+    assert container["HostConfig"]["LogConfig"]["Type"] == "json-file"  # the CLI sent it empty
     settings = container["NetworkSettings"]
     for key in ("IPAddress", "MacAddress", "Gateway", "Bridge", "EndpointID", "IPv6Gateway"):
         assert settings[key] == "", key

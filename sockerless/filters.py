@@ -42,7 +42,7 @@ def parse_filters(raw: str | None, allowed: frozenset[str] = CONTAINER_FILTERS) 
                     raise InvalidParameter(f"invalid filter 'status={status}'")
         if key == "exited":
             for code in values:
-                if not re.fullmatch(r"-?[0-9]+", code):
+                if not re.fullmatch(r"[+-]?[0-9]+", code):  # Go's strconv.Atoi
                     raise InvalidParameter(f"invalid filter 'exited={code}'")
         result[key] = values
     return result

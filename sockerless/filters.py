@@ -109,15 +109,15 @@ def select_containers(
     limit: int | None,
     resolve: Callable[[str], R],
 ) -> list[R]:
-    """Docker's container list: running containers only, unless ``all``, a ``limit``, a ``status``
-    filter or a ``before``/``since`` filter asks for the others; then the filters; then the limit.
+    """Docker's container list: running containers only, unless ``all``, a ``limit`` or a ``status``
+    filter asks for the others (moby's ``foldFilter``); then the filters; then the limit.
 
     ``before=X`` keeps the containers created before X, ``since=X`` those created after it (X by
     name or ID through ``resolve``, which raises ``NotFound``; the last value of each counts, as in
     Docker), in the order of creation the store keeps.
     """
     records = list(newest_first)
-    everyone = all or limit is not None or any(key in filters for key in ("status", "before", "since"))
+    everyone = all or limit is not None or "status" in filters
     start, end = 0, len(records)
     if filters.get("since"):
         anchor = resolve(filters["since"][-1]).id

@@ -245,6 +245,8 @@ async def test_system_df_counts_images_and_containers(docker_cli: DockerCLI) -> 
         "Local Volumes 0 0 0B",
         "Build Cache 0 0 0B",
     ]
+    assert (await docker_cli("tag", "alpine", "mine:v1")).code == 0  # one more name, not one more image
+    assert (await docker_cli("info", "--format", "{{.Images}}")).out.strip() == "2"
     verbose = await docker_cli("system", "df", "-v", "--format", "{{json .}}")
     assert verbose.code == 0, verbose.err
     assert "ran" in verbose.out
@@ -266,10 +268,11 @@ async def test_ps_filters_exited_before_and_since(docker_cli: DockerCLI) -> None
 
     assert await names("exited=3") == ["third", "first"]
     assert await names("exited=0") == ["second"]  # a container never started has no exit code
-    assert await names("before=third", everything=False) == ["second", "first"]  # stopped ones too
+    assert await names("before=third") == ["second", "first"]
+    assert await names("before=fourth", everything=False) == []  # as Docker: running ones only
     assert await names("since=first") == ["fourth", "third", "second"]
     assert await names("since=first", "before=fourth", "exited=3") == ["third"]
-    assert await names("status=exited", everything=False) == ["third", "second", "first"]
+    assert await names("status=exited", everything=False) == ["third", "second", "first"]  # implies -a
     unknown = await docker_cli("ps", "--filter", "before=nosuch")
     assert unknown.code == 1 and "No such container: nosuch" in unknown.err
     invalid = await docker_cli("ps", "--filter", "exited=x")

@@ -202,7 +202,8 @@ class ImageService:
         return answer
 
     def count(self) -> int:
-        return len(list(self._store.images()))
+        """Images, as ``docker info`` counts them: by ID, not by reference."""
+        return len({record.id for record in self._store.images()})
 
 
 def _names(records: list[ImageRecord]) -> tuple[list[str], list[str]]:

@@ -136,13 +136,14 @@ class ImageService:
         using = [c for c in self._store.containers() if c.image_id == image_id]
         references = self._store.images_with_id(image_id)
         if _is_id_prefix(image_id, name):
-            if not force and len({parse_reference(r.reference).repository for r in references}) > 1:
-                raise _conflict(short_id, "image is referenced in multiple repositories")
+            # In the order of Docker's checks: a running container, several repositories, a stopped one.
             running = [c for c in using if c.status == "running"]
             if running:
                 raise _conflict(
                     short_id, f"image is being used by running container {running[0].id[:12]}", hard=True
                 )
+            if not force and len({parse_reference(r.reference).repository for r in references}) > 1:
+                raise _conflict(short_id, "image is referenced in multiple repositories")
             if using and not force:
                 raise _conflict(short_id, f"image is being used by stopped container {using[0].id[:12]}")
             return await self._forget(references, image_id)
@@ -172,10 +173,10 @@ class ImageService:
             if value not in ("true", "false", "1", "0"):
                 raise InvalidParameter(f"invalid filter 'dangling={value}'")
             dangling_only = value in ("true", "1")
-        limits = [parse_time(value) for value in filters.get("until", [])]
-        deleted: list[ImageDeleteResponseItem] = []
         if dangling_only:
             return ImagePruneResponse()
+        limits = [parse_time(value) for value in filters.get("until", [])]
+        deleted: list[ImageDeleteResponseItem] = []
         used = {c.image_id for c in self._store.containers()}
         for image_id in sorted({record.id for record in self._store.images()} - used):
             references = self._store.images_with_id(image_id)
@@ -193,10 +194,11 @@ class ImageService:
         return ImagePruneResponse(images_deleted=deleted)
 
     async def _forget(self, records: list[ImageRecord], image_id: str) -> list[ImageDeleteResponseItem]:
-        answer = []
-        for record in records:
-            await self._store.delete_image(record.reference)
-            answer.append(ImageDeleteResponseItem(untagged=parse_reference(record.reference).familiar))
+        """Delete ``records`` (references to ``image_id``) in one transaction; Docker's answer."""
+        await self._store.delete_images([record.reference for record in records])
+        answer = [
+            ImageDeleteResponseItem(untagged=parse_reference(record.reference).familiar) for record in records
+        ]
         if not self._store.images_with_id(image_id):
             answer.append(ImageDeleteResponseItem(deleted=image_id))
         return answer

@@ -169,6 +169,21 @@ async def test_image_removal_by_id_with_docker_conflicts(api) -> None:
     assert response.status == 404
 
 
+async def test_a_pin_by_the_digest_a_pull_by_tag_reported_creates_the_function_from_the_tag(api) -> None:
+    assert (await api.client.post(f"{API}/images/pull", json={"Reference": IMAGE})).status == 200
+    image = await (await api.client.get(f"{API}/images/inspect", params={"name": IMAGE})).json()
+    (pinned,) = image["RepoDigests"]
+    assert pinned == IMAGE.rsplit(":", 1)[0] + "@" + image["Id"]
+    container_id = await api.create(Image=pinned, Cmd=["true"])
+    assert (await api.inspect(container_id))["Config"]["Image"] == pinned  # as the client gave it
+    function = await api.backend.clients.control.get_function(FunctionName=f"skls-{container_id[:24]}")
+    assert function["Code"]["ImageUri"] == IMAGE  # the registry knows the tag, not our digest
+    registry_pin = IMAGE.rsplit(":", 1)[0] + "@sha256:" + "ef" * 32  # a digest of the registry's
+    other = await api.create(Image=registry_pin, Cmd=["true"])
+    function = await api.backend.clients.control.get_function(FunctionName=f"skls-{other[:24]}")
+    assert function["Code"]["ImageUri"] == registry_pin
+
+
 async def test_image_prune_all_with_label_and_until_filters(api) -> None:
     for reference in ("alpine:3.20", "busybox:1"):
         assert (await api.client.post(f"{API}/images/pull", json={"Reference": reference})).status == 200

@@ -13,6 +13,7 @@ import logging
 import secrets
 from collections.abc import Iterable
 
+import attrs
 from attrs import define, field
 
 from sockerless.backend import ContainerLogs, Filters, LogsOptions
@@ -94,8 +95,13 @@ class ContainerService:
         check_log_config(request.host_config.log_config)
         container_id = secrets.token_hex(32)
         name = validate_container_name(name) if name else f"lambda_{container_id[:12]}"
+        uri = self._images.image_uri(request.config.image)
         spec = function_spec(
-            request, container_id=container_id, name=name, instance_id=self._instance_id, config=self._config
+            _pulling(request, uri),
+            container_id=container_id,
+            name=name,
+            instance_id=self._instance_id,
+            config=self._config,
         )
         image = await self._images.remember(request.config.image)
         record: Record = ContainerRecord(
@@ -317,3 +323,10 @@ class ContainerService:
         await self.runs.close()
         await self.output.close()
         await self._cleanups.close()
+
+
+def _pulling(request: ContainerCreateRequest, uri: str) -> ContainerCreateRequest:
+    """The request as the function is built from it: ``uri`` as the image Lambda pulls."""
+    if uri == request.config.image:
+        return request
+    return attrs.evolve(request, config=attrs.evolve(request.config, image=uri))

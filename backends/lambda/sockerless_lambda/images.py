@@ -12,8 +12,8 @@ reference goes. So no image is ever "dangling" (Docker's untagged image): ``imag
 uses deletes the image's record (the container's function keeps the image it was created with).
 
 The digest of a reference a pull recorded by tag is the image ID (the registry is not asked for its
-manifest): ``RepoDigests`` shows it, and it resolves to the image here, but it is not the registry's
-digest, so pin images for Lambda by the digest your registry reports.
+manifest): ``RepoDigests`` shows it and it resolves to the image here, but the registry does not know
+it, so a function created from a pin by it gets the tag it stands for (:meth:`ImageService.image_uri`).
 """
 
 from __future__ import annotations
@@ -202,6 +202,20 @@ class ImageService:
         if not self._store.images_with_id(image_id):
             answer.append(ImageDeleteResponseItem(deleted=image_id))
         return answer
+
+    def image_uri(self, reference: str) -> str:
+        """What Lambda is to pull for ``reference``: the reference as given, but for a pin by a digest
+        this backend made (the image ID a pull by tag reports): the tag it stands for, which the
+        registry knows."""
+        try:
+            wanted = parse_reference(reference)
+            record = self._store.resolve_image(reference)
+        except (InvalidParameter, NotFound):
+            return reference
+        made_here = record.digest == record.id == image_id_for(record.reference)
+        if wanted.digest and wanted.digest == record.digest and made_here:
+            return record.reference
+        return reference
 
     def count(self) -> int:
         """Images, as ``docker info`` counts them: by ID, not by reference."""

@@ -30,6 +30,8 @@ from sockerless.models import (
     ExecInstance,
     IdResponse,
     Image,
+    ImageDeleteResponseItem,
+    ImagePruneResponse,
     ImagePullRequest,
     ImageSummary,
     PruneResponse,
@@ -215,6 +217,10 @@ class Backend(Protocol):
     async def inspect_image(self, name: str) -> Image: ...
     async def tag_image(self, name: str, repo: str, tag: str) -> None: ...
     def load_image(self, body: AsyncIterator[bytes]) -> AsyncIterator[JSONObject]: ...
+    async def remove_image(
+        self, name: str, *, force: bool, noprune: bool
+    ) -> list[ImageDeleteResponseItem]: ...
+    async def prune_images(self, filters: Filters) -> ImagePruneResponse: ...
     async def auth(self, request: AuthRequest) -> AuthResponse: ...
 
     async def create_network(self, body: JSONObject) -> JSONObject: ...
@@ -347,6 +353,14 @@ class BaseBackend:
         raise self._unsupported(
             "image load", "Push the image to a registry the backend can pull from instead."
         )
+
+    async def remove_image(self, name: str, *, force: bool, noprune: bool) -> list[ImageDeleteResponseItem]:
+        raise self._unsupported("image removal")
+
+    async def prune_images(self, filters: Filters) -> ImagePruneResponse:
+        """Nothing pruned: true of a backend that keeps no images of its own, and ``docker system
+        prune`` goes on."""
+        return ImagePruneResponse()
 
     async def auth(self, request: AuthRequest) -> AuthResponse:
         """Credentials arrive with each pull (``X-Registry-Auth``); a login has nothing to check."""

@@ -216,14 +216,14 @@ def up_main(argv: Sequence[str]) -> int:
         {"default": "lambda", "help": "Backend plugin to run (default: lambda)."},
     )
     args, settings, backend_cls = _load("sockerless up", known.backend, argv, [backend_option])
-    if args.print_config:
-        print(render_config(settings))
-        return 0
-    assert backend_cls is not None
-    configure_logging(settings.server.log_level, settings.server.log_format)
     backend_socket = settings.server.socket
     if backend_socket == ServerConfig().socket and not settings.server.tcp:
         backend_socket = os.path.join(settings.runtime_dir, "backend.sock")  # no root needed
+    if args.print_config:
+        print(render_config(_as_up_uses(settings, backend_socket)))
+        return 0
+    assert backend_cls is not None
+    configure_logging(settings.server.log_level, settings.server.log_format)
     server = _server(_backend(backend_cls, settings), settings.server, backend_socket)
 
     async def run() -> None:
@@ -258,6 +258,12 @@ def up_main(argv: Sequence[str]) -> int:
 
     asyncio.run(run())
     return 0
+
+
+def _as_up_uses(settings: Settings, backend_socket: str) -> Settings:
+    """The settings with the backend socket ``up`` really listens on (not the ``serve`` default), so
+    that ``--print-config`` and the frontend's backend URL it resolves show what ``up`` uses."""
+    return attrs.evolve(settings, server=attrs.evolve(settings.server, socket=backend_socket))
 
 
 def _announce(settings: Settings, address: str, backend_cls: type[Backend]) -> None:

@@ -363,6 +363,14 @@ class LambdaBackend(BaseBackend):
     async def tag_image(self, name: str, repo: str, tag: str) -> None:
         await self._image_service.tag(name, repo, tag)
 
+    async def remove_image(
+        self, name: str, *, force: bool, noprune: bool
+    ) -> list[models.ImageDeleteResponseItem]:
+        return await self._image_service.remove(name, force=force)
+
+    async def prune_images(self, filters: Filters) -> models.ImagePruneResponse:
+        return await self._image_service.prune(filters)
+
 
 def _started(part: T | None) -> T:
     if part is None:

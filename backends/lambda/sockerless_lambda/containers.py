@@ -13,11 +13,13 @@ import logging
 import secrets
 from collections.abc import Iterable
 
+import attrs
 from attrs import define, field
 
 from sockerless.backend import ContainerLogs, Filters, LogsOptions
 from sockerless.errors import Conflict, NotFound, NotModified, SockerlessError
-from sockerless.filters import matches
+from sockerless.filters import matches, select_containers
+from sockerless.hostconfig import check_log_config
 from sockerless.models import (
     Container,
     ContainerCreateRequest,
@@ -68,7 +70,7 @@ class ContainerService:
     output: OutputService = field(init=False)
     runs: Runs = field(init=False)
     _cleanups: Cleanups = field(init=False)
-    _views: ViewCache = field(init=False, factory=ViewCache)
+    _views: ViewCache = field(init=False, factory=lambda: ViewCache(runtime="lambda"))
 
     def __attrs_post_init__(self) -> None:
         self.output = OutputService(
@@ -91,10 +93,16 @@ class ContainerService:
     # ------------------------------------------------------------------ create
 
     async def create(self, request: ContainerCreateRequest, name: str | None) -> ContainerCreateResponse:
+        check_log_config(request.host_config.log_config)
         container_id = secrets.token_hex(32)
         name = validate_container_name(name) if name else f"lambda_{container_id[:12]}"
+        uri = self._images.image_uri(request.config.image)
         spec = function_spec(
-            request, container_id=container_id, name=name, instance_id=self._instance_id, config=self._config
+            _pulling(request, uri),
+            container_id=container_id,
+            name=name,
+            instance_id=self._instance_id,
+            config=self._config,
         )
         image = await self._images.remember(request.config.image)
         record: Record = ContainerRecord(
@@ -267,12 +275,13 @@ class ContainerService:
 
     def summaries(self, *, all: bool, limit: int | None, filters: Filters) -> Encoded[list[ContainerSummary]]:
         def select() -> list[Record]:
-            listed = [
-                record
-                for record in self._store.containers()
-                if (all or limit is not None or record.status == "running") and matches(record, filters)
-            ]
-            return listed[:limit] if limit is not None else listed
+            return select_containers(
+                self._store.containers(),
+                filters,
+                all=all,
+                limit=limit,
+                resolve=self._store.resolve_container,
+            )
 
         query = (all, limit, tuple(sorted((key, tuple(values)) for key, values in filters.items())))
         return self._views.rows(query, self._store.containers_revision, _now(), select)
@@ -295,3 +304,10 @@ class ContainerService:
         await self.runs.close()
         await self.output.close()
         await self._cleanups.close()
+
+
+def _pulling(request: ContainerCreateRequest, uri: str) -> ContainerCreateRequest:
+    """The request as the function is built from it: ``uri`` as the image Lambda pulls."""
+    if uri == request.config.image:
+        return request
+    return attrs.evolve(request, config=attrs.evolve(request.config, image=uri))

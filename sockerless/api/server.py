@@ -22,6 +22,7 @@ from sockerless.api.routes import ROUTES
 from sockerless.backend import Backend, ContainerLogs, LogsOptions, Session, unsupported
 from sockerless.config import ServerConfig
 from sockerless.errors import SockerlessError
+from sockerless.events import EventStream
 from sockerless.http import middlewares
 from sockerless.http.hijack import open_attached_stream
 from sockerless.http.listener import Listener
@@ -73,6 +74,8 @@ def handler_for(route: Route) -> middlewares.Handler:
             return await progress_response(request, await lines if inspect.isawaitable(lines) else lines)
         if kind is AnswerKind.UPGRADE:
             return await _upgrade(request, await method(**arguments))
+        if kind is AnswerKind.EVENTS:
+            return await _events(request, await method(**arguments))
         result = method(**arguments)
         if inspect.isawaitable(result):
             result = await (request.app[SHIELDED_KEY].run(result) if route.changes_state else result)
@@ -164,6 +167,19 @@ async def _logs(request: web.Request, logs: ContainerLogs, options: LogsOptions)
         return web.Response(status=200, body=b"".join(pending), headers=headers)
     await response.write_eof(b"".join(pending))
     return response
+
+
+async def _events(request: web.Request, stream: EventStream) -> web.StreamResponse:
+    """Headers at once (the backend has subscribed: nothing from now on is missed), then one event
+    per line as it comes, until ``until`` or the client leaves."""
+    try:
+        response = await open_stream(request, {"Content-Type": JSON_CONTENT_TYPE})
+        async for event in stream:
+            await response.write(encode_json(unstructure(event)) + b"\n")
+        await response.write_eof()
+        return response
+    finally:
+        stream.close()
 
 
 async def _upgrade(request: web.Request, session: Session) -> web.StreamResponse:

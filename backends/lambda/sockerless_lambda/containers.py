@@ -17,6 +17,7 @@ from attrs import define, field
 
 from sockerless.backend import ContainerLogs, Filters, LogsOptions
 from sockerless.errors import Conflict, NotFound, NotModified, SockerlessError
+from sockerless.events import EventBus
 from sockerless.filters import matches
 from sockerless.models import (
     Container,
@@ -66,6 +67,7 @@ class ContainerService:
     _reader: LogReader
     _waiters: ContainerWaiters
     _images: ImageService
+    _events: EventBus
     output: OutputService = field(init=False)
     runs: Runs = field(init=False)
     _cleanups: Cleanups = field(init=False)
@@ -84,6 +86,7 @@ class ContainerService:
             invoker=self._invoker,
             output=self.output,
             waiters=self._waiters,
+            events=self._events,
         )
         self._cleanups = Cleanups(self._store, self._clients)
 
@@ -128,6 +131,7 @@ class ContainerService:
         record.backend_state.function_arn = created.get("FunctionArn", "")
         record.backend_state.function_state = created.get("State", "Pending")
         log.info("container created", extra={"fields": {"container": container_id, "function": spec.name}})
+        self._events.container("create", record)
         return ContainerCreateResponse(id=container_id, warnings=spec.warnings)
 
     async def _disable_async_retries(self, function_name: str) -> None:
@@ -177,6 +181,7 @@ class ContainerService:
                 gate.release()
             raise
         self.runs.launch(record, self.runs.run(record, holding_slot=direct))
+        self._events.container("start", record)
 
     async def stop(self, ref: str) -> None:
         """A no-op: Lambda cannot end an invocation; it runs to completion or to the function timeout."""
@@ -227,6 +232,7 @@ class ContainerService:
         self._waiters.removed(record.id, status)
         self._cleanups.start(record.id, cleanup)
         log.info("container removed", extra={"fields": {"container": record.id}})
+        self._events.container("destroy", record)
 
     async def finish_cleanups(self) -> None:
         """Delete the functions of every removed container whose cleanup is pending (at start-up, those

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from sockerless.errors import NotFound
+from sockerless.events import EventBus
 from sockerless.models import ContainerConfig, Image, ImagePullRequest, ImageSummary
 from sockerless.references import parse_reference
 from sockerless.store import ImageRecord, Store
@@ -30,8 +31,9 @@ def image_id_for(reference: str, digest: str = "") -> str:
 
 
 class ImageService:
-    def __init__(self, store: Store[Any], *, architecture: str) -> None:
+    def __init__(self, store: Store[Any], *, architecture: str, events: EventBus) -> None:
         self._store = store
+        self._events = events
         self._architecture = _DOCKER_ARCH.get(architecture, architecture)
 
     async def remember(self, reference: str) -> ImageRecord:
@@ -58,6 +60,7 @@ class ImageService:
         record = await self.remember(request.reference)  # before the first line: a client may not read on
         yield {"status": f"Pulling from {parsed.path}", "id": parsed.tag or parsed.digest}
         yield {"status": f"Digest: {record.digest or record.id}"}
+        self._events.image("pull", str(parsed))
         yield {"status": f"Status: Image is up to date for {parsed}"}
 
     def inspect(self, name: str) -> Image:

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Iterable
 from attrs import define, field
 
 from sockerless.errors import NotFound, SockerlessError
+from sockerless.events import EventBus
 from sockerless.store import Store
 from sockerless.waiters import ContainerWaiters, ExitStatus
 from sockerless_lambda.config import LambdaConfig
@@ -46,6 +47,7 @@ class Runs:
     _invoker: Invoker
     _output: OutputService
     _waiters: ContainerWaiters
+    _events: EventBus
     _tasks: dict[str, asyncio.Task[None]] = field(factory=dict, init=False)
 
     def launch(self, record: Record, work: Awaitable[None]) -> None:
@@ -173,6 +175,7 @@ class Runs:
         record.status, record.exit_code, record.error = "exited", outcome.exit_code, outcome.error
         await self._store.save_state(record)
         self._waiters.exited(record.id, ExitStatus(outcome.exit_code, outcome.error))
+        self._events.container("die", record, exitCode=str(outcome.exit_code))
         log.info(
             "container exited",
             extra={

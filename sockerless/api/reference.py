@@ -71,7 +71,8 @@ never call them.
     "  event after that is missed), then one `EventMessage` per line, Docker's shape, as events happen.\n"
     "  With `since` (or `until` alone) the stream starts with the kept events of its window: the backend\n"
     f"  keeps its last {HISTORY_SIZE} events in memory (none survive its restart). With `until` the stream\n"
-    f"  ends at that time. A client that leaves {QUEUE_SIZE} events unread is cut off: its stream ends.\n"
+    f"  ends at that time, and at the server's shutdown. A client that leaves {QUEUE_SIZE} events unread is\n"
+    "  cut off: its stream ends.\n"
 )
 
 _TAGS = ("System", "Containers", "Exec", "Images", "Networks", "Volumes")

@@ -45,6 +45,8 @@ access_log = logging.getLogger("sockerless.access")
 
 BACKEND_KEY: Final = web.AppKey("backend", Backend)
 SHIELDED_KEY: Final = web.AppKey("shielded", ShieldedTasks)
+#: The event streams being served: ended first at shutdown, which would otherwise wait for them.
+EVENT_STREAMS_KEY: Final = web.AppKey("event_streams", set[EventStream])
 #: Output gathered before a write when logs are not followed.
 _LOGS_WRITE_BYTES: Final = 64 * 1024
 
@@ -171,7 +173,9 @@ async def _logs(request: web.Request, logs: ContainerLogs, options: LogsOptions)
 
 async def _events(request: web.Request, stream: EventStream) -> web.StreamResponse:
     """Headers at once (the backend has subscribed: nothing from now on is missed), then one event
-    per line as it comes, until ``until`` or the client leaves."""
+    per line as it comes, until ``until``, the client leaves, or the server shuts down."""
+    streams = request.app[EVENT_STREAMS_KEY]
+    streams.add(stream)
     try:
         response = await open_stream(request, {"Content-Type": JSON_CONTENT_TYPE})
         async for event in stream:
@@ -179,7 +183,16 @@ async def _events(request: web.Request, stream: EventStream) -> web.StreamRespon
         await response.write_eof()
         return response
     finally:
+        streams.discard(stream)
         stream.close()
+
+
+async def _end_event_streams(app: web.Application) -> None:
+    """An event stream has no end of its own: at shutdown each ends cleanly (the client sees the end
+    of the stream, not a cut connection) instead of holding the grace period."""
+    streams = app[EVENT_STREAMS_KEY]
+    for stream in list(streams):
+        stream.end()
 
 
 async def _upgrade(request: web.Request, session: Session) -> web.StreamResponse:
@@ -218,6 +231,8 @@ def create_app(
     )
     app[BACKEND_KEY] = backend
     app[SHIELDED_KEY] = ShieldedTasks()
+    app[EVENT_STREAMS_KEY] = set()
+    app.on_shutdown.append(_end_event_streams)  # before the server's drain, which waits for requests
     for route in ROUTES:
         app.router.add_route(route.method, route.full_path, handler_for(route))
     return app

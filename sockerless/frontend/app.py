@@ -8,6 +8,7 @@ error middleware, as ``{"message": ...}`` with ``Content-Type: application/json`
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Final
 
@@ -159,6 +160,8 @@ def create_app(
         middlewares=stack, client_max_size=MAX_BODY_BYTES, handler_args={"max_field_size": 16384}
     )
     app[FRONTEND_KEY] = context
+    app[events.ENDING_KEY] = asyncio.Event()
+    app.on_shutdown.append(events.end_event_streams)  # before the server's drain waits for them
     for method, path, handler in routes():
         for prefix in ("", VERSION_PREFIX):
             if method == "GET":

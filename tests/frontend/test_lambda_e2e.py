@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import docker.errors
 import pytest
 import pytest_asyncio
@@ -21,6 +22,7 @@ import pytest_asyncio
 from sockerless.api.server import InternalAPIServer
 from sockerless.backend import BackendRuntime
 from sockerless.config import ServerConfig
+from sockerless.frontend import DockerFrontend
 
 from .conftest import CLIENT_TIMEOUT, DOCKER, DockerCLI
 
@@ -349,3 +351,16 @@ async def test_inspect_of_nothing_is_no_such_object(docker_cli: DockerCLI) -> No
     result = await docker_cli("inspect", "nosuch")
     assert result.code == 1
     assert "No such object: nosuch" in result.err
+
+
+async def test_frontend_shutdown_ends_a_live_events_stream_cleanly(frontend: DockerFrontend) -> None:
+    """Not held for the grace period and then cut (`unexpected EOF` in the CLI): ended, as by `until`."""
+    path = frontend.address.removeprefix("unix://")
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=path)) as session,
+        session.get("http://docker/v1.44/events") as response,
+    ):
+        assert response.status == 200
+        stopping = asyncio.create_task(frontend.stop())
+        assert await asyncio.wait_for(response.read(), CLIENT_TIMEOUT) == b""
+        await stopping

@@ -58,9 +58,9 @@ class ImageService:
         """Docker's progress lines; the registry is not contacted (Lambda pulls at function create)."""
         parsed = parse_reference(request.reference)
         record = await self.remember(request.reference)  # before the first line: a client may not read on
+        self._events.image("pull", str(parsed))
         yield {"status": f"Pulling from {parsed.path}", "id": parsed.tag or parsed.digest}
         yield {"status": f"Digest: {record.digest or record.id}"}
-        self._events.image("pull", str(parsed))
         yield {"status": f"Status: Image is up to date for {parsed}"}
 
     def inspect(self, name: str) -> Image:

@@ -181,6 +181,9 @@ class Backend(Protocol):
 
     async def start(self) -> None: ...
     async def close(self) -> None: ...
+    def runs_in_flight(self) -> int: ...
+    async def runs_ended(self) -> None: ...
+    async def release_clients(self) -> None: ...
 
     def capability_report(self) -> CapabilityReport: ...
     async def info(self) -> BackendInfo: ...
@@ -259,6 +262,19 @@ class BaseBackend:
 
     async def close(self) -> None:
         """Cancel background work and close clients; called once at shutdown."""
+
+    # shutdown, in this order: runs_ended (bounded by the grace period), release_clients, close
+    def runs_in_flight(self) -> int:
+        """Containers running now whose run this process carries (what shutdown waits for)."""
+        return 0
+
+    async def runs_ended(self) -> None:
+        """Return once no run is in flight; shutdown waits for it within its grace period."""
+
+    async def release_clients(self) -> None:
+        """Shutdown waits no longer: settle what is known, answer every pending wait (with why it
+        ends, when the container's exit is not known) and end every followed log after the output
+        it has, so clients get a clean end rather than a cut connection."""
 
     def capability_report(self) -> CapabilityReport:
         return CapabilityReport(

@@ -32,12 +32,11 @@ from sockerless.store import ContainerRecord, Store
 from sockerless.views import ViewCache
 from sockerless.waiters import ContainerWaiters, ExitStatus, answered
 from sockerless.wire import Encoded, parse_time
-from sockerless_lambda.aws import AwsClients, call
+from sockerless_lambda.aws import AwsClients
 from sockerless_lambda.cleanups import Cleanups, cleanup_of
 from sockerless_lambda.cloudwatch import LogReader
 from sockerless_lambda.config import LambdaConfig
-from sockerless_lambda.errors import AwsOperation
-from sockerless_lambda.functions import delete_function, function_spec, validate_container_name
+from sockerless_lambda.functions import create_function, function_spec, validate_container_name
 from sockerless_lambda.images import ImageService
 from sockerless_lambda.invocations import EXIT_KILLED, Invoker
 from sockerless_lambda.output import OutputService
@@ -86,6 +85,8 @@ class ContainerService:
             invoker=self._invoker,
             output=self.output,
             waiters=self._waiters,
+            clients=self._clients,
+            instance_id=self._instance_id,
             events=self._events,
         )
         self._cleanups = Cleanups(self._store, self._clients)
@@ -112,13 +113,7 @@ class ContainerService:
         # Recorded first: a crash during CreateFunction leaves a record reconciliation can finish or clean.
         await self._store.add_container(record)
         try:
-            created = await call(
-                AwsOperation("lambda", "CreateFunction", "create function", spec.name),
-                self._clients.control.create_function,
-                **spec.params,
-            )
-            if self._config.invocation_type == "Event":
-                await self._disable_async_retries(spec.name)
+            created = await create_function(self._clients, spec, invocation_type=self._config.invocation_type)
         except asyncio.CancelledError:
             # Shutting down mid-call: CreateFunction may have reached AWS. The record stays "creating",
             # and the next start finishes it or drops it (reconcile), as after a crash.
@@ -126,29 +121,15 @@ class ContainerService:
         except BaseException:
             await self._store.delete_container(container_id, remember=False)  # the client gets no ID
             raise
-        # Not written now: the stored state stays "creating" until the next write (the start) carries
-        # these. A crash before then costs reconciliation one GetFunction, which finds the function.
+        # Written before the answer: a record still "creating" at the next start is one whose client
+        # got no ID, and may be dropped when its function is missing; this one must stay, also when
+        # its function is gone by then (the embedded simulator forgets them: start creates it again).
         record.backend_state.function_arn = created.get("FunctionArn", "")
         record.backend_state.function_state = created.get("State", "Pending")
+        await self._store.save_state(record)
         log.info("container created", extra={"fields": {"container": container_id, "function": spec.name}})
         self._events.container("create", record)
         return ContainerCreateResponse(id=container_id, warnings=spec.warnings)
-
-    async def _disable_async_retries(self, function_name: str) -> None:
-        """Lambda retries a failed Event invocation twice by default: a container runs once."""
-        operation = AwsOperation(
-            "lambda", "PutFunctionEventInvokeConfig", "configure async invoke", function_name
-        )
-        try:
-            await call(
-                operation,
-                self._clients.control.put_function_event_invoke_config,
-                FunctionName=function_name,
-                MaximumRetryAttempts=0,
-            )
-        except SockerlessError:
-            await delete_function(self._clients, function_name)
-            raise
 
     # ------------------------------------------------------------------ start / stop / kill / restart
 

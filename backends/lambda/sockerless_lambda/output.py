@@ -243,6 +243,14 @@ class OutputService:
                 return summary
             await feed.changed(remaining)
 
+    async def read_now(self, records: list[Record]) -> None:
+        """One shared CloudWatch read of these running containers' output, into the log store (a stop
+        that settles them without their end: what CloudWatch has of them is kept)."""
+        for record in records:
+            self._feed(record)
+        with contextlib.suppress(SockerlessError):
+            await self._reader.refresh(max_wait=LOGS_MAX_WAIT_SECONDS)
+
     def forget(self, container_id: str) -> None:
         """The container is being removed: stop reading its output; its followers end."""
         self._drop(container_id)

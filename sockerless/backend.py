@@ -16,6 +16,7 @@ from attrs import Factory, define, frozen
 from sockerless import __version__
 from sockerless.config import StoreConfig
 from sockerless.errors import InvalidParameter, NotFound, NotImplementedByBackend
+from sockerless.events import EventsOptions, EventStream
 from sockerless.models import (
     AuthRequest,
     AuthResponse,
@@ -74,6 +75,8 @@ CAPABILITY_OPERATIONS: Mapping[str, tuple[str, str]] = {
     "logs": ("logs", ""),
     "image_pull": ("image pull", ""),
     "image_load": ("image load", "Push the image to a registry the backend can pull from instead."),
+    "rename": ("container rename", ""),
+    "events": ("events", ""),
 }
 
 
@@ -207,6 +210,11 @@ class Backend(Protocol):
     async def container_logs(self, ref: str, options: LogsOptions) -> ContainerLogs: ...
     async def attach_container(self, ref: str, options: AttachOptions) -> Session: ...
     async def prune_containers(self, filters: Filters) -> PruneResponse: ...
+    async def rename_container(self, ref: str, name: str) -> None: ...
+
+    async def events(self, options: EventsOptions) -> EventStream:
+        """The events of ``options``' window, subscribed before this returns (:mod:`sockerless.events`)."""
+        ...
 
     async def create_exec(self, ref: str, config: ExecConfig) -> IdResponse: ...
     async def inspect_exec(self, exec_id: str) -> ExecInstance: ...
@@ -325,6 +333,13 @@ class BaseBackend:
 
     async def prune_containers(self, filters: Filters) -> PruneResponse:
         raise self._unsupported("container prune")
+
+    async def rename_container(self, ref: str, name: str) -> None:
+        raise unsupported(self.name, "rename")
+
+    # events
+    async def events(self, options: EventsOptions) -> EventStream:
+        raise unsupported(self.name, "events")
 
     # exec
     async def create_exec(self, ref: str, config: ExecConfig) -> IdResponse:

@@ -1,4 +1,5 @@
-"""What the client's long-lived calls hand back: a pending wait, a log stream, a progress stream.
+"""What the client's long-lived calls hand back: a pending wait, a log stream, a progress stream,
+an event stream.
 
 Each owns the backend's open response (its caller closes it), and turns a backend that breaks off or
 sends garbage into the :mod:`sockerless.errors` class a frontend passes on (502).
@@ -13,10 +14,10 @@ from typing import Any
 import aiohttp
 
 from sockerless.errors import InvalidParameter, UpstreamError
-from sockerless.models import WaitResponse
+from sockerless.models import EventMessage, WaitResponse
 from sockerless.wire import structure
 
-__all__ = ["LogStream", "PendingWait", "ProgressStream", "decode_answer", "structure_answer"]
+__all__ = ["EventLines", "LogStream", "PendingWait", "ProgressStream", "decode_answer", "structure_answer"]
 
 
 def decode_answer(body: bytes, url: str, what: str) -> Any:
@@ -92,3 +93,25 @@ class ProgressStream:
                 data = decode_answer(raw, self._url, "progress line")
                 if isinstance(data, dict):
                     yield data
+
+
+class EventLines:
+    """An open events answer: one :class:`~sockerless.models.EventMessage` per line."""
+
+    def __init__(self, response: aiohttp.ClientResponse, url: str) -> None:
+        self.response = response
+        self._url = url
+
+    async def events(self) -> AsyncIterator[EventMessage]:
+        while True:
+            try:
+                raw = await self.response.content.readline()
+            except (aiohttp.ClientError, ValueError) as exc:
+                raise UpstreamError(f"the backend at {self._url} dropped an events stream: {exc}") from None
+            if not raw:
+                return
+            if raw.strip():
+                event: EventMessage = structure_answer(
+                    decode_answer(raw, self._url, "event"), EventMessage, self._url
+                )
+                yield event

@@ -26,7 +26,15 @@ import attrs
 from sockerless import models
 from sockerless.api import container_routes as c
 from sockerless.api import resource_routes as r
-from sockerless.api.answers import LogStream, PendingWait, ProgressStream, decode_answer, structure_answer
+from sockerless.api.answers import (
+    EventLines,
+    LogStream,
+    PendingWait,
+    ProgressStream,
+    decode_answer,
+    structure_answer,
+)
+from sockerless.api.event_routes import EVENTS_ROUTE
 from sockerless.api.route import AnswerKind, Route
 from sockerless.backend import Filters, LogsOptions
 from sockerless.errors import (
@@ -36,6 +44,7 @@ from sockerless.errors import (
     UpstreamTimeout,
     error_for_status,
 )
+from sockerless.events import EventsOptions
 from sockerless.http.upgrade import UpgradedStream, UpgradeTarget, open_upgraded
 from sockerless.models import WaitCondition
 from sockerless.wire import encode_json, unstructure
@@ -43,6 +52,7 @@ from sockerless.wire import encode_json, unstructure
 __all__ = [
     "DEFAULT_REQUEST_TIMEOUT",
     "BackendClient",
+    "EventLines",
     "LogStream",
     "PendingWait",
     "ProgressStream",
@@ -332,6 +342,13 @@ class BackendClient:
     async def auth(self, request: models.AuthRequest) -> models.AuthResponse:
         return await self.call_as(models.AuthResponse, c.AUTH, request=request)
 
+    @contextlib.asynccontextmanager
+    async def events(self, options: EventsOptions | None = None) -> AsyncIterator[EventLines]:
+        """Open an events stream: errors (bad filters, no events) raise here, the events come from
+        ``events()``."""
+        async with self.stream(EVENTS_ROUTE, options=options or EventsOptions()) as response:
+            yield EventLines(response, self.url)
+
     # ------------------------------------------------------------------ containers
 
     async def create_container(
@@ -369,6 +386,9 @@ class BackendClient:
 
     async def prune_containers(self, filters: Filters | None = None) -> models.PruneResponse:
         return await self.call_as(models.PruneResponse, c.PRUNE, filters=filters)
+
+    async def rename_container(self, ref: str, name: str) -> None:
+        await self.call(c.RENAME, ref=ref, name=name)
 
     @contextlib.asynccontextmanager
     async def wait_container(self, ref: str, condition: WaitCondition) -> AsyncIterator[PendingWait]:

@@ -37,6 +37,7 @@ __all__ = [
     "LOGS",
     "PRUNE",
     "REMOVE",
+    "RENAME",
     "RESTART",
     "START",
     "STOP",
@@ -180,6 +181,20 @@ STOP: Final = _action(
 )
 KILL: Final = _action("kill", "Kill a container", Param("signal", Text(), "Signal to send (default SIGKILL)"))
 RESTART: Final = _action("restart", "Restart a container", _TIMEOUT)
+RENAME: Final = _c(
+    "ContainerRename",
+    "POST",
+    "/{id}/rename",
+    "rename_container",
+    "Rename a container (additive)",
+    answer=_EMPTY,
+    capability="rename",
+    changes_state=True,
+    errors=(400, 404, 409, 501),
+    query=(
+        Param("name", Text(required=True), "The new name ([a-zA-Z0-9][a-zA-Z0-9_.-]+, a leading / allowed)"),
+    ),
+)
 WAIT: Final = _c(
     "ContainerWait",
     "POST",
@@ -270,6 +285,7 @@ CONTAINERS: Final = (
     STOP,
     KILL,
     RESTART,
+    RENAME,
     WAIT,
     LOGS,
     ATTACH,

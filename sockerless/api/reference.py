@@ -9,6 +9,7 @@ from typing import Any
 from sockerless.api.params import Param
 from sockerless.api.route import AnswerKind, Route
 from sockerless.api.routes import ROUTES
+from sockerless.events import HISTORY_SIZE, QUEUE_SIZE
 
 __all__ = ["render_reference"]
 
@@ -65,7 +66,14 @@ never call them.
 - Pull and load: NDJSON progress lines; a failure after the first line is the line
   `{"errorDetail": {"message": M}, "error": M}`.
 - Attach and exec start: `101 UPGRADED` where the backend supports them, else 501 before any upgrade.
-"""
+""" + (
+    "- `events` (additive): the status and headers are sent at once, once the backend has subscribed (no\n"
+    "  event after that is missed), then one `EventMessage` per line, Docker's shape, as events happen.\n"
+    "  With `since` (or `until` alone) the stream starts with the kept events of its window: the backend\n"
+    f"  keeps its last {HISTORY_SIZE} events in memory (none survive its restart). With `until` the stream\n"
+    f"  ends at that time, and at the server's shutdown. A client that leaves {QUEUE_SIZE} events unread is\n"
+    "  cut off: its stream ends.\n"
+)
 
 _TAGS = ("System", "Containers", "Exec", "Images", "Networks", "Volumes")
 
@@ -91,6 +99,7 @@ def _answer(route: Route) -> str:
         AnswerKind.LOGS: "200 Docker frames (raw for a Tty)",
         AnswerKind.PROGRESS: "200 NDJSON progress",
         AnswerKind.UPGRADE: "101 upgrade",
+        AnswerKind.EVENTS: "200, headers at once, then `EventMessage` lines",
     }[answer.kind]
     also = "".join(f"; {status}" for status in answer.also)
     return text.strip() + also

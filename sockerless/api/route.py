@@ -40,6 +40,7 @@ class AnswerKind(enum.Enum):
     LOGS = "logs"  # Docker frames (raw bytes for a Tty container), streamed while following
     PROGRESS = "progress"  # NDJSON progress lines
     UPGRADE = "upgrade"  # 101, then the backend's session on the raw connection
+    EVENTS = "events"  # headers at once, then one EventMessage per line as events happen
 
 
 @frozen

@@ -22,6 +22,7 @@ from sockerless.api.routes import ROUTES
 from sockerless.backend import Backend, ContainerLogs, LogsOptions, Session, unsupported
 from sockerless.config import ServerConfig
 from sockerless.errors import SockerlessError
+from sockerless.events import EventStream
 from sockerless.http import middlewares
 from sockerless.http.hijack import open_attached_stream
 from sockerless.http.listener import Listener
@@ -44,6 +45,8 @@ access_log = logging.getLogger("sockerless.access")
 
 BACKEND_KEY: Final = web.AppKey("backend", Backend)
 SHIELDED_KEY: Final = web.AppKey("shielded", ShieldedTasks)
+#: The event streams being served: ended first at shutdown, which would otherwise wait for them.
+EVENT_STREAMS_KEY: Final = web.AppKey("event_streams", set[EventStream])
 #: Output gathered before a write when logs are not followed.
 _LOGS_WRITE_BYTES: Final = 64 * 1024
 
@@ -73,6 +76,8 @@ def handler_for(route: Route) -> middlewares.Handler:
             return await progress_response(request, await lines if inspect.isawaitable(lines) else lines)
         if kind is AnswerKind.UPGRADE:
             return await _upgrade(request, await method(**arguments))
+        if kind is AnswerKind.EVENTS:
+            return await _events(request, await method(**arguments))
         result = method(**arguments)
         if inspect.isawaitable(result):
             result = await (request.app[SHIELDED_KEY].run(result) if route.changes_state else result)
@@ -166,6 +171,34 @@ async def _logs(request: web.Request, logs: ContainerLogs, options: LogsOptions)
     return response
 
 
+async def _events(request: web.Request, stream: EventStream) -> web.StreamResponse:
+    """Headers at once (the backend has subscribed: nothing from now on is missed), then one event
+    per line as it comes, until ``until``, the client leaves, or the server shuts down."""
+    streams = request.app[EVENT_STREAMS_KEY]
+    streams.add(stream)
+    try:
+        response = await open_stream(request, {"Content-Type": JSON_CONTENT_TYPE})
+        async for event in stream:
+            await response.write(encode_json(unstructure(event)) + b"\n")
+        await response.write_eof()
+        return response
+    finally:
+        streams.discard(stream)
+        stream.close()
+
+
+def _end_event_streams(app: web.Application) -> None:
+    """An event stream has no end of its own: at shutdown each ends cleanly (the client sees the end
+    of the stream, not a cut connection) instead of holding the grace period."""
+    streams = app[EVENT_STREAMS_KEY]
+    for stream in list(streams):
+        stream.end()
+
+
+async def _end_event_streams_at_shutdown(app: web.Application) -> None:
+    _end_event_streams(app)
+
+
 async def _upgrade(request: web.Request, session: Session) -> web.StreamResponse:
     """The backend accepted the attach or exec start: answer 101 and let its session run."""
     connection = await open_attached_stream(request, session.content_type)
@@ -202,6 +235,9 @@ def create_app(
     )
     app[BACKEND_KEY] = backend
     app[SHIELDED_KEY] = ShieldedTasks()
+    app[EVENT_STREAMS_KEY] = set()
+    # Before the server's drain, which waits for requests (InternalAPIServer.settle ends them sooner).
+    app.on_shutdown.append(_end_event_streams_at_shutdown)
     for route in ROUTES:
         app.router.add_route(route.method, route.full_path, handler_for(route))
     return app
@@ -278,6 +314,7 @@ class InternalAPIServer:
             return
         self._settled = True
         await self._server.stop_accepting()
+        _end_event_streams(self._server.app)  # not work in flight: nothing to wait for
         if not self._backend_started:
             return
         runs, requests = self.in_flight()

@@ -8,16 +8,17 @@ error middleware, as ``{"message": ...}`` with ``Content-Type: application/json`
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Final
 
 from aiohttp import web
 
 from sockerless.api import container_routes as c
-from sockerless.frontend import attach, containers, exec, images, networks, system
+from sockerless.frontend import attach, containers, events, exec, images, networks, system
 from sockerless.frontend.context import FRONTEND_KEY, FrontendContext
 from sockerless.frontend.passthrough import forwarding
-from sockerless.frontend.unsupported import unsupported_handler
+from sockerless.frontend.unsupported import inspect_plugin, unsupported_handler
 from sockerless.frontend.versions import VERSION_PREFIX, api_version_guard
 from sockerless.http import middlewares
 from sockerless.http.middlewares import Handler
@@ -43,7 +44,7 @@ def routes() -> list[tuple[str, str, Handler]]:
         ("GET", "/version", system.version),
         ("GET", "/info", system.info),
         ("POST", "/auth", forwarding(c.AUTH)),
-        ("GET", "/events", unsupported_handler("events")),
+        ("GET", "/events", events.events),
         ("GET", "/system/df", system.disk_usage),
         # containers
         ("POST", "/containers/create", containers.create_container),
@@ -54,7 +55,10 @@ def routes() -> list[tuple[str, str, Handler]]:
         ("POST", ctr + "/stop", forwarding(c.STOP)),
         ("POST", ctr + "/kill", forwarding(c.KILL)),
         ("POST", ctr + "/restart", forwarding(c.RESTART)),
-        ("DELETE", ctr, forwarding(c.REMOVE)),
+        ("POST", ctr + "/rename", forwarding(c.RENAME)),
+        ("DELETE", ctr, containers.remove_container),
+        # `docker rm --link /parent/alias`: the name has a "/"
+        ("DELETE", ctr + "/{alias:.+}", containers.remove_container),
         ("POST", ctr + "/wait", containers.wait_container),
         ("GET", ctr + "/logs", containers.container_logs),
         ("POST", ctr + "/attach", attach.attach_container),
@@ -65,10 +69,9 @@ def routes() -> list[tuple[str, str, Handler]]:
         ("GET", ctr + "/changes", unsupported_handler("container changes")),
         ("GET", ctr + "/export", unsupported_handler("container export")),
         ("POST", ctr + "/update", unsupported_handler("container update")),
-        ("POST", ctr + "/rename", unsupported_handler("container rename")),
         ("POST", ctr + "/pause", unsupported_handler("container pause")),
         ("POST", ctr + "/unpause", unsupported_handler("container unpause")),
-        ("GET", ctr + "/archive", unsupported_handler("container archive")),
+        ("GET", ctr + "/archive", unsupported_handler("container archive")),  # and HEAD
         ("PUT", ctr + "/archive", unsupported_handler("container archive")),
         # exec
         ("POST", ctr + "/exec", forwarding(c.EXEC_CREATE)),
@@ -92,9 +95,46 @@ def routes() -> list[tuple[str, str, Handler]]:
         ("GET", "/images/{name:.+}/history", unsupported_handler("image history")),
         ("GET", "/images/{name:.+}/get", unsupported_handler("image export")),
         ("DELETE", "/images/{name:.+}", images.remove_image),
+        ("GET", "/distribution/{name:.+}/json", unsupported_handler("image distribution inspect")),
+        # cluster volumes (Swarm's); the other volume calls are the backend's (networks.py)
+        ("PUT", "/volumes/{name}", unsupported_handler("cluster volume update")),
     ]
     table.extend(networks.resource_routes())
+    table.extend(_swarm_and_plugin_routes())
     return table
+
+
+def _swarm_and_plugin_routes() -> list[tuple[str, str, Handler]]:
+    """Swarm (nodes, services, tasks, secrets, configs) and plugins: no backend has them. The CLI asks
+    for swarm objects only of a swarm manager (``/info`` says there is none); plugins it inspects
+    always, hence a 404 there."""
+    table: list[tuple[str, str, Handler]] = [
+        ("GET", "/swarm", unsupported_handler("swarm")),
+        ("GET", "/swarm/unlockkey", unsupported_handler("swarm")),
+        *(("POST", f"/swarm/{verb}", unsupported_handler("swarm")) for verb in _SWARM_VERBS),
+        ("GET", "/plugins", unsupported_handler("plugins")),
+        ("GET", "/plugins/privileges", unsupported_handler("plugins")),
+        ("POST", "/plugins/pull", unsupported_handler("plugins")),
+        ("POST", "/plugins/create", unsupported_handler("plugins")),
+        ("GET", "/plugins/{name:.+}/json", inspect_plugin),
+        ("DELETE", "/plugins/{name:.+}", unsupported_handler("plugins")),
+        *(("POST", f"/plugins/{{name:.+}}/{verb}", unsupported_handler("plugins")) for verb in _PLUGIN_VERBS),
+    ]
+    for kind in ("nodes", "services", "tasks", "secrets", "configs"):
+        handler = unsupported_handler(kind)
+        one = f"/{kind}/{{id}}"
+        table += [("GET", f"/{kind}", handler), ("GET", one, handler)]
+        if kind != "tasks":
+            table += [("DELETE", one, handler), ("POST", one + "/update", handler)]
+        if kind in ("services", "secrets", "configs"):
+            table.append(("POST", f"/{kind}/create", handler))
+        if kind in ("services", "tasks"):
+            table.append(("GET", one + "/logs", handler))
+    return table
+
+
+_SWARM_VERBS: Final = ("init", "join", "leave", "update", "unlock")
+_PLUGIN_VERBS: Final = ("enable", "disable", "upgrade", "push", "set")
 
 
 def create_app(
@@ -120,6 +160,8 @@ def create_app(
         middlewares=stack, client_max_size=MAX_BODY_BYTES, handler_args={"max_field_size": 16384}
     )
     app[FRONTEND_KEY] = context
+    app[events.ENDING_KEY] = asyncio.Event()
+    app.on_shutdown.append(events.end_event_streams)  # before the server's drain waits for them
     for method, path, handler in routes():
         for prefix in ("", VERSION_PREFIX):
             if method == "GET":

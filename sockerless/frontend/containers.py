@@ -5,7 +5,8 @@
   does not know answers Docker's ``No such image`` so that the CLI pulls and retries; stdin refused
   where the CLI shows the message); the body then goes on as the client sent it;
 * wait and logs: streams whose headers the clients need at once;
-* resize: there is no terminal to resize, and ``docker run -it`` retries a 501.
+* resize: there is no terminal to resize, and ``docker run -it`` retries a 501;
+* remove: Docker removes a link with the same call (``link=1``), which no backend has.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import aiohttp
 from aiohttp import web
 
 from sockerless.api import container_routes as c
-from sockerless.api.params import Integer
+from sockerless.api.params import Flag, Integer
 from sockerless.errors import InvalidParameter, NotFound
 from sockerless.frontend.context import FrontendContext, frontend_of
 from sockerless.frontend.passthrough import answer, copy_stream, long_lived_like, path_values
@@ -26,7 +27,14 @@ from sockerless.http.requests import decode_json
 from sockerless.http.responses import JSON_CONTENT_TYPE, open_stream
 from sockerless.wire import encode_json
 
-__all__ = ["container_logs", "create_container", "default_tag", "resize_container", "wait_container"]
+__all__ = [
+    "container_logs",
+    "create_container",
+    "default_tag",
+    "remove_container",
+    "resize_container",
+    "wait_container",
+]
 
 log = logging.getLogger("sockerless.frontend")
 
@@ -99,3 +107,13 @@ async def resize_container(request: web.Request) -> web.StreamResponse:
     for name in ("h", "w"):
         Integer().parse(name, request.query.get(name))
     return web.Response(status=200)
+
+
+async def remove_container(request: web.Request) -> web.StreamResponse:
+    """Passed through, but for ``link=1``: ``docker rm --link /parent/alias`` removes a link, not the
+    container (the name then has a "/", and no container has such a name)."""
+    if Flag().parse("link", request.query.get("link")):
+        raise unsupported(frontend_of(request), "container link removal")
+    if "alias" in request.match_info:
+        raise NotFound(f"No such container: {request.match_info['id']}/{request.match_info['alias']}")
+    return await answer(request, c.REMOVE)

@@ -15,11 +15,11 @@ from aiohttp import web
 
 from sockerless.backend import CAPABILITY_OPERATIONS
 from sockerless.backend import unsupported as capability_unsupported
-from sockerless.errors import NotImplementedByBackend
+from sockerless.errors import NotFound, NotImplementedByBackend
 from sockerless.frontend.context import FrontendContext, frontend_of
 from sockerless.http.middlewares import Handler
 
-__all__ = ["ALWAYS_UNSUPPORTED", "unsupported", "unsupported_handler"]
+__all__ = ["ALWAYS_UNSUPPORTED", "inspect_plugin", "unsupported", "unsupported_handler"]
 
 #: Docker calls no backend serves: operation -> what to do instead ("" when there is nothing).
 ALWAYS_UNSUPPORTED: Final[dict[str, str]] = {
@@ -30,10 +30,10 @@ ALWAYS_UNSUPPORTED: Final[dict[str, str]] = {
     "container changes": "",
     "container export": "",
     "container update": "Remove and re-create the container with the new settings.",
-    "container rename": "",
     "container pause": "",
     "container unpause": "",
     "container archive": "Copy files in the image or through the command instead.",
+    "container link removal": "",
     "image build": "Build and push the image with your usual tools; the backend pulls it.",
     "image commit": "",
     "image import": "Push the image to a registry the backend can pull from instead.",
@@ -41,7 +41,15 @@ ALWAYS_UNSUPPORTED: Final[dict[str, str]] = {
     "image history": "",
     "image export": "",
     "image search": "",
-    "events": "",
+    "image distribution inspect": "Ask the registry for the manifest instead.",
+    "cluster volume update": "",
+    "swarm": "",
+    "nodes": "",
+    "services": "",
+    "tasks": "",
+    "secrets": "",
+    "configs": "",
+    "plugins": "",
 }
 
 
@@ -65,3 +73,10 @@ def unsupported_handler(operation: str) -> Handler:
 
     handler.__name__ = "unsupported_" + operation.replace(" ", "_")
     return handler
+
+
+async def inspect_plugin(request: web.Request) -> web.StreamResponse:
+    """No backend has plugins, so there is no such plugin: Docker's 404, not a 501, because ``docker
+    inspect NAME`` walks plugins too and goes on to "No such object" only past a "not found"."""
+    name = request.match_info["name"]
+    raise NotFound(f'plugin "{name}" not found')

@@ -19,18 +19,22 @@ from sockerless import errors
 from sockerless.api.server import InternalAPIServer, create_app
 from sockerless.backend import BaseBackend, ContainerLogs, LogLine, LogsOptions
 from sockerless.config import ServerConfig
+from sockerless.events import EventBus, EventsOptions, EventStream
 from sockerless.http.middlewares import InFlight
 from sockerless.http.sockets import ListenError
 from sockerless.models import (
     Capabilities,
     Container,
+    ContainerConfig,
     ContainerCreateRequest,
     ContainerCreateResponse,
+    HostConfig,
     ImagePullRequest,
     WaitCondition,
     WaitResponse,
 )
 from sockerless.observability import configure_logging, flush_logs
+from sockerless.store import ContainerRecord
 from sockerless.streams import decode_frames
 from sockerless.wire import format_time
 
@@ -525,3 +529,57 @@ async def test_graceful_stop_finishes_in_flight_request_and_cancels_background(
     assert backend.background_cancelled
     assert backend.closed
     assert not os.path.exists(path)
+
+
+class EventfulBackend(BaseBackend):
+    """A backend with an event bus and nothing else."""
+
+    name = "eventful"
+    capabilities: ClassVar[Capabilities] = Capabilities(events=True)
+
+    def __init__(self) -> None:
+        self.bus = EventBus()
+
+    async def events(self, options: EventsOptions) -> EventStream:
+        return self.bus.subscribe(options)
+
+
+async def test_events_stream_as_lines_from_the_moment_the_headers_are_out(aiohttp_client: Any) -> None:
+    backend = EventfulBackend()
+    client = await aiohttp_client(create_app(backend))
+    response = await client.get(f"{P}/events", params={"filters": json.dumps({"event": ["die"]})})
+    assert response.status == 200
+    assert response.headers["Content-Type"] == "application/json"
+    record = ContainerRecord(
+        id="c" * 64,
+        name="web",
+        created=dt.datetime.now(dt.UTC),
+        image="alpine",
+        config=ContainerConfig(image="alpine"),
+        host_config=HostConfig(),
+        backend_state=None,
+    )
+    backend.bus.container("start", record)  # filtered out
+    backend.bus.container("die", record, exitCode="1")
+    line = json.loads(await asyncio.wait_for(response.content.readline(), 10))
+    assert (line["Action"], line["Actor"]["Attributes"]["exitCode"]) == ("die", "1")
+    response.close()
+
+
+async def test_bad_event_filters_are_a_400_before_any_stream(aiohttp_client: Any) -> None:
+    client = await aiohttp_client(create_app(EventfulBackend()))
+    response = await client.get(f"{P}/events", params={"filters": json.dumps({"colour": ["red"]})})
+    assert response.status == 400
+    assert (await response.json())["message"].startswith("invalid filter 'colour'")
+
+
+async def test_shutdown_ends_event_streams_cleanly_instead_of_waiting_for_them(tmp_path: Any) -> None:
+    path = str(tmp_path / "backend.sock")
+    # A grace far longer than the test may take: the stream must not hold the stop for it.
+    server = InternalAPIServer(EventfulBackend(), ServerConfig(socket=path, shutdown_grace=600))
+    await server.start()
+    async with _unix_session(path) as session, session.get(f"http://x{P}/events") as response:
+        assert response.status == 200
+        stopping = asyncio.create_task(server.stop())
+        assert await asyncio.wait_for(response.read(), 30) == b""  # the end of the stream, not a cut
+        await asyncio.wait_for(stopping, 30)

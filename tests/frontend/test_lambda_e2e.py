@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import docker.errors
 import docker.types
 import pytest
@@ -21,8 +23,9 @@ import pytest_asyncio
 from sockerless.api.server import InternalAPIServer
 from sockerless.backend import BackendRuntime
 from sockerless.config import ServerConfig
+from sockerless.frontend import DockerFrontend
 
-from .conftest import DockerCLI
+from .conftest import CLIENT_TIMEOUT, DOCKER, DockerCLI
 
 # ImportError, not only a missing module: while the Lambda backend is rewritten it may not import.
 lambda_backend = pytest.importorskip("sockerless_lambda.backend", exc_type=ImportError)
@@ -377,3 +380,149 @@ async def test_sdk_image_remove_and_tags_after_tag(sdk: Any) -> None:
     await call(sdk.images.remove, image.id)
     with pytest.raises(docker.errors.ImageNotFound):
         await call(sdk.images.get, "alpine")
+
+
+# ---------------------------------------------------------------------------- rename and events
+
+
+async def test_rename_with_the_cli_and_dockers_errors(docker_cli: DockerCLI) -> None:
+    assert (await docker_cli("pull", IMAGE)).code == 0
+    assert (await docker_cli("create", "--name", "before", IMAGE, "true")).code == 0
+    assert (await docker_cli("create", "--name", "taken", IMAGE, "true")).code == 0
+    renamed = await docker_cli("rename", "before", "after")
+    assert renamed.code == 0, renamed.err
+    assert (await docker_cli("inspect", "--format", "{{.Name}}", "after")).out.strip() == "/after"
+    assert (await docker_cli("inspect", "before")).code == 1
+
+    conflict = await docker_cli("rename", "after", "taken")
+    assert conflict.code == 1
+    assert 'The container name "/taken" is already in use by container' in conflict.err
+    same = await docker_cli("rename", "after", "after")
+    assert "Renaming a container with the same name as its current name" in same.err
+    bad = await docker_cli("rename", "after", "no spaces")
+    assert "Invalid container name (no spaces)" in bad.err
+    missing = await docker_cli("rename", "nosuch", "other")
+    assert missing.code == 1
+    assert "Error response from daemon: No such container: nosuch" in missing.err
+
+
+async def test_events_since_until_list_a_create_start_exit_remove_cycle(docker_cli: DockerCLI) -> None:
+    assert (await docker_cli("pull", IMAGE)).code == 0
+    assert (await docker_cli("run", "--name", "cycle", IMAGE, "sh", "-c", "exit 3")).code == 3
+    assert (await docker_cli("rename", "cycle", "cycled")).code == 0
+    assert (await docker_cli("rm", "cycled")).code == 0
+    # The CLI sends `--until 0s` as whole seconds, and Docker keeps to the nanosecond what is later: as
+    # on Docker, the events of the current second show once it is over.
+    second_over = int(time.time()) + 1
+    while time.time() < second_over:
+        await asyncio.sleep(0.05)
+
+    listed = await docker_cli(
+        "events", "--since", "1m", "--until", "0s", "--format", "{{.Type}} {{.Action}} {{.Actor.ID}}"
+    )
+    assert listed.code == 0, listed.err
+    lines = listed.out.splitlines()
+    assert f"image pull {IMAGE}" in lines
+    container_id = next(line.split()[2] for line in lines if line.startswith("container create"))
+    assert [line for line in lines if line.startswith("container ")] == [
+        f"container {action} {container_id}" for action in ("create", "start", "die", "rename", "destroy")
+    ]
+
+    # Docker's default format, and the filters, as the CLI sends them.
+    died = await docker_cli(
+        "events", "--since", "1m", "--until", "0s", "--filter", "event=die", "--filter", "container=cycle"
+    )
+    assert died.code == 0, died.err
+    [line] = died.out.splitlines()
+    assert line.endswith(f" container die {container_id} (exitCode=3, image={IMAGE}, name=cycle)")
+
+
+async def test_a_live_cli_events_stream_shows_a_new_containers_events(docker_cli: DockerCLI) -> None:
+    assert (await docker_cli("pull", IMAGE)).code == 0
+    # --since makes the test independent of when the CLI has subscribed: the backend replays from then.
+    since = f"{time.time() - 1:.3f}"
+    process = await asyncio.create_subprocess_exec(
+        DOCKER,
+        "events",
+        "--since",
+        since,
+        "--filter",
+        "container=live",
+        "--format",
+        "{{.Action}}",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=docker_cli.env,
+    )
+    try:
+        assert (await docker_cli("run", "--rm", "--name", "live", IMAGE, "true")).code == 0
+        seen: list[str] = []
+        while "destroy" not in seen:
+            assert process.stdout is not None
+            line = await asyncio.wait_for(process.stdout.readline(), CLIENT_TIMEOUT)
+            assert line, (await process.stderr.read()).decode() if process.stderr else "ended"
+            seen.append(line.decode().strip())
+        assert seen == ["create", "start", "die", "destroy"]
+    finally:
+        process.kill()
+        await process.wait()
+
+
+async def test_sdk_events_stream_sees_a_new_container(sdk: Any) -> None:
+    await call(sdk.images.pull, IMAGE)
+    # The SDK returns once the headers are in, and they come once the backend has subscribed. `until`
+    # bounds the stream, so a missing event fails the test instead of hanging it.
+    stream = await call(
+        sdk.events, decode=True, filters={"type": "container"}, until=int(time.time()) + int(CLIENT_TIMEOUT)
+    )
+    try:
+        container = await call(
+            sdk.containers.run, IMAGE, ["sh", "-c", "exit 2"], detach=True, name="watched", labels={"k": "v"}
+        )
+
+        def read_until_die() -> list[dict[str, Any]]:
+            events = []
+            for event in stream:
+                events.append(event)
+                if event["Action"] == "die":
+                    break
+            return events
+
+        events = await call(read_until_die)
+    finally:
+        stream.close()
+    assert [event["Action"] for event in events] == ["create", "start", "die"]
+    die = events[-1]
+    assert die["Actor"]["ID"] == die["id"] == container.id
+    assert die["Actor"]["Attributes"] == {"exitCode": "2", "image": IMAGE, "name": "watched", "k": "v"}
+    assert die["Type"] == "container" and die["status"] == "die" and die["from"] == IMAGE
+    assert die["scope"] == "local" and die["time"] == die["timeNano"] // 1_000_000_000
+
+
+# ---------------------------------------------------------------------------- what Lambda cannot do
+
+
+async def test_top_and_stats_print_the_501_message(docker_cli: DockerCLI) -> None:
+    assert (await docker_cli("pull", IMAGE)).code == 0
+    assert (await docker_cli("create", "--name", "idle", IMAGE, "true")).code == 0
+    top = await docker_cli("top", "idle")
+    assert top.code == 1
+    assert top.err.strip() == (
+        "Error response from daemon: This backend (lambda) does not support container top."
+    )
+    stats = await docker_cli("stats", "--no-stream", "idle")
+    assert stats.code == 1
+    assert "This backend (lambda) does not support container stats." in stats.err
+
+
+async def test_frontend_shutdown_ends_a_live_events_stream_cleanly(frontend: DockerFrontend) -> None:
+    """Not held for the grace period and then cut (`unexpected EOF` in the CLI): ended, as by `until`."""
+    path = frontend.address.removeprefix("unix://")
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=path)) as session,
+        session.get("http://docker/v1.44/events") as response,
+    ):
+        assert response.status == 200
+        stopping = asyncio.create_task(frontend.stop())
+        assert await asyncio.wait_for(response.read(), CLIENT_TIMEOUT) == b""
+        await stopping

@@ -32,6 +32,8 @@ async def test_capabilities_are_exactly_lambdas(api) -> None:
             "image_load": False,
             "max_timeout_seconds": 900,
             "agent_required": False,
+            "rename": True,  # in the store
+            "events": True,
         },
     }
 

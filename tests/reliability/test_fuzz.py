@@ -240,6 +240,7 @@ def _query(draw: st.DrawFn, operation: dict[str, Any], *, guard_prune: bool = Fa
         if choice == "invalid" and invalid_values.is_empty:
             choice = "valid"
         if choice == "absent":
+            invalid = invalid or parameter["required"]  # a 400 before anything is looked up
             continue
         value = draw(valid_values if choice == "valid" else invalid_values)
         if choice == "valid" and guard_prune and parameter["name"] == "filters":

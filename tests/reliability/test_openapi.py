@@ -326,7 +326,15 @@ class EverythingBackend(BaseBackend):
 
     name = "everything"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        exec=True, attach=True, logs=True, volumes=True, networks=True, image_pull=True, image_load=True
+        exec=True,
+        attach=True,
+        logs=True,
+        volumes=True,
+        networks=True,
+        image_pull=True,
+        image_load=True,
+        rename=True,
+        events=True,
     )
 
 

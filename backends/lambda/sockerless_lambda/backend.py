@@ -21,6 +21,7 @@ import attrs
 from sockerless import models
 from sockerless.backend import BackendRuntime, BaseBackend, ContainerLogs, Filters, LogsOptions
 from sockerless.errors import SockerlessError, Unavailable
+from sockerless.events import EventBus, EventsOptions, EventStream
 from sockerless.store import Store
 from sockerless.waiters import ContainerWaiters
 from sockerless.wire import Encoded
@@ -30,7 +31,7 @@ from sockerless_lambda.cloudwatch import LogReader
 from sockerless_lambda.config import LambdaConfig
 from sockerless_lambda.containers import ContainerService
 from sockerless_lambda.errors import AwsOperation
-from sockerless_lambda.functions import MANAGED_TAG
+from sockerless_lambda.functions import MANAGED_TAG, validate_container_name
 from sockerless_lambda.images import ImageService
 from sockerless_lambda.invocations import Invoker
 from sockerless_lambda.reconcile import find_orphans, reconcile_containers
@@ -71,6 +72,8 @@ class LambdaBackend(BaseBackend):
         image_load=False,
         max_timeout_seconds=900,
         agent_required=False,
+        rename=True,
+        events=True,
     )
     config_class: ClassVar[type[Any] | None] = LambdaConfig
     cli_aliases: ClassVar[dict[str, str]] = {"--simulate": "lambda.simulate"}
@@ -83,6 +86,7 @@ class LambdaBackend(BaseBackend):
         self._clients: AwsClients | None = None
         self._store: Store[LambdaState] | None = None
         self._waiters = ContainerWaiters()
+        self._events = EventBus()
         self._reader: LogReader | None = None
         self._images: ImageService | None = None
         self._containers: ContainerService | None = None
@@ -134,7 +138,7 @@ class LambdaBackend(BaseBackend):
                 self.runtime.state_path, state_class=LambdaState, config=self.runtime.store
             )
             self._reader = LogReader(clients, log_group=config.log_group, interval=config.log_read_interval)
-            self._images = ImageService(self._store, architecture=config.architecture)
+            self._images = ImageService(self._store, architecture=config.architecture, events=self._events)
             self._containers = ContainerService(
                 config=config,
                 instance_id=self.runtime.instance_id,
@@ -149,6 +153,7 @@ class LambdaBackend(BaseBackend):
                 reader=self._reader,
                 waiters=self._waiters,
                 images=self._images,
+                events=self._events,
             )
             await log_group
         except BaseException:
@@ -160,6 +165,7 @@ class LambdaBackend(BaseBackend):
 
     async def close(self) -> None:
         """Cancel background work (runs are recovered at the next start), then close clients and the store."""
+        self._events.close()
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -347,6 +353,18 @@ class LambdaBackend(BaseBackend):
 
     async def prune_containers(self, filters: Filters) -> models.PruneResponse:
         return await self._service.prune(filters)
+
+    async def rename_container(self, ref: str, name: str) -> None:
+        """In the store only: the function is named after the container's ID, not its name."""
+        record = self.store.resolve_container(ref)
+        old_name = record.name
+        await self.store.rename_container(record, validate_container_name(name))
+        self._events.container("rename", record, oldName="/" + old_name)
+
+    # ------------------------------------------------------------------ events
+
+    async def events(self, options: EventsOptions) -> EventStream:
+        return self._events.subscribe(options)
 
     # ------------------------------------------------------------------ images
 

@@ -18,6 +18,7 @@ from attrs import define, field
 
 from sockerless.backend import ContainerLogs, Filters, LogsOptions
 from sockerless.errors import Conflict, NotFound, NotModified, SockerlessError
+from sockerless.events import EventBus
 from sockerless.filters import matches, select_containers
 from sockerless.hostconfig import check_log_config
 from sockerless.models import (
@@ -67,6 +68,7 @@ class ContainerService:
     _reader: LogReader
     _waiters: ContainerWaiters
     _images: ImageService
+    _events: EventBus
     output: OutputService = field(init=False)
     runs: Runs = field(init=False)
     _cleanups: Cleanups = field(init=False)
@@ -87,6 +89,7 @@ class ContainerService:
             waiters=self._waiters,
             clients=self._clients,
             instance_id=self._instance_id,
+            events=self._events,
         )
         self._cleanups = Cleanups(self._store, self._clients)
 
@@ -133,6 +136,7 @@ class ContainerService:
         record.backend_state.function_state = created.get("State", "Pending")
         await self._store.save_state(record)
         log.info("container created", extra={"fields": {"container": container_id, "function": spec.name}})
+        self._events.container("create", record)
         return ContainerCreateResponse(id=container_id, warnings=spec.warnings)
 
     # ------------------------------------------------------------------ start / stop / kill / restart
@@ -166,6 +170,7 @@ class ContainerService:
                 gate.release()
             raise
         self.runs.launch(record, self.runs.run(record, holding_slot=direct))
+        self._events.container("start", record)
 
     async def stop(self, ref: str) -> None:
         """A no-op: Lambda cannot end an invocation; it runs to completion or to the function timeout."""
@@ -216,6 +221,7 @@ class ContainerService:
         self._waiters.removed(record.id, status)
         self._cleanups.start(record.id, cleanup)
         log.info("container removed", extra={"fields": {"container": record.id}})
+        self._events.container("destroy", record)
 
     async def finish_cleanups(self) -> None:
         """Delete the functions of every removed container whose cleanup is pending (at start-up, those

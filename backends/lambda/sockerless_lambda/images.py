@@ -25,6 +25,7 @@ from typing import Any
 
 from sockerless.backend import Filters
 from sockerless.errors import Conflict, InvalidParameter, NotFound
+from sockerless.events import EventBus
 from sockerless.models import (
     ContainerConfig,
     Image,
@@ -48,8 +49,9 @@ def image_id_for(reference: str, digest: str = "") -> str:
 
 
 class ImageService:
-    def __init__(self, store: Store[Any], *, architecture: str) -> None:
+    def __init__(self, store: Store[Any], *, architecture: str, events: EventBus) -> None:
         self._store = store
+        self._events = events
         self._architecture = _DOCKER_ARCH.get(architecture, architecture)
 
     async def remember(self, reference: str) -> ImageRecord:
@@ -75,6 +77,7 @@ class ImageService:
         """Docker's progress lines; the registry is not contacted (Lambda pulls at function create)."""
         parsed = parse_reference(request.reference)
         record = await self.remember(request.reference)  # before the first line: a client may not read on
+        self._events.image("pull", str(parsed))
         yield {"status": f"Pulling from {parsed.path}", "id": parsed.tag or parsed.digest}
         yield {"status": f"Digest: {record.digest or record.id}"}
         yield {"status": f"Status: Image is up to date for {parsed}"}

@@ -18,6 +18,7 @@ import attrs
 from attrs import define, field
 
 from sockerless.errors import NotFound, SockerlessError
+from sockerless.events import EventBus
 from sockerless.models import ContainerCreateRequest
 from sockerless.store import Store
 from sockerless.waiters import ContainerWaiters, ExitStatus
@@ -54,6 +55,7 @@ class Runs:
     _waiters: ContainerWaiters
     _clients: AwsClients
     _instance_id: str
+    _events: EventBus
     _tasks: dict[str, asyncio.Task[None]] = field(factory=dict, init=False)
 
     def launch(self, record: Record, work: Awaitable[None]) -> None:
@@ -289,6 +291,7 @@ class Runs:
         record.status, record.exit_code, record.error = "exited", outcome.exit_code, outcome.error
         await self._store.save_state(record)
         self._waiters.exited(record.id, ExitStatus(outcome.exit_code, outcome.error))
+        self._events.container("die", record, exitCode=str(outcome.exit_code))
         log.info(
             "container exited",
             extra={

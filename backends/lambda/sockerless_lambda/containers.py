@@ -40,7 +40,7 @@ from sockerless_lambda.functions import delete_function, function_spec, validate
 from sockerless_lambda.images import ImageService
 from sockerless_lambda.invocations import EXIT_KILLED, Invoker
 from sockerless_lambda.output import OutputService
-from sockerless_lambda.runs import Runs
+from sockerless_lambda.runs import Runs, last_exit
 from sockerless_lambda.state import CREATING, QUEUED, SENT, LambdaState, Record
 
 __all__ = ["ContainerService"]
@@ -168,7 +168,7 @@ class ContainerService:
             await gate.acquire()  # has room: returns without waiting
         state.invocation, state.request_id = (SENT if direct else QUEUED), ""
         record.status, record.started_at, record.finished_at = "running", _now(), None
-        record.exit_code, record.error = 0, ""
+        record.exit_code, record.error, state.daemon_error = 0, "", False
         try:
             await self.output.begin_run(record)
             await self._store.save_state(record)
@@ -179,25 +179,41 @@ class ContainerService:
         self.runs.launch(record, self.runs.run(record, holding_slot=direct))
 
     async def stop(self, ref: str) -> None:
-        """A no-op: Lambda cannot end an invocation; it runs to completion or to the function timeout."""
+        """A no-op that succeeds (as the task card says), with a warning naming the container: Lambda
+        cannot end an invocation; it runs to completion or to the function timeout."""
         record = self._store.resolve_container(ref)
         if record.status != "running":
             raise NotModified(f"container {record.id} is not running")
-        log.info("stop is a no-op on Lambda", extra={"fields": {"container": record.id}})
+        self._warn_cannot_end("stop", record)
 
     async def kill(self, ref: str) -> None:
-        """A no-op that succeeds on a running container, as often as asked: Lambda cannot signal or
-        cancel an invocation. A container that is not running is a 409, as the internal API says."""
+        """A no-op that succeeds on a running container, as often as asked, with a warning: Lambda
+        cannot signal or cancel an invocation. A container that is not running is a 409, as the
+        internal API says."""
         record = self._store.resolve_container(ref)
         if record.status != "running":
             raise Conflict(f"Container {record.id} is not running")
-        log.info("kill is a no-op on Lambda", extra={"fields": {"container": record.id}})
+        self._warn_cannot_end("kill", record)
 
     async def restart(self, ref: str) -> None:
-        """Start again unless still running (the running invocation cannot be stopped)."""
+        """Start again a container that is not running. A running one is a 409: restarting means
+        stopping the run first, which Lambda cannot do, and answering success would hide that."""
         record = self._store.resolve_container(ref)
-        if record.status != "running":
-            await self.start(record.id)
+        if record.status == "running":
+            raise Conflict(
+                f"cannot restart container {record.id[:12]}: it is running, and Lambda cannot stop a "
+                "run (an invocation runs to its end or to the function timeout); wait for it to exit, "
+                "then start it again"
+            )
+        await self.start(record.id)
+
+    @staticmethod
+    def _warn_cannot_end(verb: str, record: Record) -> None:
+        log.warning(
+            f"{verb} of a running container does nothing on Lambda: its invocation cannot be stopped and "
+            "runs to its end or to the function timeout",
+            extra={"fields": {"container": record.id, "name": record.name}},
+        )
 
     # ------------------------------------------------------------------ remove / prune
 
@@ -217,7 +233,7 @@ class ContainerService:
         stay readable by ID and name for the store's grace period, also after a restart."""
         was_running = record.status == "running"
         self.runs.cancel(record.id)  # the invocation itself cannot be stopped: it may go on in the cloud
-        status = ExitStatus(EXIT_KILLED, "") if was_running else ExitStatus(record.exit_code, record.error)
+        status = ExitStatus(EXIT_KILLED, "") if was_running else last_exit(record)
         cleanup = cleanup_of(record.backend_state.function_name)
         self.output.forget(record.id)
         await self._store.delete_container(
@@ -277,9 +293,7 @@ class ContainerService:
             if removed is None:
                 raise
             return answered(ExitStatus(removed.exit_code, removed.error))
-        return self._waiters.wait(
-            record.id, condition, status=record.status, last=ExitStatus(record.exit_code, record.error)
-        )
+        return self._waiters.wait(record.id, condition, status=record.status, last=last_exit(record))
 
     def inspect(self, ref: str) -> Encoded[Container]:
         return self._views.inspect(self._store.resolve_container(ref))

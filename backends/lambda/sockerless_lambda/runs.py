@@ -32,9 +32,14 @@ from sockerless_lambda.invocations import (
 from sockerless_lambda.output import OutputService
 from sockerless_lambda.state import DONE, SENT, LambdaState, Record
 
-__all__ = ["Runs"]
+__all__ = ["Runs", "last_exit"]
 
 log = logging.getLogger("sockerless.lambda.runs")
+
+
+def last_exit(record: Record) -> ExitStatus:
+    """How the container's last run ended, as a wait answers it."""
+    return ExitStatus(record.exit_code, record.error, daemon_error=record.backend_state.daemon_error)
 
 
 @define(kw_only=True)
@@ -118,14 +123,16 @@ class Runs:
                         outcome = await self.outcome_from_logs(record)
                     else:
                         outcome = result
+        # The command never ran: the wait answer says why (Docker's start failed, here after the
+        # start was answered), not a status of the container's own.
         except FunctionNotReady as exc:
-            outcome = InvocationOutcome(EXIT_FAILURE, exc.message)
+            outcome = InvocationOutcome(EXIT_FAILURE, exc.message, daemon_error=True)
         except NotFound as exc:
             if self._store.get_container(record.id) is None:
                 return  # removed meanwhile
-            outcome = InvocationOutcome(EXIT_FAILURE, exc.message)
+            outcome = InvocationOutcome(EXIT_FAILURE, exc.message, daemon_error=True)
         except SockerlessError as exc:
-            outcome = InvocationOutcome(EXIT_FAILURE, exc.message)
+            outcome = InvocationOutcome(EXIT_FAILURE, exc.message, daemon_error=True)
         await self.finish(record, outcome)
 
     @contextlib.asynccontextmanager
@@ -157,6 +164,7 @@ class Runs:
                 f"the outcome of the Lambda invocation of {state.function_name} is unknown: no END line in "
                 f"CloudWatch within the function timeout ({self._config.timeout} s) plus {margin:g} s",
                 request_id=state.request_id,
+                daemon_error=True,
             )
         return InvocationOutcome(summary.exit_code, summary.error, request_id=summary.request_id)
 
@@ -171,8 +179,9 @@ class Runs:
         record.finished_at = dt.datetime.now(dt.UTC)
         await self._output.take_tail(record, outcome.log_tail)
         record.status, record.exit_code, record.error = "exited", outcome.exit_code, outcome.error
+        state.daemon_error = outcome.daemon_error
         await self._store.save_state(record)
-        self._waiters.exited(record.id, ExitStatus(outcome.exit_code, outcome.error))
+        self._waiters.exited(record.id, last_exit(record))
         log.info(
             "container exited",
             extra={

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import re
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -69,12 +70,22 @@ def tail_output(tail: str, request_id: str, when: dt.datetime) -> list[LogLine] 
     if not request_id or not all(f"{mark} RequestId: {request_id}" in tail for mark in ("START", "END")):
         return None
     stamp = int(when.timestamp() * 1000)
-    return output_lines(CloudWatchEvent(stamp, text) for text in tail.splitlines(keepends=True))
+    text = _platform_lines_apart(tail, request_id)
+    return output_lines(CloudWatchEvent(stamp, line) for line in text.splitlines(keepends=True))
 
 
-def _whole_lines_of_cut_tail(tail: str, when: dt.datetime) -> list[LogLine]:
+def _platform_lines_apart(tail: str, request_id: str) -> str:
+    """The tail with this run's platform lines each starting a line of their own, wherever they are:
+    output whose last line has no newline must not carry ``END RequestId: ...`` into the output."""
+    marks = re.compile(rf"(?<=[^\n])((?:START|END|REPORT) RequestId: {re.escape(request_id)})")
+    return marks.sub(lambda match: "\n" + match.group(1), tail)
+
+
+def _whole_lines_of_cut_tail(tail: str, request_id: str, when: dt.datetime) -> list[LogLine]:
     """What a cut tail still holds whole: everything after its first (cut) line."""
     stamp = int(when.timestamp() * 1000)
+    if request_id:
+        tail = _platform_lines_apart(tail, request_id)
     return output_lines(CloudWatchEvent(stamp, text) for text in tail.splitlines(keepends=True)[1:])
 
 
@@ -350,7 +361,7 @@ class OutputService:
             feed.closed = True
             lines: list[LogLine] = []
             if not feed.appended and log_tail:
-                lines = _whole_lines_of_cut_tail(log_tail, ended)
+                lines = _whole_lines_of_cut_tail(log_tail, record.backend_state.request_id, ended)
                 shown = (
                     "shown is only what Lambda returned with the invocation (the end of its 4 KB log tail)"
                 )

@@ -216,3 +216,13 @@ async def test_output_without_a_final_newline_never_carries_lambdas_platform_lin
     stamped = await docker_cli_pulled("logs", "-t", "partial")  # CloudWatch's own lines and times
     assert "RequestId" not in stamped.out
     assert [line.split(" ", 1)[1] for line in stamped.out.splitlines()] == expected.splitlines()
+
+
+async def test_run_rm_with_more_output_than_the_tail_holds_shows_it_all_and_exits_with_its_status(
+    docker_cli_pulled: DockerCLI,
+) -> None:
+    # Removed at its exit, the container's output still arrives from CloudWatch for the attached CLI.
+    ran = await docker_cli_pulled("run", "--rm", IMAGE, "sh", "-c", "seq 1 3000; exit 3")
+    assert ran.code == 3, ran.err
+    assert ran.out == "".join(f"{n}\n" for n in range(1, 3001))
+    assert (await docker_cli_pulled("ps", "-a", "-q")).out == ""

@@ -73,10 +73,7 @@ class ContainerService:
 
     def __attrs_post_init__(self) -> None:
         self.output = OutputService(
-            self._store,
-            self._reader,
-            on_complete=self._output_complete,
-            delivery_seconds=self._config.log_delivery_seconds,
+            self._store, self._reader, delivery_seconds=self._config.log_delivery_seconds
         )
         self.runs = Runs(
             config=self._config,
@@ -84,6 +81,7 @@ class ContainerService:
             invoker=self._invoker,
             output=self.output,
             waiters=self._waiters,
+            on_exit=self._exited,
         )
         self._cleanups = Cleanups(self._store, self._clients)
 
@@ -226,18 +224,28 @@ class ContainerService:
             )
         await self.remove_record(record)
 
-    async def remove_record(self, record: Record) -> None:
+    async def remove_record(self, record: Record, *, at_exit: bool = False) -> None:
         """Delete the record and record the removed container, its function still to delete, in one
         transaction; release the ``removed`` waiters; then delete the function in the background (see
         :mod:`.cleanups`): the remove answers without waiting for Lambda. The exit status and output
-        stay readable by ID and name for the store's grace period, also after a restart."""
+        stay readable by ID and name for the store's grace period, also after a restart.
+
+        ``at_exit``: an auto-remove container, removed as its run ended (Docker removes it then). Its
+        output may still be arriving from CloudWatch: it goes on into the log store, and followers
+        (an attached ``docker run --rm``) read on until it is complete."""
         was_running = record.status == "running"
         self.runs.cancel(record.id)  # the invocation itself cannot be stopped: it may go on in the cloud
         status = ExitStatus(EXIT_KILLED, "") if was_running else last_exit(record)
         cleanup = cleanup_of(record.backend_state.function_name)
-        self.output.forget(record.id)
+        completing = at_exit and not record.backend_state.output_complete
+        if not completing:
+            self.output.forget(record.id)
         await self._store.delete_container(
-            record.id, exit_code=status.exit_code, error=status.error, cleanup=cleanup
+            record.id,
+            exit_code=status.exit_code,
+            error=status.error,
+            cleanup=cleanup,
+            output_completing=completing,
         )
         self._views.forget(record.id)
         self._waiters.removed(record.id, status)
@@ -254,14 +262,15 @@ class ContainerService:
         """Wait until the functions of removed containers being deleted are deleted or failed (tests)."""
         await self._cleanups.settled()
 
-    async def _output_complete(self, record: Record) -> None:
-        """A run's output is complete: an auto-remove container goes now (``docker run --rm``)."""
+    async def _exited(self, record: Record) -> None:
+        """A run ended: an auto-remove container goes now (``docker run --rm``), its output completing
+        after, as Docker removes it at its exit."""
         if not record.host_config.auto_remove or record.status != "exited":
             return
         if self._store.get_container(record.id) is not record:
             return
         try:
-            await self.remove_record(record)
+            await self.remove_record(record, at_exit=True)
         except SockerlessError as exc:
             log.warning(
                 "auto-remove failed", extra={"fields": {"container": record.id, "error": exc.message}}
@@ -318,6 +327,8 @@ class ContainerService:
             removed = self._store.removed_container(ref)
             if removed is None:
                 raise
+            if not options.follow:
+                await self.output.completed(removed.id)  # removed at its exit, its output still coming
             return ContainerLogs(tty=removed.tty, lines=self._store.logs.lines(removed.id, options))
         return await self.output.logs(record, options)
 

@@ -190,7 +190,6 @@ class OutputService:
 
     _store: Store[LambdaState]
     _reader: LogReader
-    _on_complete: Callable[[Record], Awaitable[None]] = field(alias="on_complete", kw_only=True)
     _delivery: float = field(default=LOGS_DELIVERY_SECONDS, alias="delivery_seconds", kw_only=True)
     _feeds: dict[str, RunFeed] = field(factory=dict, init=False)
     _locks: dict[str, asyncio.Lock] = field(factory=dict, init=False)
@@ -253,6 +252,13 @@ class OutputService:
             if summary is not None or remaining <= 0:
                 return summary
             await feed.changed(remaining)
+
+    async def completed(self, container_id: str) -> None:
+        """Until the output of the container's last run is complete (for a container removed at its
+        exit whose output CloudWatch is still delivering; bounded by the delivery window)."""
+        completion = self._completions.get(container_id)
+        if completion is not None:
+            await asyncio.wait([completion])
 
     def forget(self, container_id: str) -> None:
         """The container is being removed: stop reading its output; its followers end."""
@@ -382,7 +388,8 @@ class OutputService:
         if not saved and self._store.get_container(record.id) is record:
             await self._store.save_state(record)
         self._store.logs.close_output(record.id)
-        await self._on_complete(record)
+        if self._store.get_container(record.id) is not record:
+            self._locks.pop(record.id, None)  # removed at its exit, as it ended: nothing more comes
 
     # ------------------------------------------------------------------ the lines' own times
 

@@ -12,7 +12,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 from attrs import define, field
 
@@ -51,6 +51,8 @@ class Runs:
     _invoker: Invoker
     _output: OutputService
     _waiters: ContainerWaiters
+    #: Called once a run's exit is recorded (an auto-remove container is removed then).
+    _on_exit: Callable[[Record], Awaitable[None]]
     _tasks: dict[str, asyncio.Task[None]] = field(factory=dict, init=False)
 
     def launch(self, record: Record, work: Awaitable[None]) -> None:
@@ -170,7 +172,7 @@ class Runs:
 
     async def finish(self, record: Record, outcome: InvocationOutcome) -> None:
         """Record the exit and release the waiters; the output completes after (at once from a whole
-        tail), and an auto-remove container is removed once it has."""
+        tail); then ``on_exit`` (an auto-remove container is removed, its output completing after)."""
         if self._store.get_container(record.id) is not record:
             return  # removed (and maybe replaced) while the run was in flight
         state = record.backend_state
@@ -193,3 +195,4 @@ class Runs:
             },
         )
         await self._output.exit_recorded(record, outcome.log_tail)
+        await self._on_exit(record)

@@ -126,8 +126,13 @@ async def test_a_run_the_backend_could_not_invoke_is_a_wait_error_and_exit_125(
     assert ran.code == 125
     assert WAIT_FAILED in ran.err
     assert "TooManyRequestsException" in ran.err
+    assert "[sockerless]" not in ran.err  # nothing ran: no output to wait for, none said missing
     _, _, error = await state_of(docker_cli_pulled, "never")
     assert "TooManyRequestsException" in error
+    removed = await docker_cli_pulled("run", "--rm", IMAGE, "true")  # the removed wait says it too
+    assert removed.code == 125
+    assert WAIT_FAILED in removed.err
+    assert "TooManyRequestsException" in removed.err
 
 
 @pytest.mark.parametrize(

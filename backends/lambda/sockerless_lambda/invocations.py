@@ -45,6 +45,7 @@ __all__ = [
     "InvokeSent",
     "Invoker",
     "OutcomeUnknown",
+    "may_have_run",
     "outcome_from_error",
     "outcome_from_response",
 ]
@@ -87,6 +88,8 @@ class InvocationOutcome:
     #: The command never ran, or how its run ended is unknown: a failure of the backend or the cloud,
     #: which the wait answer reports as ``Error`` (see :class:`sockerless.waiters.ExitStatus`).
     daemon_error: bool = False
+    #: The command provably did not run (no Invoke reached Lambda): there is no output to wait for.
+    never_ran: bool = False
 
 
 class FunctionNotReady(SockerlessError):
@@ -229,6 +232,13 @@ class Invoker:
             except Exception as exc:
                 raise OutcomeUnknown(f"{operation}: reading the response: {exc}", request_id) from exc
             return outcome_from_response(dict(response), payload)
+
+
+def may_have_run(error: BaseException) -> bool:
+    """Whether a failed Invoke may have reached Lambda and run (a 5xx, an unclassified failure), as
+    opposed to one whose cause proves it did not (those :meth:`Invoker.invoke` retries)."""
+    cause = error.__cause__
+    return cause is None or not _did_not_run(cause)
 
 
 def _did_not_run(exc: BaseException) -> bool:

@@ -28,6 +28,7 @@ from sockerless_lambda.invocations import (
     Invoker,
     InvokeSent,
     OutcomeUnknown,
+    may_have_run,
 )
 from sockerless_lambda.output import OutputService
 from sockerless_lambda.state import DONE, SENT, LambdaState, Record
@@ -98,6 +99,7 @@ class Runs:
         """
         state = record.backend_state
         outcome: InvocationOutcome
+        invoking = False
         try:
             async with self._slot(holding_slot):
                 if state.function_state != "Active":
@@ -109,6 +111,7 @@ class Runs:
                         state.invocation = SENT
                         await self._store.save_state(record)
 
+                invoking = True
                 try:
                     result = await self._invoker.invoke(state.function_name, before_send=mark_sent)
                 except OutcomeUnknown as unknown:
@@ -125,16 +128,17 @@ class Runs:
                         outcome = await self.outcome_from_logs(record)
                     else:
                         outcome = result
-        # The command never ran: the wait answer says why (Docker's start failed, here after the
-        # start was answered), not a status of the container's own.
+        # The command did not run (or may have, after a 5xx): the wait answer says why (Docker's start
+        # failed, here after the start was answered), not a status of the container's own.
         except FunctionNotReady as exc:
-            outcome = InvocationOutcome(EXIT_FAILURE, exc.message, daemon_error=True)
+            outcome = InvocationOutcome(EXIT_FAILURE, exc.message, daemon_error=True, never_ran=True)
         except NotFound as exc:
             if self._store.get_container(record.id) is None:
                 return  # removed meanwhile
-            outcome = InvocationOutcome(EXIT_FAILURE, exc.message, daemon_error=True)
+            outcome = InvocationOutcome(EXIT_FAILURE, exc.message, daemon_error=True, never_ran=True)
         except SockerlessError as exc:
-            outcome = InvocationOutcome(EXIT_FAILURE, exc.message, daemon_error=True)
+            never_ran = not invoking or not may_have_run(exc)
+            outcome = InvocationOutcome(EXIT_FAILURE, exc.message, daemon_error=True, never_ran=never_ran)
         await self.finish(record, outcome)
 
     @contextlib.asynccontextmanager
@@ -182,6 +186,8 @@ class Runs:
         await self._output.take_tail(record, outcome.log_tail)
         record.status, record.exit_code, record.error = "exited", outcome.exit_code, outcome.error
         state.daemon_error = outcome.daemon_error
+        if outcome.never_ran:
+            state.output_complete = True  # nothing ran, nothing to read: followers end with the exit
         await self._store.save_state(record)
         self._waiters.exited(record.id, last_exit(record))
         log.info(

@@ -30,6 +30,8 @@ from sockerless.models import (
     ExecInstance,
     IdResponse,
     Image,
+    ImageDeleteResponseItem,
+    ImagePruneResponse,
     ImagePullRequest,
     ImageSummary,
     PruneResponse,
@@ -178,6 +180,9 @@ class Backend(Protocol):
 
     async def start(self) -> None: ...
     async def close(self) -> None: ...
+    def runs_in_flight(self) -> int: ...
+    async def runs_ended(self) -> None: ...
+    async def release_clients(self) -> None: ...
 
     def capability_report(self) -> CapabilityReport: ...
     async def info(self) -> BackendInfo: ...
@@ -212,6 +217,10 @@ class Backend(Protocol):
     async def inspect_image(self, name: str) -> Image: ...
     async def tag_image(self, name: str, repo: str, tag: str) -> None: ...
     def load_image(self, body: AsyncIterator[bytes]) -> AsyncIterator[JSONObject]: ...
+    async def remove_image(
+        self, name: str, *, force: bool, noprune: bool
+    ) -> list[ImageDeleteResponseItem]: ...
+    async def prune_images(self, filters: Filters) -> ImagePruneResponse: ...
     async def auth(self, request: AuthRequest) -> AuthResponse: ...
 
     async def create_network(self, body: JSONObject) -> JSONObject: ...
@@ -251,6 +260,19 @@ class BaseBackend:
 
     async def close(self) -> None:
         """Cancel background work and close clients; called once at shutdown."""
+
+    # shutdown, in this order: runs_ended (bounded by the grace period), release_clients, close
+    def runs_in_flight(self) -> int:
+        """Containers running now whose run this process carries (what shutdown waits for)."""
+        return 0
+
+    async def runs_ended(self) -> None:
+        """Return once no run is in flight; shutdown waits for it within its grace period."""
+
+    async def release_clients(self) -> None:
+        """Shutdown waits no longer: settle what is known, answer every pending wait (with why it
+        ends, when the container's exit is not known) and end every followed log after the output
+        it has, so clients get a clean end rather than a cut connection."""
 
     def capability_report(self) -> CapabilityReport:
         return CapabilityReport(
@@ -331,6 +353,14 @@ class BaseBackend:
         raise self._unsupported(
             "image load", "Push the image to a registry the backend can pull from instead."
         )
+
+    async def remove_image(self, name: str, *, force: bool, noprune: bool) -> list[ImageDeleteResponseItem]:
+        raise self._unsupported("image removal")
+
+    async def prune_images(self, filters: Filters) -> ImagePruneResponse:
+        """Nothing pruned: true of a backend that keeps no images of its own, and ``docker system
+        prune`` goes on."""
+        return ImagePruneResponse()
 
     async def auth(self, request: AuthRequest) -> AuthResponse:
         """Credentials arrive with each pull (``X-Registry-Auth``); a login has nothing to check."""

@@ -100,7 +100,12 @@ def _backend(backend_cls: type[Backend], settings: Settings) -> Backend:
     return backend_cls(settings.backend, runtime)  # type: ignore[call-arg]
 
 
-def _frontend(settings: Settings, backend_url: str) -> Any:
+#: In ``up``, the frontend's grace period beyond the backend's: time for the answers the backend
+#: gives when it releases its clients to reach them through the frontend.
+_RELEASE_SECONDS = 2.0
+
+
+def _frontend(settings: Settings, backend_url: str, shutdown_grace: float = 10.0) -> Any:
     from sockerless.frontend import DockerFrontend
 
     return DockerFrontend(
@@ -108,17 +113,32 @@ def _frontend(settings: Settings, backend_url: str) -> Any:
         socket_path=resolve_frontend_socket(settings),
         backend_url=backend_url,
         backend_token=settings.server.token,
+        shutdown_grace=shutdown_grace,
     )
 
 
 async def run_until_signalled(
-    start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]]
+    start: Callable[[], Awaitable[None]],
+    stop: Callable[[], Awaitable[None]],
+    hurry: Callable[[], None] | None = None,
 ) -> None:
-    """Start, wait for SIGTERM or SIGINT, stop. Used by every command-line entry point."""
+    """Start, wait for SIGTERM or SIGINT, stop. A second signal while stopping calls ``hurry``
+    (stop waiting for what is in flight). Used by every command-line entry point."""
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
+
+    def again() -> None:
+        print("sockerless: stopping now", file=sys.stderr, flush=True)
+        if hurry is not None:
+            hurry()
+
+    def first() -> None:
+        stopping.set()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, again)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
+        loop.add_signal_handler(sig, first)
     try:
         await start()
         try:
@@ -130,6 +150,25 @@ async def run_until_signalled(
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)
         flush_logs()
+
+
+def _announce_stop(server: InternalAPIServer) -> None:
+    """What a stop waits for, before it waits: the runs and requests in flight, and for how long."""
+    runs, requests = server.in_flight()
+    if not (runs or requests):
+        return
+    what = [
+        f"{count} {noun}{'s' if count > 1 else ''}"
+        for count, noun in ((runs, "run"), (requests, "request"))
+        if count
+    ]
+    print(
+        f"sockerless: stopping: waiting at most {server.grace:g} s (server.shutdown_grace) for "
+        f"{' and '.join(what)} in flight to end (waits and followed logs are released then); "
+        "press Ctrl-C again to stop now",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def serve_main(backend_name: str, argv: Sequence[str] | None = None, prog: str | None = None) -> int:
@@ -147,7 +186,12 @@ def _serve(backend_name: str, argv: Sequence[str], prog: str | None) -> int:
     assert backend_cls is not None
     configure_logging(settings.server.log_level, settings.server.log_format)
     server = _server(_backend(backend_cls, settings), settings.server)
-    asyncio.run(run_until_signalled(server.start, server.stop))
+
+    async def stop() -> None:
+        _announce_stop(server)
+        await server.stop()
+
+    asyncio.run(run_until_signalled(server.start, stop, server.hurry))
     return 0
 
 
@@ -172,14 +216,14 @@ def up_main(argv: Sequence[str]) -> int:
         {"default": "lambda", "help": "Backend plugin to run (default: lambda)."},
     )
     args, settings, backend_cls = _load("sockerless up", known.backend, argv, [backend_option])
-    if args.print_config:
-        print(render_config(settings))
-        return 0
-    assert backend_cls is not None
-    configure_logging(settings.server.log_level, settings.server.log_format)
     backend_socket = settings.server.socket
     if backend_socket == ServerConfig().socket and not settings.server.tcp:
         backend_socket = os.path.join(settings.runtime_dir, "backend.sock")  # no root needed
+    if args.print_config:
+        print(render_config(_as_up_uses(settings, backend_socket)))
+        return 0
+    assert backend_cls is not None
+    configure_logging(settings.server.log_level, settings.server.log_format)
     server = _server(_backend(backend_cls, settings), settings.server, backend_socket)
 
     async def run() -> None:
@@ -189,20 +233,37 @@ def up_main(argv: Sequence[str]) -> int:
             nonlocal frontend
             await server.start()
             backend_url = settings.frontend.backend or server.url
-            frontend = _frontend(settings, backend_url)
+            frontend = _frontend(settings, backend_url, settings.server.shutdown_grace + _RELEASE_SECONDS)
             await frontend.start()
             _announce(settings, frontend.address, backend_cls)
 
         async def stop() -> None:
+            _announce_stop(server)
+            # Both stop accepting; the backend's runs get the grace period, then its clients are
+            # released (waits answered, follows ended), which ends the frontend's requests cleanly.
+            if frontend is not None:
+                await frontend.stop_accepting()
+            await server.settle()
             if frontend is not None:
                 await frontend.stop()
             await server.stop()
             print("sockerless: stopped", file=sys.stderr)
 
-        await run_until_signalled(start, stop)
+        def hurry() -> None:
+            server.hurry()
+            if frontend is not None:  # time for the answers of the release to pass through
+                frontend.hurry(_RELEASE_SECONDS)
+
+        await run_until_signalled(start, stop, hurry)
 
     asyncio.run(run())
     return 0
+
+
+def _as_up_uses(settings: Settings, backend_socket: str) -> Settings:
+    """The settings with the backend socket ``up`` really listens on (not the ``serve`` default), so
+    that ``--print-config`` and the frontend's backend URL it resolves show what ``up`` uses."""
+    return attrs.evolve(settings, server=attrs.evolve(settings.server, socket=backend_socket))
 
 
 def _announce(settings: Settings, address: str, backend_cls: type[Backend]) -> None:

@@ -8,9 +8,23 @@ from typing import Any
 import attrs
 from attrs import define
 
+from sockerless.errors import InvalidParameter
 from sockerless.wire import field
 
-__all__ = ["HostConfig", "LogConfig"]
+__all__ = [
+    "LOG_DRIVERS",
+    "LOG_READING_UNSUPPORTED",
+    "HostConfig",
+    "LogConfig",
+    "check_log_config",
+    "keeps_output",
+]
+
+#: The logging drivers a backend that keeps its containers' output honours: ``json-file`` (the
+#: default, also for an empty type) and ``local`` keep it and read it back, ``none`` keeps nothing.
+LOG_DRIVERS = ("json-file", "local", "none")
+#: Docker's answer (501) to reading the logs of a container whose driver keeps none.
+LOG_READING_UNSUPPORTED = "configured logging driver does not support reading"
 
 #: Any JSON value, kept as sent.
 JSON = Any
@@ -95,3 +109,14 @@ class HostConfig:
     masked_paths: list[str] | None = None
     readonly_paths: list[str] | None = None
     init: bool | None = None
+
+
+def check_log_config(log_config: LogConfig) -> None:
+    """``InvalidParameter`` in Docker's words for a driver not in :data:`LOG_DRIVERS`."""
+    if log_config.type and log_config.type not in LOG_DRIVERS:
+        raise InvalidParameter(f"logger: no log driver named '{log_config.type}' is registered")
+
+
+def keeps_output(log_config: LogConfig) -> bool:
+    """Whether the container's output is kept (every driver but ``none``)."""
+    return log_config.type != "none"

@@ -43,7 +43,10 @@ __all__ = [
     "HostConfig",
     "IdResponse",
     "Image",
+    "ImageDeleteResponseItem",
+    "ImagePruneResponse",
     "ImagePullRequest",
+    "ImageSummary",
     "LogConfig",
     "PruneResponse",
     "RootFS",
@@ -141,8 +144,26 @@ class ContainerState:
 
 @define
 class NetworkSettings:
-    networks: dict[str, JSON] = attrs.Factory(dict)
+    """Docker sends every key, empty where there is no network (the CLI's templates read them)."""
+
+    bridge: str = ""
+    sandbox_id: str = field(default="", wire="SandboxID")
+    sandbox_key: str = ""
     ports: dict[str, JSON] = attrs.Factory(dict)
+    hairpin_mode: bool = False
+    link_local_ipv6_address: str = field(default="", wire="LinkLocalIPv6Address")
+    link_local_ipv6_prefix_len: int = field(default=0, wire="LinkLocalIPv6PrefixLen")
+    secondary_ip_addresses: list[JSON] | None = field(default=None, wire="SecondaryIPAddresses")
+    secondary_ipv6_addresses: list[JSON] | None = field(default=None, wire="SecondaryIPv6Addresses")
+    endpoint_id: str = field(default="", wire="EndpointID")
+    gateway: str = ""
+    global_ipv6_address: str = field(default="", wire="GlobalIPv6Address")
+    global_ipv6_prefix_len: int = field(default=0, wire="GlobalIPv6PrefixLen")
+    ip_address: str = field(default="", wire="IPAddress")
+    ip_prefix_len: int = field(default=0, wire="IPPrefixLen")
+    ipv6_gateway: str = field(default="", wire="IPv6Gateway")
+    mac_address: str = ""
+    networks: dict[str, JSON] = attrs.Factory(dict)
 
 
 @define
@@ -318,6 +339,21 @@ class ImageSummary:
 
 
 @frozen
+class ImageDeleteResponseItem:
+    """One line of ``docker rmi``'s answer: a reference untagged, or an image deleted (Docker sends
+    only the key that is set)."""
+
+    untagged: str | None = None
+    deleted: str | None = None
+
+
+@frozen
+class ImagePruneResponse:
+    images_deleted: list[ImageDeleteResponseItem] = attrs.Factory(list)
+    space_reclaimed: int = 0
+
+
+@frozen
 class AuthRequest:
     username: str = field(default="", wire="username")
     password: str = field(default="", wire="password", repr=False)
@@ -424,3 +460,16 @@ converter.register_unstructure_hook(
     ContainerCreateRequest, lambda request: _unstructure_create(converter, request)
 )
 converter.register_unstructure_hook(WaitResponse, _unstructure_wait)
+
+
+def _unstructure_image_delete(item: ImageDeleteResponseItem) -> dict[str, Any]:
+    """Docker's ``{"Untagged": R}`` or ``{"Deleted": ID}``: the key that is not set is left out."""
+    body: dict[str, Any] = {}
+    if item.untagged is not None:
+        body["Untagged"] = item.untagged
+    if item.deleted is not None:
+        body["Deleted"] = item.deleted
+    return body
+
+
+converter.register_unstructure_hook(ImageDeleteResponseItem, _unstructure_image_delete)

@@ -55,12 +55,16 @@ class Reference:
         return f"{self.domain}/{self.path}"
 
     @property
+    def familiar_name(self) -> str:
+        """The repository as Docker prints it: ``alpine``, ``user/repo``, ``localhost:5000/x``."""
+        if self.domain == DEFAULT_DOMAIN:
+            return self.path.removeprefix(_OFFICIAL_REPO_PREFIX)
+        return self.repository
+
+    @property
     def familiar(self) -> str:
         """The short form Docker prints in ``RepoTags``: ``alpine:latest``, ``user/repo:tag``."""
-        name = self.repository
-        if self.domain == DEFAULT_DOMAIN:
-            name = self.path.removeprefix(_OFFICIAL_REPO_PREFIX)
-        return name + self._suffix()
+        return self.familiar_name + self._suffix()
 
     def _suffix(self) -> str:
         return (f":{self.tag}" if self.tag else "") + (f"@{self.digest}" if self.digest else "")

@@ -43,7 +43,9 @@ def command_of(record: ContainerRecord[Any]) -> list[str]:
     return [*(record.config.entrypoint or []), *(record.config.cmd or [])]
 
 
-def container_inspect(record: ContainerRecord[Any]) -> Container:
+def container_inspect(record: ContainerRecord[Any], *, runtime: str = "") -> Container:
+    """Docker's inspect answer. ``runtime``: the backend's name, which ``/info`` advertises as the
+    default runtime; ``HostConfig.Runtime`` shows it when the create left it empty, as Docker does."""
     argv = command_of(record)
     state = ContainerState(
         status=record.status,
@@ -62,6 +64,8 @@ def container_inspect(record: ContainerRecord[Any]) -> Container:
         host_config = attrs.evolve(
             host_config, log_config=attrs.evolve(host_config.log_config, type="json-file")
         )
+    if not host_config.runtime and runtime:
+        host_config = attrs.evolve(host_config, runtime=runtime)
     return Container(
         id=record.id,
         name="/" + record.name,
@@ -182,7 +186,11 @@ class ViewCache:
     queries. The backend calls :meth:`forget` when a container is removed.
     """
 
-    def __init__(self, inspect_size: int = INSPECT_CACHE_SIZE, list_size: int = LIST_CACHE_SIZE) -> None:
+    def __init__(
+        self, inspect_size: int = INSPECT_CACHE_SIZE, list_size: int = LIST_CACHE_SIZE, *, runtime: str = ""
+    ) -> None:
+        """``runtime``: the backend's name, the default runtime inspect shows (:func:`container_inspect`)."""
+        self._runtime = runtime
         self._inspected: _Recent[str] = _Recent(inspect_size)
         self._lists: _Recent[Hashable] = _Recent(list_size)
         self._rows: dict[str, _Encoded] = {}
@@ -190,7 +198,7 @@ class ViewCache:
     def inspect(self, record: ContainerRecord[Any]) -> Encoded[Container]:
         cached = self._inspected.get(record.id)
         if cached is None or cached.revision != record.revision:
-            body = encode_json(unstructure(container_inspect(record)))
+            body = encode_json(unstructure(container_inspect(record, runtime=self._runtime)))
             cached = self._inspected.put(record.id, _Encoded(record.revision, _FOREVER, body))
         return Encoded(cached.body)
 

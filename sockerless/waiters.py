@@ -101,6 +101,14 @@ class ContainerWaiters:
     def pending_count(self, container_id: str) -> int:
         return len(self._pending.get(container_id, ()))
 
+    def fail_all(self, error: Exception) -> None:
+        """Answer every pending wait with ``error`` (shutdown: the exit will not be known here)."""
+        for waiters in list(self._pending.values()):
+            for entry in list(waiters):
+                if not entry.future.done():
+                    entry.future.set_exception(error)
+                    entry.future.exception()  # read here too: a client gone meanwhile leaves no warning
+
     def close(self) -> None:
         """Cancel every pending wait (shutdown)."""
         for waiters in list(self._pending.values()):

@@ -408,3 +408,13 @@ class BackendClient:
 
     async def tag_image(self, name: str, repo: str, tag: str = "") -> None:
         await self.call(r.TAG, name=name, repo=repo, tag=tag or None)
+
+    async def remove_image(
+        self, name: str, *, force: bool = False, noprune: bool = False
+    ) -> list[models.ImageDeleteResponseItem]:
+        return await self.call_as(
+            list[models.ImageDeleteResponseItem], r.IMAGE_REMOVE, name=name, force=force, noprune=noprune
+        )
+
+    async def prune_images(self, filters: Filters | None = None) -> models.ImagePruneResponse:
+        return await self.call_as(models.ImagePruneResponse, r.IMAGE_PRUNE, filters=filters)

@@ -15,12 +15,20 @@ from sockerless.api.route import (
     empty_answer,
     json_answer,
 )
-from sockerless.models import Image, ImagePullRequest, ImageSummary
+from sockerless.models import (
+    Image,
+    ImageDeleteResponseItem,
+    ImagePruneResponse,
+    ImagePullRequest,
+    ImageSummary,
+)
 
 __all__ = [
     "IMAGES",
     "IMAGE_INSPECT",
     "IMAGE_LIST",
+    "IMAGE_PRUNE",
+    "IMAGE_REMOVE",
     "LOAD",
     "NETWORKS",
     "NETWORK_CONNECT",
@@ -108,7 +116,46 @@ LOAD: Final = _image_transfer(
     Body("body", {"type": "string", "format": "binary"}, media_type="application/x-tar"),
     errors=(400, 413, 501),
 )
-IMAGES: Final = (PULL, IMAGE_LIST, IMAGE_INSPECT, TAG, LOAD)
+# Image removal and prune: added in 0.2; frontends before it never call them.
+IMAGE_REMOVE: Final = Route(
+    "ImageDelete",
+    "DELETE",
+    "/images",
+    "remove_image",
+    "Remove an image reference (a name) or every reference of an image (an ID); the image goes with "
+    "its last reference. Docker's answer: the references untagged, then the image deleted",
+    "Images",
+    json_answer(list[ImageDeleteResponseItem]),
+    query=(
+        Param("name", Text(required=True), "Image reference or ID (a query parameter: names contain /)"),
+        Param("force", Flag(), "Remove even if a stopped container uses it or it has several repositories"),
+        Param("noprune", Flag(), "Accepted for Docker's sake: there are no parent images to keep"),
+    ),
+    changes_state=True,
+    cloud=False,
+    errors=(400, 404, 409, 501),
+)
+IMAGE_PRUNE: Final = Route(
+    "ImagePrune",
+    "POST",
+    "/images/prune",
+    "prune_images",
+    "Remove unused images: dangling ones (none where an image is its references), or with "
+    "dangling=false every image no container uses",
+    "Images",
+    json_answer(ImagePruneResponse),
+    query=(
+        Param(
+            "filters",
+            Filters({"dangling", "until", "label", "label!"}),
+            "JSON filters; keys: dangling, until, label, label!",
+        ),
+    ),
+    changes_state=True,
+    cloud=False,
+    errors=(400, 501),
+)
+IMAGES: Final = (PULL, IMAGE_LIST, IMAGE_INSPECT, TAG, LOAD, IMAGE_REMOVE, IMAGE_PRUNE)
 
 
 def _resource_routes(

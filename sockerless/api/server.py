@@ -231,6 +231,7 @@ class InternalAPIServer:
             log=log,
         )
         self._backend_started = False
+        self._settled = False
 
     @property
     def address(self) -> str:
@@ -254,7 +255,50 @@ class InternalAPIServer:
         fields = {"backend": self.backend.name, "address": self.address, "tls": self.listener.security}
         log.info("serving", extra={"fields": fields})
 
+    @property
+    def grace(self) -> float:
+        """``server.shutdown_grace``: how long a stop waits for runs and requests in flight."""
+        return self._server.grace
+
+    def hurry(self) -> None:
+        """Stop waiting now (a second Ctrl-C): what is still in flight is released or cut."""
+        self._server.hurry()
+
+    def in_flight(self) -> tuple[int, int]:
+        """What a stop waits for: the backend's runs in flight, and the requests (waits and followed
+        logs among them)."""
+        runs = self.backend.runs_in_flight() if self._backend_started else 0
+        return runs, self._server.requests_in_flight
+
+    async def settle(self) -> None:
+        """The first half of a stop: no new connection; the backend's runs and the requests in flight
+        get the grace period to end, then the backend releases its clients (each pending wait
+        answered, each followed log ended), so the requests still open end cleanly. Idempotent."""
+        if self._settled:
+            return
+        self._settled = True
+        await self._server.stop_accepting()
+        if not self._backend_started:
+            return
+        runs, requests = self.in_flight()
+        if runs or requests:
+            fields = {
+                "runs": runs,
+                "requests": requests,
+                "at_most_seconds": round(self._server.remaining(), 1),
+            }
+            log.info("stopping: waiting for what is in flight", extra={"fields": fields})
+        quiet = asyncio.gather(self.backend.runs_ended(), self._server.drained())
+        if not await self._server.within_grace(quiet):
+            runs, requests = self.in_flight()
+            log.info(
+                "stopping: the grace period is over; the backend releases its clients",
+                extra={"fields": {"runs": runs, "requests": requests}},
+            )
+        await self.backend.release_clients()
+
     async def stop(self) -> None:
+        await self.settle()
         await self._server.stop()
         if self._backend_started:
             self._backend_started = False

@@ -138,7 +138,11 @@ class ServerConfig(ListenerConfig):
 
     socket: str = setting("/var/run/sockerless-backend.sock", help="Unix socket to listen on.")
     shutdown_grace: float = setting(
-        10.0, help="Seconds in-flight requests may take to finish at shutdown.", minimum=0, maximum=600
+        10.0,
+        help="Seconds a stop waits for the runs and requests in flight; then pending waits are answered, "
+        "followed logs end and the rest is cut (a second Ctrl-C or SIGTERM ends the wait at once).",
+        minimum=0,
+        maximum=600,
     )
     log_level: str = setting(
         "info", help="Lowest level logged.", choices=("debug", "info", "warning", "error")

@@ -44,7 +44,7 @@ def routes() -> list[tuple[str, str, Handler]]:
         ("GET", "/info", system.info),
         ("POST", "/auth", forwarding(c.AUTH)),
         ("GET", "/events", unsupported_handler("events")),
-        ("GET", "/system/df", unsupported_handler("disk usage")),
+        ("GET", "/system/df", system.disk_usage),
         # containers
         ("POST", "/containers/create", containers.create_container),
         ("GET", "/containers/json", forwarding(c.LIST)),
@@ -91,7 +91,7 @@ def routes() -> list[tuple[str, str, Handler]]:
         ("POST", "/images/{name:.+}/push", unsupported_handler("image push")),
         ("GET", "/images/{name:.+}/history", unsupported_handler("image history")),
         ("GET", "/images/{name:.+}/get", unsupported_handler("image export")),
-        ("DELETE", "/images/{name:.+}", unsupported_handler("image removal")),
+        ("DELETE", "/images/{name:.+}", images.remove_image),
     ]
     table.extend(networks.resource_routes())
     return table

@@ -1,5 +1,5 @@
-"""``/images/...``: pull, load, inspect and tag passed through; list, prune and the pull's reference
-decided here.
+"""``/images/...``: pull, load, inspect, tag, removal and prune passed through; the list's filters and
+the pull's reference decided here.
 
 Image names contain ``/`` (``123456789012.dkr.ecr.us-east-1.amazonaws.com/app:latest``), so the routes
 match them with ``{name:.+}`` and the backend gets them as a query parameter. ``X-Registry-Auth`` goes
@@ -32,11 +32,11 @@ __all__ = [
     "prune_build_cache",
     "prune_images",
     "pull_reference",
+    "remove_image",
     "tag_image",
 ]
 
 
-_IMAGE_PRUNE_FILTERS = frozenset({"dangling", "until", "label", "label!"})
 _IMAGE_LIST_FILTERS = frozenset({"before", "dangling", "label", "reference", "since", "until"})
 
 
@@ -94,14 +94,15 @@ async def tag_image(request: web.Request) -> web.StreamResponse:
     return await answer(request, r.TAG, query=query)
 
 
+async def remove_image(request: web.Request) -> web.StreamResponse:
+    """``docker rmi``: the backend untags and deletes, with Docker's conflicts and answer."""
+    query = {**request.query, "name": request.match_info["name"]}
+    return await answer(request, r.IMAGE_REMOVE, query=query)
+
+
 async def prune_images(request: web.Request) -> web.StreamResponse:
-    """Dangling images (``docker image prune``, and ``docker system prune``) never exist here: the
-    backend keeps references, not layers. Pruning every unused one (``-a``) would forget references,
-    as ``docker rmi`` would, which no backend does: 501."""
-    filters = parse_filters(request.query.get("filters"), _IMAGE_PRUNE_FILTERS)
-    if "false" in filters.get("dangling", []) or "0" in filters.get("dangling", []):
-        raise unsupported(frontend_of(request), "image prune")
-    return json_response({"ImagesDeleted": [], "SpaceReclaimed": 0})
+    """``docker image prune [-a]`` (and ``docker system prune``): the backend decides what is unused."""
+    return await answer(request, r.IMAGE_PRUNE)
 
 
 async def prune_build_cache(request: web.Request) -> web.StreamResponse:

@@ -115,6 +115,16 @@ class DockerFrontend:
         }
         log.info("serving the Docker API", extra={"fields": fields})
 
+    async def stop_accepting(self) -> None:
+        """No new connection; the requests open go on (the grace period starts)."""
+        if self._server is not None:
+            await self._server.stop_accepting()
+
+    def hurry(self, within: float = 0.0) -> None:
+        """End the grace period ``within`` seconds from now (a second Ctrl-C): what is open then is cut."""
+        if self._server is not None:
+            self._server.hurry(within)
+
     async def stop(self) -> None:
         """Idempotent; also what a failed start calls to leave nothing listening."""
         if self._server is not None:

@@ -1,15 +1,19 @@
-"""``/_ping``, ``/version`` and ``/info``: who the daemon is, in the shapes the clients decode.
+"""``/_ping``, ``/version``, ``/info`` and ``/system/df``: who the daemon is, in the shapes the clients
+decode.
 
 Only a frontend can answer these: the ping headers and the version are the frontend's (the Docker API
-it speaks), and ``/info`` is the backend's information completed with every field the CLI decodes into
-a non-nil value. (``/auth`` is a plain pass-through.)
+it speaks), ``/info`` is the backend's information completed with every field the CLI decodes into
+a non-nil value, and ``/system/df`` is Docker's disk-usage report made of the backend's image and
+container lists. (``/auth`` is a plain pass-through.)
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from typing import Any
 
+import attrs
 from aiohttp import web
 
 from sockerless import __version__
@@ -19,7 +23,10 @@ from sockerless.http.responses import json_response
 from sockerless.models import VersionInfo
 from sockerless.wire import unstructure
 
-__all__ = ["PING_HEADERS", "info", "ping", "version", "version_body"]
+__all__ = ["PING_HEADERS", "disk_usage", "info", "ping", "version", "version_body"]
+
+#: The parts of ``/system/df`` a ``type`` query parameter may ask for (all of them without one).
+_DISK_USAGE_TYPES = ("image", "container", "volume", "build-cache")
 
 #: Docker's own ping headers. The CLI negotiates with ``API-Version``; without it it assumes 1.24.
 PING_HEADERS = {
@@ -154,4 +161,31 @@ async def info(request: web.Request) -> web.StreamResponse:
         "Warnings": [],
     }
     body.update({key: value for key, value in backend.items() if value not in ("", None)})
+    return json_response(body)
+
+
+async def disk_usage(request: web.Request) -> web.StreamResponse:
+    """``docker system df``: the backend's images (each with the number of containers using it) and
+    containers. Nothing is kept on a disk of this host, so the sizes are what the backend knows (0 for
+    Lambda); there are no volumes and no build cache."""
+    wanted = request.query.getall("type", []) or _DISK_USAGE_TYPES
+    client = frontend_of(request).client
+    body: dict[str, Any] = {"LayersSize": 0, "Images": None, "Containers": None, "Volumes": None}
+    body["BuildCache"] = [] if "build-cache" in wanted else None
+    if "volume" in wanted:
+        body["Volumes"] = []
+    if "image" in wanted or "container" in wanted:
+        containers = await client.list_containers(all=True)
+        if "container" in wanted:
+            body["Containers"] = [
+                {**unstructure(row), "SizeRw": row.size_rw or 0, "SizeRootFs": 0} for row in containers
+            ]
+        if "image" in wanted:
+            using = Counter(row.image_id for row in containers)
+            images = [
+                attrs.evolve(row, containers=using[row.id], shared_size=0)
+                for row in await client.list_images()
+            ]
+            body["Images"] = unstructure(images)
+            body["LayersSize"] = sum(row.size for row in images)
     return json_response(body)

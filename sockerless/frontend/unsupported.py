@@ -38,13 +38,10 @@ ALWAYS_UNSUPPORTED: Final[dict[str, str]] = {
     "image commit": "",
     "image import": "Push the image to a registry the backend can pull from instead.",
     "image push": "Push the image with your usual tools.",
-    "image removal": "Images live in the registry; remove them there.",
     "image history": "",
     "image export": "",
     "image search": "",
-    "image prune": "Images live in the registry; prune them there.",
     "events": "",
-    "disk usage": "",
 }
 
 

@@ -2,13 +2,14 @@
 
 Both servers are an :class:`HTTPServer`: it binds, serves, and at shutdown stops accepting, lets the
 requests in flight and the state changes they started (:class:`ShieldedTasks`) finish within the
-grace period, cancels what is left, and removes its socket file.
+grace period, cancels what is left, and removes its socket file. The grace period runs from the
+moment it stops accepting, whatever its owner waits for in it (:meth:`HTTPServer.within_grace`), and
+:meth:`HTTPServer.hurry` ends it at once (a second Ctrl-C).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable
 from typing import Any, TypeVar
@@ -66,9 +67,64 @@ class HTTPServer:
     _shielded: ShieldedTasks
     _log: logging.Logger
     _runner: web.AppRunner | None = field(default=None, init=False)
+    _deadline: float | None = field(default=None, init=False)
+    _hurried: asyncio.Event = field(factory=asyncio.Event, init=False)
 
     def __attrs_post_init__(self) -> None:
         self.app.on_shutdown.append(self._drain)
+
+    @property
+    def grace(self) -> float:
+        return self._grace
+
+    @property
+    def requests_in_flight(self) -> int:
+        return self._inflight.active
+
+    async def drained(self) -> None:
+        """Return once no request is in flight."""
+        await self._inflight.drained()
+
+    async def stop_accepting(self) -> None:
+        """No new connection from now on; the grace period starts (once). Its last moments are kept for
+        aiohttp to cancel what is left (see :data:`CANCEL_SECONDS`)."""
+        if self._deadline is None:
+            usable = max(0.0, self._grace - 2 * CANCEL_SECONDS)
+            self._deadline = asyncio.get_running_loop().time() + usable
+        await self.listener.stop_accepting()
+
+    def hurry(self, within: float = 0.0) -> None:
+        """Shorten the grace period to end ``within`` seconds from now (0: at once; a second Ctrl-C)."""
+        now = asyncio.get_running_loop().time()
+        self._deadline = now + within if self._deadline is None else min(self._deadline, now + within)
+        self._hurried.set()
+
+    def remaining(self) -> float:
+        """Seconds left of the grace period (all of it before the stop began)."""
+        if self._deadline is None:
+            return max(0.0, self._grace - 2 * CANCEL_SECONDS)
+        return max(0.0, self._deadline - asyncio.get_running_loop().time())
+
+    async def within_grace(self, work: Awaitable[Any]) -> bool:
+        """Wait for ``work`` until the grace period ends (:meth:`hurry` may shorten it meanwhile); True
+        if it ended in time (otherwise it is cancelled)."""
+        task = asyncio.ensure_future(work)
+        try:
+            while not task.done() and self.remaining() > 0:
+                self._hurried.clear()
+                hurried = asyncio.ensure_future(self._hurried.wait())
+                try:
+                    await asyncio.wait(
+                        [task, hurried], timeout=self.remaining(), return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    hurried.cancel()
+                    await asyncio.gather(hurried, return_exceptions=True)
+        finally:
+            if not task.done():
+                task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        return not task.cancelled() and task.exception() is None
 
     async def start(self) -> None:
         """Serve on the listener, which must be bound; on failure nothing is left listening."""
@@ -86,20 +142,17 @@ class HTTPServer:
 
     async def stop(self) -> None:
         """Stop accepting, drain within the grace period, cancel the rest, remove the socket file."""
-        await self.listener.stop_accepting()
+        await self.stop_accepting()
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
         await self.listener.close()
 
     async def _drain(self, app: web.Application) -> None:
-        loop = asyncio.get_running_loop()
-        # aiohttp then waits up to CANCEL_SECONDS for each request, and as long again once cancelled.
-        grace = max(0.0, self._grace - 2 * CANCEL_SECONDS)
-        deadline = loop.time() + grace
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._inflight.drained(), grace)
-        cancelled = await self._shielded.drain(deadline - loop.time())
+        # aiohttp then waits up to CANCEL_SECONDS for each request, and as long again once cancelled:
+        # the time kept out of the deadline.
+        await self.within_grace(self._inflight.drained())
+        cancelled = await self._shielded.drain(self.remaining())
         if cancelled:
             self._log.warning(
                 "shutdown: cancelled state changes still in flight after the grace period",

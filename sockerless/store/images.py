@@ -64,6 +64,12 @@ class ImageIndex:
     def by_reference(self) -> list[ImageRecord]:
         return [self._by_reference[reference] for reference in sorted(self._by_reference)]
 
+    def with_id(self, image_id: str) -> list[ImageRecord]:
+        """The records of one image ID (each a reference to it), by reference."""
+        return [
+            self._by_reference[reference] for reference in sorted(self._references_by_id.get(image_id, ()))
+        ]
+
     def resolve(self, ref: str) -> ImageRecord:
         record = self._by_reference.get(ref)
         if record is not None:

@@ -76,6 +76,14 @@ class LogStore:
         )
         self._outputs: dict[str, _Output] = {}
         self._closed = False
+        self._ending = False
+
+    def end_follows(self) -> None:
+        """The process is stopping: every follower ends once it has what the store holds (a clean
+        end for its client), and a follow asked for from now on ends there too. Appends still land."""
+        self._ending = True
+        for output in self._outputs.values():
+            output.notify()
 
     async def close(self) -> None:
         """End every follower. The database is the store's to close."""
@@ -209,7 +217,7 @@ class LogStore:
                     yield line
                 cursor = end
                 continue
-            if _closed_by_removal(output) or _run_over(output, last_run):
+            if _closed_by_removal(output) or self._ending or _run_over(output, last_run):
                 return
             await changed.wait()  # no timeout: every append, open, close, removal and close() sets it
 

@@ -306,18 +306,35 @@ class Store(Generic[S]):
         """All images, by reference."""
         return self._images.by_reference()
 
+    def images_with_id(self, image_id: str) -> list[ImageRecord]:
+        """The images stored under each reference to ``image_id``, by reference ([] if none)."""
+        return self._images.with_id(image_id)
+
     async def delete_image(self, reference: str) -> None:
         """Remove the image stored under ``reference`` (any spelling of it); ``NotFound`` if none."""
-        try:
-            key = normalize_reference(reference)
-        except InvalidParameter:
-            raise NotFound(f"No such image: {reference}") from None
+        await self.delete_images([reference])
+
+    async def delete_images(self, references: list[str]) -> None:
+        """Remove the images stored under ``references`` in one transaction (all or none);
+        ``NotFound`` naming the first that is not stored."""
+        keys: list[str] = []
+        for reference in references:
+            try:
+                keys.append(normalize_reference(reference))
+            except InvalidParameter:
+                raise NotFound(f"No such image: {reference}") from None
 
         def plan() -> Plan[None]:
-            if key not in self._images:
-                raise NotFound(f"No such image: {reference}")
-            statement = Statement("DELETE FROM images WHERE reference = ?", [(key,)])
-            return Plan([statement], lambda: self._images.remove(key))
+            for key, reference in zip(keys, references, strict=True):
+                if key not in self._images:
+                    raise NotFound(f"No such image: {reference}")
+            statement = Statement("DELETE FROM images WHERE reference = ?", [(key,) for key in keys])
+
+            def apply() -> None:
+                for key in keys:
+                    self._images.remove(key)
+
+            return Plan([statement], apply)
 
         await self._db.write(plan)
 

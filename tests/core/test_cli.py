@@ -127,3 +127,20 @@ def test_serve_refuses_a_public_address_without_token(
 ) -> None:
     assert main(["serve", "demo", "--server-tcp", "0.0.0.0:0", "--store-path", ":memory:"]) == 1
     assert "non-loopback" in capsys.readouterr().err
+
+
+def test_up_print_config_shows_the_addresses_up_uses(
+    demo_site: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # up serves the backend on <runtime dir>/backend.sock, not on server.socket's default for serve.
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    assert main(["up", "--backend", "demo", "--print-config"]) == 0
+    out = capsys.readouterr().out
+    runtime = os.path.join(str(tmp_path), "sockerless")
+    assert f"  socket: {runtime}/backend.sock\n" in out
+    assert f"frontend backend URL: unix://{runtime}/backend.sock\n" in out
+    assert f"frontend socket: {runtime}/docker.sock\n" in out
+    assert ServerConfig().socket not in out

@@ -376,6 +376,25 @@ async def test_followers_end_when_the_store_closes(store: Store[None]) -> None:
     assert await asyncio.wait_for(following, SETTLED) == [line(1)]
 
 
+async def test_end_follows_ends_every_follower_after_the_lines_it_has_and_appends_still_land(
+    store: Store[None],
+) -> None:
+    store.logs.open_output(CID)
+    await store.logs.append(CID, [line(1)])
+    following = asyncio.ensure_future(collect(store.logs.lines(CID, FOLLOW)))
+    waiting_for_a_run = asyncio.ensure_future(collect(store.logs.lines("f" * 64, NEXT_EXIT)))
+    await store.logs.append(CID, [line(2)])
+    store.logs.end_follows()  # shutdown: the runs go on, the clients get a clean end
+    assert await asyncio.wait_for(following, SETTLED) == [line(1), line(2)]
+    assert await asyncio.wait_for(waiting_for_a_run, SETTLED) == []
+    await store.logs.append(CID, [line(3)])
+    assert await asyncio.wait_for(collect(store.logs.lines(CID, FOLLOW)), SETTLED) == [
+        line(1),
+        line(2),
+        line(3),
+    ]
+
+
 async def test_following_until_removed_is_refused(store: Store[None]) -> None:
     with pytest.raises(InvalidParameter, match="not at removed"):
         store.logs.lines(CID, LogsOptions(follow=True, condition=WaitCondition.REMOVED))

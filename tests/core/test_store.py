@@ -1076,6 +1076,23 @@ async def test_images_survive_reopen_and_delete(store: Store[LambdaState]) -> No
     await store.close()
 
 
+async def test_the_references_of_one_image_are_found_and_deleted_together(store: Store[LambdaState]) -> None:
+    for reference in ("alpine:3.20", "mine:v1"):
+        await store.save_image(make_image(reference, "alpine"))
+    await store.save_image(make_image("busybox", "busybox"))
+    alpine_id = image_id("alpine")
+    found = [image.reference for image in store.images_with_id(alpine_id)]
+    assert found == ["docker.io/library/alpine:3.20", "docker.io/library/mine:v1"]
+    with pytest.raises(NotFound, match="No such image: nosuch"):
+        await store.delete_images(["alpine:3.20", "nosuch"])
+    assert len(store.images_with_id(alpine_id)) == 2  # all or none
+    await store.delete_images(["alpine:3.20", "mine:v1"])
+    store = await reopen(store)
+    assert store.images_with_id(alpine_id) == []
+    assert [image.reference for image in store.images()] == ["docker.io/library/busybox:latest"]
+    await store.close()
+
+
 async def test_image_with_bad_reference_or_id_is_refused(store: Store[LambdaState]) -> None:
     with pytest.raises(InvalidParameter, match="invalid reference format"):
         await store.save_image(make_image("Alpine", "x"))

@@ -97,6 +97,19 @@ def test_inspect_carries_every_field_docker_always_sends() -> None:
     assert body["Path"] == "sh"
     assert body["Args"] == ["-c", "echo hi"]
     assert body["State"]["StartedAt"] == "0001-01-01T00:00:00Z"
+    settings = body["NetworkSettings"]
+    for key in ("IPAddress", "MacAddress", "Gateway", "Bridge", "SandboxID", "EndpointID", "IPv6Gateway"):
+        assert settings[key] == "", key
+    assert (settings["Networks"], settings["Ports"], settings["IPPrefixLen"]) == ({}, {}, 0)
+    assert body["HostConfig"]["Runtime"] == ""  # a backend names its runtime (below)
+
+
+def test_runtime_is_the_backends_unless_the_create_named_one() -> None:
+    assert container_inspect(record(), runtime="lambda").host_config.runtime == "lambda"
+    asked = HostConfig(runtime="runc")
+    assert container_inspect(record(host_config=asked), runtime="lambda").host_config.runtime == "runc"
+    cached = json.loads(ViewCache(runtime="lambda").inspect(record()).body)
+    assert cached["HostConfig"]["Runtime"] == "lambda"
 
 
 # ---------------------------------------------------------------------------- the cache of encoded views

@@ -31,7 +31,7 @@ from attrs import define
 from sockerless.backend import BaseBackend, ContainerLogs, Filters, LogLine, LogsOptions
 from sockerless.config import StoreConfig
 from sockerless.errors import Conflict, InvalidParameter, NotFound, NotModified
-from sockerless.filters import matches
+from sockerless.filters import matches, select_containers
 from sockerless.logfilter import iterate, select
 from sockerless.models import (
     AuthRequest,
@@ -188,16 +188,14 @@ class LocalBackend(BaseBackend):
         self, *, all: bool, limit: int | None, filters: Filters
     ) -> list[ContainerSummary]:
         now = _now()
-        rows = [
-            container_summary(record, now)
-            for record in self.store.containers()
-            if (all or record.status == "running") and matches(record, filters)
-        ]
-        return rows[:limit] if limit else rows
+        selected = select_containers(
+            self.store.containers(), filters, all=all, limit=limit, resolve=self._resolve
+        )
+        return [container_summary(record, now) for record in selected]
 
     async def inspect_container(self, ref: str) -> Container:
         self.calls["inspect"] += 1
-        return container_inspect(self._resolve(ref))
+        return container_inspect(self._resolve(ref), runtime=self.name)
 
     async def start_container(self, ref: str) -> None:
         record = self._resolve(ref)

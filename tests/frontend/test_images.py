@@ -115,17 +115,23 @@ async def test_image_list_filters(http: aiohttp.ClientSession) -> None:
 
 
 async def test_prunes_of_what_the_backend_cannot_have_delete_nothing(http: aiohttp.ClientSession) -> None:
-    # The local backend has no networks or volumes, keeps no layers and never builds.
-    for path, report in (
-        ("/networks/prune", {"NetworksDeleted": []}),
-        ("/volumes/prune", {"VolumesDeleted": [], "SpaceReclaimed": 0}),
-        ("/images/prune", {"ImagesDeleted": [], "SpaceReclaimed": 0}),
-        ("/build/prune", {"CachesDeleted": [], "SpaceReclaimed": 0}),
+    # The local backend has no networks or volumes, prunes no images of its own and never builds.
+    every_unused = json.dumps({"dangling": {"false": True}})  # docker image prune -a
+    for path, params, report in (
+        ("/networks/prune", {}, {"NetworksDeleted": []}),
+        ("/volumes/prune", {}, {"VolumesDeleted": [], "SpaceReclaimed": 0}),
+        ("/images/prune", {}, {"ImagesDeleted": [], "SpaceReclaimed": 0}),
+        ("/images/prune", {"filters": every_unused}, {"ImagesDeleted": [], "SpaceReclaimed": 0}),
+        ("/build/prune", {}, {"CachesDeleted": [], "SpaceReclaimed": 0}),
     ):
-        async with http.post(path) as response:
+        async with http.post(path, params=params) as response:
             assert response.status == 200, path
             assert await response.json() == report
-    every_unused = json.dumps({"dangling": {"false": True}})  # docker image prune -a
-    async with http.post("/images/prune", params={"filters": every_unused}) as response:
-        hint = "Images live in the registry; prune them there."
-        await expect_error(response, 501, f"This backend (local) does not support image prune. {hint}")
+
+
+async def test_image_removal_reaches_the_backend(http: aiohttp.ClientSession) -> None:
+    await pull(http)
+    async with http.delete(f"/v1.44/images/{IMAGE}", params={"force": "1"}) as response:
+        await expect_error(response, 501, "This backend (local) does not support image removal.")
+    async with http.post("/images/prune", params={"filters": '{"size": ["1"]}'}) as response:
+        await expect_error(response, 400, "invalid filter 'size' (supported: dangling, label, label!, until)")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import docker.errors
+import docker.types
 import pytest
 import pytest_asyncio
 
@@ -177,6 +178,151 @@ async def test_create_with_a_never_pulled_image_pulls_it_then_creates(docker_cli
     assert inspected.out.strip() == image
 
 
+async def test_rmi_untags_then_deletes_and_refuses_an_image_a_container_uses(docker_cli: DockerCLI) -> None:
+    assert (await docker_cli("pull", "alpine")).code == 0
+    assert (await docker_cli("tag", "alpine", "mine:v1")).code == 0
+    untagged = await docker_cli("rmi", "mine:v1")
+    assert (untagged.code, untagged.out) == (0, "Untagged: mine:v1\n"), untagged.err
+    image_id = (await docker_cli("image", "inspect", "--format", "{{.Id}}", "alpine")).out.strip()
+    created = await docker_cli("create", "--name", "user", "alpine", "true")
+    container_id = created.out.strip()
+    refused = await docker_cli("rmi", "alpine")
+    assert refused.code == 1
+    assert refused.err.strip() == (
+        'Error response from daemon: conflict: unable to remove repository reference "alpine" (must force)'
+        f" - container {container_id[:12]} is using its referenced image {image_id[7:19]}"
+    )
+    by_id = await docker_cli("rmi", image_id[7:19])
+    assert by_id.code == 1
+    assert f"image is being used by stopped container {container_id[:12]}" in by_id.err
+    forced = await docker_cli("rmi", "-f", "alpine")
+    assert forced.code == 0, forced.err
+    assert forced.out.splitlines() == ["Untagged: alpine:latest", f"Deleted: {image_id}"]
+    assert (await docker_cli("images", "-q")).out == ""
+    missing = await docker_cli("rmi", "alpine")
+    assert missing.code == 1 and "No such image: alpine" in missing.err
+
+
+async def test_image_prune_all_removes_the_images_no_container_uses(docker_cli: DockerCLI) -> None:
+    assert (await docker_cli("pull", "alpine")).code == 0
+    assert (await docker_cli("pull", IMAGE)).code == 0
+    assert (await docker_cli("create", IMAGE, "true")).code == 0
+    dangling = await docker_cli("image", "prune", "-f")  # no image is dangling here: nothing goes
+    assert dangling.code == 0, dangling.err
+    assert dangling.out.strip() == "Total reclaimed space: 0B"
+    pruned = await docker_cli("image", "prune", "-a", "-f")
+    assert pruned.code == 0, pruned.err
+    assert "untagged: alpine:latest" in pruned.out and "deleted: sha256:" in pruned.out
+    left = await docker_cli("images", "--format", "{{.Repository}}:{{.Tag}}")
+    assert left.out.splitlines() == [IMAGE]
+
+
+async def test_image_inspect_by_id_lists_every_tag_and_docker_short_digests(docker_cli: DockerCLI) -> None:
+    assert (await docker_cli("pull", "alpine")).code == 0
+    assert (await docker_cli("tag", "alpine", "mine:v1")).code == 0
+    image_id = (await docker_cli("image", "inspect", "--format", "{{.Id}}", "mine:v1")).out.strip()
+    for name in (image_id, image_id[7:19], "alpine", "mine:v1"):
+        result = await docker_cli(
+            "image", "inspect", "--format", "{{json .RepoTags}} {{json .RepoDigests}}", name
+        )
+        tags, digests = (json.loads(part) for part in result.out.split(" "))
+        assert tags == ["alpine:latest", "mine:v1"], name
+        assert digests == [f"alpine@{image_id}"], name  # Docker's short form, filled by a pull by tag
+    listed = await docker_cli("images", "--digests", "--format", "{{.Repository}} {{.Digest}}", "alpine")
+    assert listed.out.splitlines() == [f"alpine {image_id}"]
+
+
+async def test_system_df_counts_images_and_containers(docker_cli: DockerCLI) -> None:
+    assert (await docker_cli("pull", "alpine")).code == 0
+    assert (await docker_cli("pull", IMAGE)).code == 0
+    assert (await docker_cli("run", "--name", "ran", IMAGE, "true")).code == 0
+    assert (await docker_cli("create", IMAGE, "true")).code == 0
+    result = await docker_cli("system", "df", "--format", "{{.Type}} {{.TotalCount}} {{.Active}} {{.Size}}")
+    assert result.code == 0, result.err
+    assert result.out.splitlines() == [
+        "Images 2 1 0B",
+        "Containers 2 0 0B",
+        "Local Volumes 0 0 0B",
+        "Build Cache 0 0 0B",
+    ]
+    assert (await docker_cli("tag", "alpine", "mine:v1")).code == 0  # one more name, not one more image
+    assert (await docker_cli("info", "--format", "{{.Images}}")).out.strip() == "2"
+    verbose = await docker_cli("system", "df", "-v", "--format", "{{json .}}")
+    assert verbose.code == 0, verbose.err
+    assert "ran" in verbose.out
+
+
+async def test_ps_filters_exited_before_and_since(docker_cli: DockerCLI) -> None:
+    assert (await docker_cli("pull", IMAGE)).code == 0
+    for name, code in (("first", 3), ("second", 0), ("third", 3)):
+        assert (await docker_cli("run", "--name", name, IMAGE, "sh", "-c", f"exit {code}")).code == code
+    assert (await docker_cli("create", "--name", "fourth", IMAGE, "true")).code == 0
+
+    async def names(*filters: str, everything: bool = True) -> list[str]:
+        args = ["ps", *(["-a"] if everything else []), "--format", "{{.Names}}"]
+        for value in filters:
+            args += ["--filter", value]
+        result = await docker_cli(*args)
+        assert result.code == 0, result.err
+        return result.out.splitlines()
+
+    assert await names("exited=3") == ["third", "first"]
+    assert await names("exited=0") == ["second"]  # a container never started has no exit code
+    assert await names("before=third") == ["second", "first"]
+    assert await names("before=fourth", everything=False) == []  # as Docker: running ones only
+    assert await names("since=first") == ["fourth", "third", "second"]
+    assert await names("since=first", "before=fourth", "exited=3") == ["third"]
+    assert await names("status=exited", everything=False) == ["third", "second", "first"]  # implies -a
+    unknown = await docker_cli("ps", "--filter", "before=nosuch")
+    assert unknown.code == 1 and "No such container: nosuch" in unknown.err
+    invalid = await docker_cli("ps", "--filter", "exited=x")
+    assert invalid.code == 1 and "invalid filter 'exited=x'" in invalid.err
+
+
+async def test_log_driver_none_keeps_no_output_and_unknown_drivers_are_refused(docker_cli: DockerCLI) -> None:
+    assert (await docker_cli("pull", IMAGE)).code == 0
+    ran = await docker_cli(
+        "run", "--log-driver", "none", "--name", "quiet", IMAGE, "sh", "-c", "echo hi; exit 2"
+    )
+    assert ran.code == 2, ran.err
+    assert ran.out == ""  # nothing is kept, so the read-only attach has nothing to show
+    logs = await docker_cli("logs", "quiet")
+    assert logs.code == 1
+    assert (
+        logs.err.strip() == "Error response from daemon: configured logging driver does not support reading"
+    )
+    shown = await docker_cli("inspect", "--format", "{{.HostConfig.LogConfig.Type}}", "quiet")
+    assert shown.out.strip() == "none"
+    refused = await docker_cli("run", "--rm", "--log-driver", "syslog", IMAGE, "true")
+    assert refused.code == 125
+    assert "logger: no log driver named 'syslog' is registered" in refused.err
+    assert (await docker_cli("ps", "-a", "--format", "{{.Names}}")).out.splitlines() == ["quiet"]
+
+
+async def test_inspect_carries_the_runtime_and_empty_network_settings(docker_cli: DockerCLI) -> None:
+    assert (await docker_cli("pull", IMAGE)).code == 0
+    assert (await docker_cli("create", "--name", "shape", IMAGE, "true")).code == 0
+    default_runtime = (await docker_cli("info", "--format", "{{.DefaultRuntime}}")).out.strip()
+    inspected = await docker_cli("inspect", "shape")  # the CLI prints the daemon's JSON as it came
+    container = json.loads(inspected.out)[0]
+    assert container["HostConfig"]["Runtime"] == default_runtime == "lambda"
+    assert container["HostConfig"]["LogConfig"]["Type"] == "json-file"  # the CLI sent it empty
+    settings = container["NetworkSettings"]
+    for key in ("IPAddress", "MacAddress", "Gateway", "Bridge", "EndpointID", "IPv6Gateway"):
+        assert settings[key] == "", key
+    assert settings["Networks"] == {} and settings["Ports"] == {}
+    assert settings["IPPrefixLen"] == 0
+
+
+async def test_inspect_of_an_unknown_name_prints_no_such_object(docker_cli: DockerCLI) -> None:
+    result = await docker_cli("inspect", "nosuch")
+    assert result.code == 1
+    assert "No such object: nosuch" in result.err
+    login = await docker_cli("login", "-u", "me", "--password-stdin", "registry.example.com", input=b"pw\n")
+    assert login.code == 0, login.err
+    assert "Login Succeeded" in login.out
+
+
 # ---------------------------------------------------------------------------- the Docker SDK
 
 
@@ -209,3 +355,25 @@ async def test_sdk_blocking_run_with_auto_remove(sdk: Any) -> None:
     while await call(sdk.api.containers, all=True):  # the rows only: list() inspects each, racing --rm
         assert asyncio.get_running_loop().time() < deadline, "the auto-remove container stayed"
         await asyncio.sleep(0.05)
+
+
+async def test_sdk_blocking_run_with_log_driver_none_returns_none(sdk: Any) -> None:
+    """As with Docker's ``none`` driver: the SDK reads no logs and ``run()`` returns None."""
+    await call(sdk.images.pull, IMAGE)
+    log_config = docker.types.LogConfig(type="none")
+    output = await call(sdk.containers.run, IMAGE, ["sh", "-c", "echo hidden"], log_config=log_config)
+    assert output is None
+    (container,) = await call(sdk.containers.list, all=True)
+    with pytest.raises(docker.errors.APIError, match="configured logging driver does not support reading"):
+        await call(container.logs)
+
+
+async def test_sdk_image_remove_and_tags_after_tag(sdk: Any) -> None:
+    image = await call(sdk.images.pull, "alpine")
+    await call(image.tag, "mine", "v1")
+    assert sorted((await call(sdk.images.get, image.id)).tags) == ["alpine:latest", "mine:v1"]
+    await call(sdk.images.remove, "mine:v1")
+    assert (await call(sdk.images.get, image.id)).tags == ["alpine:latest"]
+    await call(sdk.images.remove, image.id)
+    with pytest.raises(docker.errors.ImageNotFound):
+        await call(sdk.images.get, "alpine")

@@ -10,6 +10,7 @@ import pytest
 from sockerless_lambda import __version__
 
 API = "/internal/v1"
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/jobs:latest"  # the one Api.create uses
 CI_HINT = "CI runners require exec-capable backends (ecs, cloudrun, aca, docker)."
 
 
@@ -134,6 +135,75 @@ async def test_the_image_list_has_one_row_per_image_with_all_its_tags(api) -> No
     assert len(rows) == 3
     assert [row["Created"] for row in rows] == sorted((row["Created"] for row in rows), reverse=True)
     assert all(row["Size"] == 0 and row["Containers"] == -1 for row in rows)
+
+
+async def remove_image(api, name: str, **query: str):
+    return await api.client.delete(f"{API}/images", params={"name": name, **query})
+
+
+async def test_image_removal_by_id_with_docker_conflicts(api) -> None:
+    assert (await api.client.post(f"{API}/images/pull", json={"Reference": IMAGE})).status == 200
+    await api.client.post(f"{API}/images/tag", params={"name": IMAGE, "repo": "mirror", "tag": "v1"})
+    image_id = (await (await api.client.get(f"{API}/images/inspect", params={"name": IMAGE})).json())["Id"]
+    short = image_id[7:19]
+    response = await remove_image(api, short)
+    assert response.status == 409
+    assert (await response.json())["message"] == (
+        f"conflict: unable to delete {short} (must be forced) - image is referenced in multiple repositories"
+    )
+    container_id = await api.create(Cmd=["sleep", "5"])
+    await api.start(container_id)
+    response = await remove_image(api, image_id, force="1")
+    assert response.status == 409
+    assert (await response.json())["message"] == (
+        f"conflict: unable to delete {short} (cannot be forced) - "
+        f"image is being used by running container {container_id[:12]}"
+    )
+    response = await remove_image(api, "mirror:v1")  # not the last reference: untagged at once
+    assert await response.json() == [{"Untagged": "mirror:v1"}]
+    await api.wait(container_id)
+    response = await remove_image(api, image_id, force="1")
+    assert response.status == 200, await response.text()
+    assert await response.json() == [{"Untagged": IMAGE}, {"Deleted": image_id}]
+    response = await remove_image(api, image_id)
+    assert response.status == 404
+
+
+async def test_a_pin_by_the_digest_a_pull_by_tag_reported_creates_the_function_from_the_tag(api) -> None:
+    assert (await api.client.post(f"{API}/images/pull", json={"Reference": IMAGE})).status == 200
+    image = await (await api.client.get(f"{API}/images/inspect", params={"name": IMAGE})).json()
+    (pinned,) = image["RepoDigests"]
+    assert pinned == IMAGE.rsplit(":", 1)[0] + "@" + image["Id"]
+    container_id = await api.create(Image=pinned, Cmd=["true"])
+    assert (await api.inspect(container_id))["Config"]["Image"] == pinned  # as the client gave it
+    function = await api.backend.clients.control.get_function(FunctionName=f"skls-{container_id[:24]}")
+    assert function["Code"]["ImageUri"] == IMAGE  # the registry knows the tag, not our digest
+    registry_pin = IMAGE.rsplit(":", 1)[0] + "@sha256:" + "ef" * 32  # a digest of the registry's
+    other = await api.create(Image=registry_pin, Cmd=["true"])
+    function = await api.backend.clients.control.get_function(FunctionName=f"skls-{other[:24]}")
+    assert function["Code"]["ImageUri"] == registry_pin
+
+
+async def test_image_prune_all_with_label_and_until_filters(api) -> None:
+    for reference in ("alpine:3.20", "busybox:1"):
+        assert (await api.client.post(f"{API}/images/pull", json={"Reference": reference})).status == 200
+    response = await api.client.post(
+        f"{API}/images/prune", params={"filters": '{"until": ["1970-01-02T00:00:00Z"]}'}
+    )
+    assert await response.json() == {"ImagesDeleted": [], "SpaceReclaimed": 0}  # dangling only: none
+    everything_old = json.dumps({"dangling": ["false"], "until": ["1970-01-02T00:00:00Z"]})
+    response = await api.client.post(f"{API}/images/prune", params={"filters": everything_old})
+    assert (await response.json())["ImagesDeleted"] == []  # pulled now, not before 1970-01-02
+    labelled = json.dumps({"dangling": ["false"], "label": ["team"]})
+    response = await api.client.post(f"{API}/images/prune", params={"filters": labelled})
+    assert (await response.json())["ImagesDeleted"] == []  # pulled images carry no labels here
+    response = await api.client.post(f"{API}/images/prune", params={"filters": '{"dangling": ["false"]}'})
+    deleted = (await response.json())["ImagesDeleted"]
+    assert sorted(item["Untagged"] for item in deleted if "Untagged" in item) == ["alpine:3.20", "busybox:1"]
+    assert len([item for item in deleted if "Deleted" in item]) == 2
+    assert await (await api.client.get(f"{API}/images")).json() == []
+    response = await api.client.post(f"{API}/images/prune", params={"filters": '{"dangling": ["maybe"]}'})
+    assert response.status == 400
 
 
 async def test_start_up_creates_the_log_group_with_retention_and_tag(backend) -> None:

@@ -173,6 +173,12 @@ def _filters_valid(keys: list[str]) -> st.SearchStrategy[str]:
             return st.lists(_TIMES_VALID, max_size=2)
         if key == "label":
             return st.lists(st.sampled_from(["fuzz", "fuzz=seed", "a=b", "k"]), max_size=3)
+        if key == "exited":
+            return st.lists(st.integers(-300, 300).map(str), max_size=3)
+        if key in ("before", "since"):
+            return st.just([])  # they name a container: an unknown one is a 404, not bad input
+        if key == "dangling":
+            return st.lists(st.sampled_from(["true", "false", "1", "0"]), max_size=1)
         return st.lists(_TEXT, max_size=3)
 
     @st.composite
@@ -206,6 +212,11 @@ def _filters_invalid(keys: list[str]) -> st.SearchStrategy[str]:
             else []
         ),
         *([_TIMES_INVALID.map(lambda text: json.dumps({"until": [text]}))] if "until" in keys else []),
+        *(
+            [_TEXT.filter(lambda t: not _int_ok(t)).map(lambda t: json.dumps({"exited": [t]}))]
+            if "exited" in keys
+            else []
+        ),
     )
 
 

@@ -20,7 +20,7 @@ import attrs
 
 from sockerless import models
 from sockerless.backend import BackendRuntime, BaseBackend, ContainerLogs, Filters, LogsOptions
-from sockerless.errors import SockerlessError
+from sockerless.errors import SockerlessError, Unavailable
 from sockerless.store import Store
 from sockerless.waiters import ContainerWaiters
 from sockerless.wire import Encoded
@@ -43,6 +43,16 @@ log = logging.getLogger("sockerless.lambda")
 T = TypeVar("T")
 
 _FAKE_CREDENTIALS = ("testing", "testing")  # the simulator accepts anything; never real AWS
+#: State.Error of a run the embedded simulator ended because sockerless stopped.
+KILLED_AT_STOP = (
+    "killed: sockerless stopped while the container ran, and the embedded Lambda simulator that ran it "
+    "stopped with it"
+)
+#: A wait still pending when sockerless stops (its container's exit is not known yet).
+WAIT_CUT_AT_STOP = (
+    "sockerless is stopping before the container's exit is known; a run still in flight goes on in "
+    "Lambda, and its exit is recorded when sockerless starts again (wait again then)"
+)
 
 
 class LambdaBackend(BaseBackend):
@@ -167,6 +177,37 @@ class LambdaBackend(BaseBackend):
         if self.simulator is not None:
             await self.simulator.stop()
             self.simulator = None
+
+    # ------------------------------------------------------------------ shutdown
+
+    def runs_in_flight(self) -> int:
+        return self._containers.runs.in_flight() if self._containers is not None else 0
+
+    async def runs_ended(self) -> None:
+        if self._containers is not None:
+            await self._containers.runs.ended()
+
+    async def release_clients(self) -> None:
+        """The embedded simulator stops with this process and kills the runs it carries: they are
+        recorded as killed now (their waits answer 137). On AWS a run goes on after this process
+        exits, and the next start records its exit: a wait still pending answers that it ends
+        without it. Followed logs end after the output they have."""
+        if self._containers is None or self._store is None:
+            return
+        if self.simulator is not None:
+            settled = await self._containers.runs.settle_as_killed(KILLED_AT_STOP)
+            if settled:
+                log.warning(
+                    "stopping: runs still in flight are ended with the embedded simulator (exit 137)",
+                    extra={"fields": {"runs": settled}},
+                )
+        elif self._containers.runs.in_flight():
+            log.warning(
+                "stopping: runs still in flight go on in Lambda; the next start records their exits",
+                extra={"fields": {"runs": self._containers.runs.in_flight()}},
+            )
+        self._waiters.fail_all(Unavailable(WAIT_CUT_AT_STOP))
+        self._store.logs.end_follows()
 
     async def background_done(self) -> None:
         """Wait for the background work start() left running (the orphan report), for tests and tools
@@ -321,6 +362,14 @@ class LambdaBackend(BaseBackend):
 
     async def tag_image(self, name: str, repo: str, tag: str) -> None:
         await self._image_service.tag(name, repo, tag)
+
+    async def remove_image(
+        self, name: str, *, force: bool, noprune: bool
+    ) -> list[models.ImageDeleteResponseItem]:
+        return await self._image_service.remove(name, force=force)
+
+    async def prune_images(self, filters: Filters) -> models.ImagePruneResponse:
+        return await self._image_service.prune(filters)
 
 
 def _started(part: T | None) -> T:

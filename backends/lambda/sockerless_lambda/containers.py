@@ -13,11 +13,13 @@ import logging
 import secrets
 from collections.abc import Iterable
 
+import attrs
 from attrs import define, field
 
 from sockerless.backend import ContainerLogs, Filters, LogsOptions
 from sockerless.errors import Conflict, NotFound, NotModified, SockerlessError
-from sockerless.filters import matches
+from sockerless.filters import matches, select_containers
+from sockerless.hostconfig import check_log_config
 from sockerless.models import (
     Container,
     ContainerCreateRequest,
@@ -31,12 +33,11 @@ from sockerless.store import ContainerRecord, Store
 from sockerless.views import ViewCache
 from sockerless.waiters import ContainerWaiters, ExitStatus, answered
 from sockerless.wire import Encoded, parse_time
-from sockerless_lambda.aws import AwsClients, call
+from sockerless_lambda.aws import AwsClients
 from sockerless_lambda.cleanups import Cleanups, cleanup_of
 from sockerless_lambda.cloudwatch import LogReader
 from sockerless_lambda.config import LambdaConfig
-from sockerless_lambda.errors import AwsOperation
-from sockerless_lambda.functions import delete_function, function_spec, validate_container_name
+from sockerless_lambda.functions import create_function, function_spec, validate_container_name
 from sockerless_lambda.images import ImageService
 from sockerless_lambda.invocations import EXIT_KILLED, Invoker
 from sockerless_lambda.output import OutputService
@@ -69,7 +70,7 @@ class ContainerService:
     output: OutputService = field(init=False)
     runs: Runs = field(init=False)
     _cleanups: Cleanups = field(init=False)
-    _views: ViewCache = field(init=False, factory=ViewCache)
+    _views: ViewCache = field(init=False, factory=lambda: ViewCache(runtime="lambda"))
 
     def __attrs_post_init__(self) -> None:
         self.output = OutputService(
@@ -81,6 +82,8 @@ class ContainerService:
             invoker=self._invoker,
             output=self.output,
             waiters=self._waiters,
+            clients=self._clients,
+            instance_id=self._instance_id,
             on_exit=self._exited,
         )
         self._cleanups = Cleanups(self._store, self._clients)
@@ -88,10 +91,16 @@ class ContainerService:
     # ------------------------------------------------------------------ create
 
     async def create(self, request: ContainerCreateRequest, name: str | None) -> ContainerCreateResponse:
+        check_log_config(request.host_config.log_config)
         container_id = secrets.token_hex(32)
         name = validate_container_name(name) if name else f"lambda_{container_id[:12]}"
+        uri = self._images.image_uri(request.config.image)
         spec = function_spec(
-            request, container_id=container_id, name=name, instance_id=self._instance_id, config=self._config
+            _pulling(request, uri),
+            container_id=container_id,
+            name=name,
+            instance_id=self._instance_id,
+            config=self._config,
         )
         image = await self._images.remember(request.config.image)
         record: Record = ContainerRecord(
@@ -107,13 +116,7 @@ class ContainerService:
         # Recorded first: a crash during CreateFunction leaves a record reconciliation can finish or clean.
         await self._store.add_container(record)
         try:
-            created = await call(
-                AwsOperation("lambda", "CreateFunction", "create function", spec.name),
-                self._clients.control.create_function,
-                **spec.params,
-            )
-            if self._config.invocation_type == "Event":
-                await self._disable_async_retries(spec.name)
+            created = await create_function(self._clients, spec, invocation_type=self._config.invocation_type)
         except asyncio.CancelledError:
             # Shutting down mid-call: CreateFunction may have reached AWS. The record stays "creating",
             # and the next start finishes it or drops it (reconcile), as after a crash.
@@ -121,28 +124,14 @@ class ContainerService:
         except BaseException:
             await self._store.delete_container(container_id, remember=False)  # the client gets no ID
             raise
-        # Not written now: the stored state stays "creating" until the next write (the start) carries
-        # these. A crash before then costs reconciliation one GetFunction, which finds the function.
+        # Written before the answer: a record still "creating" at the next start is one whose client
+        # got no ID, and may be dropped when its function is missing; this one must stay, also when
+        # its function is gone by then (the embedded simulator forgets them: start creates it again).
         record.backend_state.function_arn = created.get("FunctionArn", "")
         record.backend_state.function_state = created.get("State", "Pending")
+        await self._store.save_state(record)
         log.info("container created", extra={"fields": {"container": container_id, "function": spec.name}})
         return ContainerCreateResponse(id=container_id, warnings=spec.warnings)
-
-    async def _disable_async_retries(self, function_name: str) -> None:
-        """Lambda retries a failed Event invocation twice by default: a container runs once."""
-        operation = AwsOperation(
-            "lambda", "PutFunctionEventInvokeConfig", "configure async invoke", function_name
-        )
-        try:
-            await call(
-                operation,
-                self._clients.control.put_function_event_invoke_config,
-                FunctionName=function_name,
-                MaximumRetryAttempts=0,
-            )
-        except SockerlessError:
-            await delete_function(self._clients, function_name)
-            raise
 
     # ------------------------------------------------------------------ start / stop / kill / restart
 
@@ -309,12 +298,13 @@ class ContainerService:
 
     def summaries(self, *, all: bool, limit: int | None, filters: Filters) -> Encoded[list[ContainerSummary]]:
         def select() -> list[Record]:
-            listed = [
-                record
-                for record in self._store.containers()
-                if (all or limit is not None or record.status == "running") and matches(record, filters)
-            ]
-            return listed[:limit] if limit is not None else listed
+            return select_containers(
+                self._store.containers(),
+                filters,
+                all=all,
+                limit=limit,
+                resolve=self._store.resolve_container,
+            )
 
         query = (all, limit, tuple(sorted((key, tuple(values)) for key, values in filters.items())))
         return self._views.rows(query, self._store.containers_revision, _now(), select)
@@ -339,3 +329,10 @@ class ContainerService:
         await self.runs.close()
         await self.output.close()
         await self._cleanups.close()
+
+
+def _pulling(request: ContainerCreateRequest, uri: str) -> ContainerCreateRequest:
+    """The request as the function is built from it: ``uri`` as the image Lambda pulls."""
+    if uri == request.config.image:
+        return request
+    return attrs.evolve(request, config=attrs.evolve(request.config, image=uri))

@@ -15,7 +15,7 @@ from typing import Any
 
 from attrs import frozen
 
-from sockerless.errors import InvalidParameter, NotFound, NotImplementedByBackend
+from sockerless.errors import InvalidParameter, NotFound, NotImplementedByBackend, SockerlessError
 from sockerless.models import ContainerCreateRequest
 from sockerless_lambda.aws import AwsClients, call
 from sockerless_lambda.config import FUNCTION_ID_LENGTH, LambdaConfig
@@ -27,6 +27,7 @@ __all__ = [
     "MAX_TAGS",
     "RESERVED_ENV_KEYS",
     "FunctionSpec",
+    "create_function",
     "delete_function",
     "function_name_for",
     "function_spec",
@@ -74,6 +75,31 @@ class FunctionSpec:
     params: dict[str, Any]
     warnings: list[str]
     memory_mb: int
+
+
+async def create_function(clients: AwsClients, spec: FunctionSpec, *, invocation_type: str) -> dict[str, Any]:
+    """CreateFunction (and, for ``Event`` invocations, no retries of a failed run); the answer.
+
+    Lambda retries a failed Event invocation twice by default: a container runs once. A function
+    created but not configured so is deleted again, and the error raised.
+    """
+    created = await call(
+        AwsOperation("lambda", "CreateFunction", "create function", spec.name),
+        clients.control.create_function,
+        **spec.params,
+    )
+    if invocation_type == "Event":
+        try:
+            await call(
+                AwsOperation("lambda", "PutFunctionEventInvokeConfig", "configure async invoke", spec.name),
+                clients.control.put_function_event_invoke_config,
+                FunctionName=spec.name,
+                MaximumRetryAttempts=0,
+            )
+        except SockerlessError:
+            await delete_function(clients, spec.name)
+            raise
+    return dict(created)
 
 
 async def delete_function(clients: AwsClients, function_name: str) -> None:

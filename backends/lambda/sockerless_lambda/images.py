@@ -1,9 +1,19 @@
 """Images: Lambda pulls the image itself when a function is created, so sockerless only records references.
 
 ``pull`` checks and normalises the reference, remembers it and reports Docker-style progress;
-``inspect`` and the list answer from what was recorded (by a pull, a tag or a container create). Nothing here
-calls AWS: whether Lambda can pull the image (an ECR repository in the function's region) shows at
-container create.
+``inspect`` and the list answer from what was recorded (by a pull, a tag or a container create);
+``remove`` and ``prune`` forget references with Docker's rules and answers. Nothing here calls AWS:
+whether Lambda can pull the image (an ECR repository in the function's region) shows at container
+create, and removing an image here never touches the registry or a function already created.
+
+An image is its references: each is one record of the store, and the image goes when its last
+reference goes. So no image is ever "dangling" (Docker's untagged image): ``image prune`` without
+``-a`` has nothing to remove, and ``docker rmi -f`` of the last reference of an image a container
+uses deletes the image's record (the container's function keeps the image it was created with).
+
+The digest of a reference a pull recorded by tag is the image ID (the registry is not asked for its
+manifest): ``RepoDigests`` shows it and it resolves to the image here, but the registry does not know
+it, so a function created from a pin by it gets the tag it stands for (:meth:`ImageService.image_uri`).
 """
 
 from __future__ import annotations
@@ -13,11 +23,19 @@ import hashlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from sockerless.errors import NotFound
-from sockerless.models import ContainerConfig, Image, ImagePullRequest, ImageSummary
+from sockerless.backend import Filters
+from sockerless.errors import Conflict, InvalidParameter, NotFound
+from sockerless.models import (
+    ContainerConfig,
+    Image,
+    ImageDeleteResponseItem,
+    ImagePruneResponse,
+    ImagePullRequest,
+    ImageSummary,
+)
 from sockerless.references import parse_reference
 from sockerless.store import ImageRecord, Store
-from sockerless.wire import format_time
+from sockerless.wire import format_time, parse_time
 
 __all__ = ["ImageService", "image_id_for"]
 
@@ -41,10 +59,11 @@ class ImageService:
             return self._store.resolve_image(str(parsed))
         except NotFound:
             pass
+        image_id = image_id_for(str(parsed), parsed.digest)
         record = ImageRecord(
             reference=str(parsed),
-            id=image_id_for(str(parsed), parsed.digest),
-            digest=parsed.digest,
+            id=image_id,
+            digest=image_id,  # the registry's when pinned, else the ID (see the module's docstring)
             created=dt.datetime.now(dt.UTC),
             config=ContainerConfig(),
             extra={"architecture": self._architecture},
@@ -61,8 +80,9 @@ class ImageService:
         yield {"status": f"Status: Image is up to date for {parsed}"}
 
     def inspect(self, name: str) -> Image:
+        """The image ``name`` resolves to, with every tag and digest it has whichever one was asked."""
         record = self._store.resolve_image(name)
-        tags, digests = _names(record)
+        tags, digests = _names(self._store.images_with_id(record.id))
         return Image(
             id=record.id,
             repo_tags=tags,
@@ -74,17 +94,21 @@ class ImageService:
 
     def summaries(self) -> list[ImageSummary]:
         """One row per image ID with every tag recorded for it, newest first (``docker images``)."""
-        rows: dict[str, ImageSummary] = {}
-        for record in self._store.images():
-            row = rows.get(record.id)
-            if row is None:
-                created = int(record.created.timestamp()) if record.created else 0
-                labels = dict(record.config.labels or {})
-                row = rows[record.id] = ImageSummary(id=record.id, created=created, labels=labels)
-            tags, digests = _names(record)
-            row.repo_tags.extend(tag for tag in tags if tag not in row.repo_tags)
-            row.repo_digests.extend(digest for digest in digests if digest not in row.repo_digests)
-        return sorted(rows.values(), key=lambda row: (-row.created, row.id))
+        rows: list[ImageSummary] = []
+        for image_id in {record.id for record in self._store.images()}:
+            records = self._store.images_with_id(image_id)
+            first = records[0]
+            tags, digests = _names(records)
+            rows.append(
+                ImageSummary(
+                    id=image_id,
+                    created=int(first.created.timestamp()) if first.created else 0,
+                    labels=dict(first.config.labels or {}),
+                    repo_tags=tags,
+                    repo_digests=digests,
+                )
+            )
+        return sorted(rows, key=lambda row: (-row.created, row.id))
 
     async def tag(self, name: str, repo: str, tag: str) -> None:
         source = self._store.resolve_image(name)
@@ -93,20 +117,141 @@ class ImageService:
             ImageRecord(
                 reference=str(target),
                 id=source.id,
-                digest=source.digest,
+                # A new name has no digest of its own in a registry (Docker shows none for it).
+                digest=source.digest
+                if parse_reference(source.reference).repository == target.repository
+                else "",
                 created=source.created,
                 config=source.config,
                 extra=dict(source.extra),
             )
         )
 
+    async def remove(self, name: str, *, force: bool) -> list[ImageDeleteResponseItem]:
+        """``docker rmi``: a reference is untagged, an ID removes every reference; the image is deleted
+        with its last reference. Docker's conflicts: a container using the image (409, unless forced;
+        a running one even then when removing by ID), several repositories when asked by ID."""
+        record = self._store.resolve_image(name)
+        image_id, short_id = record.id, _short(record.id)
+        using = [c for c in self._store.containers() if c.image_id == image_id]
+        references = self._store.images_with_id(image_id)
+        if _is_id_prefix(image_id, name):
+            # In the order of Docker's checks: a running container, several repositories, a stopped one.
+            running = [c for c in using if c.status == "running"]
+            if running:
+                raise _conflict(
+                    short_id, f"image is being used by running container {running[0].id[:12]}", hard=True
+                )
+            if not force and len({parse_reference(r.reference).repository for r in references}) > 1:
+                raise _conflict(short_id, "image is referenced in multiple repositories")
+            if using and not force:
+                raise _conflict(short_id, f"image is being used by stopped container {using[0].id[:12]}")
+            return await self._forget(references, image_id)
+        if not force and len(references) == 1 and using:
+            raise Conflict(
+                f'conflict: unable to remove repository reference "{name}" (must force) - '
+                f"container {using[0].id[:12]} is using its referenced image {short_id}"
+            )
+        removed = parse_reference(record.reference)
+        gone = [record]
+        if not removed.digest:
+            # As Docker: a repository's digest references go with its last tag.
+            remaining = [r for r in references if r is not record]
+            same = [r for r in remaining if parse_reference(r.reference).repository == removed.repository]
+            if not any(
+                parse_reference(r.reference).tag and not parse_reference(r.reference).digest for r in same
+            ):
+                gone.extend(same)
+        return await self._forget(gone, image_id)
+
+    async def prune(self, filters: Filters) -> ImagePruneResponse:
+        """``docker image prune``: no image is dangling here (see the module's docstring), so only
+        ``dangling=false`` (``-a``) removes anything: every image no container uses, that ``until``
+        and ``label``/``label!`` select."""
+        dangling_only = True
+        for value in filters.get("dangling", []):
+            if value not in ("true", "false", "1", "0"):
+                raise InvalidParameter(f"invalid filter 'dangling={value}'")
+            dangling_only = value in ("true", "1")
+        if dangling_only:
+            return ImagePruneResponse()
+        limits = [parse_time(value) for value in filters.get("until", [])]
+        deleted: list[ImageDeleteResponseItem] = []
+        used = {c.image_id for c in self._store.containers()}
+        for image_id in sorted({record.id for record in self._store.images()} - used):
+            references = self._store.images_with_id(image_id)
+            first = references[0]
+            labels = first.config.labels or {}
+            if any(
+                limit is not None and (first.created is None or first.created >= limit) for limit in limits
+            ):
+                continue
+            if not all(_label_matches(labels, wanted) for wanted in filters.get("label", [])):
+                continue
+            if any(_label_matches(labels, unwanted) for unwanted in filters.get("label!", [])):
+                continue
+            deleted.extend(await self._forget(references, image_id))
+        return ImagePruneResponse(images_deleted=deleted)
+
+    async def _forget(self, records: list[ImageRecord], image_id: str) -> list[ImageDeleteResponseItem]:
+        """Delete ``records`` (references to ``image_id``) in one transaction; Docker's answer."""
+        await self._store.delete_images([record.reference for record in records])
+        answer = [
+            ImageDeleteResponseItem(untagged=parse_reference(record.reference).familiar) for record in records
+        ]
+        if not self._store.images_with_id(image_id):
+            answer.append(ImageDeleteResponseItem(deleted=image_id))
+        return answer
+
+    def image_uri(self, reference: str) -> str:
+        """What Lambda is to pull for ``reference``: the reference as given, but for a pin by a digest
+        this backend made (the image ID a pull by tag reports): the tag it stands for, which the
+        registry knows."""
+        try:
+            wanted = parse_reference(reference)
+            record = self._store.resolve_image(reference)
+        except (InvalidParameter, NotFound):
+            return reference
+        made_here = record.digest == record.id == image_id_for(record.reference)
+        if wanted.digest and wanted.digest == record.digest and made_here:
+            return record.reference
+        return reference
+
     def count(self) -> int:
-        return len(list(self._store.images()))
+        """Images, as ``docker info`` counts them: by ID, not by reference."""
+        return len({record.id for record in self._store.images()})
 
 
-def _names(record: ImageRecord) -> tuple[list[str], list[str]]:
-    """The record's ``RepoTags`` (its tag, unless pinned by digest) and ``RepoDigests``."""
-    parsed = parse_reference(record.reference)
-    tags = [parsed.familiar] if parsed.tag and not parsed.digest else []
-    digests = [f"{parsed.repository}@{record.digest}"] if record.digest else []
-    return tags, digests
+def _names(records: list[ImageRecord]) -> tuple[list[str], list[str]]:
+    """``RepoTags`` and ``RepoDigests`` of the image these records refer to, in Docker's short form
+    (``alpine:latest``, ``alpine@sha256:...``), sorted as Docker sorts them."""
+    tags: set[str] = set()
+    digests: set[str] = set()
+    for record in records:
+        parsed = parse_reference(record.reference)
+        if parsed.tag and not parsed.digest:
+            tags.add(parsed.familiar)
+        digest = parsed.digest or record.digest
+        if digest:
+            digests.add(f"{parsed.familiar_name}@{digest}")
+    return sorted(tags), sorted(digests)
+
+
+def _short(image_id: str) -> str:
+    """Docker's ``stringid.TruncateID``: the hex after the algorithm, 12 characters of it."""
+    return image_id.partition(":")[2][:12]
+
+
+def _is_id_prefix(image_id: str, name: str) -> bool:
+    """Docker's test whether ``docker rmi NAME`` names the image by its ID rather than a reference."""
+    return image_id.startswith(name) or image_id.partition(":")[2].startswith(name)
+
+
+def _conflict(short_id: str, reason: str, *, hard: bool = False) -> Conflict:
+    forced = "cannot be forced" if hard else "must be forced"
+    return Conflict(f"conflict: unable to delete {short_id} ({forced}) - {reason}")
+
+
+def _label_matches(labels: dict[str, str], wanted: str) -> bool:
+    key, sep, value = wanted.partition("=")
+    return key in labels and (not sep or labels[key] == value)

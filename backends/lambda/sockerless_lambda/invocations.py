@@ -235,10 +235,16 @@ class Invoker:
 
 
 def may_have_run(error: BaseException) -> bool:
-    """Whether a failed Invoke may have reached Lambda and run (a 5xx, an unclassified failure), as
-    opposed to one whose cause proves it did not (those :meth:`Invoker.invoke` retries)."""
+    """Whether the function may have run despite ``error``: an Invoke that failed in a way that does
+    not prove it did not run (a 5xx, an unclassified failure), as opposed to one whose cause proves
+    it did not (those :meth:`Invoker.invoke` retries) or a failed call before any Invoke (waiting for
+    the function to be active)."""
     cause = error.__cause__
-    return cause is None or not _did_not_run(cause)
+    if cause is None:
+        return True
+    if isinstance(cause, ClientError) and cause.operation_name != "Invoke":
+        return False
+    return not _did_not_run(cause)
 
 
 def _did_not_run(exc: BaseException) -> bool:

@@ -31,7 +31,9 @@ from typing import Final
 from attrs import define, field
 
 from sockerless.backend import ContainerLogs, LogLine, LogsOptions
-from sockerless.errors import SockerlessError
+from sockerless.errors import NotImplementedByBackend, SockerlessError
+from sockerless.hostconfig import LOG_READING_UNSUPPORTED, keeps_output
+from sockerless.models import WaitCondition
 from sockerless.store import Store
 from sockerless_lambda.cloudwatch import (
     CloudWatchEvent,
@@ -226,7 +228,7 @@ class OutputService:
                     return  # CloudWatch showed other lines than the tail: it has the last word
             if feed is not None:
                 feed.closed = True
-            await self._store.logs.append(record.id, lines[len(stored) :])
+            await self._keep(record, lines[len(stored) :])
         state.output_source = OutputSource.CLOUDWATCH if stored else OutputSource.TAIL
         state.output_complete = True
 
@@ -260,6 +262,14 @@ class OutputService:
         if completion is not None:
             await asyncio.wait([completion])
 
+    async def read_now(self, records: list[Record]) -> None:
+        """One shared CloudWatch read of these running containers' output, into the log store (a stop
+        that settles them without their end: what CloudWatch has of them is kept)."""
+        for record in records:
+            self._feed(record)
+        with contextlib.suppress(SockerlessError):
+            await self._reader.refresh(max_wait=LOGS_MAX_WAIT_SECONDS)
+
     def forget(self, container_id: str) -> None:
         """The container is being removed: stop reading its output; its followers end."""
         self._drop(container_id)
@@ -274,10 +284,24 @@ class OutputService:
         for container_id in list(self._feeds):
             self._drop(container_id)
 
+    async def _keep(self, record: Record, lines: list[LogLine]) -> None:
+        """Into the log store, unless the container's logging driver is ``none``: nothing is kept."""
+        if not keeps_output(record.host_config.log_config):
+            return
+        await self._store.logs.append(record.id, lines)
+
     # ------------------------------------------------------------------ reading
 
     async def logs(self, record: Record, options: LogsOptions) -> ContainerLogs:
-        """The container's output as ``logs`` asks for it; a follower reads on as lines come."""
+        """The container's output as ``logs`` asks for it; a follower reads on as lines come.
+
+        With the ``none`` driver there is nothing to read: Docker's 501, but for the follow of the
+        next run that a read-only attach is, which ends with the run and shows what was kept: nothing.
+        """
+        if not keeps_output(record.host_config.log_config) and not (
+            options.follow and options.condition is WaitCondition.NEXT_EXIT
+        ):
+            raise NotImplementedByBackend(LOG_READING_UNSUPPORTED)
         state = record.backend_state
         if record.status == "running" and not state.output_complete:
             self._feed(record)  # someone looks at a running container: read its output as it comes
@@ -318,7 +342,7 @@ class OutputService:
             async def append(lines: list[LogLine]) -> None:
                 async with lock:
                     if not feed_ref.closed:
-                        await self._store.logs.append(record.id, lines)
+                        await self._keep(record, lines)
 
             feed_ref = RunFeed(record, append=append)
             feed = self._feeds[record.id] = feed_ref
@@ -375,7 +399,7 @@ class OutputService:
                 shown = "what it delivered is shown, the rest may be missing"
             note = _LATE_NOTE.format(seconds=self._delivery, shown=shown).encode()
             lines.append(LogLine(stream=2, timestamp=dt.datetime.now(dt.UTC), data=note))
-            await self._store.logs.append(record.id, lines)
+            await self._keep(record, lines)
         log.warning(
             "output: CloudWatch did not deliver the run's end in time",
             extra={"fields": {"container": record.id, "request_id": record.backend_state.request_id}},

@@ -1,14 +1,17 @@
 """Start-up recovery and orphans: make the store and Lambda agree again after the process died.
 
-* A record still ``creating`` (the process died around CreateFunction): finished if the function
-  exists, removed if it does not.
+* A record still ``creating`` (the process died around CreateFunction, before the create answered:
+  the state is written before the answer): finished if the function exists, removed if it does not.
+  A container whose create answered stays, its function there or not: a start creates a missing
+  function again (see :mod:`.runs`).
 * A record ``removing`` (left by an older version, which deleted the function before the record):
   the removal is finished.
 * A ``running`` record whose Invoke was never sent is started again (it cannot have run).
 * A ``running`` record whose Invoke may have been sent: the outcome is read from CloudWatch (the
   run's END/REPORT and error lines), waiting through the shared reader at most until the function
   timeout plus a margin; after that it exits with an error saying the outcome is unknown. No
-  container stays ``running`` forever.
+  container stays ``running`` forever. When the function no longer exists (the embedded simulator
+  restarted, or it was deleted), one read decides at once: the END line's outcome, or unknown (255).
 * An exited container whose output was not complete (the process died in between) completes it
   from CloudWatch; a record written before the log store existed has its run's tail moved into it.
 * An exited ``--rm`` container is removed once its output is complete.
@@ -87,7 +90,11 @@ async def _finish_create(record: Record, store: Store[LambdaState], clients: Aws
             FunctionName=state.function_name,
         )
     except NotFound:
-        log.info("dropping a container whose function was never created", extra=_about(record))
+        # Its create never answered (the state is written before the answer): the client got no ID.
+        log.info(
+            "dropping a container whose create was cut before it answered (its function does not exist)",
+            extra=_about(record),
+        )
         await store.delete_container(record.id, remember=False)
         return
     configuration = found.get("Configuration", {})

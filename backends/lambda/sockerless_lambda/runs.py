@@ -14,14 +14,20 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
+import attrs
 from attrs import define, field
 
 from sockerless.errors import NotFound, SockerlessError
+from sockerless.models import ContainerCreateRequest
 from sockerless.store import Store
 from sockerless.waiters import ContainerWaiters, ExitStatus
+from sockerless_lambda.aws import AwsClients, aws_error_code, call
 from sockerless_lambda.config import LambdaConfig
+from sockerless_lambda.errors import AwsOperation
+from sockerless_lambda.functions import create_function, function_spec
 from sockerless_lambda.invocations import (
     EXIT_FAILURE,
+    EXIT_KILLED,
     EXIT_UNKNOWN,
     FunctionNotReady,
     InvocationOutcome,
@@ -52,6 +58,8 @@ class Runs:
     _invoker: Invoker
     _output: OutputService
     _waiters: ContainerWaiters
+    _clients: AwsClients
+    _instance_id: str
     #: Called once a run's exit is recorded (an auto-remove container is removed then).
     _on_exit: Callable[[Record], Awaitable[None]]
     _tasks: dict[str, asyncio.Task[None]] = field(factory=dict, init=False)
@@ -82,6 +90,39 @@ class Runs:
     def tasks(self) -> Iterable[asyncio.Task[None]]:
         return list(self._tasks.values())
 
+    def in_flight(self) -> int:
+        """Runs (or recoveries of runs) this process is carrying now."""
+        return len(self._tasks)
+
+    async def ended(self) -> None:
+        """Return once no run is in flight (those started meanwhile included)."""
+        while self._tasks:
+            await asyncio.wait(list(self._tasks.values()))
+
+    async def settle_as_killed(self, error: str) -> int:
+        """Record every run sent and still in flight as killed (exit 137, ``error``): for runs that
+        end with this process (the embedded simulator stops with it). Starts not sent yet are left
+        queued: the next start sends them. Returns how many were settled."""
+        sent: list[Record] = []
+        for container_id in list(self._tasks):
+            record = self._store.get_container(container_id)
+            if record is not None and record.status == "running" and record.backend_state.invocation == SENT:
+                sent.append(record)
+        if sent:
+            await self._output.read_now(sent)  # what CloudWatch has of them so far
+        settled = 0
+        for record in sent:
+            task = self._tasks.get(record.id)
+            self.cancel(record.id)
+            if task is not None:
+                await asyncio.gather(task, return_exceptions=True)
+            if record.status != "running" or not self._owns(record):
+                continue  # ended (or was removed) meanwhile
+            record.backend_state.output_complete = True  # nothing more of it can come
+            await self.finish(record, InvocationOutcome(EXIT_KILLED, error))
+            settled += 1
+        return settled
+
     async def close(self) -> None:
         """Cancel the runs; their invocations were persisted as sent and are recovered at the next start."""
         tasks = list(self._tasks.values())
@@ -99,35 +140,30 @@ class Runs:
         """
         state = record.backend_state
         outcome: InvocationOutcome
-        invoking = False
         try:
             async with self._slot(holding_slot):
-                if state.function_state != "Active":
-                    await self._invoker.wait_until_active(state.function_name)
-                    state.function_state = "Active"
-
-                async def mark_sent() -> None:
-                    if state.invocation != SENT:
-                        state.invocation = SENT
-                        await self._store.save_state(record)
-
-                invoking = True
                 try:
-                    result = await self._invoker.invoke(state.function_name, before_send=mark_sent)
-                except OutcomeUnknown as unknown:
+                    result = await self._invoke(record)
+                except NotFound as exc:
+                    if aws_error_code(exc) != "ResourceNotFoundException" or not self._owns(record):
+                        raise
+                    # Its function is gone (the embedded simulator restarted, or someone deleted it):
+                    # the stored specification makes it again. The failed call proved nothing ran.
+                    await self._recreate_function(record)
+                    result = await self._invoke(record)
+                if isinstance(result, OutcomeUnknown):
                     log.warning(
                         "invocation outcome lost; reading it from CloudWatch",
-                        extra={"fields": {"container": record.id, "detail": unknown.detail}},
+                        extra={"fields": {"container": record.id, "detail": result.detail}},
                     )
-                    state.request_id = unknown.request_id or state.request_id
+                    state.request_id = result.request_id or state.request_id
+                    outcome = await self.outcome_from_logs(record)
+                elif isinstance(result, InvokeSent):
+                    state.request_id = result.request_id
+                    await self._store.save_state(record)
                     outcome = await self.outcome_from_logs(record)
                 else:
-                    if isinstance(result, InvokeSent):
-                        state.request_id = result.request_id
-                        await self._store.save_state(record)
-                        outcome = await self.outcome_from_logs(record)
-                    else:
-                        outcome = result
+                    outcome = result
         # The command did not run (or may have, after a 5xx): the wait answer says why (Docker's start
         # failed, here after the start was answered), not a status of the container's own.
         except FunctionNotReady as exc:
@@ -137,9 +173,53 @@ class Runs:
                 return  # removed meanwhile
             outcome = InvocationOutcome(EXIT_FAILURE, exc.message, daemon_error=True, never_ran=True)
         except SockerlessError as exc:
-            never_ran = not invoking or not may_have_run(exc)
+            never_ran = not may_have_run(exc)
             outcome = InvocationOutcome(EXIT_FAILURE, exc.message, daemon_error=True, never_ran=never_ran)
         await self.finish(record, outcome)
+
+    async def _invoke(self, record: Record) -> InvocationOutcome | InvokeSent | OutcomeUnknown:
+        """Wait for the function to be Active (unless known to be), then invoke it once."""
+        state = record.backend_state
+        if state.function_state != "Active":
+            await self._invoker.wait_until_active(state.function_name)
+            state.function_state = "Active"
+
+        async def mark_sent() -> None:
+            if state.invocation != SENT:
+                state.invocation = SENT
+                await self._store.save_state(record)
+
+        try:
+            return await self._invoker.invoke(state.function_name, before_send=mark_sent)
+        except OutcomeUnknown as unknown:
+            return unknown
+
+    async def _recreate_function(self, record: Record) -> None:
+        """CreateFunction again from what the container was created as, under its function's name."""
+        state = record.backend_state
+        request = ContainerCreateRequest(config=record.config, host_config=record.host_config)
+        spec = function_spec(
+            request,
+            container_id=record.id,
+            name=record.name,
+            instance_id=self._instance_id,
+            config=self._config,
+        )
+        # Under the name it had, even if the configured prefix changed since.
+        name = state.function_name
+        spec = attrs.evolve(spec, name=name, params={**spec.params, "FunctionName": name})
+        log.info(
+            "the container's function no longer exists: creating it again",
+            extra={"fields": {"container": record.id, "function": state.function_name}},
+        )
+        created = await create_function(self._clients, spec, invocation_type=self._config.invocation_type)
+        state.function_arn = str(created.get("FunctionArn", ""))
+        state.function_state = str(created.get("State", "Pending"))
+        await self._store.save_state(record)
+
+    def _owns(self, record: Record) -> bool:
+        """The record is still the stored one (not removed, nor replaced, meanwhile)."""
+        return self._store.get_container(record.id) is record
 
     @contextlib.asynccontextmanager
     async def _slot(self, held: bool) -> AsyncIterator[None]:
@@ -152,8 +232,43 @@ class Runs:
             self._invoker.gate.release()
 
     async def recover(self, record: Record) -> None:
-        """Finish a run this process did not send (a restart): its outcome comes from CloudWatch."""
-        await self.finish(record, await self.outcome_from_logs(record))
+        """Finish a run this process did not send (a restart): its outcome comes from CloudWatch.
+
+        When its function no longer exists (the embedded simulator restarted, or it was deleted),
+        nothing more of the run will come: what CloudWatch holds now decides at once, and without
+        an END line there the outcome is unknown (255) rather than waited for until the timeout.
+        """
+        if await self._function_exists(record):
+            await self.finish(record, await self.outcome_from_logs(record))
+            return
+        state = record.backend_state
+        summary = await self._output.watch_outcome(record, time.monotonic())  # one read
+        if summary is None:
+            outcome = InvocationOutcome(
+                EXIT_UNKNOWN,
+                f"the outcome of the Lambda invocation of {state.function_name} is unknown: the function "
+                "no longer exists (deleted, or the embedded simulator restarted) and CloudWatch holds no "
+                "end of the run",
+                request_id=state.request_id,
+                daemon_error=True,
+            )
+        else:
+            outcome = InvocationOutcome(summary.exit_code, summary.error, request_id=summary.request_id)
+        state.output_complete = True  # what CloudWatch held is all there will be
+        await self.finish(record, outcome)
+
+    async def _function_exists(self, record: Record) -> bool:
+        """One GetFunctionConfiguration; any answer but "not found" counts as existing."""
+        name = record.backend_state.function_name
+        try:
+            await call(
+                AwsOperation("lambda", "GetFunctionConfiguration", "get function", name),
+                self._clients.control.get_function_configuration,
+                FunctionName=name,
+            )
+        except SockerlessError as exc:
+            return aws_error_code(exc) != "ResourceNotFoundException"
+        return True
 
     async def outcome_from_logs(self, record: Record) -> InvocationOutcome:
         """The run's end as CloudWatch shows it, waiting at most until the function timeout plus a margin."""

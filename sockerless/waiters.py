@@ -3,10 +3,11 @@
 A backend tells :class:`ContainerWaiters` when a container exits and when it is removed; the
 server awaits the future :meth:`ContainerWaiters.wait` hands out. The conditions follow Docker:
 
-* ``not-running``: resolves at once for a container that has run and is not running now; a
-  container that was created but not started yet waits for the exit of its coming start
-  (``docker wait`` issued before ``docker start``).
-* ``next-exit``: the next exit, whatever the state now (``docker run`` issues it before start).
+* ``not-running``: resolves at once for a container that is not running now, with its last exit
+  (0 for one that was created and never started, as moby answers ``!Running`` as already met);
+  a running container waits for its exit.
+* ``next-exit``: the next exit, whatever the state now (``docker run`` issues it before start, and
+  so waits for the coming run of a container that was only created).
 * ``removed``: the removal (``docker run --rm``).
 
 A removed container's last exit status stays answerable for a grace period (the Docker SDK's
@@ -29,19 +30,29 @@ from sockerless.models import WaitCondition, WaitError, WaitResponse
 
 __all__ = ["ContainerWaiters", "ExitStatus", "answered"]
 
-#: Container statuses in which ``not-running`` must wait: running now, or about to run.
-_WAITING_STATUSES = frozenset({"created", "running", "restarting"})
+#: Container statuses in which ``not-running`` must wait: running now (or restarting into a run).
+_WAITING_STATUSES = frozenset({"running", "restarting"})
 
 
 @frozen
 class ExitStatus:
-    """How a container's last run ended. ``error`` is set only for a real failure (Docker's State.Error)."""
+    """How a container's last run ended.
+
+    ``error`` is Docker's ``State.Error``: why the run ended as it did (a timeout, a command that
+    could not be run), shown by inspect. The wait answer carries it as ``Error`` only when
+    ``daemon_error`` says the status is not the container's own: the backend could not run the
+    command at all, or could not learn how its run ended. That is Docker's "waiting itself failed":
+    the CLI then prints "Error waiting for container: ..." and exits 125, while for a container that
+    ran and ended it exits with ``StatusCode``.
+    """
 
     exit_code: int = 0
     error: str = ""
+    daemon_error: bool = False
 
     def response(self) -> WaitResponse:
-        return WaitResponse(status_code=self.exit_code, error=WaitError(self.error) if self.error else None)
+        failure = WaitError(self.error or "the backend failed") if self.daemon_error else None
+        return WaitResponse(status_code=self.exit_code, error=failure)
 
 
 @define(eq=False)

@@ -57,7 +57,9 @@ never call them.
 
 - `wait`: the status and headers are sent at once, the body `{"StatusCode": N}` when the condition
   holds; `"Error": {"Message": ...}` only when waiting itself failed, never for a container that ran
-  and ended, whatever its status.
+  and ended, whatever its status (the reason of a timeout or of a command that cannot run is in the
+  container's `State.Error`). `not-running` (the default) holds at once for a container that is not
+  running: its last exit, 0 for one created and never started; `next-exit` waits for the coming run.
 - `logs`: Docker frames (8-byte header `[stream, 0, 0, 0, uint32 big-endian length]`, 1 = stdout,
   2 = stderr), or the raw bytes when the container has a Tty. With `follow=1` the lines come as the
   backend learns them, and the stream ends once the container is not running and its output is

@@ -170,11 +170,12 @@ class LogStore:
         ``not-running`` it follows the run open now (none open: no follow, Docker's rule); with
         ``next-exit`` the run open now, or else the next one to open. It ends once that run's output
         closed, no append is in flight and every entry before the close was yielded; also when an
-        entry later than ``until`` arrives, the container is removed, or the store closes.
+        entry later than ``until`` arrives, the container is removed (once the output of a run still
+        completing at the removal has closed), or the store closes.
         """
         output = self._output(container_id)
         last_run: int | None = None  # the run whose close ends the follow; None, no follow
-        if options.follow and not output.removed:
+        if options.follow and not _closed_by_removal(output):
             if options.condition is WaitCondition.NEXT_EXIT:
                 last_run = output.runs if output.open else output.runs + 1
             elif output.open:
@@ -216,7 +217,7 @@ class LogStore:
                     yield line
                 cursor = end
                 continue
-            if output.removed or self._ending or _run_over(output, last_run):
+            if _closed_by_removal(output) or self._ending or _run_over(output, last_run):
                 return
             await changed.wait()  # no timeout: every append, open, close, removal and close() sets it
 
@@ -251,14 +252,20 @@ class LogStore:
 
     # ------------------------------------------------------------------------ removal
 
-    def mark_removed(self, container_id: str) -> None:
+    def mark_removed(self, container_id: str, *, output_completing: bool = False) -> None:
         """The container is gone (in memory; the store applies it with the removal it committed): its
         followers end and output arriving later is not kept. What it has stays readable by ID until
-        it is deleted (:meth:`delete`)."""
+        it is deleted (:meth:`delete`).
+
+        ``output_completing``: the run has ended but its output is still arriving (a container
+        removed at its exit, ``docker run --rm``): an open output stays open, its appends land and
+        its followers read on until :meth:`close_output`; from then on it is like any other."""
         output = self._output(container_id)
         output.removed = True
-        output.open = False
-        self._report_dropped(container_id, output)
+        if not output_completing:
+            output.open = False
+        if not output.open:
+            self._report_dropped(container_id, output)
         output.notify()
 
     async def delete(self, container_id: str, last: Callable[[], Plan[None]]) -> None:
@@ -314,7 +321,7 @@ class LogStore:
             output.cut = output.size > self._limit
 
     def _append_plan(self, container_id: str, output: _Output, entries: list[_NewEntry]) -> Plan[None]:
-        if output.removed:
+        if _closed_by_removal(output):
             log.warning(
                 "container %s was removed: %d entries of output arriving after it were not kept",
                 container_id,
@@ -391,6 +398,11 @@ class _Filter:
             sql += " AND time_ns <= ?"
             parameters.append(_nanoseconds(until))
         return cls(sql, tuple(parameters))
+
+
+def _closed_by_removal(output: _Output) -> bool:
+    """Removed, and no run's output is still completing: nothing more comes."""
+    return output.removed and not output.open
 
 
 def _run_over(output: _Output, last_run: int) -> bool:

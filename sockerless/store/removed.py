@@ -118,10 +118,19 @@ class RemovedContainers:
     # ------------------------------------------------------------------------ writing
 
     def removal(
-        self, container_id: str, *, name: str, tty: bool, exit_code: int, error: str, cleanup: str
+        self,
+        container_id: str,
+        *,
+        name: str,
+        tty: bool,
+        exit_code: int,
+        error: str,
+        cleanup: str,
+        output_completing: bool = False,
     ) -> Plan[None]:
         """What recording a removal writes and changes, for ``Store.delete_container`` to commit in the
-        same transaction as the delete of the container's row."""
+        same transaction as the delete of the container's row (``output_completing``: see
+        :meth:`LogStore.mark_removed`)."""
         removed = RemovedContainer(
             container_id, name, exit_code, error, tty, self._clock() + self._grace, cleanup
         )
@@ -131,7 +140,7 @@ class RemovedContainers:
             self._forget(container_id)  # a second removal of an ID: the later one counts
             self._add(removed)
             bisect.insort(self._sorted_ids, container_id)
-            self._logs.mark_removed(container_id)
+            self._logs.mark_removed(container_id, output_completing=output_completing)
             self._changed.set()
 
         return Plan([statement], apply)

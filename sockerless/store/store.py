@@ -204,6 +204,7 @@ class Store(Generic[S]):
         error: str | None = None,
         cleanup: str = "",
         remember: bool = True,
+        output_completing: bool = False,
     ) -> None:
         """Remove by full ID, its labels with it, and record the removed container in the same
         transaction (see :meth:`removed_container`): its name, its last exit (``exit_code`` and
@@ -212,6 +213,10 @@ class Store(Generic[S]):
 
         ``remember=False`` is for a container the client never got (its create failed): nothing is
         recorded and its output, if any, goes with it. ``NotFound`` if there is no such container.
+
+        ``output_completing=True`` is for a container removed as its run ended (auto-remove) while
+        that run's output is still arriving: its open output stays open, appends land and followers
+        read on until the backend closes it. Otherwise the removal ends its followers.
         """
         if not remember:
             if container_id not in self._containers:
@@ -230,6 +235,7 @@ class Store(Generic[S]):
                 exit_code=record.exit_code if exit_code is None else exit_code,
                 error=record.error if error is None else error,
                 cleanup=cleanup,
+                output_completing=output_completing,
             )
             return self._deletion(container_id, [removal])
 

@@ -20,7 +20,7 @@ from sockerless.errors import NotFound
 from sockerless.models import ContainerConfig
 from sockerless.store import MIGRATIONS, SCHEMA_VERSION, RemovedContainer, Store
 from tests.core.records import bare_container
-from tests.core.test_logstore import FOLLOW, GRACE, SETTLED, T0, Clock, collect, line, open_store
+from tests.core.test_logstore import FOLLOW, GRACE, QUIET, SETTLED, T0, Clock, collect, line, open_store
 
 CID = hashlib.sha256(b"removed").hexdigest()
 CLEANUP = '{"function":"skls-removed"}'
@@ -320,3 +320,21 @@ async def test_log_removals_of_version_3_become_removed_containers(state_file: s
         tables = {name for (name,) in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     raw.close()
     assert "log_removals" not in tables and "removed_containers" in tables
+
+
+async def test_a_removal_while_the_runs_output_is_completing_keeps_it_open_until_closed(
+    opened: Store[None],
+) -> None:
+    await add_container(opened)
+    opened.logs.open_output(CID)
+    await opened.logs.append(CID, [line(1)])
+    following = asyncio.ensure_future(collect(opened.logs.lines(CID, FOLLOW)))
+    await opened.delete_container(CID, output_completing=True)
+    await opened.logs.append(CID, [line(2)])  # still arriving after the removal: kept
+    done, _ = await asyncio.wait([following], timeout=QUIET)
+    assert not done  # its follower reads on
+    assert found(opened, CID).exit_code == 3
+    opened.logs.close_output(CID)
+    assert await asyncio.wait_for(following, SETTLED) == [line(1), line(2)]
+    await opened.logs.append(CID, [line(3)])  # closed: now like any removed container's
+    assert [entry for _, entry in await opened.logs.read(CID)] == [line(1), line(2)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 
 import pytest
@@ -164,19 +165,45 @@ async def test_the_exit_code_is_the_commands(api, command, code) -> None:
 
 
 @pytest.mark.parametrize("config_overrides", [{"timeout": 1}])
-async def test_a_timeout_exits_137_and_says_it_timed_out(api, config_overrides) -> None:
+async def test_a_timeout_exits_137_without_a_wait_error_and_inspect_says_it_timed_out(
+    api, config_overrides
+) -> None:
     container_id, result = await api.run("sleep 5")
-    assert result["StatusCode"] == 137
-    assert "timed out" in result["Error"]["Message"]
-    assert "timed out" in (await api.inspect(container_id))["State"]["Error"]
+    assert result == {"StatusCode": 137}  # the container ran and ended: no "Error" in the wait
+    state = (await api.inspect(container_id))["State"]
+    assert (state["ExitCode"], state["Status"]) == (137, "exited")
+    assert "timed out" in state["Error"]
 
 
-async def test_a_command_that_cannot_run_exits_127(api) -> None:
-    container_id = await api.create(Cmd=["/no/such/binary"])
+@pytest.mark.parametrize(("command", "code"), [(["/no/such/binary"], 127), (["/etc"], 126)])
+async def test_a_command_that_cannot_run_exits_127_or_126_with_the_reason_in_state_error(
+    api, command, code
+) -> None:
+    container_id = await api.create(Cmd=command)
     waiting = asyncio.create_task(api.wait(container_id, "next-exit"))
     await api.start(container_id)
-    result = await waiting
-    assert result["StatusCode"] == 127
+    assert await waiting == {"StatusCode": code}
+    state = (await api.inspect(container_id))["State"]
+    assert state["ExitCode"] == code
+    assert state["Error"].startswith("cannot run the command: ")
+    assert command[0] in state["Error"]
+    assert await api.wait(container_id) == {"StatusCode": code}  # not-running, answered from the record
+
+
+async def test_not_running_wait_of_a_created_container_answers_0_at_once(api) -> None:
+    container_id = await api.create(Cmd=["sh", "-c", "exit 4"])
+    assert await asyncio.wait_for(api.wait(container_id), 10) == {"StatusCode": 0}
+    assert (await api.inspect(container_id))["State"]["Status"] == "created"  # nothing was started
+
+
+async def test_next_exit_wait_of_a_created_container_waits_for_its_coming_run(api) -> None:
+    container_id = await api.create(Cmd=["sh", "-c", "exit 4"])
+    waiting = asyncio.create_task(api.wait(container_id, "next-exit"))
+    done, _ = await asyncio.wait([waiting], timeout=0.3)
+    assert not done  # no run yet: it waits
+    await api.start(container_id)
+    assert await asyncio.wait_for(waiting, 30) == {"StatusCode": 4}
+    assert await asyncio.wait_for(api.wait(container_id), 5) == {"StatusCode": 4}  # exited: at once
 
 
 async def test_start_of_a_running_container_is_304_and_restart_after_exit_runs_again(api, poll) -> None:
@@ -190,11 +217,29 @@ async def test_start_of_a_running_container_is_304_and_restart_after_exit_runs_a
     assert (await api.wait(container_id))["StatusCode"] == 2
 
 
-async def test_stop_and_kill_are_noops_that_succeed(api) -> None:
-    container_id = await api.create(Cmd=["sh", "-c", "sleep 0.3; exit 5"])
+async def test_restart_of_a_running_container_is_409_saying_lambda_cannot_stop_a_run(api) -> None:
+    container_id = await api.create(Cmd=["sh", "-c", "sleep 1; exit 2"])
     await api.start(container_id)
-    assert (await api.client.post(f"{API}/containers/{container_id}/stop")).status == 204
-    assert (await api.client.post(f"{API}/containers/{container_id}/kill")).status == 204
+    response = await api.client.post(f"{API}/containers/{container_id}/restart")
+    assert response.status == 409
+    message = (await response.json())["message"]
+    assert message.startswith(f"cannot restart container {container_id[:12]}: it is running")
+    assert "Lambda cannot stop a run" in message
+    assert (await api.wait(container_id))["StatusCode"] == 2  # the run went on, once
+
+
+async def test_stop_and_kill_are_noops_that_succeed_and_warn_naming_the_container(api, caplog) -> None:
+    container_id = await api.create("busy", Cmd=["sh", "-c", "sleep 0.3; exit 5"])
+    await api.start(container_id)
+    with caplog.at_level(logging.WARNING, logger="sockerless.lambda.containers"):
+        assert (await api.client.post(f"{API}/containers/{container_id}/stop")).status == 204
+        assert (await api.client.post(f"{API}/containers/{container_id}/kill")).status == 204
+    warnings = [r for r in caplog.records if r.name == "sockerless.lambda.containers"]
+    assert [r.getMessage().split(" ", 1)[0] for r in warnings] == ["stop", "kill"]
+    for record in warnings:
+        assert record.levelno == logging.WARNING
+        assert "cannot be stopped" in record.getMessage()
+        assert record.__dict__["fields"] == {"container": container_id, "name": "busy"}
     assert (await api.wait(container_id))["StatusCode"] == 5  # the run was not cut short
     assert (await api.client.post(f"{API}/containers/{container_id}/stop")).status == 304
     after_exit = await api.client.post(f"{API}/containers/{container_id}/kill")
@@ -242,19 +287,6 @@ async def test_auto_remove_removes_after_exit_and_releases_removed_waiters(api, 
     # The SDK may ask after removal: the store's removed container answers.
     assert (await api.wait(container_id)) == {"StatusCode": 3}
     assert (await api.wait(container_id[:12], "removed")) == {"StatusCode": 3}
-
-
-async def test_wait_before_start_waits_for_that_starts_exit(api) -> None:
-    container_id = await api.create(Cmd=["sh", "-c", "exit 4"])
-    not_running = asyncio.create_task(api.wait(container_id))
-    next_exit = asyncio.create_task(api.wait(container_id, "next-exit"))
-    await asyncio.sleep(0.1)
-    assert not not_running.done() and not next_exit.done()
-    await api.start(container_id)
-    assert await not_running == {"StatusCode": 4}
-    assert await next_exit == {"StatusCode": 4}
-    # not-running on an exited container answers at once
-    assert await asyncio.wait_for(api.wait(container_id), 5) == {"StatusCode": 4}
 
 
 async def test_wait_on_an_unknown_container_is_404(api) -> None:

@@ -60,6 +60,17 @@ def test_container_lines_are_output(line) -> None:
     assert not is_platform_line(line)
 
 
+def test_a_tail_whose_last_output_line_has_no_newline_shows_no_platform_text() -> None:
+    # A tail where the END line follows output without a newline (as the simulator once produced):
+    # the run's platform lines are cut out wherever they stand.
+    tail = (
+        f"START RequestId: {RID} Version: $LATEST\none\nabcEND RequestId: {RID}\nREPORT RequestId: {RID}\t\n"
+    )
+    lines = output.tail_output(tail, RID, dt.datetime(2024, 5, 1, tzinfo=dt.UTC))
+    assert lines is not None
+    assert [line.data for line in lines] == [b"one\n", b"abc\n"]
+
+
 def test_the_stream_name_tells_the_function() -> None:
     assert (
         function_of_stream("2024/05/01/skls-0123abcd[$LATEST]9f8e7d6c5b4a39281706f5e4d3c2b1a0")

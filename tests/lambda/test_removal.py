@@ -9,6 +9,9 @@ import json
 import logging
 import sqlite3
 
+import pytest
+
+from sockerless_lambda import output
 from sockerless_lambda.cleanups import CLOSE_WAIT_SECONDS
 from sockerless_lambda.reconcile import find_orphans
 
@@ -130,3 +133,26 @@ async def test_close_waits_a_bounded_time_then_leaves_the_deletion_pending(
     await backend.start()
     assert backend.store.cleanups_pending() == []
     assert function_of(container_id) not in await function_names(backend)
+
+
+@pytest.mark.parametrize("config_overrides", [{"log_delivery_seconds": 120}])
+async def test_an_auto_remove_container_is_removed_at_its_exit_while_its_output_still_arrives(
+    api, lambda_simulator, monkeypatch, config_overrides
+) -> None:
+    # Docker removes a --rm container at its exit. Here CloudWatch delivers nothing until the fault is
+    # lifted, so the removal cannot have waited for the output (more than the 4 KB tail holds).
+    monkeypatch.setattr(output, "LOG_SETTLE_SECONDS", 0.0)
+    blocked = lambda_simulator.add_fault({"kind": "error", "operation": "logs:FilterLogEvents"})
+    container_id = await api.create(Cmd=["sh", "-c", "seq 1 2000; exit 3"], HostConfig={"AutoRemove": True})
+    removed = asyncio.create_task(api.wait(container_id, "removed"))
+    following = asyncio.create_task(api.output(container_id, follow="1", condition="next-exit"))
+    await api.start(container_id)
+
+    assert await asyncio.wait_for(removed, 30) == {"StatusCode": 3}
+    assert (await api.client.get(f"{API}/containers/{container_id}")).status == 404
+    assert not following.done()  # the attached client reads on: the output is not complete yet
+
+    lambda_simulator.remove_fault(blocked)
+    expected = "".join(f"{n}\n" for n in range(1, 2001))
+    assert await asyncio.wait_for(following, 60) == expected
+    assert await api.output(container_id) == expected  # by ID, within the grace period

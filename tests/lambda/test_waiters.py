@@ -20,13 +20,28 @@ async def test_not_running_answers_at_once_for_an_exited_container() -> None:
     assert future.done() and future.result() == WaitResponse(3)
 
 
-async def test_not_running_on_a_created_container_waits_for_the_exit_of_its_start() -> None:
+async def test_not_running_on_a_created_container_answers_0_at_once_as_moby_does() -> None:
     waiters = ContainerWaiters()
     future = waiters.wait(ID, WaitCondition.NOT_RUNNING, status="created", last=ExitStatus())
+    assert future.done() and future.result() == WaitResponse(0)
+
+
+async def test_next_exit_on_a_created_container_waits_for_its_coming_run() -> None:
+    waiters = ContainerWaiters()
+    future = waiters.wait(ID, WaitCondition.NEXT_EXIT, status="created", last=ExitStatus())
     await asyncio.sleep(0)
     assert not future.done()
     waiters.exited(ID, ExitStatus(2))
     assert future.result() == WaitResponse(2)
+
+
+async def test_not_running_on_a_running_container_waits_for_its_exit() -> None:
+    waiters = ContainerWaiters()
+    future = waiters.wait(ID, WaitCondition.NOT_RUNNING, status="running", last=ExitStatus())
+    await asyncio.sleep(0)
+    assert not future.done()
+    waiters.exited(ID, ExitStatus(4))
+    assert future.result() == WaitResponse(4)
 
 
 async def test_next_exit_waits_even_for_an_exited_container_and_removed_waits_for_removal() -> None:
@@ -34,8 +49,8 @@ async def test_next_exit_waits_even_for_an_exited_container_and_removed_waits_fo
     next_exit = waiters.wait(ID, WaitCondition.NEXT_EXIT, status="exited", last=ExitStatus(1))
     removed = waiters.wait(ID, WaitCondition.REMOVED, status="exited", last=ExitStatus(1))
     assert not next_exit.done()
-    waiters.exited(ID, ExitStatus(0, "boom"))
-    assert next_exit.result() == WaitResponse(0, WaitError("boom"))
+    waiters.exited(ID, ExitStatus(137, "timed out"))
+    assert next_exit.result() == WaitResponse(137)
     assert not removed.done()
     waiters.removed(ID, ExitStatus(0))
     assert removed.result() == WaitResponse(0)
@@ -43,9 +58,15 @@ async def test_next_exit_waits_even_for_an_exited_container_and_removed_waits_fo
     assert waiters.pending_count(ID) == 0
 
 
-async def test_an_answered_wait_is_done_at_once() -> None:
-    future = answered(ExitStatus(7, "boom"))
-    assert future.done() and future.result() == WaitResponse(7, WaitError("boom"))
+async def test_a_run_that_ended_answers_its_status_without_error_whatever_state_error_says() -> None:
+    assert answered(ExitStatus(127, "cannot run the command")).result() == WaitResponse(127)
+
+
+async def test_only_a_daemon_error_is_reported_as_the_waits_error() -> None:
+    future = answered(ExitStatus(1, "lambda: invoke function: throttled", daemon_error=True))
+    assert future.done() and future.result() == WaitResponse(
+        1, WaitError("lambda: invoke function: throttled")
+    )
 
 
 async def test_a_cancelled_wait_is_forgotten() -> None:

@@ -121,6 +121,20 @@ async def test_tail_returns_the_last_4_kb_of_the_log(lambda_client: Any, create_
     assert tail.rstrip("\n").split("\n")[-1].startswith(f"REPORT RequestId: {request_id}")
 
 
+async def test_a_last_line_without_newline_is_a_record_of_its_own_in_the_tail_and_cloudwatch(
+    lambda_client: Any, create_function: Any, read_log: Any
+) -> None:
+    created = await create_function("echo one; printf two")
+
+    response = await lambda_client.invoke(FunctionName=created["FunctionName"], LogType="Tail")
+
+    request_id = request_id_of(response)
+    tail = base64.b64decode(response["LogResult"]).decode()
+    assert f"one\ntwo\nEND RequestId: {request_id}\n" in tail
+    messages = [event["message"] for event in await read_log(f"/aws/lambda/{created['FunctionName']}")]
+    assert messages[1:4] == ["one\n", "two\n", f"END RequestId: {request_id}\n"]
+
+
 async def test_no_tail_without_log_type(invoke_new: InvokeNew) -> None:
     _, response = await invoke_new("echo hi")
 

@@ -42,7 +42,7 @@ from sockerless_lambda.functions import create_function, function_spec, validate
 from sockerless_lambda.images import ImageService
 from sockerless_lambda.invocations import EXIT_KILLED, Invoker
 from sockerless_lambda.output import OutputService
-from sockerless_lambda.runs import Runs
+from sockerless_lambda.runs import Runs, last_exit
 from sockerless_lambda.state import CREATING, QUEUED, SENT, LambdaState, Record
 
 __all__ = ["ContainerService"]
@@ -76,10 +76,7 @@ class ContainerService:
 
     def __attrs_post_init__(self) -> None:
         self.output = OutputService(
-            self._store,
-            self._reader,
-            on_complete=self._output_complete,
-            delivery_seconds=self._config.log_delivery_seconds,
+            self._store, self._reader, delivery_seconds=self._config.log_delivery_seconds
         )
         self.runs = Runs(
             config=self._config,
@@ -90,6 +87,7 @@ class ContainerService:
             clients=self._clients,
             instance_id=self._instance_id,
             events=self._events,
+            on_exit=self._exited,
         )
         self._cleanups = Cleanups(self._store, self._clients)
 
@@ -161,7 +159,7 @@ class ContainerService:
             await gate.acquire()  # has room: returns without waiting
         state.invocation, state.request_id = (SENT if direct else QUEUED), ""
         record.status, record.started_at, record.finished_at = "running", _now(), None
-        record.exit_code, record.error = 0, ""
+        record.exit_code, record.error, state.daemon_error = 0, "", False
         try:
             await self.output.begin_run(record)
             await self._store.save_state(record)
@@ -173,25 +171,41 @@ class ContainerService:
         self._events.container("start", record)
 
     async def stop(self, ref: str) -> None:
-        """A no-op: Lambda cannot end an invocation; it runs to completion or to the function timeout."""
+        """A no-op that succeeds (as the task card says), with a warning naming the container: Lambda
+        cannot end an invocation; it runs to completion or to the function timeout."""
         record = self._store.resolve_container(ref)
         if record.status != "running":
             raise NotModified(f"container {record.id} is not running")
-        log.info("stop is a no-op on Lambda", extra={"fields": {"container": record.id}})
+        self._warn_cannot_end("stop", record)
 
     async def kill(self, ref: str) -> None:
-        """A no-op that succeeds on a running container, as often as asked: Lambda cannot signal or
-        cancel an invocation. A container that is not running is a 409, as the internal API says."""
+        """A no-op that succeeds on a running container, as often as asked, with a warning: Lambda
+        cannot signal or cancel an invocation. A container that is not running is a 409, as the
+        internal API says."""
         record = self._store.resolve_container(ref)
         if record.status != "running":
             raise Conflict(f"Container {record.id} is not running")
-        log.info("kill is a no-op on Lambda", extra={"fields": {"container": record.id}})
+        self._warn_cannot_end("kill", record)
 
     async def restart(self, ref: str) -> None:
-        """Start again unless still running (the running invocation cannot be stopped)."""
+        """Start again a container that is not running. A running one is a 409: restarting means
+        stopping the run first, which Lambda cannot do, and answering success would hide that."""
         record = self._store.resolve_container(ref)
-        if record.status != "running":
-            await self.start(record.id)
+        if record.status == "running":
+            raise Conflict(
+                f"cannot restart container {record.id[:12]}: it is running, and Lambda cannot stop a "
+                "run (an invocation runs to its end or to the function timeout); wait for it to exit, "
+                "then start it again"
+            )
+        await self.start(record.id)
+
+    @staticmethod
+    def _warn_cannot_end(verb: str, record: Record) -> None:
+        log.warning(
+            f"{verb} of a running container does nothing on Lambda: its invocation cannot be stopped and "
+            "runs to its end or to the function timeout",
+            extra={"fields": {"container": record.id, "name": record.name}},
+        )
 
     # ------------------------------------------------------------------ remove / prune
 
@@ -204,18 +218,28 @@ class ContainerService:
             )
         await self.remove_record(record)
 
-    async def remove_record(self, record: Record) -> None:
+    async def remove_record(self, record: Record, *, at_exit: bool = False) -> None:
         """Delete the record and record the removed container, its function still to delete, in one
         transaction; release the ``removed`` waiters; then delete the function in the background (see
         :mod:`.cleanups`): the remove answers without waiting for Lambda. The exit status and output
-        stay readable by ID and name for the store's grace period, also after a restart."""
+        stay readable by ID and name for the store's grace period, also after a restart.
+
+        ``at_exit``: an auto-remove container, removed as its run ended (Docker removes it then). Its
+        output may still be arriving from CloudWatch: it goes on into the log store, and followers
+        (an attached ``docker run --rm``) read on until it is complete."""
         was_running = record.status == "running"
         self.runs.cancel(record.id)  # the invocation itself cannot be stopped: it may go on in the cloud
-        status = ExitStatus(EXIT_KILLED, "") if was_running else ExitStatus(record.exit_code, record.error)
+        status = ExitStatus(EXIT_KILLED, "") if was_running else last_exit(record)
         cleanup = cleanup_of(record.backend_state.function_name)
-        self.output.forget(record.id)
+        completing = at_exit and not record.backend_state.output_complete
+        if not completing:
+            self.output.forget(record.id)
         await self._store.delete_container(
-            record.id, exit_code=status.exit_code, error=status.error, cleanup=cleanup
+            record.id,
+            exit_code=status.exit_code,
+            error=status.error,
+            cleanup=cleanup,
+            output_completing=completing,
         )
         self._views.forget(record.id)
         self._waiters.removed(record.id, status)
@@ -233,14 +257,15 @@ class ContainerService:
         """Wait until the functions of removed containers being deleted are deleted or failed (tests)."""
         await self._cleanups.settled()
 
-    async def _output_complete(self, record: Record) -> None:
-        """A run's output is complete: an auto-remove container goes now (``docker run --rm``)."""
+    async def _exited(self, record: Record) -> None:
+        """A run ended: an auto-remove container goes now (``docker run --rm``), its output completing
+        after, as Docker removes it at its exit."""
         if not record.host_config.auto_remove or record.status != "exited":
             return
         if self._store.get_container(record.id) is not record:
             return
         try:
-            await self.remove_record(record)
+            await self.remove_record(record, at_exit=True)
         except SockerlessError as exc:
             log.warning(
                 "auto-remove failed", extra={"fields": {"container": record.id, "error": exc.message}}
@@ -272,9 +297,7 @@ class ContainerService:
             if removed is None:
                 raise
             return answered(ExitStatus(removed.exit_code, removed.error))
-        return self._waiters.wait(
-            record.id, condition, status=record.status, last=ExitStatus(record.exit_code, record.error)
-        )
+        return self._waiters.wait(record.id, condition, status=record.status, last=last_exit(record))
 
     def inspect(self, ref: str) -> Encoded[Container]:
         return self._views.inspect(self._store.resolve_container(ref))
@@ -300,6 +323,8 @@ class ContainerService:
             removed = self._store.removed_container(ref)
             if removed is None:
                 raise
+            if not options.follow:
+                await self.output.completed(removed.id)  # removed at its exit, its output still coming
             return ContainerLogs(tty=removed.tty, lines=self._store.logs.lines(removed.id, options))
         return await self.output.logs(record, options)
 

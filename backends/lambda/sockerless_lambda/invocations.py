@@ -6,9 +6,16 @@ Outcome rules (Lambda has no exit codes; these recover Docker's):
 * ``Runtime exited with error: exit status N``: exit N;
 * ``Task timed out after ...`` / ``Sandbox.Timedout``: exit 137, ``State.Error`` says it timed out;
 * ``Runtime exited with error: signal: killed`` (out of memory, or killed): exit 137; other signals 128+N;
-* ``Runtime.InvalidEntrypoint`` (the command cannot be run): exit 127, like Docker;
+* ``Runtime.InvalidEntrypoint`` (the command cannot be run): exit 126 when it is not executable
+  (``permission denied``), else 127 (not found), like Docker;
 * ``Runtime exited without providing a reason``: the process exited 0 without speaking the Runtime API;
 * any other function error: exit 1.
+
+Each of these is the container's own exit: the wait answer carries only the status, and the reason
+(a timeout, a command that cannot run) is in ``State.Error``. Only when the command never ran (the
+function could not become active, Lambda refused or could not be reached) or how it ended is lost
+is the outcome a ``daemon_error``: then the wait answer carries the reason as ``Error``, as Docker's
+does when waiting itself failed (see the backend's README).
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ __all__ = [
     "InvokeSent",
     "Invoker",
     "OutcomeUnknown",
+    "may_have_run",
     "outcome_from_error",
     "outcome_from_response",
 ]
@@ -46,7 +54,8 @@ log = logging.getLogger("sockerless.lambda.invocations")
 
 EXIT_FAILURE = 1
 EXIT_KILLED = 137
-#: Docker's code for a command that cannot be run (not found, not executable).
+#: Docker's codes for a command that is not executable, and one that is not found.
+EXIT_NOT_EXECUTABLE = 126
 EXIT_NOT_FOUND = 127
 #: The run may have happened, but nothing tells how it ended (see reconcile).
 EXIT_UNKNOWN = 255
@@ -72,9 +81,15 @@ ACTIVATION_DEADLINE_SECONDS = 600.0
 @frozen
 class InvocationOutcome:
     exit_code: int
+    #: Docker's State.Error: why the run ended as it did, or why it never ran.
     error: str = ""
     request_id: str = ""
     log_tail: str = ""
+    #: The command never ran, or how its run ended is unknown: a failure of the backend or the cloud,
+    #: which the wait answer reports as ``Error`` (see :class:`sockerless.waiters.ExitStatus`).
+    daemon_error: bool = False
+    #: The command provably did not run (no Invoke reached Lambda): there is no output to wait for.
+    never_ran: bool = False
 
 
 class FunctionNotReady(SockerlessError):
@@ -114,7 +129,8 @@ def outcome_from_error(error_type: str, message: str) -> tuple[int, str]:
             return EXIT_KILLED, "killed: the process was killed (out of memory?)"
         return (128 + number if number else EXIT_FAILURE), ""
     if error_type == "Runtime.InvalidEntrypoint":
-        return EXIT_NOT_FOUND, f"cannot run the command: {message}"
+        code = EXIT_NOT_EXECUTABLE if "permission denied" in message.lower() else EXIT_NOT_FOUND
+        return code, f"cannot run the command: {message}"
     if "exited without providing a reason" in message:
         return 0, ""  # the process exited 0 without speaking the Runtime API
     return EXIT_FAILURE, ""
@@ -216,6 +232,19 @@ class Invoker:
             except Exception as exc:
                 raise OutcomeUnknown(f"{operation}: reading the response: {exc}", request_id) from exc
             return outcome_from_response(dict(response), payload)
+
+
+def may_have_run(error: BaseException) -> bool:
+    """Whether the function may have run despite ``error``: an Invoke that failed in a way that does
+    not prove it did not run (a 5xx, an unclassified failure), as opposed to one whose cause proves
+    it did not (those :meth:`Invoker.invoke` retries) or a failed call before any Invoke (waiting for
+    the function to be active)."""
+    cause = error.__cause__
+    if cause is None:
+        return True
+    if isinstance(cause, ClientError) and cause.operation_name != "Invoke":
+        return False
+    return not _did_not_run(cause)
 
 
 def _did_not_run(exc: BaseException) -> bool:

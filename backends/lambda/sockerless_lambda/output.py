@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import re
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -71,12 +72,22 @@ def tail_output(tail: str, request_id: str, when: dt.datetime) -> list[LogLine] 
     if not request_id or not all(f"{mark} RequestId: {request_id}" in tail for mark in ("START", "END")):
         return None
     stamp = int(when.timestamp() * 1000)
-    return output_lines(CloudWatchEvent(stamp, text) for text in tail.splitlines(keepends=True))
+    text = _platform_lines_apart(tail, request_id)
+    return output_lines(CloudWatchEvent(stamp, line) for line in text.splitlines(keepends=True))
 
 
-def _whole_lines_of_cut_tail(tail: str, when: dt.datetime) -> list[LogLine]:
+def _platform_lines_apart(tail: str, request_id: str) -> str:
+    """The tail with this run's platform lines each starting a line of their own, wherever they are:
+    output whose last line has no newline must not carry ``END RequestId: ...`` into the output."""
+    marks = re.compile(rf"(?<=[^\n])((?:START|END|REPORT) RequestId: {re.escape(request_id)})")
+    return marks.sub(lambda match: "\n" + match.group(1), tail)
+
+
+def _whole_lines_of_cut_tail(tail: str, request_id: str, when: dt.datetime) -> list[LogLine]:
     """What a cut tail still holds whole: everything after its first (cut) line."""
     stamp = int(when.timestamp() * 1000)
+    if request_id:
+        tail = _platform_lines_apart(tail, request_id)
     return output_lines(CloudWatchEvent(stamp, text) for text in tail.splitlines(keepends=True)[1:])
 
 
@@ -181,7 +192,6 @@ class OutputService:
 
     _store: Store[LambdaState]
     _reader: LogReader
-    _on_complete: Callable[[Record], Awaitable[None]] = field(alias="on_complete", kw_only=True)
     _delivery: float = field(default=LOGS_DELIVERY_SECONDS, alias="delivery_seconds", kw_only=True)
     _feeds: dict[str, RunFeed] = field(factory=dict, init=False)
     _locks: dict[str, asyncio.Lock] = field(factory=dict, init=False)
@@ -244,6 +254,13 @@ class OutputService:
             if summary is not None or remaining <= 0:
                 return summary
             await feed.changed(remaining)
+
+    async def completed(self, container_id: str) -> None:
+        """Until the output of the container's last run is complete (for a container removed at its
+        exit whose output CloudWatch is still delivering; bounded by the delivery window)."""
+        completion = self._completions.get(container_id)
+        if completion is not None:
+            await asyncio.wait([completion])
 
     async def read_now(self, records: list[Record]) -> None:
         """One shared CloudWatch read of these running containers' output, into the log store (a stop
@@ -374,7 +391,7 @@ class OutputService:
             feed.closed = True
             lines: list[LogLine] = []
             if not feed.appended and log_tail:
-                lines = _whole_lines_of_cut_tail(log_tail, ended)
+                lines = _whole_lines_of_cut_tail(log_tail, record.backend_state.request_id, ended)
                 shown = (
                     "shown is only what Lambda returned with the invocation (the end of its 4 KB log tail)"
                 )
@@ -395,7 +412,8 @@ class OutputService:
         if not saved and self._store.get_container(record.id) is record:
             await self._store.save_state(record)
         self._store.logs.close_output(record.id)
-        await self._on_complete(record)
+        if self._store.get_container(record.id) is not record:
+            self._locks.pop(record.id, None)  # removed at its exit, as it ended: nothing more comes
 
     # ------------------------------------------------------------------ the lines' own times
 

@@ -12,7 +12,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 import attrs
 from attrs import define, field
@@ -35,13 +35,19 @@ from sockerless_lambda.invocations import (
     Invoker,
     InvokeSent,
     OutcomeUnknown,
+    may_have_run,
 )
 from sockerless_lambda.output import OutputService
 from sockerless_lambda.state import DONE, SENT, LambdaState, Record
 
-__all__ = ["Runs"]
+__all__ = ["Runs", "last_exit"]
 
 log = logging.getLogger("sockerless.lambda.runs")
+
+
+def last_exit(record: Record) -> ExitStatus:
+    """How the container's last run ended, as a wait answers it."""
+    return ExitStatus(record.exit_code, record.error, daemon_error=record.backend_state.daemon_error)
 
 
 @define(kw_only=True)
@@ -56,6 +62,8 @@ class Runs:
     _clients: AwsClients
     _instance_id: str
     _events: EventBus
+    #: Called once a run's exit is recorded (an auto-remove container is removed then).
+    _on_exit: Callable[[Record], Awaitable[None]]
     _tasks: dict[str, asyncio.Task[None]] = field(factory=dict, init=False)
 
     def launch(self, record: Record, work: Awaitable[None]) -> None:
@@ -158,14 +166,17 @@ class Runs:
                     outcome = await self.outcome_from_logs(record)
                 else:
                     outcome = result
+        # The command did not run (or may have, after a 5xx): the wait answer says why (Docker's start
+        # failed, here after the start was answered), not a status of the container's own.
         except FunctionNotReady as exc:
-            outcome = InvocationOutcome(EXIT_FAILURE, exc.message)
+            outcome = InvocationOutcome(EXIT_FAILURE, exc.message, daemon_error=True, never_ran=True)
         except NotFound as exc:
             if self._store.get_container(record.id) is None:
                 return  # removed meanwhile
-            outcome = InvocationOutcome(EXIT_FAILURE, exc.message)
+            outcome = InvocationOutcome(EXIT_FAILURE, exc.message, daemon_error=True, never_ran=True)
         except SockerlessError as exc:
-            outcome = InvocationOutcome(EXIT_FAILURE, exc.message)
+            never_ran = not may_have_run(exc)
+            outcome = InvocationOutcome(EXIT_FAILURE, exc.message, daemon_error=True, never_ran=never_ran)
         await self.finish(record, outcome)
 
     async def _invoke(self, record: Record) -> InvocationOutcome | InvokeSent | OutcomeUnknown:
@@ -241,6 +252,7 @@ class Runs:
                 "no longer exists (deleted, or the embedded simulator restarted) and CloudWatch holds no "
                 "end of the run",
                 request_id=state.request_id,
+                daemon_error=True,
             )
         else:
             outcome = InvocationOutcome(summary.exit_code, summary.error, request_id=summary.request_id)
@@ -275,12 +287,13 @@ class Runs:
                 f"the outcome of the Lambda invocation of {state.function_name} is unknown: no END line in "
                 f"CloudWatch within the function timeout ({self._config.timeout} s) plus {margin:g} s",
                 request_id=state.request_id,
+                daemon_error=True,
             )
         return InvocationOutcome(summary.exit_code, summary.error, request_id=summary.request_id)
 
     async def finish(self, record: Record, outcome: InvocationOutcome) -> None:
         """Record the exit and release the waiters; the output completes after (at once from a whole
-        tail), and an auto-remove container is removed once it has."""
+        tail); then ``on_exit`` (an auto-remove container is removed, its output completing after)."""
         if self._store.get_container(record.id) is not record:
             return  # removed (and maybe replaced) while the run was in flight
         state = record.backend_state
@@ -289,8 +302,11 @@ class Runs:
         record.finished_at = dt.datetime.now(dt.UTC)
         await self._output.take_tail(record, outcome.log_tail)
         record.status, record.exit_code, record.error = "exited", outcome.exit_code, outcome.error
+        state.daemon_error = outcome.daemon_error
+        if outcome.never_ran:
+            state.output_complete = True  # nothing ran, nothing to read: followers end with the exit
         await self._store.save_state(record)
-        self._waiters.exited(record.id, ExitStatus(outcome.exit_code, outcome.error))
+        self._waiters.exited(record.id, last_exit(record))
         self._events.container("die", record, exitCode=str(outcome.exit_code))
         log.info(
             "container exited",
@@ -303,3 +319,4 @@ class Runs:
             },
         )
         await self._output.exit_recorded(record, outcome.log_tail)
+        await self._on_exit(record)

@@ -53,6 +53,9 @@ class LambdaState:
     output_complete: bool = False
     #: Its lines carry CloudWatch's own times.
     output_timed: bool = False
+    #: The last exit is not the command's own: it never ran, or how its run ended is unknown (the
+    #: wait answer then carries ``Error``; see :class:`sockerless.waiters.ExitStatus`).
+    daemon_error: bool = False
     #: Only in records written before the log store existed: the run's LogType=Tail, moved into the
     #: log store when the backend starts.
     log_tail: str = ""

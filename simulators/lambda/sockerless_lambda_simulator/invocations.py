@@ -304,7 +304,10 @@ class _Records:
     def output(self, line: str, timestamp_ms: int) -> None:
         if line.strip():
             self._last_line = line
-        self._sink.append(line, timestamp_ms)
+        # Each of Lambda's log records ends with a newline, also the last line of output printed
+        # without one: the tail and CloudWatch both show it as a line of its own, and the platform
+        # lines after it (END, REPORT) start lines of their own.
+        self._sink.append(line if line.endswith("\n") else line + "\n", timestamp_ms)
 
     def payload(self) -> bytes:
         """The last output line when it is JSON (our stand-in for a handler's result), else ``null``."""

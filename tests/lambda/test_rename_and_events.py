@@ -81,6 +81,31 @@ async def test_the_events_of_a_containers_life(api) -> None:
     assert events[4]["Actor"]["Attributes"]["name"] == "renamed"
 
 
+async def test_tag_and_image_removal_are_events(api) -> None:
+    since = time.time()
+    assert (await api.client.post(f"{API}/images/pull", json={"Reference": "alpine"})).status == 200
+    tag = {"name": "alpine", "repo": "mine", "tag": "v1"}
+    tagged = await api.client.post(f"{API}/images/tag", params=tag)
+    assert tagged.status == 201
+    removed = await api.client.delete(f"{API}/images", params={"name": "alpine", "force": "1"})
+    assert removed.status == 200, await removed.text()
+    inspected = await api.client.get(f"{API}/images/inspect", params={"name": "mine:v1"})
+    image_id = (await inspected.json())["Id"]
+    removed = await api.client.delete(f"{API}/images", params={"name": "mine:v1"})
+    assert removed.status == 200, await removed.text()
+
+    window = {"since": f"{since:.6f}", "until": f"{time.time():.6f}", "filters": '{"type":["image"]}'}
+    response = await api.client.get(f"{API}/events", params=window)
+    events = [json.loads(line) for line in (await response.text()).splitlines()]
+    assert [(e["Action"], e["Actor"]["ID"]) for e in events] == [
+        ("pull", "alpine:latest"),
+        ("tag", "mine:v1"),
+        ("untag", "alpine:latest"),
+        ("untag", "mine:v1"),
+        ("delete", image_id),
+    ]
+
+
 async def test_a_live_stream_through_the_client_gets_new_events_and_filters(api) -> None:
     client = BackendClient(str(api.client.make_url("/")).rstrip("/"))
     try:

@@ -129,6 +129,7 @@ class ImageService:
                 extra=dict(source.extra),
             )
         )
+        self._events.image("tag", str(target))
 
     async def remove(self, name: str, *, force: bool) -> list[ImageDeleteResponseItem]:
         """``docker rmi``: a reference is untagged, an ID removes every reference; the image is deleted
@@ -202,8 +203,11 @@ class ImageService:
         answer = [
             ImageDeleteResponseItem(untagged=parse_reference(record.reference).familiar) for record in records
         ]
+        for record in records:
+            self._events.image("untag", record.reference)
         if not self._store.images_with_id(image_id):
             answer.append(ImageDeleteResponseItem(deleted=image_id))
+            self._events.image("delete", image_id)
         return answer
 
     def image_uri(self, reference: str) -> str:

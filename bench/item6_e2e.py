@@ -351,8 +351,9 @@ def _notes(
     result.notes.append(
         "What removing costs the SDK's run: one `DELETE /containers/{id}` after the run, "
         f"{delete_ms:.1f} ms at the frontend (median, its access log), {backend_delete:.1f} ms of it the "
-        "backend's, which deletes the container's Lambda function (DeleteFunction) and then its record "
-        f"before it answers, as Docker answers a remove once the container is gone. Against the "
+        "backend's, which deletes the container's record and records the removal (its function still "
+        "to delete) in one transaction and answers: the container is gone, as Docker answers a remove, "
+        f"and DeleteFunction follows in the background (durable: a crash leaves it pending). Against the "
         f"{keep:.0f} ms of a run without it, that one request weighs {delete_ms / keep:.2f} by itself "
         "(the SDK's own work for the request comes on top)."
     )

@@ -1,8 +1,9 @@
 """Docker's event stream, for any backend: what happened to containers and images, as it happens.
 
 A backend owns one :class:`EventBus` and publishes to it at its lifecycle points (container create,
-start, die, destroy, rename; image pull); ``GET /internal/v1/events`` hands each request an
-:class:`EventStream` of it, which the Docker frontend passes on as ``GET /events``.
+start, die, destroy, rename; image pull, tag, untag, delete); ``GET /internal/v1/events`` hands each
+request an :class:`EventStream` of it, which the Docker frontend passes on as ``GET /events``. The
+messages (:class:`EventMessage`, :class:`EventActor`) are Docker's shape.
 
 What is kept, and what is dropped (Docker keeps 256 events and drops what a slow client misses):
 
@@ -32,8 +33,8 @@ import attrs
 from attrs import Factory, frozen
 
 from sockerless.errors import InvalidParameter
-from sockerless.models import EventActor, EventMessage
 from sockerless.references import parse_reference
+from sockerless.wire import field
 
 if TYPE_CHECKING:  # the store imports the Backend protocol, which names this module's classes
     from sockerless.store import ContainerRecord
@@ -42,11 +43,40 @@ __all__ = [
     "EVENT_FILTERS",
     "HISTORY_SIZE",
     "QUEUE_SIZE",
+    "EventActor",
     "EventBus",
+    "EventMessage",
     "EventStream",
     "EventsOptions",
     "includes",
 ]
+
+
+@frozen
+class EventActor:
+    """What an event is about: a container's full ID or an image's reference, and its attributes
+    (a container's labels, ``image``, ``name``, and per action ``exitCode`` or ``oldName``)."""
+
+    id: str = field(wire="ID")
+    attributes: dict[str, str] = attrs.Factory(dict)
+
+
+@frozen
+class EventMessage:
+    """One line of ``GET /events``, in Docker's shape, with the fields API 1.44 still sends beside
+    ``Type``/``Action``/``Actor``: ``status`` (the action), ``id`` and, for a container, ``from`` (its
+    image)."""
+
+    type: str
+    action: str
+    actor: EventActor
+    time: int = field(wire="time")
+    time_nano: int = field(wire="timeNano")
+    scope: str = field(default="local", wire="scope")
+    status: str = field(default="", wire="status")
+    id: str = field(default="", wire="id")
+    from_: str = field(default="", wire="from")
+
 
 log = logging.getLogger("sockerless.events")
 

@@ -37,8 +37,6 @@ __all__ = [
     "ContainerCreateResponse",
     "ContainerState",
     "ContainerSummary",
-    "EventActor",
-    "EventMessage",
     "ExecConfig",
     "ExecInstance",
     "GraphDriver",
@@ -426,35 +424,6 @@ class VersionInfo:
     arch: str = "amd64"
     git_commit: str = ""
     build_time: str = ""
-
-
-# ---------------------------------------------------------------------------- events
-
-
-@frozen
-class EventActor:
-    """What an event is about: a container's full ID or an image's reference, and its attributes
-    (a container's labels, ``image``, ``name``, and per action ``exitCode`` or ``oldName``)."""
-
-    id: str = field(wire="ID")
-    attributes: dict[str, str] = attrs.Factory(dict)
-
-
-@frozen
-class EventMessage:
-    """One line of ``GET /events``, in Docker's shape, with the fields API 1.44 still sends beside
-    ``Type``/``Action``/``Actor``: ``status`` (the action), ``id`` and, for a container, ``from`` (its
-    image)."""
-
-    type: str
-    action: str
-    actor: EventActor
-    time: int = field(wire="time")
-    time_nano: int = field(wire="timeNano")
-    scope: str = field(default="local", wire="scope")
-    status: str = field(default="", wire="status")
-    id: str = field(default="", wire="id")
-    from_: str = field(default="", wire="from")
 
 
 # ---------------------------------------------------------------------------- what the converter does apart

@@ -14,7 +14,8 @@ from typing import Any
 import aiohttp
 
 from sockerless.errors import InvalidParameter, UpstreamError
-from sockerless.models import EventMessage, WaitResponse
+from sockerless.events import EventMessage
+from sockerless.models import WaitResponse
 from sockerless.wire import structure
 
 __all__ = ["EventLines", "LogStream", "PendingWait", "ProgressStream", "decode_answer", "structure_answer"]

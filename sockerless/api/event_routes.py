@@ -6,8 +6,7 @@ from typing import Final
 
 from sockerless.api.params import Filters, Param, Time
 from sockerless.api.route import Answer, AnswerKind, Route, always
-from sockerless.events import EVENT_FILTERS, HISTORY_SIZE, EventsOptions
-from sockerless.models import EventMessage
+from sockerless.events import EVENT_FILTERS, HISTORY_SIZE, EventMessage, EventsOptions
 
 __all__ = ["EVENTS", "EVENTS_ROUTE"]
 

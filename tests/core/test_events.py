@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from sockerless.errors import InvalidParameter
-from sockerless.events import EventBus, EventsOptions, EventStream, includes
-from sockerless.models import ContainerConfig, EventMessage, HostConfig
+from sockerless.events import EventBus, EventMessage, EventsOptions, EventStream, includes
+from sockerless.models import ContainerConfig, HostConfig
 from sockerless.store import ContainerRecord
 from sockerless.wire import unstructure
 

@@ -45,8 +45,12 @@ async def test_overhead_item_smallest_variant_produces_figures() -> None:
         "N=1: the internal-API hop alone (the same five calls to a backend that does nothing) / direct",
         "N=1: the same AWS calls behind the internal API, nothing else (no store, records or log lines of "
         "its own) / direct",
+        "N=1: backend until its functions are deleted too / direct (the remove answers first; "
+        "DeleteFunction follows in the background)",
         "N=1: backend / calls-only backend, in the same rounds",
     ]
+    # The wave's functions are deleted before the next variant runs: every lifecycle's call counted.
+    assert result.data["settled_ratio_1"] > 0
     assert result.rows[0].met in (True, False)
     assert len(result.data["ratios_1"]) == 2
     assert all(ratio > 0 and math.isfinite(ratio) for ratio in result.data["ratios_1"])

@@ -19,11 +19,11 @@ import pytest_asyncio
 from sockerless.api.server import InternalAPIServer
 from sockerless.backend import BackendRuntime
 from sockerless.config import ServerConfig
+from tests.lambda_settings import simulator_config
 
-from .conftest import DockerCLI
+from .conftest import DockerCLI, serving
 
 lambda_backend = pytest.importorskip("sockerless_lambda.backend", exc_type=ImportError)
-lambda_config = pytest.importorskip("sockerless_lambda.config", exc_type=ImportError)
 
 pytestmark = pytest.mark.docker_cli
 
@@ -36,21 +36,10 @@ WAIT_FAILED = "Error waiting for container"
 async def backend_server(
     lambda_simulator: Any, short_dir: str, tmp_path: Path
 ) -> AsyncIterator[InternalAPIServer]:
-    config = lambda_config.LambdaConfig(
-        region=lambda_simulator.region,
-        role_arn=lambda_simulator.role_arn,
-        endpoint_url=lambda_simulator.endpoint_url,
-        timeout=FUNCTION_TIMEOUT,
-        log_read_interval=0.25,
-        max_attempts=2,
-    )
+    config = simulator_config(lambda_simulator, timeout=FUNCTION_TIMEOUT)
     backend = lambda_backend.LambdaBackend(config, BackendRuntime(str(tmp_path / "lambda.sqlite3"), "exits"))
-    server = InternalAPIServer(backend, ServerConfig(socket=f"{short_dir}/backend.sock"))
-    await server.start()
-    try:
+    async with serving(backend, ServerConfig(socket=f"{short_dir}/backend.sock")) as server:
         yield server
-    finally:
-        await server.stop()
 
 
 @pytest_asyncio.fixture

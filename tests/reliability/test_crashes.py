@@ -311,20 +311,23 @@ async def _crash_rounds(
     return figures
 
 
+@pytest.mark.parametrize(
+    ("lifecycles", "rounds", "seed"),
+    [pytest.param(40, 4, 7, id="short"), pytest.param(200, 8, 11, id="long", marks=pytest.mark.slow)],
+)
 async def test_backend_killed_at_random_points_loses_nothing(
-    simulator: SimulatorProcess, backends: list[BackendProcess], tmp_path: Path, short_dir: Path
+    simulator: SimulatorProcess,
+    backends: list[BackendProcess],
+    tmp_path: Path,
+    short_dir: Path,
+    lifecycles: int,
+    rounds: int,
+    seed: int,
 ) -> None:
-    figures = await _crash_rounds(simulator, backends, tmp_path, short_dir, lifecycles=40, rounds=4, seed=7)
-    print(f"backend crashes: {figures}")
-    assert set(figures.phases) == set(PHASES)
-
-
-@pytest.mark.slow
-async def test_backend_killed_at_random_points_loses_nothing_long(
-    simulator: SimulatorProcess, backends: list[BackendProcess], tmp_path: Path, short_dir: Path
-) -> None:
-    figures = await _crash_rounds(simulator, backends, tmp_path, short_dir, lifecycles=200, rounds=8, seed=11)
-    print(f"backend crashes (long): {figures}")
+    figures = await _crash_rounds(
+        simulator, backends, tmp_path, short_dir, lifecycles=lifecycles, rounds=rounds, seed=seed
+    )
+    print(f"backend crashes ({lifecycles} lifecycles, {rounds} rounds): {figures}")
     assert set(figures.phases) == set(PHASES)
 
 

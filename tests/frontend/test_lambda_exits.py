@@ -48,6 +48,15 @@ async def docker_cli_pulled(docker_cli: DockerCLI) -> DockerCLI:
     return docker_cli
 
 
+@pytest_asyncio.fixture
+async def docker_cli_busy(docker_cli_pulled: DockerCLI) -> DockerCLI:
+    """With ``busy`` running: it sleeps a second, then exits 5."""
+    assert (
+        await docker_cli_pulled("run", "-d", "--name", "busy", IMAGE, "sh", "-c", "sleep 1; exit 5")
+    ).code == 0
+    return docker_cli_pulled
+
+
 async def call(function: Any, *args: Any, **kwargs: Any) -> Any:
     return await asyncio.to_thread(function, *args, **kwargs)
 
@@ -165,32 +174,26 @@ async def test_docker_start_attach_of_a_created_container_waits_for_its_run(
 
 
 async def test_stop_and_kill_of_a_running_container_succeed_and_the_run_goes_on(
-    docker_cli_pulled: DockerCLI,
+    docker_cli_busy: DockerCLI,
 ) -> None:
-    assert (
-        await docker_cli_pulled("run", "-d", "--name", "busy", IMAGE, "sh", "-c", "sleep 1; exit 5")
-    ).code == 0
-    stopped = await docker_cli_pulled("stop", "busy")
+    stopped = await docker_cli_busy("stop", "busy")
     assert (stopped.code, stopped.out) == (0, "busy\n"), stopped.err
-    killed = await docker_cli_pulled("kill", "busy")
+    killed = await docker_cli_busy("kill", "busy")
     assert (killed.code, killed.out) == (0, "busy\n"), killed.err
-    assert (await docker_cli_pulled("wait", "busy")).out == "5\n"  # not cut short
+    assert (await docker_cli_busy("wait", "busy")).out == "5\n"  # not cut short
 
 
 async def test_restart_of_a_running_container_is_refused_saying_lambda_cannot_stop_a_run(
-    docker_cli_pulled: DockerCLI,
+    docker_cli_busy: DockerCLI,
 ) -> None:
-    assert (
-        await docker_cli_pulled("run", "-d", "--name", "busy", IMAGE, "sh", "-c", "sleep 1; exit 5")
-    ).code == 0
-    restarted = await docker_cli_pulled("restart", "busy")
+    restarted = await docker_cli_busy("restart", "busy")
     assert restarted.code == 1
     assert "cannot restart container" in restarted.err
     assert "Lambda cannot stop a run" in restarted.err
-    assert (await docker_cli_pulled("wait", "busy")).out == "5\n"
-    again = await docker_cli_pulled("restart", "busy")  # exited: restart runs it again
+    assert (await docker_cli_busy("wait", "busy")).out == "5\n"
+    again = await docker_cli_busy("restart", "busy")  # exited: restart runs it again
     assert again.code == 0, again.err
-    assert (await docker_cli_pulled("wait", "busy")).out == "5\n"
+    assert (await docker_cli_busy("wait", "busy")).out == "5\n"
 
 
 # ---------------------------------------------------------------------------- Lambda's own lines

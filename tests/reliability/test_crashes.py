@@ -254,16 +254,19 @@ async def _check_after_restart(
     assert integrity_check(state_path) == "ok"
 
 
-async def _crash_rounds(
+@pytest.mark.parametrize(
+    ("lifecycles", "rounds", "seed"),
+    [pytest.param(40, 4, 7, id="short"), pytest.param(200, 8, 11, id="long", marks=pytest.mark.slow)],
+)
+async def test_backend_killed_at_random_points_loses_nothing(
     simulator: SimulatorProcess,
     backends: list[BackendProcess],
     tmp_path: Path,
     short_dir: Path,
-    *,
     lifecycles: int,
     rounds: int,
     seed: int,
-) -> CrashFigures:
+) -> None:
     rng = random.Random(seed)
     state_path, env = str(tmp_path / "state.sqlite3"), base_environment()
     flags = lambda_flags(simulator, state_path)
@@ -308,25 +311,6 @@ async def _crash_rounds(
         backends.append(restarted)
         await restarted.start()
         await _check_after_restart(restarted, simulator, plans, state_path, env, figures)
-    return figures
-
-
-@pytest.mark.parametrize(
-    ("lifecycles", "rounds", "seed"),
-    [pytest.param(40, 4, 7, id="short"), pytest.param(200, 8, 11, id="long", marks=pytest.mark.slow)],
-)
-async def test_backend_killed_at_random_points_loses_nothing(
-    simulator: SimulatorProcess,
-    backends: list[BackendProcess],
-    tmp_path: Path,
-    short_dir: Path,
-    lifecycles: int,
-    rounds: int,
-    seed: int,
-) -> None:
-    figures = await _crash_rounds(
-        simulator, backends, tmp_path, short_dir, lifecycles=lifecycles, rounds=rounds, seed=seed
-    )
     print(f"backend crashes ({lifecycles} lifecycles, {rounds} rounds): {figures}")
     assert set(figures.phases) == set(PHASES)
 

@@ -1,5 +1,5 @@
-"""The LambdaConfig the test suites point at the ``lambda_simulator`` fixture, shared by tests/lambda,
-tests/frontend and tests/reliability."""
+"""What the test suites point at a Lambda simulator (the ``lambda_simulator`` fixture or a simulator
+process): the backend's LambdaConfig and aiobotocore's client options."""
 
 from __future__ import annotations
 
@@ -23,3 +23,15 @@ def simulator_config(simulator: Any, **overrides: Any) -> LambdaConfig:
     }
     settings.update(overrides)
     return LambdaConfig(**settings)
+
+
+def simulator_client_options(simulator: Any, **extra: Any) -> dict[str, Any]:
+    """aiobotocore ``create_client`` options for ``simulator``: its endpoint and region, test
+    credentials, and ``extra``."""
+    return {
+        "endpoint_url": simulator.endpoint_url,
+        "region_name": simulator.region,
+        "aws_access_key_id": "testing",
+        "aws_secret_access_key": "testing",
+        **extra,
+    }

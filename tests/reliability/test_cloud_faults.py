@@ -39,7 +39,7 @@ from sockerless_lambda.backend import LambdaBackend
 from sockerless_lambda.config import LambdaConfig
 from sockerless_lambda.reconcile import find_orphans
 from sockerless_lambda.state import CREATING
-from tests.lambda_settings import simulator_config
+from tests.lambda_settings import simulator_client_options, simulator_config
 from tests.reliability.processes import eventually
 
 API = "/internal/v1"
@@ -505,22 +505,13 @@ async def test_a_slow_operation_does_not_hold_up_other_requests(harness: Harness
 # ---------------------------------------------------------------------------- clients
 
 
-def _client_options(simulator: Any) -> dict[str, Any]:
-    return {
-        "endpoint_url": simulator.endpoint_url,
-        "region_name": simulator.region,
-        "aws_access_key_id": "testing",
-        "aws_secret_access_key": "testing",
-    }
-
-
 def _lambda_client(simulator: Any) -> Any:
     from aiobotocore.session import get_session
 
-    return get_session().create_client("lambda", **_client_options(simulator))
+    return get_session().create_client("lambda", **simulator_client_options(simulator))
 
 
 def _logs_client(simulator: Any) -> Any:
     from aiobotocore.session import get_session
 
-    return get_session().create_client("logs", **_client_options(simulator))
+    return get_session().create_client("logs", **simulator_client_options(simulator))

@@ -40,6 +40,7 @@ from tests.reliability.processes import (
     lambda_flags,
     reported_orphans,
 )
+from tests.teardown import each_ended
 
 #: Function timeout and recovery margin given to the backend (lambda_flags): a run whose answer is
 #: lost is settled from CloudWatch at most this long after it started, plus a read interval.
@@ -64,12 +65,8 @@ async def simulator(tmp_path: Path) -> Any:
 @pytest_asyncio.fixture
 async def backends() -> Any:
     """Every backend process a test starts; killed at the end whatever happened."""
-    started: list[BackendProcess] = []
-    try:
+    async with each_ended(BackendProcess.kill) as started:
         yield started
-    finally:
-        for backend in started:
-            await backend.kill()
 
 
 # ---------------------------------------------------------------------------- the store setting

@@ -83,17 +83,10 @@ class ProgressStream:
         self._url = url
 
     async def lines(self) -> AsyncIterator[dict[str, Any]]:
-        while True:
-            try:
-                raw = await self.response.content.readline()
-            except (aiohttp.ClientError, ValueError) as exc:
-                raise UpstreamError(f"the backend at {self._url} dropped a stream: {exc}") from None
-            if not raw:
-                return
-            if raw.strip():
-                data = decode_answer(raw, self._url, "progress line")
-                if isinstance(data, dict):
-                    yield data
+        async for raw in _answer_lines(self.response, self._url, "a stream"):
+            data = decode_answer(raw, self._url, "progress line")
+            if isinstance(data, dict):
+                yield data
 
 
 class EventLines:
@@ -104,15 +97,22 @@ class EventLines:
         self._url = url
 
     async def events(self) -> AsyncIterator[EventMessage]:
-        while True:
-            try:
-                raw = await self.response.content.readline()
-            except (aiohttp.ClientError, ValueError) as exc:
-                raise UpstreamError(f"the backend at {self._url} dropped an events stream: {exc}") from None
-            if not raw:
-                return
-            if raw.strip():
-                event: EventMessage = structure_answer(
-                    decode_answer(raw, self._url, "event"), EventMessage, self._url
-                )
-                yield event
+        async for raw in _answer_lines(self.response, self._url, "an events stream"):
+            event: EventMessage = structure_answer(
+                decode_answer(raw, self._url, "event"), EventMessage, self._url
+            )
+            yield event
+
+
+async def _answer_lines(response: aiohttp.ClientResponse, url: str, what: str) -> AsyncIterator[bytes]:
+    """The lines of a streamed answer that are not blank, until it ends; a read failing is an
+    :class:`UpstreamError` saying the backend dropped ``what``."""
+    while True:
+        try:
+            raw = await response.content.readline()
+        except (aiohttp.ClientError, ValueError) as exc:
+            raise UpstreamError(f"the backend at {url} dropped {what}: {exc}") from None
+        if not raw:
+            return
+        if raw.strip():
+            yield raw

@@ -20,8 +20,8 @@ from aiohttp import web
 
 from sockerless.api.event_routes import EVENTS_ROUTE
 from sockerless.frontend.context import frontend_of
-from sockerless.frontend.passthrough import long_lived_like, path_values
-from sockerless.http.responses import JSON_CONTENT_TYPE, open_stream
+from sockerless.frontend.passthrough import long_lived_like, path_values, relay
+from sockerless.http.responses import JSON_CONTENT_TYPE
 
 __all__ = ["ENDING_KEY", "end_event_streams", "events"]
 
@@ -40,17 +40,11 @@ async def end_event_streams(app: web.Application) -> None:
 async def events(request: web.Request) -> web.StreamResponse:
     frontend = frontend_of(request)
     response = await frontend.forward(EVENTS_ROUTE, path_values(EVENTS_ROUTE, request), request.query)
-    try:
-        content_type = response.headers.get("Content-Type", JSON_CONTENT_TYPE)
-        out = await open_stream(request, {"Content-Type": content_type})
-        try:
-            await _copy(response, out, request.app[ENDING_KEY])
-            await out.write_eof()
-        except ConnectionError:
-            pass  # the client went away: nothing is left to tell it
-        return out
-    finally:
-        response.close()
+
+    async def copy(out: web.StreamResponse) -> None:
+        await _copy(response, out, request.app[ENDING_KEY])
+
+    return await relay(request, response, copy, default_type=JSON_CONTENT_TYPE)
 
 
 async def _copy(response: aiohttp.ClientResponse, out: web.StreamResponse, shutdown: asyncio.Event) -> None:

@@ -10,7 +10,7 @@ an orderly end when either side goes away.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, TypeVar
 
 import aiohttp
@@ -30,6 +30,7 @@ __all__ = [
     "long_lived_like",
     "path_values",
     "progress_failure",
+    "relay",
     "route_options",
 ]
 
@@ -130,17 +131,37 @@ async def copy_stream(
     sent); a client going away ends it quietly, and leaving closes the backend request, which stops
     whatever the backend was doing for it.
     """
-    try:
-        out = await open_stream(request, {"Content-Type": response.headers.get("Content-Type", _OCTETS)})
+
+    async def copy(out: web.StreamResponse) -> None:
         try:
-            try:
-                async for chunk in response.content.iter_any():
-                    await out.write(chunk)
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                message = f"the backend ended the stream early: {exc or type(exc).__name__}"
-                log.warning(message, extra={"fields": {"method": request.method, "path": request.path}})
-                if on_failure is not None:
-                    await out.write(on_failure(message))
+            async for chunk in response.content.iter_any():
+                await out.write(chunk)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            message = f"the backend ended the stream early: {exc or type(exc).__name__}"
+            log.warning(message, extra={"fields": {"method": request.method, "path": request.path}})
+            if on_failure is not None:
+                await out.write(on_failure(message))
+
+    return await relay(request, response, copy)
+
+
+async def relay(
+    request: web.Request,
+    response: aiohttp.ClientResponse,
+    copy: Callable[[web.StreamResponse], Awaitable[None]],
+    *,
+    default_type: str = _OCTETS,
+) -> web.StreamResponse:
+    """Send the headers now, with the backend's ``Content-Type`` (``default_type`` when it has none),
+    let ``copy`` write the body, then end the stream; releases ``response``.
+
+    A client going away ends the stream quietly.
+    """
+    try:
+        content_type = response.headers.get("Content-Type", default_type)
+        out = await open_stream(request, {"Content-Type": content_type})
+        try:
+            await copy(out)
             await out.write_eof()
         except ConnectionError:
             pass  # the client went away: nothing is left to tell it

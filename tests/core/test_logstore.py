@@ -8,7 +8,6 @@ import datetime as dt
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -55,23 +54,6 @@ async def open_store(path: str, clock: Clock | None = None, **config: Any) -> St
     return await Store.open(
         path, state_class=type(None), config=StoreConfig(**settings), clock=clock or Clock()
     )
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> str:
-    return str(tmp_path / "state.db")
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-async def store(db_path: str, clock: Clock) -> AsyncIterator[Store[None]]:
-    opened = await open_store(db_path, clock)
-    yield opened
-    await opened.close()
 
 
 def data(entries: Sequence[tuple[int, LogLine]]) -> list[LogLine]:

@@ -9,8 +9,6 @@ import hashlib
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -24,23 +22,6 @@ from tests.core.test_logstore import FOLLOW, GRACE, QUIET, SETTLED, T0, Clock, c
 
 CID = hashlib.sha256(b"removed").hexdigest()
 CLEANUP = '{"function":"skls-removed"}'
-
-
-@pytest.fixture
-def state_file(tmp_path: Path) -> str:
-    return str(tmp_path / "removed.db")
-
-
-@pytest.fixture
-def wall() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-async def opened(state_file: str, wall: Clock) -> AsyncIterator[Store[None]]:
-    store = await open_store(state_file, wall)
-    yield store
-    await store.close()
 
 
 async def add_container(
@@ -69,55 +50,55 @@ def rows(path: str, table: str) -> int:
 
 
 async def test_the_removal_is_recorded_with_the_delete_and_answers_by_id_name_and_prefix(
-    opened: Store[None], state_file: str, wall: Clock
+    store: Store[None], db_path: str, clock: Clock
 ) -> None:
-    await add_container(opened, tty=True)
-    await opened.delete_container(CID, cleanup=CLEANUP)
-    removed = RemovedContainer(CID, "web", 3, "boom", True, wall.now + GRACE, CLEANUP)
+    await add_container(store, tty=True)
+    await store.delete_container(CID, cleanup=CLEANUP)
+    removed = RemovedContainer(CID, "web", 3, "boom", True, clock.now + GRACE, CLEANUP)
     for ref in (CID, "web", "/web", CID[:3], CID[:12]):
-        assert opened.removed_container(ref) == removed, ref
-    assert opened.removed_container("nope") is None
-    assert opened.cleanups_pending() == [removed]
-    assert (rows(state_file, "containers"), rows(state_file, "removed_containers")) == (0, 1)
+        assert store.removed_container(ref) == removed, ref
+    assert store.removed_container("nope") is None
+    assert store.cleanups_pending() == [removed]
+    assert (rows(db_path, "containers"), rows(db_path, "removed_containers")) == (0, 1)
     with pytest.raises(NotFound):
-        opened.resolve_container("web")
+        store.resolve_container("web")
 
 
-async def test_the_exit_given_at_the_removal_is_the_one_kept(opened: Store[None]) -> None:
-    await add_container(opened)
-    await opened.delete_container(CID, exit_code=137, error="")
-    assert (found(opened, CID).exit_code, found(opened, CID).error) == (137, "")
-    assert opened.cleanups_pending() == []  # nothing owed
+async def test_the_exit_given_at_the_removal_is_the_one_kept(store: Store[None]) -> None:
+    await add_container(store)
+    await store.delete_container(CID, exit_code=137, error="")
+    assert (found(store, CID).exit_code, found(store, CID).error) == (137, "")
+    assert store.cleanups_pending() == []  # nothing owed
 
 
-async def test_the_name_is_free_at_once_and_the_latest_removal_of_a_name_answers(opened: Store[None]) -> None:
+async def test_the_name_is_free_at_once_and_the_latest_removal_of_a_name_answers(store: Store[None]) -> None:
     first, second = hashlib.sha256(b"first").hexdigest(), hashlib.sha256(b"second").hexdigest()
-    await add_container(opened, "job", first)
-    await opened.delete_container(first, exit_code=1)
-    await add_container(opened, "job", second)  # docker rm, then docker run --name job
-    assert opened.resolve_container("job").id == second
-    await opened.delete_container(second, exit_code=2)
-    assert found(opened, "job").id == second
-    assert found(opened, first).exit_code == 1
+    await add_container(store, "job", first)
+    await store.delete_container(first, exit_code=1)
+    await add_container(store, "job", second)  # docker rm, then docker run --name job
+    assert store.resolve_container("job").id == second
+    await store.delete_container(second, exit_code=2)
+    assert found(store, "job").id == second
+    assert found(store, first).exit_code == 1
 
 
-async def test_a_prefix_of_two_removed_containers_answers_nothing(opened: Store[None]) -> None:
+async def test_a_prefix_of_two_removed_containers_answers_nothing(store: Store[None]) -> None:
     one, two = "abc" + "1" * 61, "abc" + "2" * 61
     for name, container_id in (("one", one), ("two", two)):
-        await add_container(opened, name, container_id)
-        await opened.delete_container(container_id)
-    assert opened.removed_container("abc") is None
-    assert found(opened, "abc1").id == one
+        await add_container(store, name, container_id)
+        await store.delete_container(container_id)
+    assert store.removed_container("abc") is None
+    assert found(store, "abc1").id == one
 
 
-async def test_a_removed_container_and_its_output_outlive_a_restart(state_file: str, wall: Clock) -> None:
-    store = await open_store(state_file, wall)
+async def test_a_removed_container_and_its_output_outlive_a_restart(db_path: str, clock: Clock) -> None:
+    store = await open_store(db_path, clock)
     await add_container(store)
     await store.logs.append(CID, [line(1)])
     await store.delete_container(CID, cleanup=CLEANUP)
     await store.close()
 
-    store = await open_store(state_file, wall)
+    store = await open_store(db_path, clock)
     try:
         for ref in (CID, "web", CID[:8]):
             assert found(store, ref).exit_code == 3
@@ -128,82 +109,82 @@ async def test_a_removed_container_and_its_output_outlive_a_restart(state_file: 
         await store.close()
 
 
-async def test_a_create_that_failed_is_not_remembered(opened: Store[None], state_file: str) -> None:
-    await add_container(opened)
-    await opened.logs.append(CID, [line(1)])
-    await opened.delete_container(CID, remember=False)
-    assert opened.removed_container(CID) is None and opened.removed_container("web") is None
-    assert await opened.logs.read(CID) == []
-    assert (rows(state_file, "removed_containers"), rows(state_file, "log_entries")) == (0, 0)
+async def test_a_create_that_failed_is_not_remembered(store: Store[None], db_path: str) -> None:
+    await add_container(store)
+    await store.logs.append(CID, [line(1)])
+    await store.delete_container(CID, remember=False)
+    assert store.removed_container(CID) is None and store.removed_container("web") is None
+    assert await store.logs.read(CID) == []
+    assert (rows(db_path, "removed_containers"), rows(db_path, "log_entries")) == (0, 0)
     with pytest.raises(NotFound):
-        await opened.delete_container(CID, remember=False)
+        await store.delete_container(CID, remember=False)
 
 
 # ---------------------------------------------------------------------------- output and the sweep
 
 
 async def test_its_followers_end_and_its_output_stays_readable_for_the_grace_period(
-    opened: Store[None], state_file: str, wall: Clock
+    store: Store[None], db_path: str, clock: Clock
 ) -> None:
-    await add_container(opened)
-    opened.logs.open_output(CID)
-    await opened.logs.append(CID, [line(1)])
-    following = asyncio.ensure_future(collect(opened.logs.lines(CID, FOLLOW)))
-    await opened.delete_container(CID)
+    await add_container(store)
+    store.logs.open_output(CID)
+    await store.logs.append(CID, [line(1)])
+    following = asyncio.ensure_future(collect(store.logs.lines(CID, FOLLOW)))
+    await store.delete_container(CID)
     assert await asyncio.wait_for(following, SETTLED) == [line(1)]  # its followers end
 
-    wall.now += GRACE - 1
-    await opened.sweep_removed()
-    assert await opened.logs.read(CID) == [(1, line(1))]
-    assert await collect(opened.logs.lines(CID, LogsOptions(tail=1))) == [line(1)]
-    wall.now += 2
-    assert opened.removed_container(CID) is None  # expired: no longer answered, even before the sweep
-    await opened.sweep_removed()
-    assert await opened.logs.read(CID) == []
-    assert (rows(state_file, "log_entries"), rows(state_file, "removed_containers")) == (0, 0)
+    clock.now += GRACE - 1
+    await store.sweep_removed()
+    assert await store.logs.read(CID) == [(1, line(1))]
+    assert await collect(store.logs.lines(CID, LogsOptions(tail=1))) == [line(1)]
+    clock.now += 2
+    assert store.removed_container(CID) is None  # expired: no longer answered, even before the sweep
+    await store.sweep_removed()
+    assert await store.logs.read(CID) == []
+    assert (rows(db_path, "log_entries"), rows(db_path, "removed_containers")) == (0, 0)
 
 
-async def test_what_expired_while_the_backend_was_down_goes_at_open(state_file: str, wall: Clock) -> None:
-    store = await open_store(state_file, wall)
+async def test_what_expired_while_the_backend_was_down_goes_at_open(db_path: str, clock: Clock) -> None:
+    store = await open_store(db_path, clock)
     await add_container(store)
     await store.logs.append(CID, [line(1)])
     await store.delete_container(CID)
     await store.close()
 
-    wall.now += GRACE + 1
-    store = await open_store(state_file, wall)
+    clock.now += GRACE + 1
+    store = await open_store(db_path, clock)
     assert await store.logs.read(CID) == []
     await store.close()
-    assert (rows(state_file, "log_entries"), rows(state_file, "removed_containers")) == (0, 0)
+    assert (rows(db_path, "log_entries"), rows(db_path, "removed_containers")) == (0, 0)
 
 
 async def test_a_pending_cleanup_keeps_a_removed_container_past_its_expiry_until_done(
-    state_file: str, wall: Clock
+    db_path: str, clock: Clock
 ) -> None:
-    store = await open_store(state_file, wall)
+    store = await open_store(db_path, clock)
     await add_container(store)
     await store.logs.append(CID, [line(1)])
     await store.delete_container(CID, cleanup=CLEANUP)
-    wall.now += GRACE + 1
+    clock.now += GRACE + 1
     await store.sweep_removed()
     assert store.removed_container(CID) is None  # expired: not answered any more
     assert [removed.id for removed in store.cleanups_pending()] == [CID]  # but still owed
     assert await store.logs.read(CID) == [(1, line(1))]
     await store.close()
 
-    store = await open_store(state_file, wall)  # the open's sweep keeps it too
+    store = await open_store(db_path, clock)  # the open's sweep keeps it too
     assert [removed.id for removed in store.cleanups_pending()] == [CID]
     await store.cleanup_done(CID)
     assert store.cleanups_pending() == []
     await store.sweep_removed()
     assert await store.logs.read(CID) == []
     await store.close()
-    assert (rows(state_file, "log_entries"), rows(state_file, "removed_containers")) == (0, 0)
+    assert (rows(db_path, "log_entries"), rows(db_path, "removed_containers")) == (0, 0)
 
 
-async def test_the_store_sweeps_by_itself_at_expiry_and_when_a_cleanup_is_done(state_file: str) -> None:
+async def test_the_store_sweeps_by_itself_at_expiry_and_when_a_cleanup_is_done(db_path: str) -> None:
     config = StoreConfig(removed_grace_seconds=0.05)
-    store = await Store.open(state_file, state_class=type(None), config=config, clock=time.time)
+    store = await Store.open(db_path, state_class=type(None), config=config, clock=time.time)
     try:
         other = hashlib.sha256(b"other").hexdigest()
         for name, container_id, cleanup in (("web", CID, ""), ("db", other, CLEANUP)):
@@ -227,44 +208,44 @@ async def test_the_store_sweeps_by_itself_at_expiry_and_when_a_cleanup_is_done(s
         await asyncio.wait_for(swept(other), SETTLED)  # woken by the cleanup's end, not a timeout
     finally:
         await store.close()
-    assert (rows(state_file, "log_entries"), rows(state_file, "removed_containers")) == (0, 0)
+    assert (rows(db_path, "log_entries"), rows(db_path, "removed_containers")) == (0, 0)
 
 
 async def test_a_large_removed_output_is_deleted_whole(
-    opened: Store[None], state_file: str, wall: Clock
+    store: Store[None], db_path: str, clock: Clock
 ) -> None:
-    await add_container(opened)
-    await opened.logs.append(CID, [LogLine(1, T0, b"") for _ in range(25_000)])
+    await add_container(store)
+    await store.logs.append(CID, [LogLine(1, T0, b"") for _ in range(25_000)])
     other = hashlib.sha256(b"other").hexdigest()
-    await opened.logs.append(other, [line(1)])
-    await opened.delete_container(CID)
-    wall.now += GRACE
-    await opened.sweep_removed()
-    assert await opened.logs.read(CID) == []
-    assert await opened.logs.read(other) == [(1, line(1))]
-    assert rows(state_file, "removed_containers") == 0
+    await store.logs.append(other, [line(1)])
+    await store.delete_container(CID)
+    clock.now += GRACE
+    await store.sweep_removed()
+    assert await store.logs.read(CID) == []
+    assert await store.logs.read(other) == [(1, line(1))]
+    assert rows(db_path, "removed_containers") == 0
 
 
 async def test_a_container_that_never_wrote_is_remembered_without_output(
-    opened: Store[None], state_file: str
+    store: Store[None], db_path: str
 ) -> None:
-    await add_container(opened)
-    opened.logs.open_output(CID)
-    opened.logs.close_output(CID)
-    await opened.delete_container(CID)
-    assert found(opened, CID).exit_code == 3
-    assert (rows(state_file, "log_entries"), rows(state_file, "removed_containers")) == (0, 1)
+    await add_container(store)
+    store.logs.open_output(CID)
+    store.logs.close_output(CID)
+    await store.delete_container(CID)
+    assert found(store, CID).exit_code == 3
+    assert (rows(db_path, "log_entries"), rows(db_path, "removed_containers")) == (0, 1)
 
 
 async def test_output_arriving_after_the_removal_is_not_kept(
-    opened: Store[None], caplog: pytest.LogCaptureFixture
+    store: Store[None], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="sockerless.store.logs")
-    await add_container(opened)
-    await opened.logs.append(CID, [line(1)])
-    await opened.delete_container(CID)
-    await opened.logs.append(CID, [line(2)])
-    assert await opened.logs.read(CID) == [(1, line(1))]
+    await add_container(store)
+    await store.logs.append(CID, [line(1)])
+    await store.delete_container(CID)
+    await store.logs.append(CID, [line(2)])
+    assert await store.logs.read(CID) == [(1, line(1))]
     assert f"container {CID} was removed: 1 entries of output arriving after it were not kept" in caplog.text
 
 
@@ -291,17 +272,17 @@ def write_version_3_database(path: str, removals: list[tuple[str, float]]) -> No
     raw.close()
 
 
-async def test_log_removals_of_version_3_become_removed_containers(state_file: str, wall: Clock) -> None:
+async def test_log_removals_of_version_3_become_removed_containers(db_path: str, clock: Clock) -> None:
     expired = hashlib.sha256(b"expired").hexdigest()
-    write_version_3_database(state_file, [(CID, wall.now + 100), (expired, wall.now - 1)])
+    write_version_3_database(db_path, [(CID, clock.now + 100), (expired, clock.now - 1)])
 
-    store = await open_store(state_file, wall)
+    store = await open_store(db_path, clock)
     try:
         removed = found(store, CID)
         assert (removed.name, removed.tty, removed.expires_at, removed.cleanup) == (
             "",
             False,
-            wall.now + 100,
+            clock.now + 100,
             "",
         )
         assert (removed.exit_code, removed.error) == (
@@ -315,7 +296,7 @@ async def test_log_removals_of_version_3_become_removed_containers(state_file: s
         assert store.cleanups_pending() == []
     finally:
         await store.close()
-    with sqlite3.connect(state_file) as raw:
+    with sqlite3.connect(db_path) as raw:
         assert raw.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
         tables = {name for (name,) in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     raw.close()
@@ -323,18 +304,18 @@ async def test_log_removals_of_version_3_become_removed_containers(state_file: s
 
 
 async def test_a_removal_while_the_runs_output_is_completing_keeps_it_open_until_closed(
-    opened: Store[None],
+    store: Store[None],
 ) -> None:
-    await add_container(opened)
-    opened.logs.open_output(CID)
-    await opened.logs.append(CID, [line(1)])
-    following = asyncio.ensure_future(collect(opened.logs.lines(CID, FOLLOW)))
-    await opened.delete_container(CID, output_completing=True)
-    await opened.logs.append(CID, [line(2)])  # still arriving after the removal: kept
+    await add_container(store)
+    store.logs.open_output(CID)
+    await store.logs.append(CID, [line(1)])
+    following = asyncio.ensure_future(collect(store.logs.lines(CID, FOLLOW)))
+    await store.delete_container(CID, output_completing=True)
+    await store.logs.append(CID, [line(2)])  # still arriving after the removal: kept
     done, _ = await asyncio.wait([following], timeout=QUIET)
     assert not done  # its follower reads on
-    assert found(opened, CID).exit_code == 3
-    opened.logs.close_output(CID)
+    assert found(store, CID).exit_code == 3
+    store.logs.close_output(CID)
     assert await asyncio.wait_for(following, SETTLED) == [line(1), line(2)]
-    await opened.logs.append(CID, [line(3)])  # closed: now like any removed container's
-    assert [entry for _, entry in await opened.logs.read(CID)] == [line(1), line(2)]
+    await store.logs.append(CID, [line(3)])  # closed: now like any removed container's
+    assert [entry for _, entry in await store.logs.read(CID)] == [line(1), line(2)]

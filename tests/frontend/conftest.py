@@ -5,6 +5,7 @@ pointed at the frontend."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import tempfile
@@ -17,6 +18,7 @@ import pytest
 import pytest_asyncio
 
 from sockerless.api.server import InternalAPIServer
+from sockerless.backend import Backend
 from sockerless.config import FrontendConfig, ServerConfig
 from sockerless.frontend import DockerFrontend
 
@@ -61,7 +63,14 @@ async def backend_server(
 ) -> AsyncIterator[InternalAPIServer]:
     # A short grace: a test that leaves a wait or a follow open does not hold its teardown for long.
     config = ServerConfig(socket=f"{short_dir}/backend.sock", shutdown_grace=1.0)
-    server = InternalAPIServer(backend_class(), config)
+    async with serving(backend_class(), config) as server:
+        yield server
+
+
+@contextlib.asynccontextmanager
+async def serving(backend: Backend, config: ServerConfig) -> AsyncIterator[InternalAPIServer]:
+    """``backend`` behind a started internal API server, stopped on leaving."""
+    server = InternalAPIServer(backend, config)
     await server.start()
     try:
         yield server

@@ -20,6 +20,7 @@ from sockerless.config import FrontendConfig, ServerConfig
 from sockerless.errors import Unavailable
 from sockerless.frontend import DockerFrontend
 from sockerless.http.sockets import ListenError
+from tests.teardown import each_ended
 
 from .conftest import DOCKER, DockerCLI
 from .local_backend import LocalBackend
@@ -36,12 +37,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 @pytest_asyncio.fixture
 async def started() -> AsyncIterator[list[DockerFrontend]]:
     """Frontends a test starts, stopped at its end whatever happens."""
-    frontends: list[DockerFrontend] = []
-    try:
+    async with each_ended(DockerFrontend.stop) as frontends:
         yield frontends
-    finally:
-        for frontend in frontends:
-            await frontend.stop()
 
 
 async def start(frontends: list[DockerFrontend], frontend: DockerFrontend) -> DockerFrontend:

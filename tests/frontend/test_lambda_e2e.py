@@ -24,12 +24,12 @@ from sockerless.api.server import InternalAPIServer
 from sockerless.backend import BackendRuntime
 from sockerless.config import ServerConfig
 from sockerless.frontend import DockerFrontend
+from tests.lambda_settings import simulator_config
 
-from .conftest import CLIENT_TIMEOUT, DOCKER, DockerCLI
+from .conftest import CLIENT_TIMEOUT, DOCKER, DockerCLI, serving
 
 # ImportError, not only a missing module: while the Lambda backend is rewritten it may not import.
 lambda_backend = pytest.importorskip("sockerless_lambda.backend", exc_type=ImportError)
-lambda_config = pytest.importorskip("sockerless_lambda.config", exc_type=ImportError)
 
 pytestmark = pytest.mark.docker_cli
 
@@ -40,20 +40,10 @@ IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/app:latest"
 async def backend_server(
     lambda_simulator: Any, short_dir: str, tmp_path: Path
 ) -> AsyncIterator[InternalAPIServer]:
-    config = lambda_config.LambdaConfig(
-        region=lambda_simulator.region,
-        role_arn=lambda_simulator.role_arn,
-        endpoint_url=lambda_simulator.endpoint_url,
-        log_read_interval=0.25,
-        max_attempts=2,
-    )
+    config = simulator_config(lambda_simulator)
     backend = lambda_backend.LambdaBackend(config, BackendRuntime(str(tmp_path / "lambda.sqlite3"), "e2e"))
-    server = InternalAPIServer(backend, ServerConfig(socket=f"{short_dir}/backend.sock"))
-    await server.start()
-    try:
+    async with serving(backend, ServerConfig(socket=f"{short_dir}/backend.sock")) as server:
         yield server
-    finally:
-        await server.stop()
 
 
 async def call(function: Any, *args: Any, **kwargs: Any) -> Any:

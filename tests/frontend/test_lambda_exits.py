@@ -19,11 +19,11 @@ import pytest_asyncio
 from sockerless.api.server import InternalAPIServer
 from sockerless.backend import BackendRuntime
 from sockerless.config import ServerConfig
+from tests.lambda_settings import simulator_config
 
-from .conftest import DockerCLI
+from .conftest import DockerCLI, serving
 
 lambda_backend = pytest.importorskip("sockerless_lambda.backend", exc_type=ImportError)
-lambda_config = pytest.importorskip("sockerless_lambda.config", exc_type=ImportError)
 
 pytestmark = pytest.mark.docker_cli
 
@@ -36,27 +36,25 @@ WAIT_FAILED = "Error waiting for container"
 async def backend_server(
     lambda_simulator: Any, short_dir: str, tmp_path: Path
 ) -> AsyncIterator[InternalAPIServer]:
-    config = lambda_config.LambdaConfig(
-        region=lambda_simulator.region,
-        role_arn=lambda_simulator.role_arn,
-        endpoint_url=lambda_simulator.endpoint_url,
-        timeout=FUNCTION_TIMEOUT,
-        log_read_interval=0.25,
-        max_attempts=2,
-    )
+    config = simulator_config(lambda_simulator, timeout=FUNCTION_TIMEOUT)
     backend = lambda_backend.LambdaBackend(config, BackendRuntime(str(tmp_path / "lambda.sqlite3"), "exits"))
-    server = InternalAPIServer(backend, ServerConfig(socket=f"{short_dir}/backend.sock"))
-    await server.start()
-    try:
+    async with serving(backend, ServerConfig(socket=f"{short_dir}/backend.sock")) as server:
         yield server
-    finally:
-        await server.stop()
 
 
 @pytest_asyncio.fixture
 async def docker_cli_pulled(docker_cli: DockerCLI) -> DockerCLI:
     assert (await docker_cli("pull", IMAGE)).code == 0
     return docker_cli
+
+
+@pytest_asyncio.fixture
+async def docker_cli_busy(docker_cli_pulled: DockerCLI) -> DockerCLI:
+    """With ``busy`` running: it sleeps a second, then exits 5."""
+    assert (
+        await docker_cli_pulled("run", "-d", "--name", "busy", IMAGE, "sh", "-c", "sleep 1; exit 5")
+    ).code == 0
+    return docker_cli_pulled
 
 
 async def call(function: Any, *args: Any, **kwargs: Any) -> Any:
@@ -176,32 +174,26 @@ async def test_docker_start_attach_of_a_created_container_waits_for_its_run(
 
 
 async def test_stop_and_kill_of_a_running_container_succeed_and_the_run_goes_on(
-    docker_cli_pulled: DockerCLI,
+    docker_cli_busy: DockerCLI,
 ) -> None:
-    assert (
-        await docker_cli_pulled("run", "-d", "--name", "busy", IMAGE, "sh", "-c", "sleep 1; exit 5")
-    ).code == 0
-    stopped = await docker_cli_pulled("stop", "busy")
+    stopped = await docker_cli_busy("stop", "busy")
     assert (stopped.code, stopped.out) == (0, "busy\n"), stopped.err
-    killed = await docker_cli_pulled("kill", "busy")
+    killed = await docker_cli_busy("kill", "busy")
     assert (killed.code, killed.out) == (0, "busy\n"), killed.err
-    assert (await docker_cli_pulled("wait", "busy")).out == "5\n"  # not cut short
+    assert (await docker_cli_busy("wait", "busy")).out == "5\n"  # not cut short
 
 
 async def test_restart_of_a_running_container_is_refused_saying_lambda_cannot_stop_a_run(
-    docker_cli_pulled: DockerCLI,
+    docker_cli_busy: DockerCLI,
 ) -> None:
-    assert (
-        await docker_cli_pulled("run", "-d", "--name", "busy", IMAGE, "sh", "-c", "sleep 1; exit 5")
-    ).code == 0
-    restarted = await docker_cli_pulled("restart", "busy")
+    restarted = await docker_cli_busy("restart", "busy")
     assert restarted.code == 1
     assert "cannot restart container" in restarted.err
     assert "Lambda cannot stop a run" in restarted.err
-    assert (await docker_cli_pulled("wait", "busy")).out == "5\n"
-    again = await docker_cli_pulled("restart", "busy")  # exited: restart runs it again
+    assert (await docker_cli_busy("wait", "busy")).out == "5\n"
+    again = await docker_cli_busy("restart", "busy")  # exited: restart runs it again
     assert again.code == 0, again.err
-    assert (await docker_cli_pulled("wait", "busy")).out == "5\n"
+    assert (await docker_cli_busy("wait", "busy")).out == "5\n"
 
 
 # ---------------------------------------------------------------------------- Lambda's own lines

@@ -17,24 +17,12 @@ from sockerless.api.server import create_app
 from sockerless.backend import BackendRuntime
 from sockerless.streams import decode_frames
 from sockerless_lambda.backend import LambdaBackend
-from sockerless_lambda.config import LambdaConfig
 from sockerless_lambda_simulator import LambdaSimulator
+from tests.lambda_settings import simulator_config
 
 API = "/internal/v1"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/jobs:latest"
 INSTANCE = "test-instance"
-
-
-def backend_config(simulator: LambdaSimulator, **overrides: Any) -> LambdaConfig:
-    settings: dict[str, Any] = {
-        "region": simulator.region,
-        "role_arn": simulator.role_arn,
-        "endpoint_url": simulator.endpoint_url,
-        "log_read_interval": 0.25,
-        "max_attempts": 2,
-    }
-    settings.update(overrides)
-    return LambdaConfig(**settings)
 
 
 @pytest.fixture
@@ -53,7 +41,7 @@ async def backend(
     lambda_simulator: LambdaSimulator, state_path: str, config_overrides: dict[str, Any]
 ) -> AsyncIterator[LambdaBackend]:
     started = LambdaBackend(
-        backend_config(lambda_simulator, **config_overrides), BackendRuntime(state_path, INSTANCE)
+        simulator_config(lambda_simulator, **config_overrides), BackendRuntime(state_path, INSTANCE)
     )
     await started.start()
     await started.background_done()  # tests that count AWS calls start from a quiet backend

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
+import pytest
+
 from sockerless.backend import LogLine, LogsOptions
 from sockerless.logfilter import select, split_lines
 from sockerless.models import WaitCondition, WaitError, WaitResponse
@@ -26,22 +28,29 @@ async def test_not_running_on_a_created_container_answers_0_at_once_as_moby_does
     assert future.done() and future.result() == WaitResponse(0)
 
 
-async def test_next_exit_on_a_created_container_waits_for_its_coming_run() -> None:
+@pytest.mark.parametrize(
+    ("condition", "status", "code"),
+    [
+        pytest.param(
+            WaitCondition.NEXT_EXIT, "created", 2, id="next-exit-of-a-created-container-waits-for-its-run"
+        ),
+        pytest.param(
+            WaitCondition.NOT_RUNNING,
+            "running",
+            4,
+            id="not-running-of-a-running-container-waits-for-its-exit",
+        ),
+    ],
+)
+async def test_a_wait_that_cannot_answer_yet_answers_the_coming_exit(
+    condition: WaitCondition, status: str, code: int
+) -> None:
     waiters = ContainerWaiters()
-    future = waiters.wait(ID, WaitCondition.NEXT_EXIT, status="created", last=ExitStatus())
+    future = waiters.wait(ID, condition, status=status, last=ExitStatus())
     await asyncio.sleep(0)
     assert not future.done()
-    waiters.exited(ID, ExitStatus(2))
-    assert future.result() == WaitResponse(2)
-
-
-async def test_not_running_on_a_running_container_waits_for_its_exit() -> None:
-    waiters = ContainerWaiters()
-    future = waiters.wait(ID, WaitCondition.NOT_RUNNING, status="running", last=ExitStatus())
-    await asyncio.sleep(0)
-    assert not future.done()
-    waiters.exited(ID, ExitStatus(4))
-    assert future.result() == WaitResponse(4)
+    waiters.exited(ID, ExitStatus(code))
+    assert future.result() == WaitResponse(code)
 
 
 async def test_next_exit_waits_even_for_an_exited_container_and_removed_waits_for_removal() -> None:

@@ -18,6 +18,7 @@ from openapi_schema_validator import OAS31Validator
 from sockerless.api.openapi import build_openapi
 from sockerless.api.server import create_app
 from sockerless.backend import BackendRuntime
+from tests.lambda_settings import simulator_client_options, simulator_config
 
 #: A small body limit keeps the "too large" cases cheap to send.
 MAX_BODY_BYTES = 128 * 1024
@@ -82,23 +83,11 @@ async def lambda_api(
 ) -> AsyncIterator[LambdaApi]:
     # Imported here: the OpenAPI tests in this folder need no Lambda backend.
     from sockerless_lambda.backend import LambdaBackend
-    from sockerless_lambda.config import LambdaConfig
 
-    config = LambdaConfig(
-        region=lambda_simulator.region,
-        role_arn=lambda_simulator.role_arn,
-        endpoint_url=lambda_simulator.endpoint_url,
-        log_read_interval=0.25,
-        max_attempts=2,
-    )
+    config = simulator_config(lambda_simulator)
     backend = LambdaBackend(config, BackendRuntime(str(tmp_path / "state.sqlite3"), "fuzz"))
     await backend.start()
-    options = {
-        "endpoint_url": lambda_simulator.endpoint_url,
-        "region_name": lambda_simulator.region,
-        "aws_access_key_id": "testing",
-        "aws_secret_access_key": "testing",
-    }
+    options = simulator_client_options(lambda_simulator)
     try:
         async with get_session().create_client("lambda", **options) as lambda_client:
             client = await aiohttp_client(create_app(backend, max_body_bytes=MAX_BODY_BYTES))

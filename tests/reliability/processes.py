@@ -21,6 +21,8 @@ from typing import Any
 import aiohttp
 from aiobotocore.session import get_session
 
+from tests.lambda_settings import simulator_client_options
+
 API = "/internal/v1"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/jobs:latest"
 LOG_GROUP = "/sockerless/lambda"
@@ -167,12 +169,7 @@ class SimulatorProcess(Process):
 
     @contextlib.asynccontextmanager
     async def client(self, service: str) -> AsyncIterator[Any]:
-        options = {
-            "endpoint_url": self.endpoint_url,
-            "region_name": self.region,
-            "aws_access_key_id": "testing",
-            "aws_secret_access_key": "testing",
-        }
+        options = simulator_client_options(self)
         async with get_session().create_client(service, **options) as client:  # type: ignore[call-overload]
             yield client
 

@@ -39,6 +39,7 @@ from sockerless_lambda.backend import LambdaBackend
 from sockerless_lambda.config import LambdaConfig
 from sockerless_lambda.reconcile import find_orphans
 from sockerless_lambda.state import CREATING
+from tests.lambda_settings import simulator_client_options, simulator_config
 from tests.reliability.processes import eventually
 
 API = "/internal/v1"
@@ -65,17 +66,8 @@ LOGS_PERSISTENT_TEXT = {**PERSISTENT_TEXT, "throttle": "ThrottlingException", "5
 
 
 def _config(simulator: Any, **overrides: Any) -> LambdaConfig:
-    settings: dict[str, Any] = {
-        "region": simulator.region,
-        "role_arn": simulator.role_arn,
-        "endpoint_url": simulator.endpoint_url,
-        "log_read_interval": 0.25,
-        "max_attempts": ATTEMPTS,
-        "timeout": 5,
-        "recovery_margin": 2,
-    }
-    settings.update(overrides)
-    return LambdaConfig(**settings)
+    settings = {"max_attempts": ATTEMPTS, "timeout": 5, "recovery_margin": 2, **overrides}
+    return simulator_config(simulator, **settings)
 
 
 class Harness:
@@ -513,22 +505,13 @@ async def test_a_slow_operation_does_not_hold_up_other_requests(harness: Harness
 # ---------------------------------------------------------------------------- clients
 
 
-def _client_options(simulator: Any) -> dict[str, Any]:
-    return {
-        "endpoint_url": simulator.endpoint_url,
-        "region_name": simulator.region,
-        "aws_access_key_id": "testing",
-        "aws_secret_access_key": "testing",
-    }
-
-
 def _lambda_client(simulator: Any) -> Any:
     from aiobotocore.session import get_session
 
-    return get_session().create_client("lambda", **_client_options(simulator))
+    return get_session().create_client("lambda", **simulator_client_options(simulator))
 
 
 def _logs_client(simulator: Any) -> Any:
     from aiobotocore.session import get_session
 
-    return get_session().create_client("logs", **_client_options(simulator))
+    return get_session().create_client("logs", **simulator_client_options(simulator))

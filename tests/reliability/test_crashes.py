@@ -40,6 +40,7 @@ from tests.reliability.processes import (
     lambda_flags,
     reported_orphans,
 )
+from tests.teardown import each_ended
 
 #: Function timeout and recovery margin given to the backend (lambda_flags): a run whose answer is
 #: lost is settled from CloudWatch at most this long after it started, plus a read interval.
@@ -64,12 +65,8 @@ async def simulator(tmp_path: Path) -> Any:
 @pytest_asyncio.fixture
 async def backends() -> Any:
     """Every backend process a test starts; killed at the end whatever happened."""
-    started: list[BackendProcess] = []
-    try:
+    async with each_ended(BackendProcess.kill) as started:
         yield started
-    finally:
-        for backend in started:
-            await backend.kill()
 
 
 # ---------------------------------------------------------------------------- the store setting
@@ -254,16 +251,19 @@ async def _check_after_restart(
     assert integrity_check(state_path) == "ok"
 
 
-async def _crash_rounds(
+@pytest.mark.parametrize(
+    ("lifecycles", "rounds", "seed"),
+    [pytest.param(40, 4, 7, id="short"), pytest.param(200, 8, 11, id="long", marks=pytest.mark.slow)],
+)
+async def test_backend_killed_at_random_points_loses_nothing(
     simulator: SimulatorProcess,
     backends: list[BackendProcess],
     tmp_path: Path,
     short_dir: Path,
-    *,
     lifecycles: int,
     rounds: int,
     seed: int,
-) -> CrashFigures:
+) -> None:
     rng = random.Random(seed)
     state_path, env = str(tmp_path / "state.sqlite3"), base_environment()
     flags = lambda_flags(simulator, state_path)
@@ -308,23 +308,7 @@ async def _crash_rounds(
         backends.append(restarted)
         await restarted.start()
         await _check_after_restart(restarted, simulator, plans, state_path, env, figures)
-    return figures
-
-
-async def test_backend_killed_at_random_points_loses_nothing(
-    simulator: SimulatorProcess, backends: list[BackendProcess], tmp_path: Path, short_dir: Path
-) -> None:
-    figures = await _crash_rounds(simulator, backends, tmp_path, short_dir, lifecycles=40, rounds=4, seed=7)
-    print(f"backend crashes: {figures}")
-    assert set(figures.phases) == set(PHASES)
-
-
-@pytest.mark.slow
-async def test_backend_killed_at_random_points_loses_nothing_long(
-    simulator: SimulatorProcess, backends: list[BackendProcess], tmp_path: Path, short_dir: Path
-) -> None:
-    figures = await _crash_rounds(simulator, backends, tmp_path, short_dir, lifecycles=200, rounds=8, seed=11)
-    print(f"backend crashes (long): {figures}")
+    print(f"backend crashes ({lifecycles} lifecycles, {rounds} rounds): {figures}")
     assert set(figures.phases) == set(PHASES)
 
 

@@ -1231,20 +1231,23 @@ async def _expect(lambda_api: Any, case: Case) -> None:
     await Fuzzer(lambda_api, DOCUMENT, SchemaChecker(DOCUMENT), Counter()).run(case, long_lines=True)
 
 
+async def _expect_known_create(lambda_api: Any, known: str) -> None:
+    """Run the create case ``known`` of :data:`KNOWN_BUG_CREATES` as :func:`_expect` does."""
+    body, name, expect = KNOWN_BUG_CREATES[known]
+    await _expect(lambda_api, _create(known, body, expect, name=name))
+
+
 async def test_deeply_nested_json_body_is_a_400(lambda_api: Any) -> None:
-    body, name, expect = KNOWN_BUG_CREATES["deep nesting"]
-    await _expect(lambda_api, _create("deep nesting", body, expect, name=name))
+    await _expect_known_create(lambda_api, "deep nesting")
 
 
 async def test_integer_literal_over_4300_digits_is_a_400(lambda_api: Any) -> None:
-    body, name, expect = KNOWN_BUG_CREATES["integer of 5000 digits"]
-    await _expect(lambda_api, _create("huge integer", body, expect, name=name))
+    await _expect_known_create(lambda_api, "integer of 5000 digits")
 
 
 @pytest.mark.parametrize("case", ["NaN literal", "Infinity literal"])
 async def test_nan_and_infinity_literals_are_a_400(lambda_api: Any, case: str) -> None:
-    body, name, expect = KNOWN_BUG_CREATES[case]
-    await _expect(lambda_api, _create(case, body, expect, name=name))
+    await _expect_known_create(lambda_api, case)
 
 
 @pytest.mark.parametrize("value", ["1e400", "inf", "99999999999999999999"])
@@ -1269,13 +1272,11 @@ async def test_a_request_line_of_9000_bytes_is_answered_in_json(lambda_api: Any)
 
 
 async def test_container_name_longer_than_234_makes_a_description_lambda_refuses(lambda_api: Any) -> None:
-    body, name, expect = KNOWN_BUG_CREATES["name of 256 characters"]
-    await _expect(lambda_api, _create("long name", body, expect, name=name))
+    await _expect_known_create(lambda_api, "name of 256 characters")
 
 
 async def test_cmd_over_1500_items_is_refused_before_lambda(lambda_api: Any) -> None:
-    body, name, expect = KNOWN_BUG_CREATES["Cmd of 1501 items"]
-    await _expect(lambda_api, _create("long Cmd", body, expect, name=name))
+    await _expect_known_create(lambda_api, "Cmd of 1501 items")
 
 
 async def test_following_until_removed_is_a_400_before_the_container_is_looked_up(fuzzer: Fuzzer) -> None:

@@ -21,6 +21,7 @@ import aiohttp
 import pytest
 
 from sockerless.streams import decode_frames
+from tests.lambda_settings import simulator_client_options
 from tests.reliability.processes import (
     API,
     IMAGE,
@@ -194,11 +195,6 @@ async def test_a_create_that_outlasts_the_grace_period_is_cut_and_accounted_for(
 async def lambda_simulator_functions(simulator: Any) -> set[str]:
     from aiobotocore.session import get_session
 
-    options = {
-        "endpoint_url": simulator.endpoint_url,
-        "region_name": simulator.region,
-        "aws_access_key_id": "testing",
-        "aws_secret_access_key": "testing",
-    }
+    options = simulator_client_options(simulator)
     async with get_session().create_client("lambda", **options) as client:
         return {function["FunctionName"] for function in (await client.list_functions())["Functions"]}

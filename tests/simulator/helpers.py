@@ -9,6 +9,8 @@ from typing import Any
 
 from aiobotocore.config import AioConfig
 
+from tests.lambda_settings import simulator_client_options
+
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/app:latest"
 
 # No retries: a test that injects a fault must see it, not botocore's recovery from it.
@@ -21,13 +23,7 @@ CLIENT_CONFIG = AioConfig(
 
 
 def client_options(simulator: Any) -> dict[str, Any]:
-    return {
-        "endpoint_url": simulator.endpoint_url,
-        "region_name": simulator.region,
-        "aws_access_key_id": "testing",
-        "aws_secret_access_key": "testing",
-        "config": CLIENT_CONFIG,
-    }
+    return simulator_client_options(simulator, config=CLIENT_CONFIG)
 
 
 async def wait_until(predicate: Callable[[], bool], deadline: float = 10.0, what: str = "condition") -> None:

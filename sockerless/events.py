@@ -27,7 +27,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import Final, Protocol
 
 import attrs
 from attrs import Factory, frozen
@@ -36,8 +36,21 @@ from sockerless.errors import InvalidParameter
 from sockerless.references import parse_reference
 from sockerless.wire import field
 
-if TYPE_CHECKING:  # the store imports the Backend protocol, which names this module's classes
-    from sockerless.store import ContainerRecord
+
+class EventSubject(Protocol):
+    """What a container's event reads of it (a ``sockerless.store.ContainerRecord`` is one): named
+    here rather than imported, since the store depends on the Backend protocol, which names this
+    module's classes."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def image(self) -> str: ...
+    @property
+    def labels(self) -> Mapping[str, str]: ...
+
 
 __all__ = [
     "EVENT_FILTERS",
@@ -268,7 +281,7 @@ class EventBus:
         for stream in list(self._streams):
             stream.offer(event)
 
-    def container(self, action: str, record: ContainerRecord[Any], **attributes: str) -> None:
+    def container(self, action: str, record: EventSubject, **attributes: str) -> None:
         """A container's event: its labels, ``image`` and ``name`` as attributes, with ``attributes``
         (``exitCode`` for die, ``oldName`` for rename)."""
         actor = EventActor(

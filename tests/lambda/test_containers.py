@@ -68,6 +68,26 @@ async def test_create_rejects_what_lambda_would_with_400_before_any_aws_call(
     assert lambda_simulator.stats.snapshot()["total_calls"] == 0
 
 
+async def test_an_empty_entrypoint_means_none_and_the_command_runs_as_it_is(api) -> None:
+    # docker run --entrypoint "" IMAGE echo plain: Docker runs `echo plain` without the image's ENTRYPOINT.
+    container_id = await api.create(Entrypoint=[""], Cmd=["echo", "plain"])
+    function = await api.backend.clients.control.get_function(FunctionName=f"skls-{container_id[:24]}")
+    image_config = function["Configuration"]["ImageConfigResponse"]["ImageConfig"]
+    assert (image_config["EntryPoint"], image_config.get("Command")) == (["echo", "plain"], [])
+    waiting = asyncio.create_task(api.wait(container_id, "next-exit"))
+    await api.start(container_id)
+    assert await asyncio.wait_for(waiting, 30) == {"StatusCode": 0}
+    assert await api.output(container_id) == "plain\n"
+
+
+async def test_an_empty_entrypoint_without_a_command_is_docker_s_400(api, lambda_simulator) -> None:
+    lambda_simulator.stats.reset()
+    response = await api.client.post(f"{API}/containers", json={"Image": "repo:tag", "Entrypoint": [""]})
+    assert response.status == 400
+    assert (await response.json())["message"] == "No command specified"
+    assert lambda_simulator.stats.snapshot()["total_calls"] == 0
+
+
 async def test_create_rejects_volumes_with_501(api) -> None:
     response = await api.client.post(
         f"{API}/containers", json={"Image": "repo:tag", "HostConfig": {"Binds": ["/a:/b"]}}

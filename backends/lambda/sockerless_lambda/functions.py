@@ -163,7 +163,8 @@ def function_spec(
     warnings = not_applied(request)
     tags = _tags(container_id, name, instance_id, cfg.labels or {}, warnings)
     image_config: dict[str, Any] = {}
-    for key, argv in (("EntryPoint", cfg.entrypoint), ("Command", cfg.cmd)):
+    entrypoint, command = _argv(cfg.entrypoint, cfg.cmd)
+    for key, argv in (("EntryPoint", entrypoint), ("Command", command)):
         if not argv:
             continue
         if len(argv) > _ARGV_MAX:
@@ -266,6 +267,21 @@ def not_applied(request: ContainerCreateRequest) -> list[str]:
     if test and test != ["NONE"]:
         warnings.append("the health check is not run: Lambda has no health checks")
     return warnings
+
+
+def _argv(entrypoint: list[str] | None, cmd: list[str] | None) -> tuple[list[str], list[str]]:
+    """``ImageConfig``'s EntryPoint and Command for Docker's Entrypoint and Cmd.
+
+    ``--entrypoint ""`` (Entrypoint ``[""]``) means "no entrypoint" in Docker: the command runs as it
+    is. Lambda has no way to clear an image's ENTRYPOINT but to set another, so the command becomes
+    the EntryPoint (sending ``[""]`` would make Lambda run an empty program: exit 127).
+    """
+    if entrypoint == [""]:
+        if not cmd:
+            # Docker's own answer when neither an entrypoint nor a command is left.
+            raise InvalidParameter("No command specified")
+        return list(cmd), []
+    return list(entrypoint or []), list(cmd or [])
 
 
 def _given(*flags: tuple[str, object]) -> list[str]:

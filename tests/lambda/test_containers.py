@@ -53,6 +53,8 @@ async def test_create_answers_201_with_a_64_hex_id_and_creates_the_function(api,
         ({"Env": ["AWS_REGION=x"]}, "reserved by Lambda"),
         ({"Env": ["1BAD=x"]}, "invalid environment variable name"),
         ({"Env": ["BIG=" + "x" * 4094]}, "environment too large"),
+        # 450 short variables: 2250 bytes of names and values, 4951 as the JSON Lambda measures.
+        ({"Env": [f"V{i:03}=x" for i in range(450)]}, "environment too large: 4951 bytes as JSON"),
         ({"HostConfig": {"Memory": 64 * 1024 * 1024}}, "Lambda allows 128-10240 MB"),
         ({"HostConfig": {"Memory": 20 * 1024 * 1024 * 1024}}, "Lambda allows 128-10240 MB"),
         ({"WorkingDir": "relative"}, "absolute path"),

@@ -8,6 +8,7 @@ trip; checking here answers 400 at once with a message saying what to change.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -34,7 +35,7 @@ __all__ = [
     "validate_container_name",
 ]
 
-#: Environment: keys and values together, in bytes (Lambda's 4 KB limit).
+#: Environment: the JSON of the variables map, in bytes (Lambda's 4 KB limit).
 ENV_TOTAL_LIMIT = 4096
 _ENV_KEY = re.compile(r"[a-zA-Z]([a-zA-Z0-9_])+")
 RESERVED_ENV_KEYS = frozenset(
@@ -298,10 +299,13 @@ def _checked_env(env: Mapping[str, str]) -> dict[str, str]:
     reserved = sorted(key for key in env if key in RESERVED_ENV_KEYS)
     if reserved:
         raise InvalidParameter(f"environment variable(s) {', '.join(reserved)} are reserved by Lambda")
-    total = sum(len(key.encode()) + len(value.encode()) for key, value in env.items())
+    # Lambda measures the variables map as the JSON it receives, quotes, separators and escapes included,
+    # so many short variables reach the limit well before their names and values alone do.
+    total = len(json.dumps(dict(env), separators=(",", ":"), ensure_ascii=False).encode())
     if total > ENV_TOTAL_LIMIT:
         raise InvalidParameter(
-            f"environment too large: {total} bytes of names and values, Lambda allows {ENV_TOTAL_LIMIT}"
+            f"environment too large: {total} bytes as JSON (names, values, quotes and separators), "
+            f"Lambda allows {ENV_TOTAL_LIMIT}"
         )
     return dict(env)
 

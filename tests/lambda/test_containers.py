@@ -176,6 +176,33 @@ async def test_labels_breaking_tag_rules_stay_labels_and_give_a_warning(api) -> 
     assert (await api.inspect(created["Id"]))["Config"]["Labels"] == {"aws:reserved": "x"}
 
 
+async def test_only_the_labels_lambda_refuses_as_tags_are_left_out_with_a_warning(api) -> None:
+    # A tab passes Python's \s but not Lambda's [\p{L}\p{Z}\p{N}_.:/=+\-@]: it would fail the create.
+    labels = {"team": "data", "note": "a\tb", "größe": "groß 1", "sockerless:name": "other"}
+    response = await api.client.post(f"{API}/containers", json={"Image": "repo:tag", "Labels": labels})
+    assert response.status == 201
+    created = await response.json()
+    assert [
+        w for w in created["Warnings"] if w.startswith("labels not copied") and "note, sockerless:name" in w
+    ]
+    function = await api.backend.clients.control.get_function(FunctionName=f"skls-{created['Id'][:24]}")
+    assert function["Tags"]["team"] == "data"
+    assert function["Tags"]["größe"] == "groß 1"
+    assert "note" not in function["Tags"]
+    assert function["Tags"]["sockerless:name"] != "other"
+
+
+async def test_labels_beyond_lambda_s_50_tags_are_left_out_with_a_warning(api) -> None:
+    labels = {f"label{i:02}": "x" for i in range(60)}
+    response = await api.client.post(f"{API}/containers", json={"Image": "repo:tag", "Labels": labels})
+    assert response.status == 201
+    created = await response.json()
+    assert [w for w in created["Warnings"] if "label46, label47" in w and "exceed Lambda's 50 tags" in w]
+    function = await api.backend.clients.control.get_function(FunctionName=f"skls-{created['Id'][:24]}")
+    assert len(function["Tags"]) == 50
+    assert function["Tags"]["label45"] == "x"
+
+
 @pytest.mark.parametrize(("command", "code"), [("echo ok", 0), ("exit 7", 7), ("kill -9 $$", 137)])
 async def test_the_exit_code_is_the_commands(api, command, code) -> None:
     container_id, result = await api.run(command)

@@ -11,6 +11,7 @@ import contextlib
 import json
 import math
 import re
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -58,7 +59,7 @@ _DESCRIPTION_MAX = 256
 #: Lambda tag limits: 50 per function, key <= 128, value <= 256, no "aws:" prefix, a small alphabet.
 MAX_TAGS = 50
 _TAG_KEY_MAX, _TAG_VALUE_MAX = 128, 256
-_TAG_TEXT = re.compile(r"[\w\s.:/=+\-@]*")
+_TAG_MARKS = frozenset("_.:/=+-@")
 MANAGED_TAG = "sockerless:managed"
 CONTAINER_ID_TAG = "sockerless:container-id"
 NAME_TAG = "sockerless:name"
@@ -324,10 +325,11 @@ def _memory_mb(memory_bytes: int, default_mb: int) -> int:
 def _tags(
     container_id: str, name: str, instance_id: str, labels: Mapping[str, str], warnings: list[str]
 ) -> dict[str, str]:
-    """Our marking tags, plus the user's labels when every one of them fits Lambda's tag rules.
+    """Our marking tags, plus each of the user's labels that fits Lambda's tag rules.
 
     Labels stay the container's labels either way (the store keeps them); copying them to the
-    function is a convenience for whoever browses the AWS console, not worth failing a create for.
+    function is a convenience for whoever browses the AWS console, never worth failing a create for:
+    a label Lambda would refuse as a tag is left out, and a warning names it.
     """
     tags = {
         MANAGED_TAG: "true",
@@ -335,27 +337,43 @@ def _tags(
         NAME_TAG: name,
         INSTANCE_TAG: instance_id[:256],
     }
-    problems = [
-        key
-        for key, value in labels.items()
-        if key.lower().startswith("aws:")
-        or key in tags
+    own = len(tags)
+    broken: list[str] = []
+    over: list[str] = []
+    for key, value in labels.items():
+        if _tag_problem(key, value, taken=key in tags):
+            broken.append(key)
+        elif len(tags) >= MAX_TAGS:
+            over.append(key)
+        else:
+            tags[key] = value
+    if broken:
+        warnings.append(
+            f"labels not copied to the Lambda function's tags: {', '.join(sorted(broken))} break Lambda's "
+            f"tag rules (key 1-{_TAG_KEY_MAX}, value at most {_TAG_VALUE_MAX} letters, digits, spaces or "
+            "_.:/=+-@; no aws: prefix; not a sockerless: tag)"
+        )
+    if over:
+        warnings.append(
+            f"labels not copied to the Lambda function's tags: {', '.join(sorted(over))} would exceed "
+            f"Lambda's {MAX_TAGS} tags per function ({own} of them "
+            "sockerless's own)"
+        )
+    return tags
+
+
+def _tag_problem(key: str, value: str, *, taken: bool) -> bool:
+    return (
+        taken
+        or key.lower().startswith("aws:")
         or not 1 <= len(key) <= _TAG_KEY_MAX
         or len(value) > _TAG_VALUE_MAX
-        or not _TAG_TEXT.fullmatch(key)
-        or not _TAG_TEXT.fullmatch(value)
-    ]
-    if len(tags) + len(labels) > MAX_TAGS:
-        warnings.append(
-            f"labels not copied to the Lambda function's tags: {len(labels)} labels plus {len(tags)} "
-            f"sockerless tags exceed Lambda's {MAX_TAGS} tags"
-        )
-    elif problems:
-        warnings.append(
-            f"labels not copied to the Lambda function's tags: {', '.join(sorted(problems))} break "
-            f"Lambda's tag rules (key <= {_TAG_KEY_MAX}, value <= {_TAG_VALUE_MAX} characters, "
-            "no aws: prefix)"
-        )
-    else:
-        tags.update(labels)
-    return tags
+        or not _is_tag_text(key)
+        or not _is_tag_text(value)
+    )
+
+
+def _is_tag_text(text: str) -> bool:
+    r"""Lambda's tag pattern ``[\p{L}\p{Z}\p{N}_.:/=+\-@]*``: letters, separators (spaces), numbers
+    and a few marks. Python's ``\s`` would also admit control characters (tab, newline) AWS refuses."""
+    return all(char in _TAG_MARKS or unicodedata.category(char)[0] in "LZN" for char in text)

@@ -22,6 +22,7 @@ from sockerless.models import ContainerCreateRequest
 from sockerless_lambda.aws import AwsClients, call
 from sockerless_lambda.config import FUNCTION_ID_LENGTH, LambdaConfig
 from sockerless_lambda.errors import AwsOperation
+from sockerless_lambda.images import lambda_image_uri
 
 __all__ = [
     "ENV_TOTAL_LIMIT",
@@ -187,7 +188,8 @@ def function_spec(
         "FunctionName": function_name,
         "Role": config.role_arn,
         "PackageType": "Image",
-        "Code": {"ImageUri": cfg.image},
+        # In Lambda's form also when the function is created again from the stored request.
+        "Code": {"ImageUri": lambda_image_uri(cfg.image)},
         "Description": _description(name),
         "MemorySize": memory_mb,
         "Timeout": config.timeout,

@@ -84,3 +84,44 @@ async def test_tag_resource_is_checked_too(create_function: CreateFunction, lamb
     assert caught.value.response["Error"]["Code"] == "ValidationException"
     await lambda_client.tag_resource(Resource=created["FunctionArn"], Tags={"team": "data"})
     assert (await lambda_client.list_tags(Resource=created["FunctionArn"]))["Tags"] == {"team": "data"}
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (
+            {"Environment": {"Variables": {"AWS_REGION": "x"}}},
+            "Reserved keys used in this request: AWS_REGION",
+        ),
+        # 2250 bytes of names and values, 4951 as the JSON Lambda measures.
+        (
+            {"Environment": {"Variables": {f"V{i:03}": "x" for i in range(450)}}},
+            "exceeded the 4KB limit. String measured: 4951 bytes",
+        ),
+        ({"Code": {"ImageUri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/app"}}, "is not valid"),
+        (
+            {"Code": {"ImageUri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/app:v1@sha256:" + "ab" * 32}},
+            "is not valid",
+        ),
+        ({"VpcConfig": {"SubnetIds": ["subnet-1"], "SecurityGroupIds": []}}, "needs both SubnetIds and"),
+        ({"Tags": {f"k{i}": "v" for i in range(51)}}, "51 tags given: a function has at most 50"),
+        ({"Tags": {"AWS:team": "x"}}, "Tag keys starting with aws: are reserved: AWS:team"),
+    ],
+)
+async def test_rules_lambda_has_beyond_its_model_are_an_invalid_parameter_value(
+    create_function: CreateFunction, options: dict[str, Any], expected: str
+) -> None:
+    with pytest.raises(ClientError) as caught:
+        await create_function("true", **options)
+    error = caught.value.response
+    assert (error["Error"]["Code"], error["ResponseMetadata"]["HTTPStatusCode"]) == (
+        "InvalidParameterValueException",
+        400,
+    )
+    assert expected in error["Error"]["Message"]
+
+
+async def test_an_image_pinned_by_digest_alone_is_created(create_function: CreateFunction) -> None:
+    pinned = "123456789012.dkr.ecr.us-east-1.amazonaws.com/app@sha256:" + "ab" * 32
+    created = await create_function("true", Code={"ImageUri": pinned})
+    assert created["FunctionName"].startswith("fn-")

@@ -12,6 +12,7 @@ which knows Unicode property classes; lengths count characters, as Java's ``Stri
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,10 +22,26 @@ from botocore.model import ListShape, MapShape, OperationModel, Shape, Structure
 
 from .errors import AwsError
 
-__all__ = ["check_input"]
+__all__ = ["RESERVED_ENVIRONMENT_KEYS", "check_input"]
 
 # AWS reports at most this many violations in one message.
 _MAX_REPORTED = 10
+
+# Rules Lambda enforces that its model does not carry (Lambda developer guide: environment variables,
+# image URIs, VPC, tags): refused with InvalidParameterValueException.
+_ENVIRONMENT_LIMIT = 4096
+RESERVED_ENVIRONMENT_KEYS = frozenset(
+    {
+        "_HANDLER", "_X_AMZN_TRACE_ID", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_EXECUTION_ENV",
+        "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
+        "AWS_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+        "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR",
+    }
+)  # fmt: skip
+_MAX_TAGS = 50
+# An image URI Lambda accepts: repository:tag or repository@sha256:digest, never both, never neither.
+_IMAGE_URI = regex.compile(r"(?:[^@\s/]+/)*[^@\s:/]+(?::\w[\w.-]{0,127}|@sha256:[0-9a-f]{64})")
 
 
 def check_input(service: str, operation: str, document: Any) -> None:
@@ -34,6 +51,8 @@ def check_input(service: str, operation: str, document: Any) -> None:
     if shape is None:
         return
     problems = list(_violations(shape, document, ""))
+    if not problems and isinstance(document, dict):
+        _check_rules_beyond_the_model(operation, document)
     if problems:
         count = len(problems)
         listed = "; ".join(problems[:_MAX_REPORTED])
@@ -52,6 +71,44 @@ def _operation(service: str, operation: str) -> OperationModel:
 @functools.cache
 def _pattern(pattern: str) -> Any:  # a regex.Pattern (regex ships no type hints)
     return regex.compile(pattern)
+
+
+def _check_rules_beyond_the_model(operation: str, document: dict[str, Any]) -> None:
+    problems: list[str] = []
+    variables = (document.get("Environment") or {}).get("Variables")
+    if isinstance(variables, dict):
+        reserved = sorted(key for key in variables if key in RESERVED_ENVIRONMENT_KEYS)
+        if reserved:
+            problems.append(
+                "Lambda was unable to configure your environment variables because the environment "
+                "variables you have provided contains reserved keys that are currently not supported "
+                f"for modification. Reserved keys used in this request: {','.join(reserved)}"
+            )
+        measured = json.dumps(variables, separators=(",", ":"), ensure_ascii=False)
+        if len(measured.encode()) > _ENVIRONMENT_LIMIT:
+            problems.append(
+                "Lambda was unable to configure your environment variables because the environment "
+                "variables you have provided exceeded the 4KB limit. "
+                f"String measured: {len(measured.encode())} bytes"
+            )
+    image_uri = (document.get("Code") or {}).get("ImageUri") if operation == "CreateFunction" else None
+    if isinstance(image_uri, str) and not _IMAGE_URI.fullmatch(image_uri):
+        problems.append(
+            f"Source image {image_uri} is not valid. Provide a tag (repository:tag) or a digest "
+            "(repository@sha256:...), not both"
+        )
+    vpc = document.get("VpcConfig")
+    if isinstance(vpc, dict) and bool(vpc.get("SubnetIds")) != bool(vpc.get("SecurityGroupIds")):
+        problems.append("VpcConfig needs both SubnetIds and SecurityGroupIds, or neither")
+    tags = document.get("Tags")
+    if isinstance(tags, dict):
+        if len(tags) > _MAX_TAGS:
+            problems.append(f"{len(tags)} tags given: a function has at most {_MAX_TAGS}")
+        reserved_tags = sorted(key for key in tags if key.lower().startswith("aws:"))
+        if reserved_tags:
+            problems.append(f"Tag keys starting with aws: are reserved: {', '.join(reserved_tags)}")
+    if problems:
+        raise AwsError("InvalidParameterValueException", 400, "; ".join(problems))
 
 
 def _violations(shape: Shape, value: Any, path: str) -> Iterator[str]:

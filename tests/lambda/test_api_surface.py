@@ -186,6 +186,40 @@ async def test_a_pin_by_the_digest_a_pull_by_tag_reported_creates_the_function_f
     assert function["Code"]["ImageUri"] == registry_pin
 
 
+async def image_uri(api, container_id: str) -> str:
+    function = await api.backend.clients.control.get_function(FunctionName=f"skls-{container_id[:24]}")
+    return str(function["Code"]["ImageUri"])
+
+
+@pytest.mark.parametrize(
+    ("image", "uri"),
+    [
+        # Lambda refuses a repository without a tag: Docker's default tag is made explicit.
+        ("123456789012.dkr.ecr.us-east-1.amazonaws.com/jobs", IMAGE),
+        ("repo", "repo:latest"),
+        # Lambda refuses repo:tag@sha256:...: the digest alone names the image.
+        (
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com/jobs:v1@sha256:" + "ab" * 32,
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com/jobs@sha256:" + "ab" * 32,
+        ),
+    ],
+)
+async def test_the_function_gets_an_image_uri_lambda_accepts(api, image, uri) -> None:
+    container_id = await api.create(Image=image, Cmd=["true"])
+    assert await image_uri(api, container_id) == uri
+    assert (await api.inspect(container_id))["Config"]["Image"] == image  # as the client gave it
+
+
+async def test_a_local_tag_creates_the_function_from_the_image_it_points_at(api) -> None:
+    assert (await api.client.post(f"{API}/images/pull", json={"Reference": IMAGE})).status == 200
+    response = await api.client.post(f"{API}/images/tag", params={"name": IMAGE, "repo": "mine", "tag": "v1"})
+    assert response.status == 201
+    await api.client.post(f"{API}/images/tag", params={"name": "mine:v1", "repo": "again", "tag": "v2"})
+    for local in ("mine:v1", "again:v2"):  # the registry knows neither name
+        container_id = await api.create(Image=local, Cmd=["true"])
+        assert await image_uri(api, container_id) == IMAGE
+
+
 async def test_image_prune_all_with_label_and_until_filters(api) -> None:
     for reference in ("alpine:3.20", "busybox:1"):
         assert (await api.client.post(f"{API}/images/pull", json={"Reference": reference})).status == 200

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import botocore.session
 import pytest
 
 from sockerless.backend import BackendRuntime
@@ -16,7 +17,14 @@ from sockerless.config import (
     load_settings,
 )
 from sockerless_lambda.backend import LambdaBackend
-from sockerless_lambda.config import LambdaConfig
+from sockerless_lambda.config import (
+    MAX_SECURITY_GROUPS,
+    MAX_SUBNETS,
+    ROLE_ARN_PATTERN,
+    SECURITY_GROUP_ID_PATTERN,
+    SUBNET_ID_PATTERN,
+    LambdaConfig,
+)
 
 ROLE = "arn:aws:iam::123456789012:role/exec"
 
@@ -64,7 +72,8 @@ def test_flags_beat_the_environment_which_beats_the_file(tmp_path: Path) -> None
     file = tmp_path / "config.yaml"
     file.write_text(
         f"lambda:\n  region: us-east-1\n  role_arn: {ROLE}\n"
-        "  memory_size: 512\n  timeout: 60\n  subnet_ids: [a, b]\n"
+        "  memory_size: 512\n  timeout: 60\n  subnet_ids: [subnet-0a, subnet-0b]\n"
+        "  security_group_ids: [sg-1]\n"
     )
     config = load(
         {"SOCKERLESS_LAMBDA_MEMORY_SIZE": "2048", "SOCKERLESS_LAMBDA_TIMEOUT": "120"},
@@ -77,7 +86,7 @@ def test_flags_beat_the_environment_which_beats_the_file(tmp_path: Path) -> None
         30,
         "Event",
     )
-    assert config.subnet_ids == ["a", "b"]
+    assert config.subnet_ids == ["subnet-0a", "subnet-0b"]
 
 
 def test_region_and_role_are_required_unless_simulated() -> None:
@@ -110,11 +119,71 @@ def test_region_and_role_are_required_unless_simulated() -> None:
             {"SOCKERLESS_LAMBDA_SECURITY_GROUP_IDS": "sg-1"},
             "lambda.security_group_ids needs lambda.subnet_ids",
         ),
+        ({"SOCKERLESS_LAMBDA_SUBNET_IDS": "subnet-1"}, "lambda.subnet_ids needs lambda.security_group_ids"),
+        (
+            {
+                "SOCKERLESS_LAMBDA_SUBNET_IDS": "subnet-1,net-2",
+                "SOCKERLESS_LAMBDA_SECURITY_GROUP_IDS": "sg-1",
+            },
+            "lambda.subnet_ids: 'net-2' do not match subnet-[0-9a-z]*",
+        ),
+        (
+            {"SOCKERLESS_LAMBDA_SUBNET_IDS": "subnet-1", "SOCKERLESS_LAMBDA_SECURITY_GROUP_IDS": "sg_1"},
+            "lambda.security_group_ids: 'sg_1' do not match",
+        ),
+        (
+            {
+                "SOCKERLESS_LAMBDA_SUBNET_IDS": ",".join(f"subnet-{i}" for i in range(17)),
+                "SOCKERLESS_LAMBDA_SECURITY_GROUP_IDS": "sg-1",
+            },
+            "lambda.subnet_ids: 17 given, Lambda allows at most 16",
+        ),
+        (
+            {
+                "SOCKERLESS_LAMBDA_SUBNET_IDS": "subnet-1",
+                "SOCKERLESS_LAMBDA_SECURITY_GROUP_IDS": ",".join(f"sg-{i}" for i in range(6)),
+            },
+            "lambda.security_group_ids: 6 given, Lambda allows at most 5",
+        ),
+        ({"SOCKERLESS_LAMBDA_ROLE_ARN": "exec-role"}, "lambda.role_arn 'exec-role' is not an IAM role ARN"),
+        (
+            {"SOCKERLESS_LAMBDA_ROLE_ARN": "arn:aws:iam::12345:role/exec"},
+            "lambda.role_arn 'arn:aws:iam::12345:role/exec' is not an IAM role ARN",
+        ),
     ],
 )
 def test_invalid_values_are_reported_with_their_key(environ, expected) -> None:
     assert expected in problems(
         environ={"SOCKERLESS_LAMBDA_REGION": "r", "SOCKERLESS_LAMBDA_ROLE_ARN": ROLE, **environ}
+    )
+
+
+def test_the_vpc_and_role_patterns_are_those_of_botocore_s_lambda_model() -> None:
+    model = botocore.session.get_session().get_service_model("lambda")
+    assert [
+        model.shape_for(name).metadata["pattern"] for name in ("RoleArn", "SubnetId", "SecurityGroupId")
+    ] == [
+        ROLE_ARN_PATTERN,
+        SUBNET_ID_PATTERN,
+        SECURITY_GROUP_ID_PATTERN,
+    ]
+    assert [model.shape_for(name).metadata["max"] for name in ("SubnetIds", "SecurityGroupIds")] == [
+        MAX_SUBNETS,
+        MAX_SECURITY_GROUPS,
+    ]
+
+
+def test_a_valid_vpc_config_loads() -> None:
+    config = load(
+        {
+            "SOCKERLESS_LAMBDA_SIMULATE": "1",
+            "SOCKERLESS_LAMBDA_SUBNET_IDS": "subnet-0123456789abcdef0",
+            "SOCKERLESS_LAMBDA_SECURITY_GROUP_IDS": "sg-0123456789abcdef0",
+        }
+    )
+    assert (config.subnet_ids, config.security_group_ids) == (
+        ["subnet-0123456789abcdef0"],
+        ["sg-0123456789abcdef0"],
     )
 
 

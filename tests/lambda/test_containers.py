@@ -53,6 +53,8 @@ async def test_create_answers_201_with_a_64_hex_id_and_creates_the_function(api,
         ({"Env": ["AWS_REGION=x"]}, "reserved by Lambda"),
         ({"Env": ["1BAD=x"]}, "invalid environment variable name"),
         ({"Env": ["BIG=" + "x" * 4094]}, "environment too large"),
+        # 450 short variables: 2250 bytes of names and values, 4951 as the JSON Lambda measures.
+        ({"Env": [f"V{i:03}=x" for i in range(450)]}, "environment too large: 4951 bytes as JSON"),
         ({"HostConfig": {"Memory": 64 * 1024 * 1024}}, "Lambda allows 128-10240 MB"),
         ({"HostConfig": {"Memory": 20 * 1024 * 1024 * 1024}}, "Lambda allows 128-10240 MB"),
         ({"WorkingDir": "relative"}, "absolute path"),
@@ -65,6 +67,26 @@ async def test_create_rejects_what_lambda_would_with_400_before_any_aws_call(
     response = await api.client.post(f"{API}/containers", json={"Image": "repo:tag", **body})
     assert response.status == 400
     assert message in (await response.json())["message"]
+    assert lambda_simulator.stats.snapshot()["total_calls"] == 0
+
+
+async def test_an_empty_entrypoint_means_none_and_the_command_runs_as_it_is(api) -> None:
+    # docker run --entrypoint "" IMAGE echo plain: Docker runs `echo plain` without the image's ENTRYPOINT.
+    container_id = await api.create(Entrypoint=[""], Cmd=["echo", "plain"])
+    function = await api.backend.clients.control.get_function(FunctionName=f"skls-{container_id[:24]}")
+    image_config = function["Configuration"]["ImageConfigResponse"]["ImageConfig"]
+    assert (image_config["EntryPoint"], image_config.get("Command")) == (["echo", "plain"], [])
+    waiting = asyncio.create_task(api.wait(container_id, "next-exit"))
+    await api.start(container_id)
+    assert await asyncio.wait_for(waiting, 30) == {"StatusCode": 0}
+    assert await api.output(container_id) == "plain\n"
+
+
+async def test_an_empty_entrypoint_without_a_command_is_docker_s_400(api, lambda_simulator) -> None:
+    lambda_simulator.stats.reset()
+    response = await api.client.post(f"{API}/containers", json={"Image": "repo:tag", "Entrypoint": [""]})
+    assert response.status == 400
+    assert (await response.json())["message"] == "No command specified"
     assert lambda_simulator.stats.snapshot()["total_calls"] == 0
 
 
@@ -152,6 +174,33 @@ async def test_labels_breaking_tag_rules_stay_labels_and_give_a_warning(api) -> 
     function = await api.backend.clients.control.get_function(FunctionName=f"skls-{created['Id'][:24]}")
     assert "aws:reserved" not in function["Tags"]
     assert (await api.inspect(created["Id"]))["Config"]["Labels"] == {"aws:reserved": "x"}
+
+
+async def test_only_the_labels_lambda_refuses_as_tags_are_left_out_with_a_warning(api) -> None:
+    # A tab passes Python's \s but not Lambda's [\p{L}\p{Z}\p{N}_.:/=+\-@]: it would fail the create.
+    labels = {"team": "data", "note": "a\tb", "größe": "groß 1", "sockerless:name": "other"}
+    response = await api.client.post(f"{API}/containers", json={"Image": "repo:tag", "Labels": labels})
+    assert response.status == 201
+    created = await response.json()
+    assert [
+        w for w in created["Warnings"] if w.startswith("labels not copied") and "note, sockerless:name" in w
+    ]
+    function = await api.backend.clients.control.get_function(FunctionName=f"skls-{created['Id'][:24]}")
+    assert function["Tags"]["team"] == "data"
+    assert function["Tags"]["größe"] == "groß 1"
+    assert "note" not in function["Tags"]
+    assert function["Tags"]["sockerless:name"] != "other"
+
+
+async def test_labels_beyond_lambda_s_50_tags_are_left_out_with_a_warning(api) -> None:
+    labels = {f"label{i:02}": "x" for i in range(60)}
+    response = await api.client.post(f"{API}/containers", json={"Image": "repo:tag", "Labels": labels})
+    assert response.status == 201
+    created = await response.json()
+    assert [w for w in created["Warnings"] if "label46, label47" in w and "exceed Lambda's 50 tags" in w]
+    function = await api.backend.clients.control.get_function(FunctionName=f"skls-{created['Id'][:24]}")
+    assert len(function["Tags"]) == 50
+    assert function["Tags"]["label45"] == "x"
 
 
 @pytest.mark.parametrize(("command", "code"), [("echo ok", 0), ("exit 7", 7), ("kill -9 $$", 137)])

@@ -101,3 +101,32 @@ async def test_a_run_whose_function_vanished_is_settled_at_once_after_a_restart(
     assert record.exit_code == 255
     assert "unknown" in record.error and "no longer exists" in record.error
     assert await _output(backend, container_id) == b""
+
+
+async def test_a_function_created_again_gets_an_image_uri_lambda_accepts(
+    backend: LambdaBackend, poll: Any
+) -> None:
+    bare = IMAGE.rsplit(":", 1)[0]  # no tag: Lambda would refuse it as it is
+    request = ContainerCreateRequest(config=ContainerConfig(image=bare, cmd=["true"]))
+    container_id = (await backend.create_container(request, None)).id
+    await _delete_function(backend, container_id)
+    await backend.start_container(container_id)
+    assert (await _exited(backend, container_id, poll)).exit_code == 0
+    name = backend.store.resolve_container(container_id).backend_state.function_name
+    function = await backend.clients.control.get_function(FunctionName=name)
+    assert function["Code"]["ImageUri"] == bare + ":latest"
+
+
+async def test_a_function_created_again_from_a_local_tag_gets_the_image_it_pointed_at(
+    backend: LambdaBackend, poll: Any
+) -> None:
+    await _create(backend, "true")  # records IMAGE
+    await backend.tag_image(IMAGE, "mine", "v1")  # a name the registry does not know
+    request = ContainerCreateRequest(config=ContainerConfig(image="mine:v1", cmd=["true"]))
+    container_id = (await backend.create_container(request, None)).id
+    await _delete_function(backend, container_id)
+    await backend.start_container(container_id)
+    assert (await _exited(backend, container_id, poll)).exit_code == 0
+    name = backend.store.resolve_container(container_id).backend_state.function_name
+    function = await backend.clients.control.get_function(FunctionName=name)
+    assert function["Code"]["ImageUri"] == IMAGE

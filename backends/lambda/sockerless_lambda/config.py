@@ -13,7 +13,17 @@ from attrs import define
 
 from sockerless.config import setting
 
-__all__ = ["FUNCTION_ID_LENGTH", "MAX_FUNCTION_NAME", "RETENTION_DAYS", "LambdaConfig"]
+__all__ = [
+    "FUNCTION_ID_LENGTH",
+    "MAX_FUNCTION_NAME",
+    "MAX_SECURITY_GROUPS",
+    "MAX_SUBNETS",
+    "RETENTION_DAYS",
+    "ROLE_ARN_PATTERN",
+    "SECURITY_GROUP_ID_PATTERN",
+    "SUBNET_ID_PATTERN",
+    "LambdaConfig",
+]
 
 #: Hex characters of the container ID in a function name; 24 hex = 96 bits, collision-free in practice.
 FUNCTION_ID_LENGTH = 24
@@ -22,6 +32,12 @@ MAX_FUNCTION_NAME = 64
 _NAME_CHARS = re.compile(r"[A-Za-z0-9_-]*")
 # CloudWatch log group names: 1-512 of these characters (CreateLogGroup), never under the reserved aws/.
 _LOG_GROUP = re.compile(r"[\.\-_/#A-Za-z0-9]{1,512}")
+# CreateFunction's patterns and limits for these values, from botocore's Lambda service model (shapes
+# RoleArn, SubnetId, SecurityGroupId, SubnetIds, SecurityGroupIds); a test keeps them equal to the model.
+ROLE_ARN_PATTERN = r"arn:(aws[a-zA-Z-]*)?:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+"
+SUBNET_ID_PATTERN = r"subnet-[0-9a-z]*"
+SECURITY_GROUP_ID_PATTERN = r"sg-[0-9a-zA-Z]*"
+MAX_SUBNETS, MAX_SECURITY_GROUPS = 16, 5
 # PutRetentionPolicy accepts only these values (days); 0 here means "leave the group's retention alone".
 RETENTION_DAYS = (
     0,
@@ -133,7 +149,32 @@ class LambdaConfig:
                 f"{MAX_FUNCTION_NAME - FUNCTION_ID_LENGTH} characters (function names are at most "
                 f"{MAX_FUNCTION_NAME})"
             )
-        if self.security_group_ids and not self.subnet_ids:
-            problems.append("lambda.security_group_ids needs lambda.subnet_ids (a VPC config needs both)")
+        if self.role_arn and not re.fullmatch(ROLE_ARN_PATTERN, self.role_arn):
+            problems.append(
+                f"lambda.role_arn {self.role_arn!r} is not an IAM role ARN "
+                "(arn:aws:iam::<12-digit account>:role/<name>)"
+            )
+        problems.extend(self._vpc_problems())
         if problems:
             raise ValueError("; ".join(problems))
+
+    def _vpc_problems(self) -> list[str]:
+        """What CreateFunction would refuse in every create's VpcConfig: found at start-up instead."""
+        problems: list[str] = []
+        if bool(self.subnet_ids) != bool(self.security_group_ids):
+            given, missing = (
+                ("subnet_ids", "security_group_ids")
+                if self.subnet_ids
+                else ("security_group_ids", "subnet_ids")
+            )
+            problems.append(f"lambda.{given} needs lambda.{missing} (a VPC config needs both)")
+        for key, ids, pattern, most in (
+            ("subnet_ids", self.subnet_ids, SUBNET_ID_PATTERN, MAX_SUBNETS),
+            ("security_group_ids", self.security_group_ids, SECURITY_GROUP_ID_PATTERN, MAX_SECURITY_GROUPS),
+        ):
+            if len(ids) > most:
+                problems.append(f"lambda.{key}: {len(ids)} given, Lambda allows at most {most}")
+            bad = [value for value in ids if not re.fullmatch(pattern, value)]
+            if bad:
+                problems.append(f"lambda.{key}: {', '.join(map(repr, bad))} do not match {pattern}")
+        return problems

@@ -114,7 +114,7 @@ class ContainerService:
             config=request.config,
             host_config=request.host_config,
             image_id=image.id,
-            backend_state=LambdaState(function_name=spec.name),
+            backend_state=LambdaState(function_name=spec.name, image_uri=spec.params["Code"]["ImageUri"]),
         )
         # Recorded first: a crash during CreateFunction leaves a record reconciliation can finish or clean.
         await self._store.add_container(record)

@@ -8,8 +8,10 @@ trip; checking here answers 400 at once with a message saying what to change.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import re
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +22,7 @@ from sockerless.models import ContainerCreateRequest
 from sockerless_lambda.aws import AwsClients, call
 from sockerless_lambda.config import FUNCTION_ID_LENGTH, LambdaConfig
 from sockerless_lambda.errors import AwsOperation
+from sockerless_lambda.images import lambda_image_uri
 
 __all__ = [
     "ENV_TOTAL_LIMIT",
@@ -34,7 +37,7 @@ __all__ = [
     "validate_container_name",
 ]
 
-#: Environment: keys and values together, in bytes (Lambda's 4 KB limit).
+#: Environment: the JSON of the variables map, in bytes (Lambda's 4 KB limit).
 ENV_TOTAL_LIMIT = 4096
 _ENV_KEY = re.compile(r"[a-zA-Z]([a-zA-Z0-9_])+")
 RESERVED_ENV_KEYS = frozenset(
@@ -57,7 +60,7 @@ _DESCRIPTION_MAX = 256
 #: Lambda tag limits: 50 per function, key <= 128, value <= 256, no "aws:" prefix, a small alphabet.
 MAX_TAGS = 50
 _TAG_KEY_MAX, _TAG_VALUE_MAX = 128, 256
-_TAG_TEXT = re.compile(r"[\w\s.:/=+\-@]*")
+_TAG_MARKS = frozenset("_.:/=+-@")
 MANAGED_TAG = "sockerless:managed"
 CONTAINER_ID_TAG = "sockerless:container-id"
 NAME_TAG = "sockerless:name"
@@ -163,7 +166,8 @@ def function_spec(
     warnings = not_applied(request)
     tags = _tags(container_id, name, instance_id, cfg.labels or {}, warnings)
     image_config: dict[str, Any] = {}
-    for key, argv in (("EntryPoint", cfg.entrypoint), ("Command", cfg.cmd)):
+    entrypoint, command = _argv(cfg.entrypoint, cfg.cmd)
+    for key, argv in (("EntryPoint", entrypoint), ("Command", command)):
         if not argv:
             continue
         if len(argv) > _ARGV_MAX:
@@ -184,7 +188,8 @@ def function_spec(
         "FunctionName": function_name,
         "Role": config.role_arn,
         "PackageType": "Image",
-        "Code": {"ImageUri": cfg.image},
+        # In Lambda's form also when the function is created again from the stored request.
+        "Code": {"ImageUri": lambda_image_uri(cfg.image)},
         "Description": _description(name),
         "MemorySize": memory_mb,
         "Timeout": config.timeout,
@@ -268,6 +273,21 @@ def not_applied(request: ContainerCreateRequest) -> list[str]:
     return warnings
 
 
+def _argv(entrypoint: list[str] | None, cmd: list[str] | None) -> tuple[list[str], list[str]]:
+    """``ImageConfig``'s EntryPoint and Command for Docker's Entrypoint and Cmd.
+
+    ``--entrypoint ""`` (Entrypoint ``[""]``) means "no entrypoint" in Docker: the command runs as it
+    is. Lambda has no way to clear an image's ENTRYPOINT but to set another, so the command becomes
+    the EntryPoint (sending ``[""]`` would make Lambda run an empty program: exit 127).
+    """
+    if entrypoint == [""]:
+        if not cmd:
+            # Docker's own answer when neither an entrypoint nor a command is left.
+            raise InvalidParameter("No command specified")
+        return list(cmd), []
+    return list(entrypoint or []), list(cmd or [])
+
+
 def _given(*flags: tuple[str, object]) -> list[str]:
     """The docker flags among ``flags`` whose setting is not the default (a truthy value)."""
     return [flag for flag, value in flags if value]
@@ -282,10 +302,13 @@ def _checked_env(env: Mapping[str, str]) -> dict[str, str]:
     reserved = sorted(key for key in env if key in RESERVED_ENV_KEYS)
     if reserved:
         raise InvalidParameter(f"environment variable(s) {', '.join(reserved)} are reserved by Lambda")
-    total = sum(len(key.encode()) + len(value.encode()) for key, value in env.items())
+    # Lambda measures the variables map as the JSON it receives, quotes, separators and escapes included,
+    # so many short variables reach the limit well before their names and values alone do.
+    total = len(json.dumps(dict(env), separators=(",", ":"), ensure_ascii=False).encode())
     if total > ENV_TOTAL_LIMIT:
         raise InvalidParameter(
-            f"environment too large: {total} bytes of names and values, Lambda allows {ENV_TOTAL_LIMIT}"
+            f"environment too large: {total} bytes as JSON (names, values, quotes and separators), "
+            f"Lambda allows {ENV_TOTAL_LIMIT}"
         )
     return dict(env)
 
@@ -304,10 +327,11 @@ def _memory_mb(memory_bytes: int, default_mb: int) -> int:
 def _tags(
     container_id: str, name: str, instance_id: str, labels: Mapping[str, str], warnings: list[str]
 ) -> dict[str, str]:
-    """Our marking tags, plus the user's labels when every one of them fits Lambda's tag rules.
+    """Our marking tags, plus each of the user's labels that fits Lambda's tag rules.
 
     Labels stay the container's labels either way (the store keeps them); copying them to the
-    function is a convenience for whoever browses the AWS console, not worth failing a create for.
+    function is a convenience for whoever browses the AWS console, never worth failing a create for:
+    a label Lambda would refuse as a tag is left out, and a warning names it.
     """
     tags = {
         MANAGED_TAG: "true",
@@ -315,27 +339,43 @@ def _tags(
         NAME_TAG: name,
         INSTANCE_TAG: instance_id[:256],
     }
-    problems = [
-        key
-        for key, value in labels.items()
-        if key.lower().startswith("aws:")
-        or key in tags
+    own = len(tags)
+    broken: list[str] = []
+    over: list[str] = []
+    for key, value in labels.items():
+        if _tag_problem(key, value, taken=key in tags):
+            broken.append(key)
+        elif len(tags) >= MAX_TAGS:
+            over.append(key)
+        else:
+            tags[key] = value
+    if broken:
+        warnings.append(
+            f"labels not copied to the Lambda function's tags: {', '.join(sorted(broken))} break Lambda's "
+            f"tag rules (key 1-{_TAG_KEY_MAX}, value at most {_TAG_VALUE_MAX} letters, digits, spaces or "
+            "_.:/=+-@; no aws: prefix; not a sockerless: tag)"
+        )
+    if over:
+        warnings.append(
+            f"labels not copied to the Lambda function's tags: {', '.join(sorted(over))} would exceed "
+            f"Lambda's {MAX_TAGS} tags per function ({own} of them "
+            "sockerless's own)"
+        )
+    return tags
+
+
+def _tag_problem(key: str, value: str, *, taken: bool) -> bool:
+    return (
+        taken
+        or key.lower().startswith("aws:")
         or not 1 <= len(key) <= _TAG_KEY_MAX
         or len(value) > _TAG_VALUE_MAX
-        or not _TAG_TEXT.fullmatch(key)
-        or not _TAG_TEXT.fullmatch(value)
-    ]
-    if len(tags) + len(labels) > MAX_TAGS:
-        warnings.append(
-            f"labels not copied to the Lambda function's tags: {len(labels)} labels plus {len(tags)} "
-            f"sockerless tags exceed Lambda's {MAX_TAGS} tags"
-        )
-    elif problems:
-        warnings.append(
-            f"labels not copied to the Lambda function's tags: {', '.join(sorted(problems))} break "
-            f"Lambda's tag rules (key <= {_TAG_KEY_MAX}, value <= {_TAG_VALUE_MAX} characters, "
-            "no aws: prefix)"
-        )
-    else:
-        tags.update(labels)
-    return tags
+        or not _is_tag_text(key)
+        or not _is_tag_text(value)
+    )
+
+
+def _is_tag_text(text: str) -> bool:
+    r"""Lambda's tag pattern ``[\p{L}\p{Z}\p{N}_.:/=+\-@]*``: letters, separators (spaces), numbers
+    and a few marks. Python's ``\s`` would also admit control characters (tab, newline) AWS refuses."""
+    return all(char in _TAG_MARKS or unicodedata.category(char)[0] in "LZN" for char in text)

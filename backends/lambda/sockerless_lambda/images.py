@@ -34,12 +34,14 @@ from sockerless.models import (
     ImagePullRequest,
     ImageSummary,
 )
-from sockerless.references import parse_reference
+from sockerless.references import Reference, parse_reference
 from sockerless.store import ImageRecord, Store
 from sockerless.wire import format_time, parse_time
 
-__all__ = ["ImageService", "image_id_for"]
+__all__ = ["ImageService", "image_id_for", "lambda_image_uri"]
 
+# The reference a ``docker tag`` name points at, in the record of that name.
+_TAG_OF = "tag_of"
 _DOCKER_ARCH = {"x86_64": "amd64", "arm64": "arm64"}
 
 
@@ -126,7 +128,8 @@ class ImageService:
                 else "",
                 created=source.created,
                 config=source.config,
-                extra=dict(source.extra),
+                # A local name the registry does not know: Lambda is to pull what it points at.
+                extra={**source.extra, _TAG_OF: source.extra.get(_TAG_OF, source.reference)},
             )
         )
         self._events.image("tag", str(target))
@@ -211,22 +214,45 @@ class ImageService:
         return answer
 
     def image_uri(self, reference: str) -> str:
-        """What Lambda is to pull for ``reference``: the reference as given, but for a pin by a digest
-        this backend made (the image ID a pull by tag reports): the tag it stands for, which the
-        registry knows."""
+        """What Lambda is to pull for ``reference``, in a form Lambda accepts.
+
+        A name given by ``docker tag`` is a local name the registry does not know: the reference it
+        points at is pulled instead; so is the tag a pin by a digest this backend made stands for (the
+        image ID a pull by tag reports). Lambda refuses a repository without a tag and
+        ``repo:tag@sha256:...``: the first gets Docker's ``latest``, the second keeps only its digest.
+        """
         try:
             wanted = parse_reference(reference)
+        except InvalidParameter:
+            return reference  # refused with Docker's message when the container's image is recorded
+        try:
             record = self._store.resolve_image(reference)
-        except (InvalidParameter, NotFound):
-            return reference
+        except NotFound:
+            return _lambda_uri(wanted)
         made_here = record.digest == record.id == image_id_for(record.reference)
+        if _TAG_OF in record.extra:
+            return _lambda_uri(parse_reference(str(record.extra[_TAG_OF])))
         if wanted.digest and wanted.digest == record.digest and made_here:
-            return record.reference
-        return reference
+            return _lambda_uri(parse_reference(record.reference))
+        return _lambda_uri(wanted)
 
     def count(self) -> int:
         """Images, as ``docker info`` counts them: by ID, not by reference."""
         return len({record.id for record in self._store.images()})
+
+
+def lambda_image_uri(reference: str) -> str:
+    """``reference`` in the form Lambda accepts (see :func:`_lambda_uri`); an invalid one as it is."""
+    try:
+        return _lambda_uri(parse_reference(reference))
+    except InvalidParameter:
+        return reference
+
+
+def _lambda_uri(reference: Reference) -> str:
+    """``repo:tag`` or ``repo@sha256:...`` (Lambda refuses both together, and a bare ``repo``), with the
+    registry as the user wrote it (``alpine``, not ``docker.io/library/alpine``)."""
+    return reference.familiar_name + (f"@{reference.digest}" if reference.digest else f":{reference.tag}")
 
 
 def _names(records: list[ImageRecord]) -> tuple[list[str], list[str]]:

@@ -199,7 +199,10 @@ class Runs:
     async def _recreate_function(self, record: Record) -> None:
         """CreateFunction again from what the container was created as, under its function's name."""
         state = record.backend_state
-        request = ContainerCreateRequest(config=record.config, host_config=record.host_config)
+        config = record.config
+        if state.image_uri:  # a local tag resolved at create: its target, which the registry knows
+            config = attrs.evolve(config, image=state.image_uri)
+        request = ContainerCreateRequest(config=config, host_config=record.host_config)
         spec = function_spec(
             request,
             container_id=record.id,

@@ -41,6 +41,9 @@ class OutputSource:
 class LambdaState:
     function_name: str
     function_arn: str = ""
+    #: The image the function was created from, as Lambda got it (a local tag resolved): the one to
+    #: create it from again. Empty in records written before it was kept: ``Config.Image`` then.
+    image_uri: str = ""
     function_state: str = CREATING
     invocation: str = ""
     #: The current (or last) run's request ID, and those of earlier runs (their lines are not this run's).

@@ -23,6 +23,7 @@ from .operations import AwsCall, AwsScope, identify_operation, parse_scope
 from .proxy import MotoProxy, UpstreamAnswer
 from .state import FunctionStateOverlay
 from .stats import Stats
+from .validation import check_input
 
 __all__ = ["AwsFrontend"]
 
@@ -35,6 +36,10 @@ _SYNC_PAYLOAD_MAX = 6 * 1024 * 1024
 _EVENT_PAYLOAD_MAX = 1024 * 1024
 # Lambda returns at most 50 functions per ListFunctions page, whatever MaxItems says.
 _LIST_PAGE_MAX = 50
+# Lambda operations whose JSON bodies are checked against the service model's constraints.
+_CHECKED_INPUTS = frozenset(
+    {"CreateFunction", "UpdateFunctionConfiguration", "TagResource", "PutFunctionEventInvokeConfig"}
+)
 
 
 @define(kw_only=True)
@@ -107,6 +112,11 @@ class AwsFrontend:
     async def _carry_out(
         self, request: web.Request, call: AwsCall, scope: AwsScope, form_body: bytes | None
     ) -> web.StreamResponse:
+        if call.service == "lambda" and call.name in _CHECKED_INPUTS:
+            # What AWS refuses and moto accepts: refused here before moto sees it. The body, read now,
+            # is what goes on to moto (aiohttp keeps it for a handler's own read()).
+            form_body = await request.read()
+            check_input(call.service, call.name, _json_object(form_body))
         handler = self._lambda_handlers.get(call.name) if call.service == "lambda" else None
         if handler is not None:
             return await handler(request, call, scope, form_body)

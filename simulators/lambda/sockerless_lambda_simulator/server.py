@@ -21,6 +21,7 @@ from .functions import parse_function_ref
 from .invocations import InvocationRunner, InvocationType
 from .operations import AwsCall, AwsScope, identify_operation, parse_scope
 from .proxy import MotoProxy, UpstreamAnswer
+from .quotas import RequestQuotas
 from .state import FunctionStateOverlay
 from .stats import Stats
 
@@ -46,6 +47,7 @@ class AwsFrontend:
     _invocations: InvocationRunner
     _overlay: FunctionStateOverlay
     _faults: FaultInjector
+    _quotas: RequestQuotas
     _stats: Stats
     _lambda_handlers: dict[str, _Handler] = field(init=False)
 
@@ -89,6 +91,10 @@ class AwsFrontend:
                 return _drop_connection(request)
             assert decision.error is not None
             return aws_error_response(call.protocol, decision.error)
+        throttled = self._quotas.check(call)
+        if throttled is not None:
+            self._stats.count_throttle(call.key)
+            return aws_error_response(call.protocol, throttled)
 
         try:
             response = await self._carry_out(request, call, scope, form_body)

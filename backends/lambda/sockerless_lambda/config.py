@@ -91,6 +91,20 @@ class LambdaConfig:
         minimum=1,
         maximum=20,
     )
+    control_plane_rate: float = setting(
+        10.0,
+        help="Lambda control-plane calls per second at most (CreateFunction, DeleteFunction, ListFunctions, "
+        "...; AWS's default quota: 15/s per account and region, shared with anything else using it); "
+        "later calls queue",
+        minimum=0.1,
+        maximum=1000,
+    )
+    get_function_rate: float = setting(
+        50.0,
+        help="GetFunction calls per second at most (readiness polls; AWS's default quota: 100/s)",
+        minimum=0.1,
+        maximum=1000,
+    )
     log_read_interval: float = setting(
         1.0,
         help="Seconds between CloudWatch reads of the shared log group (quota: 5/s)",

@@ -1,0 +1,45 @@
+"""Lambda's request quotas: control-plane calls paced on our side, so a burst queues instead of
+being throttled (the simulator enforces AWS's default rates: 15/s control plane, 100/s GetFunction)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from sockerless_lambda.aws import RatePacer
+
+
+async def test_pacer_starts_at_most_burst_plus_rate_calls_in_any_second() -> None:
+    pacer = RatePacer(20.0, burst=5)
+    loop = asyncio.get_running_loop()
+    started: list[float] = []
+
+    async def one() -> None:
+        await pacer.wait_turn()
+        started.append(loop.time())
+
+    await asyncio.gather(*(one() for _ in range(45)))
+
+    started.sort()
+    # Any window of (almost) one second: at most burst + rate starts. The margin covers the event
+    # loop's clock resolution (a timer may fire that much early), never a scheduling delay.
+    most_in_a_second = max(sum(1 for t in started if first <= t < first + 0.99) for first in started)
+    assert most_in_a_second <= 5 + 20
+    assert len(started) == 45
+
+
+async def test_a_burst_of_creates_queues_instead_of_being_throttled(api, lambda_simulator) -> None:
+    ids = await asyncio.gather(*(api.create(Cmd=["true"]) for _ in range(30)))
+
+    assert len(set(ids)) == 30
+    assert lambda_simulator.stats.snapshot()["calls"]["lambda:CreateFunction"] == 30
+    assert lambda_simulator.stats.snapshot()["throttles"] == {}
+
+
+@pytest.mark.parametrize("config_overrides", [{"control_plane_rate": 100.0}])
+async def test_a_rate_above_the_quota_meets_throttles(api, lambda_simulator, config_overrides) -> None:
+    # The counter-test: without pacing under the quota, the same burst is throttled by the simulator.
+    await asyncio.gather(*(api.create(Cmd=["true"]) for _ in range(30)), return_exceptions=True)
+
+    assert lambda_simulator.stats.snapshot()["throttles"].get("lambda:CreateFunction", 0) > 0

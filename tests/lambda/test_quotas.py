@@ -43,3 +43,18 @@ async def test_a_rate_above_the_quota_meets_throttles(api, lambda_simulator, con
     await asyncio.gather(*(api.create(Cmd=["true"]) for _ in range(30)), return_exceptions=True)
 
     assert lambda_simulator.stats.snapshot()["throttles"].get("lambda:CreateFunction", 0) > 0
+
+
+@pytest.mark.lambda_simulator(
+    pending_seconds=0.6, faults=[{"kind": "throttle", "operation": "lambda:GetFunction", "count": 4}]
+)
+async def test_a_throttled_readiness_poll_waits_on_until_the_function_is_active(
+    api, lambda_simulator
+) -> None:
+    # Four throttles in a row outlast botocore's attempts (2 here): each is one poll more, not a failure.
+    _, result = await api.run("exit 0")
+
+    assert result == {"StatusCode": 0}
+    snapshot = lambda_simulator.stats.snapshot()
+    assert snapshot["faults"] == {"lambda:GetFunction": 4}
+    assert snapshot["calls"]["lambda:Invoke"] == 1

@@ -151,6 +151,7 @@ class LambdaBackend(BaseBackend):
                     limit=config.max_concurrent_invocations,
                     max_attempts=config.max_attempts,
                     invocation_type=config.invocation_type,
+                    activation_timeout=config.activation_timeout,
                 ),
                 reader=self._reader,
                 waiters=self._waiters,

@@ -91,6 +91,13 @@ class LambdaConfig:
         minimum=1,
         maximum=20,
     )
+    activation_timeout: float = setting(
+        600.0,
+        help="Seconds a started container waits for its function to become Active (Pending, or its "
+        "readiness polls throttled) before it fails",
+        minimum=1,
+        maximum=3600,
+    )
     control_plane_rate: float = setting(
         10.0,
         help="Lambda control-plane calls per second at most (CreateFunction, DeleteFunction, ListFunctions, "

@@ -58,3 +58,11 @@ async def test_a_throttled_readiness_poll_waits_on_until_the_function_is_active(
     snapshot = lambda_simulator.stats.snapshot()
     assert snapshot["faults"] == {"lambda:GetFunction": 4}
     assert snapshot["calls"]["lambda:Invoke"] == 1
+
+
+@pytest.mark.lambda_simulator(pending_seconds=5.0)
+async def test_50_runs_at_once_with_5_s_pending_and_default_quotas_all_succeed(api, lambda_simulator) -> None:
+    results = await asyncio.gather(*(api.run(f"exit {n % 3}") for n in range(50)))
+
+    assert [result for _, result in results] == [{"StatusCode": n % 3} for n in range(50)]
+    assert lambda_simulator.stats.snapshot()["throttles"] == {}

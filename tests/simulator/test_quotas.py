@@ -58,3 +58,12 @@ def test_token_bucket_refills_at_its_rate() -> None:
     now[0] = 0.1
     assert bucket.take() == 0.0
     assert bucket.take() == pytest.approx(0.1)
+
+
+def test_the_command_takes_the_rates_or_none_for_unlimited() -> None:
+    from sockerless_lambda_simulator.cli import _parser
+
+    args = _parser().parse_args(["--control-plane-rate", "none", "--get-function-rate", "5"])
+
+    assert (args.control_plane_rate, args.get_function_rate) == (None, 5.0)
+    assert _parser().parse_args([]).control_plane_rate == 15.0

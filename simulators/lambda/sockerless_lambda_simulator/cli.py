@@ -52,6 +52,10 @@ async def _serve(simulator: LambdaSimulator) -> int:
     return 0
 
 
+def _rate(value: str) -> float | None:
+    return None if value.lower() == "none" else float(value)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sockerless-lambda-simulator",
@@ -74,6 +78,20 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         help="keep new functions Pending this long after CreateFunction (default: 0)",
+    )
+    parser.add_argument(
+        "--control-plane-rate",
+        type=_rate,
+        default=15.0,
+        metavar="N",
+        help="requests/s of Lambda's control-plane bucket (default: 15, AWS's; 'none': unlimited)",
+    )
+    parser.add_argument(
+        "--get-function-rate",
+        type=_rate,
+        default=100.0,
+        metavar="N",
+        help="requests/s of GetFunction's own bucket (default: 100, AWS's; 'none': unlimited)",
     )
     parser.add_argument(
         "--event-retry-delays",

@@ -66,3 +66,34 @@ async def test_50_runs_at_once_with_5_s_pending_and_default_quotas_all_succeed(a
 
     assert [result for _, result in results] == [{"StatusCode": n % 3} for n in range(50)]
     assert lambda_simulator.stats.snapshot()["throttles"] == {}
+
+
+@pytest.mark.lambda_simulator(
+    faults=[
+        {
+            "kind": "throttle",
+            "operation": "lambda:Invoke",
+            "count": 5,
+            "reason": "ConcurrentInvocationLimitExceeded",
+            "retry_after": 0,
+        }
+    ]
+)
+async def test_an_invoke_throttled_for_concurrency_waits_for_capacity(api, lambda_simulator) -> None:
+    # Five throttles outlast max_attempts (2 here): the run waits for capacity instead of exiting 1.
+    _, result = await api.run("exit 3")
+
+    assert result == {"StatusCode": 3}
+    snapshot = lambda_simulator.stats.snapshot()
+    assert snapshot["calls"]["lambda:Invoke"] == 6
+    assert snapshot["invocations"]["started"] == 1
+
+
+@pytest.mark.parametrize("config_overrides", [{"max_concurrent_invocations": 2}])
+async def test_max_concurrent_invocations_can_match_a_small_account(
+    api, lambda_simulator, config_overrides
+) -> None:
+    results = await asyncio.gather(*(api.run("sleep 0.2") for _ in range(4)))
+
+    assert [result for _, result in results] == [{"StatusCode": 0}] * 4
+    assert api.backend.config.max_concurrent_invocations == 2

@@ -152,6 +152,7 @@ class LambdaBackend(BaseBackend):
                     max_attempts=config.max_attempts,
                     invocation_type=config.invocation_type,
                     activation_timeout=config.activation_timeout,
+                    capacity_wait=config.capacity_wait,
                 ),
                 reader=self._reader,
                 waiters=self._waiters,

@@ -83,7 +83,18 @@ class LambdaConfig:
         choices=("RequestResponse", "Event"),
     )
     max_concurrent_invocations: int = setting(
-        200, help="Invocations in flight at once; later starts queue", minimum=100, maximum=10000
+        200,
+        help="Invocations in flight at once; later starts queue (keep it under the account's concurrency: "
+        "1000 by default, as low as 10 on a new account)",
+        minimum=1,
+        maximum=10000,
+    )
+    capacity_wait: float = setting(
+        300.0,
+        help="Seconds an Invoke throttled for lack of concurrency (TooManyRequestsException) keeps retrying "
+        "before the container fails",
+        minimum=1,
+        maximum=3600,
     )
     max_attempts: int = setting(
         5,

@@ -168,8 +168,10 @@ class Invoker:
         max_attempts: int,
         invocation_type: str,
         activation_timeout: float = ACTIVATION_DEADLINE_SECONDS,
+        capacity_wait: float = 300.0,
     ) -> None:
         self._clients = clients
+        self._capacity_wait = capacity_wait
         self._activation_timeout = activation_timeout
         self.gate = asyncio.Semaphore(limit)
         self._max_attempts = max_attempts
@@ -233,13 +235,22 @@ class Invoker:
         if self.invocation_type == "RequestResponse":
             params["LogType"] = "Tail"
         await before_send()
+        loop = asyncio.get_running_loop()
+        capacity_deadline = loop.time() + self._capacity_wait
         attempt = 0
         while True:
             attempt += 1
             try:
                 response = await self._clients.invoke.invoke(**params)
             except (ClientError, EndpointConnectionError, ConnectTimeoutError) as exc:
-                if attempt < self._max_attempts and _did_not_run(exc):
+                if error_code(exc) == "TooManyRequestsException":
+                    # No concurrency (or rate) left: Lambda did not run it. Wait for capacity, as AWS
+                    # says when (Retry-After), else with backoff, until capacity_wait is spent.
+                    delay = _retry_after(exc) or _backoff(min(attempt, 6))
+                    if loop.time() + delay <= capacity_deadline:
+                        await asyncio.sleep(delay)
+                        continue
+                elif attempt < self._max_attempts and _did_not_run(exc):
                     await asyncio.sleep(_backoff(attempt))
                     continue
                 raise failure(operation, exc) from exc
@@ -274,6 +285,17 @@ def _did_not_run(exc: BaseException) -> bool:
         return True
     code = error_code(exc)
     return code in ("TooManyRequestsException", "ResourceNotFoundException") or is_pending_conflict(exc)
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    """Seconds of a throttle answer's ``Retry-After`` header, when it has one."""
+    if not isinstance(exc, ClientError):
+        return None
+    headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    try:
+        return max(0.0, float(headers["retry-after"]))
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _backoff(attempt: int) -> float:

@@ -97,3 +97,11 @@ async def test_max_concurrent_invocations_can_match_a_small_account(
 
     assert [result for _, result in results] == [{"StatusCode": 0}] * 4
     assert api.backend.config.max_concurrent_invocations == 2
+
+
+@pytest.mark.lambda_simulator(concurrency_limit=2)
+async def test_runs_beyond_the_accounts_concurrency_wait_for_capacity(api, lambda_simulator) -> None:
+    results = await asyncio.gather(*(api.run("sleep 0.3") for _ in range(5)))
+
+    assert [result for _, result in results] == [{"StatusCode": 0}] * 5
+    assert lambda_simulator.stats.snapshot()["invocations"]["started"] == 5

@@ -67,3 +67,27 @@ def test_the_command_takes_the_rates_or_none_for_unlimited() -> None:
 
     assert (args.control_plane_rate, args.get_function_rate) == (None, 5.0)
     assert _parser().parse_args([]).control_plane_rate == 15.0
+
+
+@pytest.mark.lambda_simulator(concurrency_limit=1)
+async def test_an_invoke_beyond_the_accounts_concurrency_is_throttled(
+    lambda_simulator: Any, lambda_client: Any, create_function: Any
+) -> None:
+    import asyncio
+
+    from tests.simulator.helpers import wait_until
+
+    name = (await create_function("sleep 30"))["FunctionName"]
+    running = asyncio.create_task(lambda_client.invoke(FunctionName=name))
+    await wait_until(lambda: lambda_simulator.stats.running == 1, what="the first run")
+
+    with pytest.raises(ClientError) as caught:
+        await lambda_client.invoke(FunctionName=name)
+    queued = await lambda_client.invoke(FunctionName=name, InvocationType="Event")
+
+    error = caught.value.response
+    assert error["Error"]["Code"] == "TooManyRequestsException"
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == 429
+    assert error["Reason"] == "ConcurrentInvocationLimitExceeded"
+    assert queued["StatusCode"] == 202  # Lambda queues Event invocations instead
+    running.cancel()

@@ -94,6 +94,13 @@ def _parser() -> argparse.ArgumentParser:
         help="requests/s of GetFunction's own bucket (default: 100, AWS's; 'none': unlimited)",
     )
     parser.add_argument(
+        "--concurrency-limit",
+        type=lambda value: None if value.lower() == "none" else int(value),
+        default=1000,
+        metavar="N",
+        help="invocations running at once in the account (default: 1000, AWS's; 'none': unlimited)",
+    )
+    parser.add_argument(
         "--event-retry-delays",
         default="60,120",
         metavar="S,S",

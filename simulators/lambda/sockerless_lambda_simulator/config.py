@@ -66,6 +66,9 @@ class SimulatorConfig:
     max_connections: int = field(default=1024, validator=validators.ge(1))
     control_plane_rate: float | None = field(default=DEFAULT_CONTROL_PLANE_RATE, validator=_positive_or_none)
     """Requests/s of Lambda's control-plane bucket (CreateFunction, DeleteFunction, ...); None: unlimited."""
+    concurrency_limit: int | None = field(default=1000, validator=_positive_or_none)
+    """Invocations running at once in the account (Lambda's default: 1000; new accounts get as little as
+    10); a synchronous Invoke beyond it is throttled. None: unlimited."""
     get_function_rate: float | None = field(default=DEFAULT_GET_FUNCTION_RATE, validator=_positive_or_none)
     """Requests/s of GetFunction's own bucket; None: unlimited."""
     child_path: str = field(factory=lambda: os.environ.get("PATH", os.defpath))

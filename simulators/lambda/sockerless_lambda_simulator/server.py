@@ -48,6 +48,7 @@ class AwsFrontend:
     _overlay: FunctionStateOverlay
     _faults: FaultInjector
     _quotas: RequestQuotas
+    _concurrency_limit: int | None
     _stats: Stats
     _lambda_handlers: dict[str, _Handler] = field(init=False)
 
@@ -144,6 +145,18 @@ class AwsFrontend:
         config = await self._invocations.resolve(scope, ref)
         if invocation_type is InvocationType.DRY_RUN:
             return web.Response(status=204, headers={"x-amzn-RequestId": str(uuid.uuid4())})
+        # Beyond the account's concurrency a synchronous Invoke is throttled; Lambda queues Event ones.
+        if (
+            self._concurrency_limit is not None
+            and self._stats.running >= self._concurrency_limit
+            and invocation_type is not InvocationType.EVENT
+        ):
+            raise AwsError(
+                "TooManyRequestsException",
+                429,
+                "Rate Exceeded.",
+                extra={"Reason": "ConcurrentInvocationLimitExceeded"},
+            )
         if invocation_type is InvocationType.EVENT:
             request_id = self._invocations.invoke_in_background(scope, config, payload)
             return web.Response(status=202, headers={"x-amzn-RequestId": request_id})

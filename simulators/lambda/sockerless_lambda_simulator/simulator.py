@@ -76,6 +76,7 @@ class LambdaSimulator:
         max_connections: int = 1024,
         control_plane_rate: float | None = DEFAULT_CONTROL_PLANE_RATE,
         get_function_rate: float | None = DEFAULT_GET_FUNCTION_RATE,
+        concurrency_limit: int | None = 1000,
     ) -> None:
         rules = tuple(rule if isinstance(rule, FaultRule) else FaultRule.from_json(rule) for rule in faults)
         self.config = SimulatorConfig(
@@ -92,6 +93,7 @@ class LambdaSimulator:
             max_connections=max_connections,
             control_plane_rate=control_plane_rate,
             get_function_rate=get_function_rate,
+            concurrency_limit=concurrency_limit,
         )
         self.faults = FaultInjector(seed, rules)
         self.stats = Stats()
@@ -219,6 +221,7 @@ class LambdaSimulator:
             invocations=invocations,
             overlay=overlay,
             faults=self.faults,
+            concurrency_limit=config.concurrency_limit,
             quotas=RequestQuotas(
                 {"control_plane": config.control_plane_rate, "get_function": config.get_function_rate}
             ),

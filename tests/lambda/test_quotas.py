@@ -9,6 +9,8 @@ import pytest
 
 from sockerless_lambda.aws import RatePacer
 
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/jobs:latest"
+
 
 async def test_pacer_starts_at_most_burst_plus_rate_calls_in_any_second() -> None:
     pacer = RatePacer(20.0, burst=5)
@@ -105,3 +107,20 @@ async def test_runs_beyond_the_accounts_concurrency_wait_for_capacity(api, lambd
 
     assert [result for _, result in results] == [{"StatusCode": 0}] * 5
     assert lambda_simulator.stats.snapshot()["invocations"]["started"] == 5
+
+
+async def test_a_retry_after_holds_every_control_plane_call(api, lambda_simulator) -> None:
+    # Throttled past botocore's attempts (2 here), with Retry-After: 2. The create fails with 503; the
+    # next control-plane call waits those 2 s on our side instead of being throttled again.
+    lambda_simulator.add_fault(
+        {"kind": "throttle", "operation": "lambda:CreateFunction", "count": 2, "retry_after": 2}
+    )
+    refused = await api.client.post("/internal/v1/containers", json={"Image": IMAGE, "Cmd": ["true"]})
+    assert refused.status == 503
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+
+    await api.create(Cmd=["true"])
+
+    assert loop.time() - began >= 2 - 0.01  # a lower bound: the pacer held it at least that long
+    assert lambda_simulator.stats.snapshot()["faults"] == {"lambda:CreateFunction": 2}

@@ -62,6 +62,7 @@ __all__ = [
     "aws_error_code",
     "call",
     "failure",
+    "retry_after",
     "succeeded",
     "user_agent",
 ]
@@ -108,6 +109,11 @@ class RatePacer:
         self.burst = burst
         self._interval = 1.0 / rate
         self._next_slot = 0.0  # the theoretical time of the next call, at the steady rate
+
+    def hold(self, seconds: float) -> None:
+        """No call starts for ``seconds`` (AWS's ``Retry-After``): the next slot moves past them."""
+        now = asyncio.get_running_loop().time()
+        self._next_slot = max(self._next_slot, now + seconds + (self.burst - 1) * self._interval)
 
     async def wait_turn(self) -> None:
         loop = asyncio.get_running_loop()
@@ -190,6 +196,17 @@ class AwsClients:
         await self._stack.aclose()
 
 
+def retry_after(exc: BaseException) -> float | None:
+    """Seconds of a throttle answer's ``Retry-After`` header, when it has one."""
+    if not isinstance(exc, ClientError):
+        return None
+    headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    try:
+        return max(0.0, float(headers["retry-after"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def _burst(rate: float) -> int:
     """Half a second's worth at once: bursts pass without delay, and a whole second stays under
     ``1.5 * rate``, inside AWS's bucket when the rate is set at two thirds of the quota."""
@@ -224,6 +241,10 @@ async def call(operation: AwsOperation, method: Callable[..., Awaitable[T]], /, 
     try:
         response = await method(**params)
     except (ClientError, BotoCoreError) as exc:
+        delay = retry_after(exc)
+        if pacing is not None and delay:
+            # Throttled past botocore's retries: AWS said when to come back, so every call waits.
+            pacing.for_operation(operation.operation).hold(delay)
         raise failure(operation, exc) from exc
     succeeded(operation, response)
     return response

@@ -33,7 +33,7 @@ from attrs import frozen
 from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
 
 from sockerless.errors import SockerlessError
-from sockerless_lambda.aws import AwsClients, aws_error_code, call, failure, succeeded
+from sockerless_lambda.aws import AwsClients, aws_error_code, call, failure, retry_after, succeeded
 from sockerless_lambda.errors import AwsOperation, error_code, is_pending_conflict
 
 __all__ = [
@@ -246,7 +246,7 @@ class Invoker:
                 if error_code(exc) == "TooManyRequestsException":
                     # No concurrency (or rate) left: Lambda did not run it. Wait for capacity, as AWS
                     # says when (Retry-After), else with backoff, until capacity_wait is spent.
-                    delay = _retry_after(exc) or _backoff(min(attempt, 6))
+                    delay = retry_after(exc) or _backoff(min(attempt, 6))
                     if loop.time() + delay <= capacity_deadline:
                         await asyncio.sleep(delay)
                         continue
@@ -285,17 +285,6 @@ def _did_not_run(exc: BaseException) -> bool:
         return True
     code = error_code(exc)
     return code in ("TooManyRequestsException", "ResourceNotFoundException") or is_pending_conflict(exc)
-
-
-def _retry_after(exc: BaseException) -> float | None:
-    """Seconds of a throttle answer's ``Retry-After`` header, when it has one."""
-    if not isinstance(exc, ClientError):
-        return None
-    headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
-    try:
-        return max(0.0, float(headers["retry-after"]))
-    except (KeyError, TypeError, ValueError):
-        return None
 
 
 def _backoff(attempt: int) -> float:

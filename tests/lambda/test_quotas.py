@@ -124,3 +124,32 @@ async def test_a_retry_after_holds_every_control_plane_call(api, lambda_simulato
 
     assert loop.time() - began >= 2 - 0.01  # a lower bound: the pacer held it at least that long
     assert lambda_simulator.stats.snapshot()["faults"] == {"lambda:CreateFunction": 2}
+
+
+async def test_the_orphan_scan_draws_on_the_same_pacer(backend, lambda_simulator) -> None:
+    from aiobotocore.session import get_session
+
+    from sockerless_lambda.reconcile import find_orphans
+    from tests.lambda_settings import simulator_client_options
+
+    # 30 orphans made in moto directly (past the simulator's quotas): the scan then needs one
+    # ListFunctions and 30 ListTags, twice the control plane's burst.
+    options = simulator_client_options(lambda_simulator)
+    options["endpoint_url"] = lambda_simulator.moto_url
+    async with get_session().create_client("lambda", **options) as moto:
+        for n in range(30):
+            await moto.create_function(
+                FunctionName=f"skls-{n:024x}",
+                Role=lambda_simulator.role_arn,
+                PackageType="Image",
+                Code={"ImageUri": IMAGE},
+                Tags={"sockerless:managed": "true", "sockerless:instance": "test-instance"},
+            )
+    lambda_simulator.stats.reset()
+
+    orphans = await find_orphans(backend.clients, backend.store, backend.config, "test-instance")
+
+    assert len(orphans) == 30
+    snapshot = lambda_simulator.stats.snapshot()
+    assert snapshot["calls"]["lambda:ListTags"] == 30
+    assert snapshot["throttles"] == {}

@@ -39,6 +39,26 @@ async def test_a_burst_of_creates_queues_instead_of_being_throttled(api, lambda_
     assert lambda_simulator.stats.snapshot()["throttles"] == {}
 
 
+@pytest.mark.lambda_simulator(control_plane_rate=6.0)
+@pytest.mark.parametrize("config_overrides", [{"control_plane_rate": 4.0}])
+async def test_the_control_plane_rate_never_exceeds_the_configured_limit(
+    api, lambda_simulator, config_overrides, poll
+) -> None:
+    # Paced at 4/s with a burst of 2, no second holds more than 6 calls: the simulator's 6/s bucket,
+    # an independent judge, never has to refuse one.
+    ids = await asyncio.gather(*(api.create(Cmd=["true"]) for _ in range(14)))
+    await asyncio.gather(*(api.client.delete(f"/internal/v1/containers/{i}") for i in ids))
+
+    async def all_deleted() -> bool:
+        return lambda_simulator.stats.snapshot()["calls"].get("lambda:DeleteFunction", 0) >= 14
+
+    await poll(all_deleted)
+    snapshot = lambda_simulator.stats.snapshot()
+    assert snapshot["calls"]["lambda:CreateFunction"] == 14
+    assert snapshot["calls"]["lambda:DeleteFunction"] == 14
+    assert snapshot["throttles"] == {}
+
+
 @pytest.mark.parametrize("config_overrides", [{"control_plane_rate": 100.0}])
 async def test_a_rate_above_the_quota_meets_throttles(api, lambda_simulator, config_overrides) -> None:
     # The counter-test: without pacing under the quota, the same burst is throttled by the simulator.

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from .config import DEFAULT_ROLE_NAME
+from .quotas import DEFAULT_CONCURRENCY_LIMIT, DEFAULT_CONTROL_PLANE_RATE, DEFAULT_GET_FUNCTION_RATE
 from .simulator import LambdaSimulator
 
 __all__ = ["main"]
@@ -82,23 +83,23 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--control-plane-rate",
         type=_rate,
-        default=15.0,
+        default=DEFAULT_CONTROL_PLANE_RATE,
         metavar="N",
-        help="requests/s of Lambda's control-plane bucket (default: 15, AWS's; 'none': unlimited)",
+        help="requests/s of Lambda's control-plane bucket (default: %(default)s, AWS's; 'none': unlimited)",
     )
     parser.add_argument(
         "--get-function-rate",
         type=_rate,
-        default=100.0,
+        default=DEFAULT_GET_FUNCTION_RATE,
         metavar="N",
-        help="requests/s of GetFunction's own bucket (default: 100, AWS's; 'none': unlimited)",
+        help="requests/s of GetFunction's own bucket (default: %(default)s, AWS's; 'none': unlimited)",
     )
     parser.add_argument(
         "--concurrency-limit",
         type=lambda value: None if value.lower() == "none" else int(value),
-        default=1000,
+        default=DEFAULT_CONCURRENCY_LIMIT,
         metavar="N",
-        help="invocations running at once in the account (default: 1000, AWS's; 'none': unlimited)",
+        help="invocations running at once in the account (default: %(default)s, AWS's; 'none': unlimited)",
     )
     parser.add_argument(
         "--event-retry-delays",

@@ -10,7 +10,7 @@ from typing import Any
 from attrs import field, frozen, validators
 
 from .faults import FaultRule
-from .quotas import DEFAULT_CONTROL_PLANE_RATE, DEFAULT_GET_FUNCTION_RATE
+from .quotas import DEFAULT_CONCURRENCY_LIMIT, DEFAULT_CONTROL_PLANE_RATE, DEFAULT_GET_FUNCTION_RATE
 
 __all__ = ["DEFAULT_ROLE_NAME", "SimulatorConfig", "require_loopback"]
 
@@ -66,7 +66,7 @@ class SimulatorConfig:
     max_connections: int = field(default=1024, validator=validators.ge(1))
     control_plane_rate: float | None = field(default=DEFAULT_CONTROL_PLANE_RATE, validator=_positive_or_none)
     """Requests/s of Lambda's control-plane bucket (CreateFunction, DeleteFunction, ...); None: unlimited."""
-    concurrency_limit: int | None = field(default=1000, validator=_positive_or_none)
+    concurrency_limit: int | None = field(default=DEFAULT_CONCURRENCY_LIMIT, validator=_positive_or_none)
     """Invocations running at once in the account (Lambda's default: 1000; new accounts get as little as
     10); a synchronous Invoke beyond it is throttled. None: unlimited."""
     get_function_rate: float | None = field(default=DEFAULT_GET_FUNCTION_RATE, validator=_positive_or_none)

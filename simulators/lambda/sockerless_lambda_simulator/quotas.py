@@ -19,6 +19,7 @@ from .operations import AwsCall
 
 __all__ = [
     "CONTROL_PLANE_OPERATIONS",
+    "DEFAULT_CONCURRENCY_LIMIT",
     "DEFAULT_CONTROL_PLANE_RATE",
     "DEFAULT_GET_FUNCTION_RATE",
     "RequestQuotas",
@@ -29,6 +30,9 @@ __all__ = [
 DEFAULT_CONTROL_PLANE_RATE = 15.0
 #: Lambda's default GetFunction rate, requests per second per account and region.
 DEFAULT_GET_FUNCTION_RATE = 100.0
+
+#: Lambda's default concurrency per account and region (new accounts may get as little as 10).
+DEFAULT_CONCURRENCY_LIMIT = 1000
 
 #: Lambda operations that share the control-plane bucket.
 CONTROL_PLANE_OPERATIONS = frozenset(

@@ -20,7 +20,12 @@ from .moto_api import MotoApi, MotoGate
 from .moto_server import InProcessLogs, InProcessMoto
 from .operations import AwsScope
 from .proxy import MotoProxy
-from .quotas import DEFAULT_CONTROL_PLANE_RATE, DEFAULT_GET_FUNCTION_RATE, RequestQuotas
+from .quotas import (
+    DEFAULT_CONCURRENCY_LIMIT,
+    DEFAULT_CONTROL_PLANE_RATE,
+    DEFAULT_GET_FUNCTION_RATE,
+    RequestQuotas,
+)
 from .server import AwsFrontend
 from .state import FunctionStateOverlay
 from .stats import Stats
@@ -76,7 +81,7 @@ class LambdaSimulator:
         max_connections: int = 1024,
         control_plane_rate: float | None = DEFAULT_CONTROL_PLANE_RATE,
         get_function_rate: float | None = DEFAULT_GET_FUNCTION_RATE,
-        concurrency_limit: int | None = 1000,
+        concurrency_limit: int | None = DEFAULT_CONCURRENCY_LIMIT,
     ) -> None:
         rules = tuple(rule if isinstance(rule, FaultRule) else FaultRule.from_json(rule) for rule in faults)
         self.config = SimulatorConfig(

@@ -36,7 +36,8 @@ WAIT_FAILED = "Error waiting for container"
 async def backend_server(
     lambda_simulator: Any, short_dir: str, tmp_path: Path
 ) -> AsyncIterator[InternalAPIServer]:
-    config = simulator_config(lambda_simulator, timeout=FUNCTION_TIMEOUT)
+    # capacity_wait=1: a throttled Invoke (a test below) gives up after 1 s, not the default 300 s.
+    config = simulator_config(lambda_simulator, timeout=FUNCTION_TIMEOUT, capacity_wait=1)
     backend = lambda_backend.LambdaBackend(config, BackendRuntime(str(tmp_path / "lambda.sqlite3"), "exits"))
     async with serving(backend, ServerConfig(socket=f"{short_dir}/backend.sock")) as server:
         yield server

@@ -107,8 +107,8 @@ def test_region_and_role_are_required_unless_simulated() -> None:
         ),
         ({"SOCKERLESS_LAMBDA_INVOCATION_TYPE": "DryRun"}, "lambda.invocation_type: 'DryRun' is not one of"),
         (
-            {"SOCKERLESS_LAMBDA_MAX_CONCURRENT_INVOCATIONS": "50"},
-            "lambda.max_concurrent_invocations: 50 is out of range",
+            {"SOCKERLESS_LAMBDA_MAX_CONCURRENT_INVOCATIONS": "0"},
+            "lambda.max_concurrent_invocations: 0 is out of range",
         ),
         ({"SOCKERLESS_LAMBDA_LOG_RETENTION_DAYS": "2"}, "lambda.log_retention_days: 2 is not one of"),
         ({"SOCKERLESS_LAMBDA_LOG_GROUP": "aws/lambda/x"}, "lambda.log_group 'aws/lambda/x' is invalid"),

@@ -377,4 +377,5 @@ async def test_a_pending_function_is_waited_for_before_the_invoke(api, lambda_si
     assert result == {"StatusCode": 0}
     calls = lambda_simulator.stats.snapshot()["calls"]
     assert calls["lambda:Invoke"] == 1
-    assert calls["lambda:GetFunctionConfiguration"] >= 2  # polled while Pending, then Active
+    assert calls["lambda:GetFunction"] >= 2  # polled while Pending, then Active (its own quota)
+    assert "lambda:GetFunctionConfiguration" not in calls

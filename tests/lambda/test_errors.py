@@ -141,7 +141,10 @@ async def test_a_throttled_invoke_is_retried_because_it_did_not_run(api, lambda_
     assert snapshot["invocations"]["started"] == 1  # it ran exactly once
 
 
-async def test_an_invoke_that_stays_throttled_exits_with_an_error(api, lambda_simulator) -> None:
+@pytest.mark.parametrize("config_overrides", [{"capacity_wait": 1}])
+async def test_an_invoke_that_stays_throttled_exits_with_an_error(
+    api, lambda_simulator, config_overrides
+) -> None:
     lambda_simulator.add_fault({"kind": "throttle", "operation": "lambda:Invoke"})
     container_id, result = await api.run("exit 0")
     assert result["StatusCode"] == 1

@@ -10,6 +10,12 @@ Three clients, each with its own connection pool and retry policy:
   connections, because a synchronous invocation holds its connection for the whole run.
 * ``logs``: CloudWatch Logs, ``standard`` retries like the control plane.
 
+Lambda's control plane allows about 15 requests/s per account and region, shared by the
+function-management calls (``GetFunction`` has its own, about 100/s): a burst of ``docker run`` would
+be throttled. Every call through :func:`call` on the ``control`` client first waits its turn at a
+:class:`RatePacer` (``control_plane_rate``, one for the whole process, the start-up orphan scan
+included), so a burst queues on our side instead of failing on AWS's.
+
 None validates parameters on the client (botocore's ``parameter_validation``, which its docs allow
 turning off for performance): every request is built here from values the backend has checked
 against Lambda's own limits (``functions.function_spec``), and AWS validates each one again. It cost
@@ -24,9 +30,11 @@ codes.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import platform
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -50,9 +58,11 @@ __all__ = [
     "INVOKE_READ_MARGIN_SECONDS",
     "AwsClients",
     "AwsSettings",
+    "RatePacer",
     "aws_error_code",
     "call",
     "failure",
+    "retry_after",
     "succeeded",
     "user_agent",
 ]
@@ -79,6 +89,55 @@ class AwsSettings:
     function_timeout: int = 900
     max_concurrent_invocations: int = 200
     max_attempts: int = 5
+    control_plane_rate: float = 10.0
+    """Requests/s the ``control`` client sends at most (its calls but ``GetFunction``)."""
+    get_function_rate: float = 50.0
+    """Requests/s of ``GetFunction``, which has its own quota."""
+
+
+class RatePacer:
+    """Spaces calls to at most ``rate`` per second, letting a burst of ``burst`` through at once.
+
+    A call takes the next free slot and sleeps until it (the generic cell rate algorithm): in any
+    window of ``t`` seconds at most ``burst + t * rate`` calls start. Waiters are served in order.
+    """
+
+    def __init__(self, rate: float, burst: int = 1) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError(f"a pacer needs a positive rate and burst, got {rate}, {burst}")
+        self.rate = rate
+        self.burst = burst
+        self._interval = 1.0 / rate
+        self._next_slot = 0.0  # the theoretical time of the next call, at the steady rate
+
+    def hold(self, seconds: float) -> None:
+        """No call starts for ``seconds`` (AWS's ``Retry-After``): the next slot moves past them."""
+        now = asyncio.get_running_loop().time()
+        self._next_slot = max(self._next_slot, now + seconds + (self.burst - 1) * self._interval)
+
+    async def wait_turn(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        slot = max(self._next_slot, now)
+        self._next_slot = slot + self._interval
+        start = slot - (self.burst - 1) * self._interval
+        if start > now:
+            await asyncio.sleep(start - now)
+
+
+@frozen
+class _Pacing:
+    """The pacers of one ``control`` client: ``GetFunction`` apart, every other call shared."""
+
+    control_plane: RatePacer
+    get_function: RatePacer
+
+    def for_operation(self, operation: str) -> RatePacer:
+        return self.get_function if operation == "GetFunction" else self.control_plane
+
+
+#: Pacing of each open ``control`` client, found by :func:`call` from the bound method it is given.
+_pacing: weakref.WeakKeyDictionary[object, _Pacing] = weakref.WeakKeyDictionary()
 
 
 @frozen
@@ -127,10 +186,31 @@ class AwsClients:
         except BaseException:
             await stack.aclose()
             raise
+        _pacing[control] = _Pacing(
+            RatePacer(s.control_plane_rate, burst=_burst(s.control_plane_rate)),
+            RatePacer(s.get_function_rate, burst=_burst(s.get_function_rate)),
+        )
         return cls(settings, control, invoke, logs, stack)
 
     async def close(self) -> None:
         await self._stack.aclose()
+
+
+def retry_after(exc: BaseException) -> float | None:
+    """Seconds of a throttle answer's ``Retry-After`` header, when it has one."""
+    if not isinstance(exc, ClientError):
+        return None
+    headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    try:
+        return max(0.0, float(headers["retry-after"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _burst(rate: float) -> int:
+    """Half a second's worth at once: bursts pass without delay, and a whole second stays under
+    ``1.5 * rate``, inside AWS's bucket when the rate is set at two thirds of the quota."""
+    return max(1, int(rate / 2))
 
 
 def user_agent() -> str:
@@ -151,11 +231,20 @@ async def call(operation: AwsOperation, method: Callable[..., Awaitable[T]], /, 
     """Call AWS; record the request ID; turn any failure into the mapped sockerless error.
 
     The original botocore exception stays the ``__cause__`` (see :func:`aws_error_code`).
-    Parameters are never logged: they may hold environment values.
+    Parameters are never logged: they may hold environment values. A call on a paced client
+    (``control``) waits its turn first.
     """
+    client = getattr(method, "__self__", None)
+    pacing = _pacing.get(client) if client is not None else None
+    if pacing is not None:
+        await pacing.for_operation(operation.operation).wait_turn()
     try:
         response = await method(**params)
     except (ClientError, BotoCoreError) as exc:
+        delay = retry_after(exc)
+        if pacing is not None and delay:
+            # Throttled past botocore's retries: AWS said when to come back, so every call waits.
+            pacing.for_operation(operation.operation).hold(delay)
         raise failure(operation, exc) from exc
     succeeded(operation, response)
     return response

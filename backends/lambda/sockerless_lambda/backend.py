@@ -111,6 +111,8 @@ class LambdaBackend(BaseBackend):
             function_timeout=config.timeout,
             max_concurrent_invocations=config.max_concurrent_invocations,
             max_attempts=config.max_attempts,
+            control_plane_rate=config.control_plane_rate,
+            get_function_rate=config.get_function_rate,
         )
         if config.simulate:
             self.simulator = load_simulator_factory()(region=config.region or "us-east-1")
@@ -149,6 +151,8 @@ class LambdaBackend(BaseBackend):
                     limit=config.max_concurrent_invocations,
                     max_attempts=config.max_attempts,
                     invocation_type=config.invocation_type,
+                    activation_timeout=config.activation_timeout,
+                    capacity_wait=config.capacity_wait,
                 ),
                 reader=self._reader,
                 waiters=self._waiters,

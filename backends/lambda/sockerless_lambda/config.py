@@ -99,13 +99,45 @@ class LambdaConfig:
         choices=("RequestResponse", "Event"),
     )
     max_concurrent_invocations: int = setting(
-        200, help="Invocations in flight at once; later starts queue", minimum=100, maximum=10000
+        200,
+        help="Invocations in flight at once; later starts queue (keep it under the account's concurrency: "
+        "1000 by default, as low as 10 on a new account)",
+        minimum=1,
+        maximum=10000,
+    )
+    capacity_wait: float = setting(
+        300.0,
+        help="Seconds an Invoke throttled for lack of concurrency (TooManyRequestsException) keeps retrying "
+        "before the container fails",
+        minimum=1,
+        maximum=3600,
     )
     max_attempts: int = setting(
         5,
         help="Attempts for a throttled or unreachable AWS call (Invoke: only when it provably did not run)",
         minimum=1,
         maximum=20,
+    )
+    activation_timeout: float = setting(
+        600.0,
+        help="Seconds a started container waits for its function to become Active (Pending, or its "
+        "readiness polls throttled) before it fails",
+        minimum=1,
+        maximum=3600,
+    )
+    control_plane_rate: float = setting(
+        10.0,
+        help="Lambda control-plane calls per second at most (CreateFunction, DeleteFunction, ListFunctions, "
+        "...; AWS's default quota: 15/s per account and region, shared with anything else using it); "
+        "later calls queue",
+        minimum=0.1,
+        maximum=1000,
+    )
+    get_function_rate: float = setting(
+        50.0,
+        help="GetFunction calls per second at most (readiness polls; AWS's default quota: 100/s)",
+        minimum=0.1,
+        maximum=1000,
     )
     log_read_interval: float = setting(
         1.0,

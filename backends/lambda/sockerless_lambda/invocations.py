@@ -33,7 +33,7 @@ from attrs import frozen
 from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
 
 from sockerless.errors import SockerlessError
-from sockerless_lambda.aws import AwsClients, aws_error_code, call, failure, succeeded
+from sockerless_lambda.aws import AwsClients, aws_error_code, call, failure, retry_after, succeeded
 from sockerless_lambda.errors import AwsOperation, error_code, is_pending_conflict
 
 __all__ = [
@@ -73,6 +73,8 @@ _SIGNALS = {
 }
 _TIMED_OUT = re.compile(r"Task timed out after ([\d.]+) seconds")
 _POLL_FIRST, _POLL_MAX = 0.25, 5.0
+#: Error codes of a throttled call: the answer of a later call may differ, so poll again.
+_THROTTLED = frozenset({"TooManyRequestsException", "ThrottlingException"})
 _RETRY_BASE, _RETRY_CAP = 0.2, 10.0
 #: How long a function may stay Pending (container image optimisation can take minutes).
 ACTIVATION_DEADLINE_SECONDS = 600.0
@@ -158,31 +160,51 @@ def outcome_from_response(response: dict[str, Any], payload: bytes) -> Invocatio
 class Invoker:
     """Invokes functions, at most ``limit`` at once (later ones queue), retrying only what is safe."""
 
-    def __init__(self, clients: AwsClients, *, limit: int, max_attempts: int, invocation_type: str) -> None:
+    def __init__(
+        self,
+        clients: AwsClients,
+        *,
+        limit: int,
+        max_attempts: int,
+        invocation_type: str,
+        activation_timeout: float = ACTIVATION_DEADLINE_SECONDS,
+        capacity_wait: float = 300.0,
+    ) -> None:
         self._clients = clients
+        self._capacity_wait = capacity_wait
+        self._activation_timeout = activation_timeout
         self.gate = asyncio.Semaphore(limit)
         self._max_attempts = max_attempts
         self.invocation_type = invocation_type
 
     async def wait_until_active(self, function_name: str) -> None:
-        """One GetFunctionConfiguration, then polls with backoff only while the function is Pending."""
-        operation = AwsOperation("lambda", "GetFunctionConfiguration", "get function", function_name)
+        """One GetFunction, then polls with backoff only while the function is Pending.
+
+        GetFunction has its own quota (about 100/s), apart from the control plane's 15/s that
+        creates and deletes need. A throttled poll is only a poll that must come again: the wait goes
+        on until the deadline instead of failing the container.
+        """
+        operation = AwsOperation("lambda", "GetFunction", "get function", function_name)
         delay = _POLL_FIRST
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + ACTIVATION_DEADLINE_SECONDS
+        deadline = loop.time() + self._activation_timeout
         not_found_left = self._max_attempts
         while True:
+            throttled: SockerlessError | None = None
             try:
-                configuration = await call(
-                    operation, self._clients.control.get_function_configuration, FunctionName=function_name
-                )
+                answer = await call(operation, self._clients.control.get_function, FunctionName=function_name)
             except SockerlessError as exc:
-                # Right after CreateFunction the function can be briefly invisible (eventual consistency).
-                if aws_error_code(exc) != "ResourceNotFoundException" or not_found_left <= 1:
+                code = aws_error_code(exc)
+                if code in _THROTTLED:
+                    throttled, state = exc, "unknown (throttled)"
+                elif code == "ResourceNotFoundException" and not_found_left > 1:
+                    # Right after CreateFunction the function can be briefly invisible (eventual consistency).
+                    not_found_left -= 1
+                    state = "Pending"
+                else:
                     raise
-                not_found_left -= 1
-                state = "Pending"
             else:
+                configuration = answer.get("Configuration", {})
                 state = str(configuration.get("State", "Active"))
                 if state == "Failed":
                     reason = configuration.get("StateReason", "unknown")
@@ -192,9 +214,10 @@ class Invoker:
                 if state not in ("Pending", "Inactive"):
                     return
             if loop.time() + delay > deadline:
+                if throttled is not None:
+                    raise throttled  # the AWS error, as a failed call says it
                 raise FunctionNotReady(
-                    f"lambda: function {function_name} still {state} "
-                    f"after {ACTIVATION_DEADLINE_SECONDS:.0f} s"
+                    f"lambda: function {function_name} still {state} after {self._activation_timeout:.0f} s"
                 )
             await asyncio.sleep(delay)
             delay = min(delay * 2, _POLL_MAX)
@@ -212,13 +235,22 @@ class Invoker:
         if self.invocation_type == "RequestResponse":
             params["LogType"] = "Tail"
         await before_send()
+        loop = asyncio.get_running_loop()
+        capacity_deadline = loop.time() + self._capacity_wait
         attempt = 0
         while True:
             attempt += 1
             try:
                 response = await self._clients.invoke.invoke(**params)
             except (ClientError, EndpointConnectionError, ConnectTimeoutError) as exc:
-                if attempt < self._max_attempts and _did_not_run(exc):
+                if error_code(exc) == "TooManyRequestsException":
+                    # No concurrency (or rate) left: Lambda did not run it. Wait for capacity, as AWS
+                    # says when (Retry-After), else with backoff, until capacity_wait is spent.
+                    delay = retry_after(exc) or _backoff(min(attempt, 6))
+                    if loop.time() + delay <= capacity_deadline:
+                        await asyncio.sleep(delay)
+                        continue
+                elif attempt < self._max_attempts and _did_not_run(exc):
                     await asyncio.sleep(_backoff(attempt))
                     continue
                 raise failure(operation, exc) from exc

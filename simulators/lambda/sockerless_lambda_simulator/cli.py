@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from .config import DEFAULT_ROLE_NAME
+from .quotas import DEFAULT_CONCURRENCY_LIMIT, DEFAULT_CONTROL_PLANE_RATE, DEFAULT_GET_FUNCTION_RATE
 from .simulator import LambdaSimulator
 
 __all__ = ["main"]
@@ -52,6 +53,10 @@ async def _serve(simulator: LambdaSimulator) -> int:
     return 0
 
 
+def _rate(value: str) -> float | None:
+    return None if value.lower() == "none" else float(value)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sockerless-lambda-simulator",
@@ -74,6 +79,27 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         help="keep new functions Pending this long after CreateFunction (default: 0)",
+    )
+    parser.add_argument(
+        "--control-plane-rate",
+        type=_rate,
+        default=DEFAULT_CONTROL_PLANE_RATE,
+        metavar="N",
+        help="requests/s of Lambda's control-plane bucket (default: %(default)s, AWS's; 'none': unlimited)",
+    )
+    parser.add_argument(
+        "--get-function-rate",
+        type=_rate,
+        default=DEFAULT_GET_FUNCTION_RATE,
+        metavar="N",
+        help="requests/s of GetFunction's own bucket (default: %(default)s, AWS's; 'none': unlimited)",
+    )
+    parser.add_argument(
+        "--concurrency-limit",
+        type=lambda value: None if value.lower() == "none" else int(value),
+        default=DEFAULT_CONCURRENCY_LIMIT,
+        metavar="N",
+        help="invocations running at once in the account (default: %(default)s, AWS's; 'none': unlimited)",
     )
     parser.add_argument(
         "--event-retry-delays",

@@ -5,10 +5,12 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Iterable
+from typing import Any
 
 from attrs import field, frozen, validators
 
 from .faults import FaultRule
+from .quotas import DEFAULT_CONCURRENCY_LIMIT, DEFAULT_CONTROL_PLANE_RATE, DEFAULT_GET_FUNCTION_RATE
 
 __all__ = ["DEFAULT_ROLE_NAME", "SimulatorConfig", "require_loopback"]
 
@@ -34,6 +36,11 @@ def _loopback(_: object, __: object, value: str) -> None:
     require_loopback(value)
 
 
+def _positive_or_none(_: object, attribute: Any, value: float | None) -> None:
+    if value is not None and value <= 0:
+        raise ValueError(f"{attribute.name} must be positive or None (unlimited), got {value}")
+
+
 def _rule_tuple(rules: Iterable[FaultRule]) -> tuple[FaultRule, ...]:
     return tuple(rules)
 
@@ -57,5 +64,12 @@ class SimulatorConfig:
     event_retry_delays: tuple[float, ...] = field(default=(60.0, 120.0), converter=_float_tuple)
     log_flush_seconds: float = field(default=1.0, validator=validators.gt(0.0))
     max_connections: int = field(default=1024, validator=validators.ge(1))
+    control_plane_rate: float | None = field(default=DEFAULT_CONTROL_PLANE_RATE, validator=_positive_or_none)
+    """Requests/s of Lambda's control-plane bucket (CreateFunction, DeleteFunction, ...); None: unlimited."""
+    concurrency_limit: int | None = field(default=DEFAULT_CONCURRENCY_LIMIT, validator=_positive_or_none)
+    """Invocations running at once in the account (Lambda's default: 1000; new accounts get as little as
+    10); a synchronous Invoke beyond it is throttled. None: unlimited."""
+    get_function_rate: float | None = field(default=DEFAULT_GET_FUNCTION_RATE, validator=_positive_or_none)
+    """Requests/s of GetFunction's own bucket; None: unlimited."""
     child_path: str = field(factory=lambda: os.environ.get("PATH", os.defpath))
     """``PATH`` of the commands: the host's, since they run on the host (a function's own PATH wins)."""

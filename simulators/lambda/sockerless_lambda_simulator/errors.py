@@ -29,12 +29,14 @@ class AwsError(Exception):
         message: str,
         *,
         extra: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.status = status
         self.message = message
         self.extra = dict(extra or {})
+        self.headers = dict(headers or {})
 
     @property
     def sender_fault(self) -> bool:
@@ -59,7 +61,7 @@ class FunctionPending(AwsError):
 def aws_error_response(protocol: WireProtocol, error: AwsError) -> web.Response:
     """Render ``error`` the way the service's protocol does, so botocore raises the right class."""
     request_id = str(uuid.uuid4())
-    headers = {"x-amzn-RequestId": request_id}
+    headers = {"x-amzn-RequestId": request_id, **error.headers}
     if protocol is WireProtocol.REST_JSON:
         # Lambda's shape: the code travels in a header, the body carries Type and Message.
         headers["x-amzn-ErrorType"] = error.code

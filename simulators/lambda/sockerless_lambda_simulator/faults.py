@@ -49,6 +49,8 @@ class FaultRule:
     code: str | None = None
     message: str | None = None
     reason: str = "CallerRateLimitExceeded"
+    retry_after: int | None = field(default=None, validator=validators.optional(validators.ge(0)))
+    """Seconds of the throttle answer's ``Retry-After`` header (none when ``None``)."""
 
     @classmethod
     def from_json(cls, data: object) -> FaultRule:
@@ -82,8 +84,13 @@ class FaultRule:
         if self.kind is FaultKind.THROTTLE:
             code, status = _throttle_defaults(call)
             extra = {"Reason": self.reason} if call.protocol is WireProtocol.REST_JSON else {}
+            headers = {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
             return AwsError(
-                self.code or code, self.status or status, self.message or "Rate exceeded", extra=extra
+                self.code or code,
+                self.status or status,
+                self.message or "Rate exceeded",
+                extra=extra,
+                headers=headers,
             )
         code = "ServiceException" if call.protocol is WireProtocol.REST_JSON else "InternalFailure"
         message = self.message or "An internal error occurred (injected by the simulator)."

@@ -21,6 +21,7 @@ from .functions import parse_function_ref
 from .invocations import InvocationRunner, InvocationType
 from .operations import AwsCall, AwsScope, identify_operation, parse_scope
 from .proxy import MotoProxy, UpstreamAnswer
+from .quotas import RequestQuotas
 from .state import FunctionStateOverlay
 from .stats import Stats
 from .validation import check_input
@@ -51,6 +52,8 @@ class AwsFrontend:
     _invocations: InvocationRunner
     _overlay: FunctionStateOverlay
     _faults: FaultInjector
+    _quotas: RequestQuotas
+    _concurrency_limit: int | None
     _stats: Stats
     _lambda_handlers: dict[str, _Handler] = field(init=False)
 
@@ -94,6 +97,10 @@ class AwsFrontend:
                 return _drop_connection(request)
             assert decision.error is not None
             return aws_error_response(call.protocol, decision.error)
+        throttled = self._quotas.check(call)
+        if throttled is not None:
+            self._stats.count_throttle(call.key)
+            return aws_error_response(call.protocol, throttled)
 
         try:
             response = await self._carry_out(request, call, scope, form_body)
@@ -148,6 +155,18 @@ class AwsFrontend:
         config = await self._invocations.resolve(scope, ref)
         if invocation_type is InvocationType.DRY_RUN:
             return web.Response(status=204, headers={"x-amzn-RequestId": str(uuid.uuid4())})
+        # Beyond the account's concurrency a synchronous Invoke is throttled; Lambda queues Event ones.
+        if (
+            self._concurrency_limit is not None
+            and self._stats.running >= self._concurrency_limit
+            and invocation_type is not InvocationType.EVENT
+        ):
+            raise AwsError(
+                "TooManyRequestsException",
+                429,
+                "Rate Exceeded.",
+                extra={"Reason": "ConcurrentInvocationLimitExceeded"},
+            )
         if invocation_type is InvocationType.EVENT:
             request_id = self._invocations.invoke_in_background(scope, config, payload)
             return web.Response(status=202, headers={"x-amzn-RequestId": request_id})

@@ -20,6 +20,12 @@ from .moto_api import MotoApi, MotoGate
 from .moto_server import InProcessLogs, InProcessMoto
 from .operations import AwsScope
 from .proxy import MotoProxy
+from .quotas import (
+    DEFAULT_CONCURRENCY_LIMIT,
+    DEFAULT_CONTROL_PLANE_RATE,
+    DEFAULT_GET_FUNCTION_RATE,
+    RequestQuotas,
+)
 from .server import AwsFrontend
 from .state import FunctionStateOverlay
 from .stats import Stats
@@ -73,6 +79,9 @@ class LambdaSimulator:
         event_retry_delays: Iterable[float] = (60.0, 120.0),
         log_flush_seconds: float = 1.0,
         max_connections: int = 1024,
+        control_plane_rate: float | None = DEFAULT_CONTROL_PLANE_RATE,
+        get_function_rate: float | None = DEFAULT_GET_FUNCTION_RATE,
+        concurrency_limit: int | None = DEFAULT_CONCURRENCY_LIMIT,
     ) -> None:
         rules = tuple(rule if isinstance(rule, FaultRule) else FaultRule.from_json(rule) for rule in faults)
         self.config = SimulatorConfig(
@@ -87,6 +96,9 @@ class LambdaSimulator:
             event_retry_delays=tuple(event_retry_delays),
             log_flush_seconds=log_flush_seconds,
             max_connections=max_connections,
+            control_plane_rate=control_plane_rate,
+            get_function_rate=get_function_rate,
+            concurrency_limit=concurrency_limit,
         )
         self.faults = FaultInjector(seed, rules)
         self.stats = Stats()
@@ -214,6 +226,10 @@ class LambdaSimulator:
             invocations=invocations,
             overlay=overlay,
             faults=self.faults,
+            concurrency_limit=config.concurrency_limit,
+            quotas=RequestQuotas(
+                {"control_plane": config.control_plane_rate, "get_function": config.get_function_rate}
+            ),
             stats=self.stats,
         )
         app = web.Application(client_max_size=_MAX_REQUEST_BYTES)

@@ -14,6 +14,8 @@ class Stats:
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
         self.faults: Counter[str] = Counter()
+        self.throttles: Counter[str] = Counter()
+        """Calls refused for their group's request rate (quotas, not injected faults)."""
         self.invocations: Counter[str] = Counter()
         self.running = 0
         self.events_pending = 0
@@ -24,6 +26,9 @@ class Stats:
 
     def count_fault(self, operation_key: str) -> None:
         self.faults[operation_key] += 1
+
+    def count_throttle(self, operation_key: str) -> None:
+        self.throttles[operation_key] += 1
 
     def invocation_started(self) -> None:
         self.running += 1
@@ -46,6 +51,7 @@ class Stats:
         """Zero the counters; running invocations and pending events stay counted."""
         self.calls.clear()
         self.faults.clear()
+        self.throttles.clear()
         self.invocations.clear()
 
     def snapshot(self) -> dict[str, Any]:
@@ -53,6 +59,7 @@ class Stats:
             "calls": dict(sorted(self.calls.items())),
             "total_calls": sum(self.calls.values()),
             "faults": dict(sorted(self.faults.items())),
+            "throttles": dict(sorted(self.throttles.items())),
             "invocations": {
                 **dict(sorted(self.invocations.items())),
                 "running": self.running,

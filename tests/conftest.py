@@ -1,13 +1,22 @@
-"""Suite-wide safety net: a failing test must not hang the run."""
+"""Suite-wide safety net (a failing test must not hang the run) and the suites' simulator settings."""
 
 from __future__ import annotations
 
 import gc
 import sys
 import warnings
+from typing import Any
 
 import aiosqlite
 import pytest
+
+from tests.lambda_settings import SIMULATOR_OPTIONS
+
+
+@pytest.fixture
+def lambda_simulator_options() -> dict[str, Any]:
+    """Every ``lambda_simulator`` of the suites: AWS's Pending phase, shorter (tests/lambda_settings.py)."""
+    return dict(SIMULATOR_OPTIONS)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -1,5 +1,5 @@
 """What the test suites point at a Lambda simulator (the ``lambda_simulator`` fixture or a simulator
-process): the backend's LambdaConfig and aiobotocore's client options."""
+process): the simulator's own settings, the backend's LambdaConfig and aiobotocore's client options."""
 
 from __future__ import annotations
 
@@ -7,6 +7,20 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sockerless_lambda.config import LambdaConfig
+
+#: Pending of every new function in the suites' simulators: AWS keeps new functions Pending a few
+#: seconds (the simulator's default, 2 s); the tests keep the phase, so every run meets the 409 and the
+#: readiness poll, but shorter. Measured (tests/lambda/test_containers.py, 2 cores shared): 0 s: 30 s,
+#: 0.3 s: see WIP-pending.md, 0.5 s: 37 s, 2 s: 76 s.
+PENDING_SECONDS = 0.4
+
+#: ``LambdaSimulator`` arguments of the suites (tests/conftest.py's ``lambda_simulator_options``).
+SIMULATOR_OPTIONS: dict[str, Any] = {"pending_seconds": PENDING_SECONDS}
+
+
+def simulator_arguments() -> list[str]:
+    """``sockerless-lambda-simulator`` flags giving a simulator process ``SIMULATOR_OPTIONS``."""
+    return ["--pending-seconds", str(PENDING_SECONDS)]
 
 
 def simulator_config(simulator: Any, **overrides: Any) -> LambdaConfig:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from aiobotocore.session import get_session
 
-from tests.simulator.helpers import IMAGE, client_options
+from tests.simulator.helpers import ACTIVE_WAIT, IMAGE, client_options
 
 _names = itertools.count(1)
 
@@ -33,10 +33,15 @@ CreateFunction = Callable[..., Awaitable[dict[str, Any]]]
 @pytest.fixture
 def create_function(lambda_simulator: Any, lambda_client: Any) -> CreateFunction:
     """``await create_function("echo hi; exit 3", Timeout=1, ...)``: an image function running ``sh -c``
-    (in ``working_directory`` when given)."""
+    (in ``working_directory`` when given); CreateFunction's answer.
+
+    New functions are ``Pending`` for a while (tests/lambda_settings.py), so it waits until the function
+    is ``Active`` with the ``function_active_v2`` waiter, as a client of AWS must before invoking;
+    ``active=False`` returns at once (tests of the Pending phase, tests that never invoke).
+    """
 
     async def create(
-        command: str | None, *, working_directory: str | None = None, **options: Any
+        command: str | None, *, working_directory: str | None = None, active: bool = True, **options: Any
     ) -> dict[str, Any]:
         params: dict[str, Any] = {
             "FunctionName": f"fn-{next(_names)}",
@@ -50,6 +55,9 @@ def create_function(lambda_simulator: Any, lambda_client: Any) -> CreateFunction
                 params["ImageConfig"]["WorkingDirectory"] = working_directory
         params.update(options)
         response: dict[str, Any] = await lambda_client.create_function(**params)
+        if active and response["State"] == "Pending":
+            waiter = lambda_client.get_waiter("function_active_v2")
+            await waiter.wait(FunctionName=response["FunctionName"], WaiterConfig=ACTIVE_WAIT)
         return response
 
     return create

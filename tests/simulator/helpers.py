@@ -21,6 +21,10 @@ CLIENT_CONFIG = AioConfig(
     retries={"mode": "standard", "total_max_attempts": 1},
 )
 
+#: ``function_active_v2`` polls waiting out a new function's Pending: well under GetFunction's quota
+#: (100/s), bounded at 10 s.
+ACTIVE_WAIT = {"Delay": 0.1, "MaxAttempts": 100}
+
 
 def client_options(simulator: Any) -> dict[str, Any]:
     return simulator_client_options(simulator, config=CLIENT_CONFIG)

@@ -176,6 +176,8 @@ async def test_control_api_adds_lists_and_clears_faults(lambda_simulator: Any, l
     assert lambda_simulator.faults.describe() == []
 
 
+# No Pending: the counts are exact, and the waiter's GetFunction polls would vary with timing.
+@pytest.mark.lambda_simulator(pending_seconds=0)
 async def test_stats_count_client_calls_per_operation_and_reset(
     lambda_simulator: Any, lambda_client: Any, logs_client: Any, create_function: Any
 ) -> None:

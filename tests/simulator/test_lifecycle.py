@@ -14,7 +14,8 @@ import pytest
 from aiobotocore.session import get_session
 
 from sockerless_lambda_simulator import LambdaSimulator
-from tests.simulator.helpers import IMAGE, client_options, process_alive, wait_until
+from tests.lambda_settings import SIMULATOR_OPTIONS
+from tests.simulator.helpers import ACTIVE_WAIT, IMAGE, client_options, process_alive, wait_until
 
 
 def test_refuses_a_non_loopback_host() -> None:
@@ -43,6 +44,7 @@ async def test_fixture_points_sdk_environment_at_the_simulator(lambda_simulator:
 
 
 async def create_shell_function(client: Any, simulator: LambdaSimulator, name: str, command: str) -> None:
+    """Create a function running ``sh -c command`` and wait until it is Active."""
     await client.create_function(
         FunctionName=name,
         PackageType="Image",
@@ -51,6 +53,7 @@ async def create_shell_function(client: Any, simulator: LambdaSimulator, name: s
         Timeout=900,
         ImageConfig={"EntryPoint": ["sh", "-c"], "Command": [command]},
     )
+    await client.get_waiter("function_active_v2").wait(FunctionName=name, WaiterConfig=ACTIVE_WAIT)
 
 
 async def test_stop_kills_running_invocations_and_their_children(tmp_path: Any) -> None:
@@ -58,7 +61,7 @@ async def test_stop_kills_running_invocations_and_their_children(tmp_path: Any) 
     # The command records its own pid and its background child's, then waits far beyond the test.
     command = f"sleep 300 & echo $$ $! > {pids}.tmp; mv {pids}.tmp {pids}; wait"
     async with (
-        LambdaSimulator() as simulator,
+        LambdaSimulator(**SIMULATOR_OPTIONS) as simulator,
         get_session().create_client("lambda", **client_options(simulator)) as client,
     ):
         await create_shell_function(client, simulator, "long-runner", command)
@@ -76,7 +79,7 @@ async def test_stop_kills_running_invocations_and_their_children(tmp_path: Any) 
 async def test_stop_ends_an_in_flight_synchronous_invocation(tmp_path: Any) -> None:
     pid_file = tmp_path / "pid"
     async with (
-        LambdaSimulator() as simulator,
+        LambdaSimulator(**SIMULATOR_OPTIONS) as simulator,
         get_session().create_client("lambda", **client_options(simulator)) as client,
     ):
         await create_shell_function(client, simulator, "sync-runner", f"echo $$ > {pid_file}; exec sleep 300")
@@ -146,7 +149,7 @@ async def test_an_external_moto_is_used_over_http(tmp_path: Any) -> None:
     moto_url = await moto.start()
     try:
         async with (
-            LambdaSimulator(moto_url=moto_url) as simulator,
+            LambdaSimulator(moto_url=moto_url, **SIMULATOR_OPTIONS) as simulator,
             get_session().create_client("lambda", **client_options(simulator)) as client,
             get_session().create_client("logs", **client_options(simulator)) as logs,
         ):

@@ -7,6 +7,11 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from sockerless_lambda_simulator import LambdaSimulator
+from sockerless_lambda_simulator.cli import _parser
+from sockerless_lambda_simulator.config import SimulatorConfig
+from tests.lambda_settings import PENDING_SECONDS
+
 GROUP = "/sockerless/lambda"
 
 
@@ -63,8 +68,20 @@ async def test_delete_forgets_logging_config(lambda_client: Any, create_function
     assert recreated["LoggingConfig"]["LogGroup"] == f"/aws/lambda/{name}"
 
 
-async def test_functions_are_active_at_once_by_default(lambda_client: Any, create_function: Any) -> None:
-    created = await create_function("true")
+async def test_functions_are_pending_for_2_seconds_by_default() -> None:
+    assert SimulatorConfig().pending_seconds == 2.0
+    assert LambdaSimulator().config.pending_seconds == 2.0
+    assert _parser().parse_args([]).pending_seconds == 2.0
+
+
+async def test_the_suites_simulators_keep_a_shorter_pending(lambda_simulator: LambdaSimulator) -> None:
+    assert lambda_simulator.config.pending_seconds == PENDING_SECONDS
+    assert 0 < PENDING_SECONDS < 2.0
+
+
+@pytest.mark.lambda_simulator(pending_seconds=0)  # the setting that turns the Pending phase off
+async def test_functions_are_active_at_once_with_no_pending(lambda_client: Any, create_function: Any) -> None:
+    created = await create_function("true", active=False)
 
     assert created["State"] == "Active"
     assert created["LastUpdateStatus"] == "Successful"
@@ -72,7 +89,7 @@ async def test_functions_are_active_at_once_by_default(lambda_client: Any, creat
 
 @pytest.mark.lambda_simulator(pending_seconds=0.5)
 async def test_new_function_is_pending_then_active(lambda_client: Any, create_function: Any) -> None:
-    created = await create_function("echo '\"ran\"'")
+    created = await create_function("echo '\"ran\"'", active=False)
     name = created["FunctionName"]
     assert created["State"] == "Pending"
     assert created["StateReasonCode"] == "Creating"
@@ -102,7 +119,7 @@ async def test_new_function_is_pending_then_active(lambda_client: Any, create_fu
 async def test_list_functions_pages_with_max_items_and_marker(
     lambda_client: Any, create_function: Any
 ) -> None:
-    names = {(await create_function("true"))["FunctionName"] for _ in range(7)}
+    names = {(await create_function("true", active=False))["FunctionName"] for _ in range(7)}
 
     first = await lambda_client.list_functions(MaxItems=3)
     second = await lambda_client.list_functions(MaxItems=3, Marker=first["NextMarker"])
@@ -117,7 +134,7 @@ async def test_list_functions_pages_with_max_items_and_marker(
 @pytest.mark.lambda_simulator(control_plane_rate=None)  # 52 creates in a row: paging, not quotas
 async def test_list_functions_returns_at_most_50_per_page(lambda_client: Any, create_function: Any) -> None:
     for _ in range(52):
-        await create_function("true")
+        await create_function("true", active=False)
 
     page = await lambda_client.list_functions()
     paginator = lambda_client.get_paginator("list_functions")

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from .config import DEFAULT_ROLE_NAME
 from .quotas import DEFAULT_CONCURRENCY_LIMIT, DEFAULT_CONTROL_PLANE_RATE, DEFAULT_GET_FUNCTION_RATE
 from .simulator import LambdaSimulator
+from .state import DEFAULT_PENDING_SECONDS
 
 __all__ = ["main"]
 
@@ -77,8 +78,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--pending-seconds",
         type=float,
-        default=0.0,
-        help="keep new functions Pending this long after CreateFunction (default: 0)",
+        default=DEFAULT_PENDING_SECONDS,
+        metavar="S",
+        help="keep new functions Pending this long after CreateFunction (default: %(default)s, AWS's "
+        "few seconds; 0: Active at once)",
     )
     parser.add_argument(
         "--control-plane-rate",

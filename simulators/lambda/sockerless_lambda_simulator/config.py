@@ -11,6 +11,7 @@ from attrs import field, frozen, validators
 
 from .faults import FaultRule
 from .quotas import DEFAULT_CONCURRENCY_LIMIT, DEFAULT_CONTROL_PLANE_RATE, DEFAULT_GET_FUNCTION_RATE
+from .state import DEFAULT_PENDING_SECONDS
 
 __all__ = ["DEFAULT_ROLE_NAME", "SimulatorConfig", "require_loopback"]
 
@@ -58,7 +59,7 @@ class SimulatorConfig:
     moto_url: str | None = None
     region: str = "us-east-1"
     role_name: str = DEFAULT_ROLE_NAME
-    pending_seconds: float = field(default=0.0, validator=validators.ge(0.0))
+    pending_seconds: float = field(default=DEFAULT_PENDING_SECONDS, validator=validators.ge(0.0))
     seed: int | None = None
     faults: tuple[FaultRule, ...] = field(default=(), converter=_rule_tuple)
     event_retry_delays: tuple[float, ...] = field(default=(60.0, 120.0), converter=_float_tuple)

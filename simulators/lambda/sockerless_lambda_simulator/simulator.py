@@ -27,7 +27,7 @@ from .quotas import (
     RequestQuotas,
 )
 from .server import AwsFrontend
-from .state import FunctionStateOverlay
+from .state import DEFAULT_PENDING_SECONDS, FunctionStateOverlay
 from .stats import Stats
 
 __all__ = ["LambdaSimulator"]
@@ -54,7 +54,8 @@ class LambdaSimulator:
         moto_url: an external ``moto_server`` to use instead of an in-process one.
         region: default region for calls that carry no credential scope.
         role_name: name of the execution role created in moto's IAM.
-        pending_seconds: how long a new function stays ``Pending`` (0: Active at once).
+        pending_seconds: how long a new function stays ``Pending`` (default 2 s, as AWS keeps new
+            functions Pending for a few seconds; 0: Active at once).
         seed: seed of the fault dice, for reproducible ``probability`` faults.
         faults: fault rules active from the start (``FaultRule`` or its JSON form).
         event_retry_delays: seconds before each retry of a failed Event invocation (Lambda: about
@@ -73,7 +74,7 @@ class LambdaSimulator:
         moto_url: str | None = None,
         region: str = "us-east-1",
         role_name: str = DEFAULT_ROLE_NAME,
-        pending_seconds: float = 0.0,
+        pending_seconds: float = DEFAULT_PENDING_SECONDS,
         seed: int | None = None,
         faults: Iterable[FaultRule | Mapping[str, Any]] = (),
         event_retry_delays: Iterable[float] = (60.0, 120.0),

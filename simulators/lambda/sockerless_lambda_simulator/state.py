@@ -8,7 +8,11 @@ from typing import Any
 
 from attrs import evolve, frozen
 
-__all__ = ["FunctionStateOverlay", "LoggingConfig"]
+__all__ = ["DEFAULT_PENDING_SECONDS", "FunctionStateOverlay", "LoggingConfig"]
+
+DEFAULT_PENDING_SECONDS = 2.0
+"""How long a new function stays ``Pending``: AWS keeps every new function Pending for a few seconds
+(longer with a VPC), so a client that invokes at once meets the 409 by default, as it would there."""
 
 _CREATING = "The function is being created."
 _REASON_FIELDS = ("StateReason", "StateReasonCode", "LastUpdateStatusReason", "LastUpdateStatusReasonCode")

@@ -164,6 +164,10 @@ async def test_records_stuck_creating_are_finished_or_cleaned(backend, lambda_si
         backend_state=LambdaState(function_name="skls-" + "f" * 24),
     )
     await backend.store.add_container(never)
+    # Active before the restart, so the state the restart records does not depend on its timing.
+    await backend.clients.control.get_waiter("function_active_v2").wait(
+        FunctionName=record.backend_state.function_name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100}
+    )
     await backend.close()
     await backend.start()
     finished = backend.store.resolve_container(made.id).backend_state

@@ -65,6 +65,8 @@ async def test_start_creates_a_deleted_function_again_and_the_usual_start_calls_
     backend: LambdaBackend, lambda_simulator: Any, poll: Any
 ) -> None:
     container_id = await _create(backend, "echo run; exit 3")
+    await backend.start_container(container_id)  # the first start waits out the new function's Pending
+    assert (await _exited(backend, container_id, poll)).exit_code == 3
     before = _calls(lambda_simulator)
     await backend.start_container(container_id)
     assert (await _exited(backend, container_id, poll)).exit_code == 3
@@ -77,7 +79,7 @@ async def test_start_creates_a_deleted_function_again_and_the_usual_start_calls_
     await backend.start_container(container_id)
     record = await _exited(backend, container_id, poll)
     assert (record.exit_code, record.error) == (3, "")
-    assert await _output(backend, container_id) == b"run\nrun\n"
+    assert await _output(backend, container_id) == b"run\nrun\nrun\n"
     after = _calls(lambda_simulator)
     assert after["lambda:CreateFunction"] - before.get("lambda:CreateFunction", 0) == 1
     functions = (await backend.clients.control.list_functions())["Functions"]

@@ -146,6 +146,25 @@ async def test_a_retry_after_holds_every_control_plane_call(api, lambda_simulato
     assert lambda_simulator.stats.snapshot()["faults"] == {"lambda:CreateFunction": 2}
 
 
+async def test_botocore_s_retry_of_a_throttle_waits_its_retry_after(api, backend, lambda_simulator) -> None:
+    # One throttle saying Retry-After: 3. botocore's standard mode would retry a first throttle after
+    # rand(0, 1) s; the retry goes out only once those 3 s have passed, and the create succeeds.
+    lambda_simulator.add_fault(
+        {"kind": "throttle", "operation": "lambda:CreateFunction", "count": 1, "retry_after": 3}
+    )
+    loop = asyncio.get_running_loop()
+    sent: list[float] = []
+    backend.clients.control.meta.events.register(
+        "before-send.lambda.CreateFunction", lambda **_: sent.append(loop.time())
+    )
+
+    await api.create(Cmd=["true"])
+
+    assert len(sent) == 2
+    assert sent[1] - sent[0] >= 3 - 0.01  # a lower bound: the event loop's timers may fire 10 ms early
+    assert lambda_simulator.stats.snapshot()["faults"] == {"lambda:CreateFunction": 1}
+
+
 async def test_the_orphan_scan_draws_on_the_same_pacer(backend, lambda_simulator) -> None:
     from aiobotocore.session import get_session
 

@@ -10,6 +10,11 @@ Three clients, each with its own connection pool and retry policy:
   connections, because a synchronous invocation holds its connection for the whole run.
 * ``logs``: CloudWatch Logs, ``standard`` retries like the control plane.
 
+botocore's ``standard`` mode backs off a throttled call by its own jittered schedule and ignores the
+answer's ``Retry-After``; a ``needs-retry`` handler (:func:`_register_retry_after`) makes its retry of
+a throttle (429, or 503) that carries one wait that long instead (up to ``MAX_RETRY_AFTER_SECONDS``),
+and on the ``control`` client holds the call's pacer as long, so the calls queued behind wait too.
+
 Lambda's control plane allows about 15 requests/s per account and region, shared by the
 function-management calls (``GetFunction`` has its own, about 100/s): a burst of ``docker run`` would
 be throttled. Every call through :func:`call` on the ``control`` client first waits its turn at a
@@ -56,6 +61,7 @@ if TYPE_CHECKING:  # type stubs only (the lint extra): never needed at run time
 
 __all__ = [
     "INVOKE_READ_MARGIN_SECONDS",
+    "MAX_RETRY_AFTER_SECONDS",
     "AwsClients",
     "AwsSettings",
     "RatePacer",
@@ -74,6 +80,12 @@ INVOKE_READ_MARGIN_SECONDS = 120
 _CONTROL_POOL = 32
 _CONNECT_TIMEOUT = 10
 _CONTROL_READ_TIMEOUT = 60
+#: The longest ``Retry-After`` a retry inside botocore waits out; beyond it botocore's own backoff
+#: applies (the call fails sooner, and :func:`call` then holds the pacer for the whole wait).
+MAX_RETRY_AFTER_SECONDS = 20.0
+#: Statuses whose ``Retry-After`` a retry honours: throttles (429) and a service unavailable (503),
+#: both retried by botocore's standard mode; any other error keeps botocore's decision alone.
+_RETRY_AFTER_STATUSES = frozenset({429, 503})
 
 T = TypeVar("T")
 
@@ -186,10 +198,13 @@ class AwsClients:
         except BaseException:
             await stack.aclose()
             raise
-        _pacing[control] = _Pacing(
+        pacing = _Pacing(
             RatePacer(s.control_plane_rate, burst=_burst(s.control_plane_rate)),
             RatePacer(s.get_function_rate, burst=_burst(s.get_function_rate)),
         )
+        _pacing[control] = pacing
+        _register_retry_after(control, s.max_attempts, pacing)
+        _register_retry_after(logs, s.max_attempts, None)
         return cls(settings, control, invoke, logs, stack)
 
     async def close(self) -> None:
@@ -201,9 +216,42 @@ def retry_after(exc: BaseException) -> float | None:
     if not isinstance(exc, ClientError):
         return None
     headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    return _seconds(headers.get("retry-after"))
+
+
+def _register_retry_after(client: Any, max_attempts: int, pacing: _Pacing | None) -> None:
+    """Make botocore's retries of ``client`` honour a throttle's ``Retry-After``.
+
+    botocore emits ``needs-retry`` after every failed attempt and sleeps the first non-None answer of
+    its handlers; this one runs before the retry handler of botocore's ``standard`` mode (which still
+    runs, and still counts the attempt against its retry quota) and answers only for an attempt that
+    is not the last, whose status is a throttle and whose answer says how long to wait.
+    """
+
+    def needs_retry(response: Any = None, attempts: int = 0, operation: Any = None, **_: Any) -> float | None:
+        if response is None or attempts >= max_attempts:
+            return None  # no answer (a connection error), or botocore makes no more attempts
+        http_response = response[0]
+        if http_response.status_code not in _RETRY_AFTER_STATUSES:
+            return None
+        seconds = _seconds(http_response.headers.get("retry-after"))
+        if seconds is None or seconds > MAX_RETRY_AFTER_SECONDS:
+            return None
+        if pacing is not None and operation is not None:
+            pacing.for_operation(operation.name).hold(seconds)  # the queued calls wait as long
+        return seconds
+
+    service = client.meta.service_model.service_id.hyphenize()
+    client.meta.events.register_first(
+        f"needs-retry.{service}", needs_retry, unique_id=f"retry-after-{service}"
+    )
+
+
+def _seconds(value: Any) -> float | None:
+    """A ``Retry-After`` in seconds (AWS sends whole seconds; an HTTP date is not used by AWS)."""
     try:
-        return max(0.0, float(headers["retry-after"]))
-    except (KeyError, TypeError, ValueError):
+        return max(0.0, float(value))
+    except (TypeError, ValueError):
         return None
 
 

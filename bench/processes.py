@@ -31,6 +31,8 @@ from typing import Any
 import aiohttp
 from attrs import define
 
+from bench.common import SIMULATOR_PENDING_SECONDS
+
 __all__ = [
     "CLOUDWATCH_READS",
     "Product",
@@ -186,7 +188,15 @@ class Simulator:
 
     async def start(self) -> None:
         self._process = await start_process(
-            [sys.executable, "-m", "sockerless_lambda_simulator.cli", "--log-level", "error"],
+            [
+                sys.executable,
+                "-m",
+                "sockerless_lambda_simulator.cli",
+                "--log-level",
+                "error",
+                "--pending-seconds",
+                str(SIMULATOR_PENDING_SECONDS),
+            ],
             env=product_env(self._workdir),
             log_path=os.path.join(self._workdir, "simulator.log"),
             stdout_pipe=True,

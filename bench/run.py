@@ -149,6 +149,9 @@ def render(
         "side by side in the same run, interleaved over several rounds, and the median is reported. "
         "Counts (AWS calls, bytes, memory) are exact. No test asserts a time. The product's modules "
         "are byte-compiled first, as installing it does. "
+        "New functions are Active at once on the bench's simulators (`SIMULATOR_PENDING_SECONDS = 0` "
+        "in `bench/common.py`; the simulator's default is AWS's Pending of 2 s): the items measure our "
+        "own overhead and count our AWS calls, which a fixed wait per new function would swamp. "
         "Interleaving cancels drift, not contention: when other work loads the 2 cores (see the load "
         "average), the variant that needs more CPU suffers more, so ratios of CPU-bound runs (many "
         "lifecycles at once) vary between runs; the CPU tables say how much each variant needs.",

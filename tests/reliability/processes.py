@@ -21,12 +21,13 @@ from typing import Any
 import aiohttp
 from aiobotocore.session import get_session
 
-from tests.lambda_settings import simulator_client_options
+from tests.lambda_settings import simulator_arguments, simulator_client_options
 
 API = "/internal/v1"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/jobs:latest"
 LOG_GROUP = "/sockerless/lambda"
-SIMULATOR = [sys.executable, "-m", "sockerless_lambda_simulator.cli"]
+#: The simulator process with the suites' settings (tests/lambda_settings.py); ``extra`` flags win.
+SIMULATOR = [sys.executable, "-m", "sockerless_lambda_simulator.cli", *simulator_arguments()]
 SOCKERLESS = [sys.executable, "-m", "sockerless.cli"]
 LAMBDA_TOOL = [sys.executable, "-c", "import sys; from sockerless_lambda.cli import main; sys.exit(main())"]
 #: Credentials the simulator accepts (it accepts anything) and that can never reach AWS.

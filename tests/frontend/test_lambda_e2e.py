@@ -516,3 +516,30 @@ async def test_frontend_shutdown_ends_a_live_events_stream_cleanly(frontend: Doc
         stopping = asyncio.create_task(frontend.stop())
         assert await asyncio.wait_for(response.read(), CLIENT_TIMEOUT) == b""
         await stopping
+
+
+# ---------------------------------------------------------------------------- quotas
+
+
+@pytest.mark.lambda_simulator(pending_seconds=5.0)  # Lambda's quotas at their defaults (the simulator's)
+async def test_50_docker_runs_at_once_with_5_s_pending_all_succeed(
+    docker_cli: DockerCLI, lambda_simulator: Any
+) -> None:
+    # 50 real CLI processes at once: 100 control-plane calls (create, delete) against a quota of
+    # 15/s, 50 functions Pending 5 s polled against GetFunction's 100/s, none of them seen to fail.
+    # The image is not pulled first: each CLI pulls it, as 50 fresh CI jobs would.
+    results = await asyncio.gather(
+        *(docker_cli("run", "--rm", IMAGE, "sh", "-c", f"echo run {n}; exit {n % 3}") for n in range(50))
+    )
+
+    assert [(result.code, result.out) for result in results] == [(n % 3, f"run {n}\n") for n in range(50)]
+    # stderr holds at most the pull (a CLI that came late may find the image pulled by another).
+    pulling = f"Unable to find image '{IMAGE}' locally"
+    assert [result.err for result in results if result.err and not result.err.startswith(pulling)] == []
+    assert [result.err for result in results if "rror" in result.err] == []
+    snapshot = lambda_simulator.stats.snapshot()
+    assert snapshot["throttles"] == {}
+    assert snapshot["calls"]["lambda:CreateFunction"] == 50
+    assert snapshot["calls"]["lambda:GetFunction"] >= 50  # every function was polled while Pending
+    assert snapshot["invocations"]["started"] == 50
+    assert (await docker_cli("ps", "-a", "-q")).out == ""

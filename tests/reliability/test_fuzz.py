@@ -1161,6 +1161,9 @@ class Fuzzer:
             assert refusals == [], f"{where}: Lambda would refuse: {refusals[:5]}"
         finally:  # even when a check failed: the next example starts from the same state
             removed = await self.send("DELETE", f"{API}/containers/{container_id}", (("force", "1"),))
+            # The remove answers first and DeleteFunction follows in the background (paced, so it
+            # may wait its turn): the state is restored once it is done.
+            await self.api.backend.cleanups_settled()
         assert removed.status == 204, f"{where}: remove answered {removed}"
         after = await self.snapshot()
         assert after[:2] == (containers, functions), f"{where}: remove did not restore the state"

@@ -21,7 +21,7 @@ from attrs import define, field
 
 __all__ = [
     "IMAGE",
-    "SIMULATOR_PENDING_SECONDS",
+    "SIMULATOR_SETTINGS",
     "ItemResult",
     "Row",
     "Table",
@@ -36,15 +36,31 @@ __all__ = [
     "percentile",
     "round_order",
     "rss_kb",
+    "simulator_flags",
     "verdict",
 ]
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/bench:latest"
-#: Every simulator of the bench makes new functions Active at once, unlike the simulator's default
-#: (AWS's Pending of a few seconds): the items measure our own overhead and count our AWS calls, and a
-#: fixed wait per new function (with the GetFunction polls it brings, their number set by timing)
-#: would swamp both. The tests keep a Pending (tests/lambda_settings.py); this is the bench's choice.
-SIMULATOR_PENDING_SECONDS = 0.0
+#: ``LambdaSimulator`` arguments of every simulator of the bench, where it departs from the simulator's
+#: defaults (AWS's): new functions are Active at once and the request quotas are off. The items measure
+#: our own overhead and count our AWS calls; a fixed wait per new function (with the GetFunction polls
+#: it brings, their number set by timing) and the throttles of variants sharing one simulator's quota
+#: would swamp both. The tests keep AWS's Pending (shorter) and quotas (tests/lambda_settings.py).
+SIMULATOR_SETTINGS: dict[str, Any] = {
+    "pending_seconds": 0.0,
+    "control_plane_rate": None,
+    "get_function_rate": None,
+}
+
+
+def simulator_flags() -> list[str]:
+    """``SIMULATOR_SETTINGS`` as ``sockerless-lambda-simulator`` flags."""
+    flags: list[str] = []
+    for name, value in SIMULATOR_SETTINGS.items():
+        flags += [f"--{name.replace('_', '-')}", "none" if value is None else str(value)]
+    return flags
+
+
 T = TypeVar("T")
 
 

@@ -25,7 +25,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, cast
 
-from bench.common import SIMULATOR_PENDING_SECONDS
+from bench.common import SIMULATOR_SETTINGS
 from sockerless.api.server import InternalAPIServer
 from sockerless.backend import BackendRuntime
 from sockerless.config import ServerConfig
@@ -45,22 +45,22 @@ async def sample_lag(samples: list[tuple[float, float]]) -> None:
         samples.append((time.time(), loop.time() - before - SAMPLE_SECONDS))
 
 
-def _embed_without_pending() -> None:
-    """Make ``--simulate``'s embedded simulator keep no Pending phase, as the bench's others
-    (``SIMULATOR_PENDING_SECONDS``): the backend builds it from the entry point with the region only."""
+def _embed_with_bench_settings() -> None:
+    """Give ``--simulate``'s embedded simulator the bench's ``SIMULATOR_SETTINGS``, as its others: the
+    backend builds it from the entry point with the region only."""
     import sockerless_lambda.backend as lambda_backend
 
     factory: Any = load_simulator_factory()  # LambdaSimulator: its factory protocol knows the region only
 
-    def without_pending(*, region: str) -> Simulator:
-        return cast(Simulator, factory(region=region, pending_seconds=SIMULATOR_PENDING_SECONDS))
+    def with_bench_settings(*, region: str) -> Simulator:
+        return cast(Simulator, factory(region=region, **SIMULATOR_SETTINGS))
 
-    lambda_backend.load_simulator_factory = lambda: without_pending  # the name backend.py imported
+    lambda_backend.load_simulator_factory = lambda: with_bench_settings  # the name backend.py imported
 
 
 async def serve(args: argparse.Namespace) -> None:
     if args.simulate:
-        _embed_without_pending()
+        _embed_with_bench_settings()
     config = LambdaConfig(
         region="us-east-1",
         role_arn=args.role_arn or None,

@@ -31,7 +31,7 @@ from typing import Any
 import aiohttp
 from attrs import define
 
-from bench.common import SIMULATOR_PENDING_SECONDS
+from bench.common import simulator_flags
 
 __all__ = [
     "CLOUDWATCH_READS",
@@ -194,8 +194,7 @@ class Simulator:
                 "sockerless_lambda_simulator.cli",
                 "--log-level",
                 "error",
-                "--pending-seconds",
-                str(SIMULATOR_PENDING_SECONDS),
+                *simulator_flags(),
             ],
             env=product_env(self._workdir),
             log_path=os.path.join(self._workdir, "simulator.log"),

@@ -26,7 +26,7 @@ from typing import Any
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
-from bench.common import SIMULATOR_PENDING_SECONDS
+from bench.common import SIMULATOR_SETTINGS, simulator_flags
 from sockerless_lambda_simulator import LambdaSimulator
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/bench:latest"
@@ -63,7 +63,7 @@ async def run_level(client: Any, name: str, callers: int, seconds: float) -> dic
 
 @contextlib.asynccontextmanager
 async def embedded() -> AsyncIterator[tuple[str, str]]:
-    async with LambdaSimulator(pending_seconds=SIMULATOR_PENDING_SECONDS) as simulator:
+    async with LambdaSimulator(**SIMULATOR_SETTINGS) as simulator:
         yield simulator.endpoint_url, simulator.role_arn
 
 
@@ -75,8 +75,7 @@ async def standalone() -> AsyncIterator[tuple[str, str]]:
         "sockerless_lambda_simulator.cli",
         "--log-level",
         "error",
-        "--pending-seconds",
-        str(SIMULATOR_PENDING_SECONDS),
+        *simulator_flags(),
         stdout=asyncio.subprocess.PIPE,
     )
     try:

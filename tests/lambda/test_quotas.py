@@ -165,6 +165,29 @@ async def test_botocore_s_retry_of_a_throttle_waits_its_retry_after(api, backend
     assert lambda_simulator.stats.snapshot()["faults"] == {"lambda:CreateFunction": 1}
 
 
+async def test_a_retry_after_being_waited_out_holds_the_calls_queued_behind(
+    api, backend, lambda_simulator, poll
+) -> None:
+    lambda_simulator.add_fault(
+        {"kind": "throttle", "operation": "lambda:CreateFunction", "count": 1, "retry_after": 2}
+    )
+    loop = asyncio.get_running_loop()
+    sent: list[float] = []
+    backend.clients.control.meta.events.register(
+        "before-send.lambda.CreateFunction", lambda **_: sent.append(loop.time())
+    )
+    first = asyncio.create_task(api.create(Cmd=["true"]))
+
+    async def throttled() -> bool:
+        return lambda_simulator.stats.snapshot()["faults"] == {"lambda:CreateFunction": 1}
+
+    await poll(throttled)
+    await asyncio.gather(first, api.create(Cmd=["true"]))  # the second create starts while the first waits
+
+    assert len(sent) == 3
+    assert min(sent[1:]) - sent[0] >= 2 - 0.01  # neither the retry nor the other create went sooner
+
+
 async def test_the_orphan_scan_draws_on_the_same_pacer(backend, lambda_simulator) -> None:
     from aiobotocore.session import get_session
 

@@ -261,6 +261,12 @@ async def test_get_function_when_finishing_an_interrupted_create(
 ) -> None:
     await harness.start()
     container_id = await harness.created()
+    assert harness.backend is not None
+    # Active before the restarts, so the state they record does not depend on their timing.
+    await harness.backend.clients.control.get_waiter("function_active_v2").wait(
+        FunctionName=harness.backend.store.resolve_container(container_id).backend_state.function_name,
+        WaiterConfig={"Delay": 0.1, "MaxAttempts": 100},
+    )
 
     async def restart_after_a_crash_in_create(count: int | None) -> str:
         assert harness.backend is not None

@@ -189,7 +189,9 @@ async def _crash_round(
 
     async def triggered() -> bool:
         nonlocal running
-        if all(task.done() for task in work):
+        # A remove is answered before its DeleteFunction, which the control-plane pacer may still hold
+        # back: the remove trigger can come after every lifecycle ended (bounded by the timeout).
+        if phase != "remove" and all(task.done() for task in work):
             raise AssertionError(f"every lifecycle ended before the {phase} trigger ({threshold})")
         stats = await simulator.stats()
         running = int(stats["invocations"]["running"])

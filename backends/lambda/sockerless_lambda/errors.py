@@ -6,6 +6,7 @@ Every message names the service, the operation and its object, then AWS's code a
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from botocore.exceptions import (
@@ -60,6 +61,12 @@ _BY_CODE: dict[str, type[SockerlessError]] = {
 
 # IAM action names that differ from the API operation name.
 _IAM_ACTIONS = {"lambda:Invoke": "lambda:InvokeFunction"}
+# The action AWS says it denied: "User: arn:... is not authorized to perform: iam:PassRole on resource:
+# ...", or "... because no identity-based policy allows the lambda:TagResource action". One call
+# needs several permissions (CreateFunction also needs iam:PassRole, and lambda:TagResource for tags).
+_DENIED_ACTION = re.compile(
+    r"(?:not authorized to perform:?|allows the)\s+([a-z0-9-]+:[A-Za-z0-9*]+)", re.IGNORECASE
+)
 
 
 class AwsOperation:
@@ -75,6 +82,11 @@ class AwsOperation:
     def iam_action(self) -> str:
         action = f"{self.service}:{self.operation}"
         return _IAM_ACTIONS.get(action, action)
+
+    def denied_action(self, message: str) -> str:
+        """The IAM action an AccessDenied ``message`` names, else the operation's own."""
+        named = _DENIED_ACTION.search(message)
+        return named.group(1) if named else self.iam_action
 
     def __str__(self) -> str:
         return f"{self.service}: {self.verb}{' ' + self.target if self.target else ''}"
@@ -116,7 +128,8 @@ def map_aws_error(exc: BaseException, operation: AwsOperation) -> SockerlessErro
         if is_pending_conflict(exc):
             kind = Unavailable  # still not ready after our retries: try again later, not a conflict
         if kind is AccessDenied:
-            text += f" (the backend's credentials need {operation.iam_action})"
+            action = operation.denied_action(str(error.get("Message", "")))
+            text += f" (the backend's credentials need {action})"
         if kind is Unavailable:
             return Unavailable(text, retry_after=1)
         return kind(text)

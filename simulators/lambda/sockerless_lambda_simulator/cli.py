@@ -28,6 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings.pop("log_level")
     try:
         settings["faults"] = [json.loads(rule) for rule in settings.pop("fault")]
+        settings["state_rules"] = [json.loads(rule) for rule in settings.pop("state_rule")]
         settings["event_retry_delays"] = [
             float(delay) for delay in args.event_retry_delays.split(",") if delay
         ]
@@ -114,6 +115,28 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="JSON",
         help='a fault rule, repeatable, e.g. \'{"kind": "throttle", "operation": "Invoke", "count": 2}\'',
+    )
+    parser.add_argument(
+        "--state-rule",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help='a state rule, repeatable, e.g. \'{"state": "Failed", "image": "*:denied", '
+        '"reason_code": "ImageAccessDenied"}\'',
+    )
+    parser.add_argument(
+        "--inactive-after-seconds",
+        type=lambda value: None if value.lower() == "none" else float(value),
+        default=None,
+        metavar="S",
+        help="idle time after which a function is Inactive (default: none, never)",
+    )
+    parser.add_argument(
+        "--deleting-seconds",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="how long a DeleteFunction keeps its function Deleting (default: 0)",
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser

@@ -199,7 +199,7 @@ async def test_state_rules_through_the_control_api(lambda_simulator: LambdaSimul
         assert [(rule["id"], rule["state"], rule["reason_code"]) for rule in rules] == [
             (rule_id, "Failed", "InvalidImage")
         ]
-        async with session.post(url, json={"state": "Sleepy"}) as refused:
+        async with session.post(url, json={"state": "Pending"}) as refused:
             assert refused.status == 400
             assert "state" in (await refused.json())["error"]
         async with session.delete(f"{url}/{rule_id}") as removed:

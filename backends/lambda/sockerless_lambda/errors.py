@@ -31,10 +31,12 @@ from sockerless.errors import (
 
 __all__ = [
     "AwsOperation",
+    "conflict_state",
     "error_code",
     "is_pending_conflict",
     "map_aws_error",
     "request_id_of",
+    "state_reason_status",
 ]
 
 _BY_CODE: dict[str, type[SockerlessError]] = {
@@ -59,8 +61,47 @@ _BY_CODE: dict[str, type[SockerlessError]] = {
     "ExpiredTokenException": AccessDenied,
 }
 
+# The HTTP status of a function that cannot run, by its StateReasonCode (botocore's enum): the
+# caller's permissions, a missing image, a bad configuration, a lack of capacity, or AWS's own fault.
+_BY_STATE_REASON: dict[str, int] = {
+    "ImageAccessDenied": 403,
+    "KMSKeyAccessDenied": 403,
+    "InsufficientRolePermissions": 403,
+    "ImageDeleted": 404,
+    "InvalidImage": 400,
+    "InvalidConfiguration": 400,
+    "InvalidSubnet": 400,
+    "InvalidSecurityGroup": 400,
+    "InvalidRuntime": 400,
+    "InvalidZipFileException": 400,
+    "KMSKeyNotFound": 400,
+    "InvalidStateKMSKey": 400,
+    "DisabledKMSKey": 400,
+    "DisallowedByVpcEncryptionControl": 400,
+    "SubnetOutOfIPAddresses": 503,
+    "EniLimitExceeded": 503,
+    "ServiceQuotaExceededException": 503,
+    "VcpuLimitExceeded": 503,
+    "InsufficientCapacity": 503,
+    "CapacityProviderScalingLimitExceeded": 503,
+    "EC2RequestLimitExceeded": 503,
+}
+
+
+def state_reason_status(code: str) -> int:
+    """The status of an error about a function whose state has this reason: 400 for the function's
+    own errors (``FunctionError.*``, EFS), 502 for ``InternalError`` and codes not known here."""
+    if code in _BY_STATE_REASON:
+        return _BY_STATE_REASON[code]
+    if code.startswith(("FunctionError", "EFS")):
+        return 400
+    return 502
+
+
 # IAM action names that differ from the API operation name.
 _IAM_ACTIONS = {"lambda:Invoke": "lambda:InvokeFunction"}
+# Lambda's answer to a call on a function that is not Active (Invoke, UpdateFunctionConfiguration...).
+_CONFLICT_STATE = re.compile(r"currently in the following state: (\w+)")
 # The action AWS says it denied: "User: arn:... is not authorized to perform: iam:PassRole on resource:
 # ...", or "... because no identity-based policy allows the lambda:TagResource action". One call
 # needs several permissions (CreateFunction also needs iam:PassRole, and lambda:TagResource for tags).
@@ -105,6 +146,15 @@ def request_id_of(value: Any) -> str:
         return ""
     metadata = response.get("ResponseMetadata") or {}
     return str(metadata.get("RequestId") or "")
+
+
+def conflict_state(exc: BaseException) -> str | None:
+    """The state a ResourceConflictException says the function is in ("... is currently in the
+    following state: Inactive"), or None for another conflict."""
+    if error_code(exc) != "ResourceConflictException" or not isinstance(exc, ClientError):
+        return None
+    named = _CONFLICT_STATE.search(str(exc.response.get("Error", {}).get("Message", "")))
+    return named.group(1) if named else None
 
 
 def is_pending_conflict(exc: BaseException) -> bool:

@@ -111,6 +111,15 @@ def reason_for(code: str | None) -> str | None:
     return _REASONS.get(code, f"The function's resources could not be set up ({code}).")
 
 
+def _check_state(_: object, __: object, value: str) -> None:
+    # Any other name stands for a state AWS may add later, for clients that must not hang on it.
+    if not value or not value.isalnum() or value in ("Pending", "Active"):
+        raise ValueError(
+            f"state {value!r}: one of {', '.join(RULE_STATES)} (or a name of letters for a state "
+            "AWS may add); Pending and Active come by themselves"
+        )
+
+
 @frozen
 class StateRule:
     """Put functions whose image and name match in ``state`` (``on="create"``: after their
@@ -123,7 +132,7 @@ class StateRule:
     A rule applies to ``count`` functions (``None``: all).
     """
 
-    state: str = field(validator=validators.in_(RULE_STATES))
+    state: str = field(validator=_check_state)
     image: str = "*"
     function: str = "*"
     reason_code: str | None = field(

@@ -227,3 +227,24 @@ async def test_a_command_that_fails_without_reporting_is_unhandled(
     answer = await lambda_client.invoke(FunctionName=name)
     assert answer["FunctionError"] == "Unhandled"
     assert json.loads(await answer["Payload"].read())["errorType"] == "Runtime.ExitError"
+
+
+def test_the_command_takes_state_rules_and_the_idle_and_deleting_times() -> None:
+    from sockerless_lambda_simulator.cli import _parser, simulator_from
+
+    rule = {"state": "Failed", "image": "*:denied", "reason_code": "ImageAccessDenied"}
+    args = _parser().parse_args(
+        ["--state-rule", json.dumps(rule), "--inactive-after-seconds", "30", "--deleting-seconds", "0.5"]
+    )
+    config = simulator_from(args).config
+
+    assert [state_rule.to_json() for state_rule in config.state_rules] == [
+        {**rule, "reason": None, "function": "*", "seconds": None, "count": None, "on": "create"}
+    ]
+    assert (config.inactive_after_seconds, config.deleting_seconds) == (30.0, 0.5)
+    assert (
+        simulator_from(
+            _parser().parse_args(["--inactive-after-seconds", "none"])
+        ).config.inactive_after_seconds
+        is None
+    )

@@ -14,7 +14,7 @@ from .config import DEFAULT_ROLE_NAME
 from .quotas import DEFAULT_CONCURRENCY_LIMIT, DEFAULT_CONTROL_PLANE_RATE, DEFAULT_GET_FUNCTION_RATE
 from .simulator import LambdaSimulator
 
-__all__ = ["main"]
+__all__ = ["main", "simulator_from"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -24,7 +24,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    settings = vars(args)
+    simulator = simulator_from(args)
+    return asyncio.run(_serve(simulator))
+
+
+def simulator_from(args: argparse.Namespace) -> LambdaSimulator:
+    """The simulator the parsed flags describe (they are named as its settings); exits with the
+    parser's usage error (status 2) for a value it refuses."""
+    settings = dict(vars(args))
     settings.pop("log_level")
     try:
         settings["faults"] = [json.loads(rule) for rule in settings.pop("fault")]
@@ -32,10 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings["event_retry_delays"] = [
             float(delay) for delay in args.event_retry_delays.split(",") if delay
         ]
-        simulator = LambdaSimulator(**settings)  # the flags are named as the simulator's settings
+        return LambdaSimulator(**settings)
     except ValueError as exc:  # json.JSONDecodeError is a ValueError too
         _parser().error(str(exc))
-    return asyncio.run(_serve(simulator))
 
 
 async def _serve(simulator: LambdaSimulator) -> int:

@@ -160,3 +160,20 @@ async def test_a_handled_function_error_exits_1_with_the_error_named(api) -> Non
     assert result == {"StatusCode": 1}
     state = (await api.inspect(container_id))["State"]
     assert state["Error"] == "function error (Handled): ValueError: bad input"
+
+
+@pytest.mark.lambda_simulator(
+    pending_seconds=0.3, state_rules=[{"state": "Failed", "reason_code": "InvalidImage", "count": 1}]
+)
+async def test_a_start_after_the_failed_function_was_deleted_creates_it_again(
+    api, lambda_simulator, lambda_client
+) -> None:
+    container_id, failed = await api.run("exit 2")
+    assert failed["StatusCode"] == 1
+    await lambda_client.delete_function(FunctionName=function_of(api, container_id))  # AWS's advice
+
+    await api.start(container_id)
+    result = await api.wait(container_id, "not-running")
+
+    assert result == {"StatusCode": 2}
+    assert lambda_simulator.stats.snapshot()["calls"]["lambda:CreateFunction"] == 2

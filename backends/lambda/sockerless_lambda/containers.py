@@ -161,7 +161,13 @@ class ContainerService:
             raise Conflict(f"container {record.id} is still being created")
         if state.function_state == "Failed":
             # Its last run found it Failed: the start fails with the reason while it still is.
-            state.function_state = await self._invoker.check_not_failed(state.function_name)
+            try:
+                state.function_state = await self._invoker.check_not_failed(state.function_name)
+            except NotFound:
+                state.function_state = (
+                    "Active"  # deleted since: the run's Invoke finds it gone and creates it
+                )
+
         if state.request_id:
             state.past_request_ids = [*state.past_request_ids, state.request_id][-_PAST_REQUESTS_KEPT:]
         # The usual start: the function is Active and the concurrency gate has room, so the Invoke goes

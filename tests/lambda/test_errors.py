@@ -81,6 +81,11 @@ def test_access_denied_names_the_missing_permission() -> None:
             "resource: arn:aws:kms:us-east-1:123456789012:key/1 with an explicit deny",
             "kms:Decrypt",
         ),
+        (
+            "Lambda does not have permission to access the ECR image. Check the ECR permissions.",
+            "ecr:BatchGetImage and ecr:GetDownloadUrlForLayer on the image's repository, whose policy "
+            "must also let Lambda pull it",
+        ),
         ("not authorized", "lambda:CreateFunction"),  # no action named: the operation's own
     ],
 )

@@ -110,6 +110,15 @@ _DENIED_ACTION = re.compile(
 )
 
 
+# CreateFunction with an image Lambda may not pull names no action: "Lambda does not have permission
+# to access the ECR image. Check the ECR permissions." What it needs (the README's prerequisites):
+_ECR_DENIED = "permission to access the ECR image"
+_ECR_ACTIONS = (
+    "ecr:BatchGetImage and ecr:GetDownloadUrlForLayer on the image's repository, whose policy must "
+    "also let Lambda pull it"
+)
+
+
 class AwsOperation:
     """One AWS call as the messages name it: ``lambda: create function skls-...``."""
 
@@ -127,7 +136,11 @@ class AwsOperation:
     def denied_action(self, message: str) -> str:
         """The IAM action an AccessDenied ``message`` names, else the operation's own."""
         named = _DENIED_ACTION.search(message)
-        return named.group(1) if named else self.iam_action
+        if named:
+            return named.group(1)
+        if _ECR_DENIED in message:
+            return _ECR_ACTIONS
+        return self.iam_action
 
     def __str__(self) -> str:
         return f"{self.service}: {self.verb}{' ' + self.target if self.target else ''}"

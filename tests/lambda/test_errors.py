@@ -62,6 +62,60 @@ def test_access_denied_names_the_missing_permission() -> None:
     assert "lambda:InvokeFunction" in mapped.message
 
 
+@pytest.mark.parametrize(
+    ("message", "action"),
+    [
+        (
+            "User: arn:aws:iam::123456789012:user/ci is not authorized to perform: iam:PassRole on "
+            "resource: arn:aws:iam::123456789012:role/sockerless-lambda-exec",
+            "iam:PassRole",
+        ),
+        (
+            "User: arn:aws:sts::123456789012:assumed-role/ci/s is not authorized to perform: "
+            "lambda:TagResource on resource: arn:aws:lambda:us-east-1:123456789012:function:skls-abc "
+            "because no identity-based policy allows the lambda:TagResource action",
+            "lambda:TagResource",
+        ),
+        (
+            "User: arn:aws:iam::123456789012:user/ci is not authorized to perform: kms:Decrypt on "
+            "resource: arn:aws:kms:us-east-1:123456789012:key/1 with an explicit deny",
+            "kms:Decrypt",
+        ),
+        (
+            "Lambda does not have permission to access the ECR image. Check the ECR permissions.",
+            "ecr:BatchGetImage and ecr:GetDownloadUrlForLayer on the image's repository, whose policy "
+            "must also let Lambda pull it",
+        ),
+        ("not authorized", "lambda:CreateFunction"),  # no action named: the operation's own
+    ],
+)
+def test_access_denied_names_the_action_aws_denied(message, action) -> None:
+    mapped = map_aws_error(client_error("AccessDeniedException", message, 403), CREATE)
+    assert mapped.status == 403
+    assert mapped.message.endswith(f"(the backend's credentials need {action})")
+
+
+async def test_a_create_denied_iam_pass_role_names_it(api, lambda_simulator) -> None:
+    denied = (
+        "User: arn:aws:iam::123456789012:user/ci is not authorized to perform: iam:PassRole on "
+        "resource: arn:aws:iam::123456789012:role/sockerless-lambda-exec"
+    )
+    lambda_simulator.add_fault(
+        {
+            "kind": "error",
+            "operation": "lambda:CreateFunction",
+            "status": 403,
+            "code": "AccessDeniedException",
+            "message": denied,
+        }
+    )
+    response = await api.client.post(f"{API}/containers", json={"Image": "repo:tag"})
+    assert response.status == 403
+    message = (await response.json())["message"]
+    assert message.startswith("lambda: create function skls-")
+    assert message.endswith(f"AccessDeniedException: {denied} (the backend's credentials need iam:PassRole)")
+
+
 def test_timeouts_and_unreachable_endpoints() -> None:
     timeout = map_aws_error(ReadTimeoutError(endpoint_url="http://127.0.0.1:1"), CREATE)
     assert timeout.status == 504

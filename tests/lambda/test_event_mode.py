@@ -27,3 +27,10 @@ async def test_async_retries_are_disabled_on_create(api, lambda_simulator, confi
 async def test_a_clean_exit_is_0(api, config_overrides) -> None:
     _, ok = await api.run("true")
     assert ok == {"StatusCode": 0}
+
+
+async def test_an_error_the_function_reported_is_exit_1_named(api, config_overrides) -> None:
+    report = '{"errorType": "ValueError", "errorMessage": "bad input"}'
+    container_id, result = await api.run(f"echo '{report}'; exit 3")
+    assert result == {"StatusCode": 1}
+    assert (await api.inspect(container_id))["State"]["Error"] == "function error: ValueError"

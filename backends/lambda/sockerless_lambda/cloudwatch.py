@@ -37,7 +37,7 @@ from sockerless.errors import SockerlessError
 from sockerless.logfilter import split_lines
 from sockerless_lambda.aws import AwsClients, aws_error_code, call
 from sockerless_lambda.errors import AwsOperation
-from sockerless_lambda.invocations import EXIT_KILLED, outcome_from_error
+from sockerless_lambda.invocations import EXIT_FAILURE, EXIT_KILLED, outcome_from_error
 
 __all__ = [
     "CloudWatchEvent",
@@ -73,6 +73,9 @@ _RUNTIME_ERROR = re.compile(r"RequestId: (?P<rid>\S+) Error: (?P<message>.*)", r
 _TIMED_OUT = re.compile(r"\S+ (?P<rid>[0-9a-fA-F-]{8,}) (?P<message>Task timed out after [\d.]+ seconds)")
 _ERROR_TYPE = re.compile(r"(?:Runtime|Sandbox)\.[A-Za-z]+")
 _REPORT_TIMEOUT = re.compile(r"Status: timeout")
+# A failed run's REPORT ends "Status: error\tError Type: <type>": with no error line of the runtime's
+# before it, the function reported the error itself (FunctionError Handled): exit 1, named.
+_REPORT_ERROR = re.compile(r"Status: error\s+Error Type: (?P<type>\S+)")
 
 #: Re-read this much before the previous fetch: CloudWatch delivers events 1-5 s late, sometimes more.
 OVERLAP_MS = 20_000
@@ -173,6 +176,8 @@ def summarize_run(
             ended_ms = event.timestamp_ms if ended_ms is None else ended_ms
             if text.startswith("REPORT") and _REPORT_TIMEOUT.search(text) and exit_code != EXIT_KILLED:
                 exit_code, error = outcome_from_error("Sandbox.Timedout", "")
+            elif text.startswith("REPORT") and not failure and (reported := _REPORT_ERROR.search(text)):
+                exit_code, error = EXIT_FAILURE, f"function error: {reported.group('type')}"
             continue
         failed = _RUNTIME_ERROR.match(text) or _TIMED_OUT.match(text)
         if failed and failed.group("rid") == target:

@@ -120,8 +120,8 @@ class LambdaConfig:
     )
     activation_timeout: float = setting(
         600.0,
-        help="Seconds a started container waits for its function to become Active (Pending, or its "
-        "readiness polls throttled) before it fails",
+        help="Seconds a started container waits for its function to become Active (Pending, woken from "
+        "Inactive, Deactivating, or its readiness polls throttled) before it fails",
         minimum=1,
         maximum=3600,
     )

@@ -38,9 +38,14 @@ from sockerless_lambda.aws import AwsClients
 from sockerless_lambda.cleanups import Cleanups, cleanup_of
 from sockerless_lambda.cloudwatch import LogReader
 from sockerless_lambda.config import LambdaConfig
-from sockerless_lambda.functions import create_function, function_spec, validate_container_name
+from sockerless_lambda.functions import (
+    create_function,
+    delete_function,
+    function_spec,
+    validate_container_name,
+)
 from sockerless_lambda.images import ImageService
-from sockerless_lambda.invocations import EXIT_KILLED, Invoker
+from sockerless_lambda.invocations import EXIT_KILLED, Invoker, function_cannot_run
 from sockerless_lambda.output import OutputService
 from sockerless_lambda.runs import Runs, last_exit
 from sockerless_lambda.state import CREATING, QUEUED, SENT, LambdaState, Record
@@ -127,6 +132,12 @@ class ContainerService:
         except BaseException:
             await self._store.delete_container(container_id, remember=False)  # the client gets no ID
             raise
+        if created.get("State") == "Failed":
+            # Lambda could not set it up (its image denied or gone, its subnets full...): it can never
+            # run, and AWS says to delete it and create it again. The create fails with the reason.
+            await delete_function(self._clients, spec.name)
+            await self._store.delete_container(container_id, remember=False)
+            raise function_cannot_run(spec.name, created, "it failed to become active")
         # Written before the answer: a record still "creating" at the next start is one whose client
         # got no ID, and may be dropped when its function is missing; this one must stay, also when
         # its function is gone by then (the embedded simulator forgets them: start creates it again).
@@ -148,6 +159,15 @@ class ContainerService:
             raise Conflict(f"container {record.id} is being removed")
         if state.function_state == CREATING:
             raise Conflict(f"container {record.id} is still being created")
+        if state.function_state == "Failed":
+            # Its last run found it Failed: the start fails with the reason while it still is.
+            try:
+                state.function_state = await self._invoker.check_not_failed(state.function_name)
+            except NotFound:
+                state.function_state = (
+                    "Active"  # deleted since: the run's Invoke finds it gone and creates it
+                )
+
         if state.request_id:
             state.past_request_ids = [*state.past_request_ids, state.request_id][-_PAST_REQUESTS_KEPT:]
         # The usual start: the function is Active and the concurrency gate has room, so the Invoke goes

@@ -6,6 +6,7 @@ Every message names the service, the operation and its object, then AWS's code a
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from botocore.exceptions import (
@@ -30,10 +31,12 @@ from sockerless.errors import (
 
 __all__ = [
     "AwsOperation",
+    "conflict_state",
     "error_code",
     "is_pending_conflict",
     "map_aws_error",
     "request_id_of",
+    "state_reason_status",
 ]
 
 _BY_CODE: dict[str, type[SockerlessError]] = {
@@ -58,8 +61,62 @@ _BY_CODE: dict[str, type[SockerlessError]] = {
     "ExpiredTokenException": AccessDenied,
 }
 
+# The HTTP status of a function that cannot run, by its StateReasonCode (botocore's enum): the
+# caller's permissions, a missing image, a bad configuration, a lack of capacity, or AWS's own fault.
+_BY_STATE_REASON: dict[str, int] = {
+    "ImageAccessDenied": 403,
+    "KMSKeyAccessDenied": 403,
+    "InsufficientRolePermissions": 403,
+    "ImageDeleted": 404,
+    "InvalidImage": 400,
+    "InvalidConfiguration": 400,
+    "InvalidSubnet": 400,
+    "InvalidSecurityGroup": 400,
+    "InvalidRuntime": 400,
+    "InvalidZipFileException": 400,
+    "KMSKeyNotFound": 400,
+    "InvalidStateKMSKey": 400,
+    "DisabledKMSKey": 400,
+    "DisallowedByVpcEncryptionControl": 400,
+    "SubnetOutOfIPAddresses": 503,
+    "EniLimitExceeded": 503,
+    "ServiceQuotaExceededException": 503,
+    "VcpuLimitExceeded": 503,
+    "InsufficientCapacity": 503,
+    "CapacityProviderScalingLimitExceeded": 503,
+    "EC2RequestLimitExceeded": 503,
+}
+
+
+def state_reason_status(code: str) -> int:
+    """The status of an error about a function whose state has this reason: 400 for the function's
+    own errors (``FunctionError.*``, EFS), 502 for ``InternalError`` and codes not known here."""
+    if code in _BY_STATE_REASON:
+        return _BY_STATE_REASON[code]
+    if code.startswith(("FunctionError", "EFS")):
+        return 400
+    return 502
+
+
 # IAM action names that differ from the API operation name.
 _IAM_ACTIONS = {"lambda:Invoke": "lambda:InvokeFunction"}
+# Lambda's answer to a call on a function that is not Active (Invoke, UpdateFunctionConfiguration...).
+_CONFLICT_STATE = re.compile(r"currently in the following state: (\w+)")
+# The action AWS says it denied: "User: arn:... is not authorized to perform: iam:PassRole on resource:
+# ...", or "... because no identity-based policy allows the lambda:TagResource action". One call
+# needs several permissions (CreateFunction also needs iam:PassRole, and lambda:TagResource for tags).
+_DENIED_ACTION = re.compile(
+    r"(?:not authorized to perform:?|allows the)\s+([a-z0-9-]+:[A-Za-z0-9*]+)", re.IGNORECASE
+)
+
+
+# CreateFunction with an image Lambda may not pull names no action: "Lambda does not have permission
+# to access the ECR image. Check the ECR permissions." What it needs (the README's prerequisites):
+_ECR_DENIED = "permission to access the ECR image"
+_ECR_ACTIONS = (
+    "ecr:BatchGetImage and ecr:GetDownloadUrlForLayer on the image's repository, whose policy must "
+    "also let Lambda pull it"
+)
 
 
 class AwsOperation:
@@ -75,6 +132,15 @@ class AwsOperation:
     def iam_action(self) -> str:
         action = f"{self.service}:{self.operation}"
         return _IAM_ACTIONS.get(action, action)
+
+    def denied_action(self, message: str) -> str:
+        """The IAM action an AccessDenied ``message`` names, else the operation's own."""
+        named = _DENIED_ACTION.search(message)
+        if named:
+            return named.group(1)
+        if _ECR_DENIED in message:
+            return _ECR_ACTIONS
+        return self.iam_action
 
     def __str__(self) -> str:
         return f"{self.service}: {self.verb}{' ' + self.target if self.target else ''}"
@@ -93,6 +159,15 @@ def request_id_of(value: Any) -> str:
         return ""
     metadata = response.get("ResponseMetadata") or {}
     return str(metadata.get("RequestId") or "")
+
+
+def conflict_state(exc: BaseException) -> str | None:
+    """The state a ResourceConflictException says the function is in ("... is currently in the
+    following state: Inactive"), or None for another conflict."""
+    if error_code(exc) != "ResourceConflictException" or not isinstance(exc, ClientError):
+        return None
+    named = _CONFLICT_STATE.search(str(exc.response.get("Error", {}).get("Message", "")))
+    return named.group(1) if named else None
 
 
 def is_pending_conflict(exc: BaseException) -> bool:
@@ -116,7 +191,8 @@ def map_aws_error(exc: BaseException, operation: AwsOperation) -> SockerlessErro
         if is_pending_conflict(exc):
             kind = Unavailable  # still not ready after our retries: try again later, not a conflict
         if kind is AccessDenied:
-            text += f" (the backend's credentials need {operation.iam_action})"
+            action = operation.denied_action(str(error.get("Message", "")))
+            text += f" (the backend's credentials need {action})"
         if kind is Unavailable:
             return Unavailable(text, retry_after=1)
         return kind(text)

@@ -9,7 +9,13 @@ Outcome rules (Lambda has no exit codes; these recover Docker's):
 * ``Runtime.InvalidEntrypoint`` (the command cannot be run): exit 126 when it is not executable
   (``permission denied``), else 127 (not found), like Docker;
 * ``Runtime exited without providing a reason``: the process exited 0 without speaking the Runtime API;
-* any other function error: exit 1.
+* any other function error: exit 1, ``State.Error`` names it (``function error (Handled):
+  ValueError: bad input``).
+
+``FunctionError`` ``Handled`` (the function reported its error through the Runtime API) and
+``Unhandled`` (the runtime failed or was ended) are read alike: both mean the container's command
+failed, and Docker has one way to say that, a non-zero exit with its reason. The rules above decide
+the exit from the message, whichever of the two Lambda said.
 
 Each of these is the container's own exit: the wait answer carries only the status, and the reason
 (a timeout, a command that cannot run) is in ``State.Error``. Only when the command never ran (the
@@ -26,7 +32,7 @@ import json
 import logging
 import random
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from attrs import frozen
@@ -34,7 +40,13 @@ from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnec
 
 from sockerless.errors import SockerlessError
 from sockerless_lambda.aws import AwsClients, aws_error_code, call, failure, retry_after, succeeded
-from sockerless_lambda.errors import AwsOperation, error_code, is_pending_conflict
+from sockerless_lambda.errors import (
+    AwsOperation,
+    conflict_state,
+    error_code,
+    is_pending_conflict,
+    state_reason_status,
+)
 
 __all__ = [
     "EXIT_FAILURE",
@@ -45,6 +57,7 @@ __all__ = [
     "InvokeSent",
     "Invoker",
     "OutcomeUnknown",
+    "function_cannot_run",
     "may_have_run",
     "outcome_from_error",
     "outcome_from_response",
@@ -95,7 +108,30 @@ class InvocationOutcome:
 
 
 class FunctionNotReady(SockerlessError):
-    """The function ended up ``Failed`` (or never became Active): it cannot run."""
+    """The function cannot run: ``Failed``, not reactivated, in a state that refuses invokes, or
+    never Active in time. ``status`` follows its ``StateReasonCode`` when it has one."""
+
+    def __init__(self, message: str, *, state: str = "", reason_code: str = "") -> None:
+        super().__init__(message)
+        self.state = state
+        self.reason_code = reason_code
+        if reason_code:
+            self.status = state_reason_status(reason_code)
+
+
+def function_cannot_run(function_name: str, configuration: Mapping[str, Any], why: str) -> FunctionNotReady:
+    """The error for a function whose state (with its reason code and text) keeps it from running."""
+    state = str(configuration.get("State", ""))
+    code = str(configuration.get("StateReasonCode") or "")
+    reason = str(configuration.get("StateReason") or "")
+    detail = ": ".join(part for part in (code, reason) if part) or "no reason given"
+    return FunctionNotReady(
+        f"lambda: function {function_name} is {state} ({why}): {detail}", state=state, reason_code=code
+    )
+
+
+#: States a function passes through on its way to Active: wait.
+_WAIT_STATES = frozenset({"Pending", "Deactivating"})
 
 
 class OutcomeUnknown(Exception):
@@ -154,6 +190,10 @@ def outcome_from_response(response: dict[str, Any], payload: bytes) -> Invocatio
     except ValueError:
         message = payload.decode("utf-8", "replace")
     exit_code, error = outcome_from_error(error_type, message)
+    if exit_code == EXIT_FAILURE and not error and not _EXIT_STATUS.search(message):
+        # Not the runtime's own report of an exit: the function's error (a handler's exception).
+        named = ": ".join(part for part in (error_type, message) if part) or "no details"
+        error = f"function error ({response['FunctionError']}): {named}"
     return InvocationOutcome(exit_code, error, request_id=request_id, log_tail=tail)
 
 
@@ -177,18 +217,28 @@ class Invoker:
         self._max_attempts = max_attempts
         self.invocation_type = invocation_type
 
-    async def wait_until_active(self, function_name: str) -> None:
-        """One GetFunction, then polls with backoff only while the function is Pending.
+    async def wait_until_active(self, function_name: str, deadline: float | None = None) -> str:
+        """Poll GetFunction until the function is Active; return its state: ``Active``, or
+        ``Inactive`` (idle: only an Invoke wakes it, which the caller sends).
 
         GetFunction has its own quota (about 100/s), apart from the control plane's 15/s that
         creates and deletes need. A throttled poll is only a poll that must come again: the wait goes
-        on until the deadline instead of failing the container.
+        on until the deadline instead of failing the container. States:
+
+        * ``Pending``, ``Deactivating`` (then Inactive): wait;
+        * ``Failed``, ``Inactive`` with a reason but ``Idle`` (its reactivation failed),
+          ``ActiveNonInvocable``, ``Deactivated`` and states unknown here: :class:`FunctionNotReady`
+          at once, with the state's reason code and text;
+        * ``Deleting``: wait until it is gone, then raise the ``ResourceNotFoundException`` (the
+          run creates the function again, as for a function that vanished).
         """
         operation = AwsOperation("lambda", "GetFunction", "get function", function_name)
         delay = _POLL_FIRST
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._activation_timeout
+        if deadline is None:
+            deadline = loop.time() + self._activation_timeout
         not_found_left = self._max_attempts
+        deleting = False
         while True:
             throttled: SockerlessError | None = None
             try:
@@ -197,7 +247,7 @@ class Invoker:
                 code = aws_error_code(exc)
                 if code in _THROTTLED:
                     throttled, state = exc, "unknown (throttled)"
-                elif code == "ResourceNotFoundException" and not_found_left > 1:
+                elif code == "ResourceNotFoundException" and not deleting and not_found_left > 1:
                     # Right after CreateFunction the function can be briefly invisible (eventual consistency).
                     not_found_left -= 1
                     state = "Pending"
@@ -206,13 +256,18 @@ class Invoker:
             else:
                 configuration = answer.get("Configuration", {})
                 state = str(configuration.get("State", "Active"))
+                if state == "Active":
+                    return state
+                if state == "Inactive":
+                    if configuration.get("StateReasonCode") in (None, "", "Idle"):
+                        return state
+                    raise function_cannot_run(function_name, configuration, "Lambda could not reactivate it")
                 if state == "Failed":
-                    reason = configuration.get("StateReason", "unknown")
-                    raise FunctionNotReady(
-                        f"lambda: function {function_name} failed to become active: {reason}"
-                    )
-                if state not in ("Pending", "Inactive"):
-                    return
+                    raise function_cannot_run(function_name, configuration, "it failed to become active")
+                if state == "Deleting":
+                    deleting = True
+                elif state not in _WAIT_STATES:
+                    raise function_cannot_run(function_name, configuration, "it cannot be invoked")
             if loop.time() + delay > deadline:
                 if throttled is not None:
                     raise throttled  # the AWS error, as a failed call says it
@@ -221,6 +276,15 @@ class Invoker:
                 )
             await asyncio.sleep(delay)
             delay = min(delay * 2, _POLL_MAX)
+
+    async def check_not_failed(self, function_name: str) -> str:
+        """One GetFunction: the function's state, or :class:`FunctionNotReady` if it is ``Failed``."""
+        operation = AwsOperation("lambda", "GetFunction", "get function", function_name)
+        answer = await call(operation, self._clients.control.get_function, FunctionName=function_name)
+        configuration = answer.get("Configuration", {})
+        if configuration.get("State") == "Failed":
+            raise function_cannot_run(function_name, configuration, "it failed to become active")
+        return str(configuration.get("State", "Active"))
 
     async def invoke(
         self, function_name: str, *, before_send: Callable[[], Awaitable[None]]
@@ -237,12 +301,28 @@ class Invoker:
         await before_send()
         loop = asyncio.get_running_loop()
         capacity_deadline = loop.time() + self._capacity_wait
+        activation_deadline: float | None = None
         attempt = 0
         while True:
             attempt += 1
             try:
                 response = await self._clients.invoke.invoke(**params)
             except (ClientError, EndpointConnectionError, ConnectTimeoutError) as exc:
+                if conflict_state(exc) is not None:
+                    # Not Active: Pending, Inactive (this refused Invoke woke it: Pending, then Active),
+                    # Deactivating...; nothing ran. Wait as for a new function, then invoke again.
+                    if activation_deadline is None:
+                        activation_deadline = loop.time() + self._activation_timeout
+                    await self.wait_until_active(function_name, activation_deadline)
+                    # Active (or Inactive: not woken yet, another Invoke wakes it); AWS's answers are
+                    # eventually consistent, so the next Invoke may meet the old state: not at once.
+                    await asyncio.sleep(_backoff(min(attempt, 6)))
+                    if loop.time() < activation_deadline:
+                        continue
+                    raise FunctionNotReady(
+                        f"lambda: function {function_name} still not Active after "
+                        f"{self._activation_timeout:.0f} s (last: {conflict_state(exc)})"
+                    ) from exc
                 if error_code(exc) == "TooManyRequestsException":
                     # No concurrency (or rate) left: Lambda did not run it. Wait for capacity, as AWS
                     # says when (Retry-After), else with backoff, until capacity_wait is spent.

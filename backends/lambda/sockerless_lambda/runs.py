@@ -169,6 +169,8 @@ class Runs:
         # The command did not run (or may have, after a 5xx): the wait answer says why (Docker's start
         # failed, here after the start was answered), not a status of the container's own.
         except FunctionNotReady as exc:
+            if exc.state == "Failed":
+                state.function_state = "Failed"  # the next start asks again before it is answered
             outcome = InvocationOutcome(EXIT_FAILURE, exc.message, daemon_error=True, never_ran=True)
         except NotFound as exc:
             if self._store.get_container(record.id) is None:

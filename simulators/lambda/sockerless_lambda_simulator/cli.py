@@ -15,7 +15,7 @@ from .quotas import DEFAULT_CONCURRENCY_LIMIT, DEFAULT_CONTROL_PLANE_RATE, DEFAU
 from .simulator import LambdaSimulator
 from .state import DEFAULT_PENDING_SECONDS
 
-__all__ = ["main"]
+__all__ = ["main", "simulator_from"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -25,17 +25,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    settings = vars(args)
+    simulator = simulator_from(args)
+    return asyncio.run(_serve(simulator))
+
+
+def simulator_from(args: argparse.Namespace) -> LambdaSimulator:
+    """The simulator the parsed flags describe (they are named as its settings); exits with the
+    parser's usage error (status 2) for a value it refuses."""
+    settings = dict(vars(args))
     settings.pop("log_level")
     try:
         settings["faults"] = [json.loads(rule) for rule in settings.pop("fault")]
+        settings["state_rules"] = [json.loads(rule) for rule in settings.pop("state_rule")]
         settings["event_retry_delays"] = [
             float(delay) for delay in args.event_retry_delays.split(",") if delay
         ]
-        simulator = LambdaSimulator(**settings)  # the flags are named as the simulator's settings
+        return LambdaSimulator(**settings)
     except ValueError as exc:  # json.JSONDecodeError is a ValueError too
         _parser().error(str(exc))
-    return asyncio.run(_serve(simulator))
 
 
 async def _serve(simulator: LambdaSimulator) -> int:
@@ -117,6 +124,28 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="JSON",
         help='a fault rule, repeatable, e.g. \'{"kind": "throttle", "operation": "Invoke", "count": 2}\'',
+    )
+    parser.add_argument(
+        "--state-rule",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help='a state rule, repeatable, e.g. \'{"state": "Failed", "image": "*:denied", '
+        '"reason_code": "ImageAccessDenied"}\'',
+    )
+    parser.add_argument(
+        "--inactive-after-seconds",
+        type=lambda value: None if value.lower() == "none" else float(value),
+        default=None,
+        metavar="S",
+        help="idle time after which a function is Inactive (default: none, never)",
+    )
+    parser.add_argument(
+        "--deleting-seconds",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="how long a DeleteFunction keeps its function Deleting (default: 0)",
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser

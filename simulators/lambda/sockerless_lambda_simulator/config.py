@@ -11,7 +11,7 @@ from attrs import field, frozen, validators
 
 from .faults import FaultRule
 from .quotas import DEFAULT_CONCURRENCY_LIMIT, DEFAULT_CONTROL_PLANE_RATE, DEFAULT_GET_FUNCTION_RATE
-from .state import DEFAULT_PENDING_SECONDS
+from .state import DEFAULT_PENDING_SECONDS, StateRule
 
 __all__ = ["DEFAULT_ROLE_NAME", "SimulatorConfig", "require_loopback"]
 
@@ -46,6 +46,10 @@ def _rule_tuple(rules: Iterable[FaultRule]) -> tuple[FaultRule, ...]:
     return tuple(rules)
 
 
+def _state_rule_tuple(rules: Iterable[StateRule]) -> tuple[StateRule, ...]:
+    return tuple(rules)
+
+
 def _float_tuple(values: Iterable[float]) -> tuple[float, ...]:
     return tuple(float(value) for value in values)
 
@@ -72,5 +76,11 @@ class SimulatorConfig:
     10); a synchronous Invoke beyond it is throttled. None: unlimited."""
     get_function_rate: float | None = field(default=DEFAULT_GET_FUNCTION_RATE, validator=_positive_or_none)
     """Requests/s of GetFunction's own bucket; None: unlimited."""
+    state_rules: tuple[StateRule, ...] = field(default=(), converter=_state_rule_tuple)
+    """Rules that put matching functions in a state (Failed, Inactive, ...) or fail their updates."""
+    inactive_after_seconds: float | None = field(default=None, validator=_positive_or_none)
+    """Idle time after which an Active function is Inactive (Lambda: weeks); None: never."""
+    deleting_seconds: float = field(default=0.0, validator=validators.ge(0.0))
+    """How long a DeleteFunction keeps the function ``Deleting`` before it is gone (0: at once)."""
     child_path: str = field(factory=lambda: os.environ.get("PATH", os.defpath))
     """``PATH`` of the commands: the host's, since they run on the host (a function's own PATH wins)."""

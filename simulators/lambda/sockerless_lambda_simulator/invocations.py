@@ -42,7 +42,8 @@ class InvocationResult:
     executed_version: str
     payload: bytes
     function_error: str | None
-    """``"Unhandled"`` when the invocation failed, as the ``X-Amz-Function-Error`` header says."""
+    """``"Unhandled"`` when the invocation failed, ``"Handled"`` when the function reported its error,
+    as the ``X-Amz-Function-Error`` header says."""
     log_tail: bytes
 
 
@@ -110,7 +111,8 @@ class InvocationRunner:
         if config is None:
             arn = f"arn:aws:lambda:{scope.region}:{self._account_id}:function:{ref.name}"
             raise FunctionNotFound(f"{arn}:{ref.qualifier}" if ref.qualifier else arn)
-        state = self._overlay.state(scope.region, config.name)
+        # An Inactive function is woken by the Invoke it refuses (Pending, then Active).
+        state = self._overlay.invoked(scope.region, config.name)
         if state != "Active":
             raise FunctionPending(state)
         return config
@@ -194,12 +196,17 @@ class InvocationRunner:
             records.start()
             outcome = await self._run(scope, config, payload, environment, records)
             failure = _failure(config, request_id, outcome)
+            # The runtime reported the error (Lambda's /error call; here: the command's last line),
+            # so the runtime itself did not fail: Lambda answers FunctionError "Handled".
+            reported = records.reported_error() if _exited_with_status(outcome) else None
+            if reported is not None:
+                failure = _Failure(str(reported["errorType"]), str(reported["errorMessage"]), "")
             outcome_label = (
                 "succeeded"
                 if failure is None
                 else ("timed_out" if outcome and outcome.timed_out else "failed")
             )
-            if failure is not None:
+            if failure is not None and reported is None:
                 records.failure(failure)
             records.end(outcome, failure)
             reusable = failure is None
@@ -208,11 +215,12 @@ class InvocationRunner:
             environment.stream_exists = True
             self._release_environment(scope.region, config, environment, reusable)
             self._stats.invocation_finished(outcome_label)
+        if reported is not None:
+            body = json.dumps(reported).encode()
+            return InvocationResult(request_id, config.version, body, "Handled", invocation_log.tail())
         if failure is not None:
-            body = {"errorType": failure.error_type, "errorMessage": failure.message}
-            return InvocationResult(
-                request_id, config.version, json.dumps(body).encode(), "Unhandled", invocation_log.tail()
-            )
+            body = json.dumps({"errorType": failure.error_type, "errorMessage": failure.message}).encode()
+            return InvocationResult(request_id, config.version, body, "Unhandled", invocation_log.tail())
         return InvocationResult(request_id, config.version, records.payload(), None, invocation_log.tail())
 
     async def _run(
@@ -318,6 +326,21 @@ class _Records:
             return b"null"
         return candidate.encode()
 
+    def reported_error(self) -> dict[str, Any] | None:
+        """The error the command reported as its last output line, a JSON object with string
+        ``errorType`` and ``errorMessage`` (our stand-in for the Runtime API's ``/error`` call)."""
+        try:
+            document = json.loads(self._last_line.strip() or "null")
+        except ValueError:
+            return None
+        if (
+            isinstance(document, dict)
+            and isinstance(document.get("errorType"), str)
+            and isinstance(document.get("errorMessage"), str)
+        ):
+            return document
+        return None
+
     def start(self) -> None:
         record = {"requestId": self._request_id, "version": self._config.version}
         self._platform(
@@ -399,6 +422,16 @@ def _failure(config: FunctionConfig, request_id: str, outcome: ProcessOutcome | 
     else:
         reason = f"Runtime exited with error: exit status {outcome.exit_code}"
     return _Failure("Runtime.ExitError", prefix + reason, f"{prefix}{reason}\nRuntime.ExitError")
+
+
+def _exited_with_status(outcome: ProcessOutcome | None) -> bool:
+    """The command ran and exited with a non-zero status of its own (no signal, no timeout)."""
+    return (
+        outcome is not None
+        and not outcome.timed_out
+        and outcome.spawn_error is None
+        and outcome.exit_code not in (None, 0)
+    )
 
 
 def _host_directory(path: str | None) -> str | None:

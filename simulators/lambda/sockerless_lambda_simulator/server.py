@@ -55,6 +55,7 @@ class AwsFrontend:
     _quotas: RequestQuotas
     _concurrency_limit: int | None
     _stats: Stats
+    _deleting_seconds: float = 0.0
     _lambda_handlers: dict[str, _Handler] = field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -190,7 +191,7 @@ class AwsFrontend:
         document, answer = await self._forward_json(request, call)
         name = parse_function_ref(str(document.get("FunctionName", ""))).name
         if answer.status < 300 and name:
-            self._overlay.record_create(scope.region, name, _logging_config(document))
+            self._overlay.record_create(scope.region, name, _logging_config(document), _image_uri(document))
             self._invocations.function_changed(scope.region, name)
         return self._rewritten(answer, scope, lambda doc: [doc])
 
@@ -215,8 +216,17 @@ class AwsFrontend:
     async def _delete_function(
         self, request: web.Request, call: AwsCall, scope: AwsScope, _: bytes | None
     ) -> web.StreamResponse:
-        response = await self._proxy.forward(call.service, request)
         ref = parse_function_ref(call.path_params["FunctionName"], request.query.get("Qualifier"))
+        if (
+            self._deleting_seconds > 0
+            and ref.qualifier is None
+            and self._overlay.knows(scope.region, ref.name)
+        ):
+            # The function reads Deleting (and cannot be invoked) while the deletion goes on.
+            self._overlay.record_deleting(scope.region, ref.name)
+            self._invocations.function_changed(scope.region, ref.name)
+            await asyncio.sleep(self._deleting_seconds)
+        response = await self._proxy.forward(call.service, request)
         if ref.qualifier is None and (response.status < 300 or response.status == 404):
             self._overlay.forget(scope.region, ref.name)
         self._invocations.function_changed(scope.region, ref.name)
@@ -225,8 +235,13 @@ class AwsFrontend:
     async def _rewrite_configurations(
         self, request: web.Request, call: AwsCall, scope: AwsScope, body: bytes | None
     ) -> web.StreamResponse:
+        if call.name == "UpdateFunctionCode" and body is None:
+            body = await request.read()  # small (an ImageUri or a zip's S3 location), and read once
         answer = await self._proxy.fetch(call.service, request, body)
         self._after_lambda_change(request, call, scope, answer.status)
+        if call.name == "UpdateFunctionCode" and answer.status < 300:
+            name = parse_function_ref(call.path_params["FunctionName"]).name
+            self._overlay.record_update(scope.region, name, {}, _image_uri(_json_object(body or b"")))
         if call.name == "GetFunction":
             return self._rewritten(answer, scope, lambda doc: [doc.get("Configuration")])
         if call.name == "ListVersionsByFunction":
@@ -301,6 +316,13 @@ def _json_object(body: bytes) -> dict[str, Any]:
 def _logging_config(document: dict[str, Any]) -> dict[str, Any] | None:
     value = document.get("LoggingConfig")
     return value if isinstance(value, dict) else None
+
+
+def _image_uri(document: dict[str, Any]) -> str:
+    """``Code.ImageUri`` of a CreateFunction body, or ``ImageUri`` of an UpdateFunctionCode one."""
+    code = document.get("Code")
+    uri = code.get("ImageUri") if isinstance(code, dict) else document.get("ImageUri")
+    return uri if isinstance(uri, str) else ""
 
 
 def _encode_marker(arn: str) -> str:

@@ -27,7 +27,7 @@ from .quotas import (
     RequestQuotas,
 )
 from .server import AwsFrontend
-from .state import DEFAULT_PENDING_SECONDS, FunctionStateOverlay
+from .state import DEFAULT_PENDING_SECONDS, FunctionStateOverlay, StateRule, StateRules
 from .stats import Stats
 
 __all__ = ["LambdaSimulator"]
@@ -61,6 +61,12 @@ class LambdaSimulator:
         event_retry_delays: seconds before each retry of a failed Event invocation (Lambda: about
             1 and 2 minutes); the function's MaximumRetryAttempts caps the count. ``()``: no retries.
         log_flush_seconds: how often a running invocation's output is written to CloudWatch.
+        state_rules: rules that put matching functions in a state (``StateRule`` or its JSON form):
+            Failed with a reason code, Inactive, Deactivating, ActiveNonInvocable, Deleting...; or
+            fail their updates. Added at run time with ``add_state_rule`` or ``POST /_sim/states``.
+        inactive_after_seconds: idle time after which an Active function is ``Inactive`` (an
+            Invoke then wakes it: Pending for ``pending_seconds``, then Active). ``None``: never.
+        deleting_seconds: how long a DeleteFunction keeps its function ``Deleting`` (it answers then).
     """
 
     # In-process moto servers share moto's global state: reset it only when no other simulator uses it.
@@ -83,8 +89,14 @@ class LambdaSimulator:
         control_plane_rate: float | None = DEFAULT_CONTROL_PLANE_RATE,
         get_function_rate: float | None = DEFAULT_GET_FUNCTION_RATE,
         concurrency_limit: int | None = DEFAULT_CONCURRENCY_LIMIT,
+        state_rules: Iterable[StateRule | Mapping[str, Any]] = (),
+        inactive_after_seconds: float | None = None,
+        deleting_seconds: float = 0.0,
     ) -> None:
         rules = tuple(rule if isinstance(rule, FaultRule) else FaultRule.from_json(rule) for rule in faults)
+        states = tuple(
+            rule if isinstance(rule, StateRule) else StateRule.from_json(rule) for rule in state_rules
+        )
         self.config = SimulatorConfig(
             host=host,
             port=port,
@@ -100,8 +112,12 @@ class LambdaSimulator:
             control_plane_rate=control_plane_rate,
             get_function_rate=get_function_rate,
             concurrency_limit=concurrency_limit,
+            state_rules=states,
+            inactive_after_seconds=inactive_after_seconds,
+            deleting_seconds=deleting_seconds,
         )
         self.faults = FaultInjector(seed, rules)
+        self.states = StateRules(states)
         self.stats = Stats()
         self._endpoint_url: str | None = None
         self._role_arn: str | None = None
@@ -154,6 +170,13 @@ class LambdaSimulator:
 
     def clear_faults(self) -> None:
         self.faults.clear()
+
+    def add_state_rule(self, rule: StateRule | Mapping[str, Any]) -> str:
+        """Activate a state rule for the functions created (or updated) from now on; returns its id."""
+        return self.states.add(rule if isinstance(rule, StateRule) else StateRule.from_json(rule))
+
+    def remove_state_rule(self, rule_id: str) -> bool:
+        return self.states.remove(rule_id)
 
     # -- life cycle -------------------------------------------------------------------------------
 
@@ -210,7 +233,9 @@ class LambdaSimulator:
         host, port = listener.getsockname()[:2]
         self._endpoint_url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
-        overlay = FunctionStateOverlay(config.pending_seconds)
+        overlay = FunctionStateOverlay(
+            config.pending_seconds, rules=self.states, inactive_after_seconds=config.inactive_after_seconds
+        )
         invocations = InvocationRunner(
             moto,
             overlay,
@@ -228,13 +253,14 @@ class LambdaSimulator:
             overlay=overlay,
             faults=self.faults,
             concurrency_limit=config.concurrency_limit,
+            deleting_seconds=config.deleting_seconds,
             quotas=RequestQuotas(
                 {"control_plane": config.control_plane_rate, "get_function": config.get_function_rate}
             ),
             stats=self.stats,
         )
         app = web.Application(client_max_size=_MAX_REQUEST_BYTES)
-        add_control_routes(app.router, self.faults, self.stats, self._info)
+        add_control_routes(app.router, self.faults, self.stats, self._info, self.states)
         app.router.add_route("*", "/{tail:.*}", frontend.handle)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_SECONDS)
         await runner.setup()
@@ -280,6 +306,7 @@ class LambdaSimulator:
             "region": self.region,
             "moto_url": self._moto_url,
             "pending_seconds": self.config.pending_seconds,
+            "inactive_after_seconds": self.config.inactive_after_seconds,
         }
 
 

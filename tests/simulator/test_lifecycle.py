@@ -14,7 +14,8 @@ import pytest
 from aiobotocore.session import get_session
 
 from sockerless_lambda_simulator import LambdaSimulator
-from tests.simulator.helpers import IMAGE, client_options, process_alive, wait_until
+from sockerless_lambda_simulator.pytest_plugin import TEST_SETTINGS
+from tests.simulator.helpers import IMAGE, client_options, process_alive, wait_for_async, wait_until
 
 
 def test_refuses_a_non_loopback_host() -> None:
@@ -146,7 +147,7 @@ async def test_an_external_moto_is_used_over_http(tmp_path: Any) -> None:
     moto_url = await moto.start()
     try:
         async with (
-            LambdaSimulator(moto_url=moto_url) as simulator,
+            LambdaSimulator(moto_url=moto_url, **TEST_SETTINGS) as simulator,
             get_session().create_client("lambda", **client_options(simulator)) as client,
             get_session().create_client("logs", **client_options(simulator)) as logs,
         ):
@@ -154,11 +155,15 @@ async def test_an_external_moto_is_used_over_http(tmp_path: Any) -> None:
             await create_shell_function(client, simulator, "external-moto", "echo via-http")
             await client.invoke(FunctionName="external-moto")
             streams = await logs.describe_log_streams(logGroupName="/aws/lambda/external-moto")
-            events = await logs.get_log_events(
-                logGroupName="/aws/lambda/external-moto",
-                logStreamName=streams["logStreams"][0]["logStreamName"],
-                startFromHead=True,
-            )
-            assert "via-http\n" in [event["message"] for event in events["events"]]
+
+            async def shown() -> bool:  # CloudWatch shows events log_delivery_delay after they were written
+                events = await logs.get_log_events(
+                    logGroupName="/aws/lambda/external-moto",
+                    logStreamName=streams["logStreams"][0]["logStreamName"],
+                    startFromHead=True,
+                )
+                return "via-http\n" in [event["message"] for event in events["events"]]
+
+            await wait_for_async(shown)
     finally:
         await moto.stop()

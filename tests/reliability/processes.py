@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 from aiobotocore.session import get_session
 
+from sockerless_lambda_simulator.pytest_plugin import TEST_SETTINGS
 from tests.lambda_settings import simulator_client_options
 
 API = "/internal/v1"
@@ -120,7 +121,11 @@ class SimulatorProcess(Process):
 
     def __init__(self, log_path: Path, *, port: int = 0, extra: Sequence[str] = ()) -> None:
         self.extra = list(extra)
-        super().__init__([*SIMULATOR, "--port", str(port), *self.extra], log_path, base_environment())
+        # The suites' shared simulator settings (a short CloudWatch delay, a short Event queue).
+        settings = [f"--{key.replace('_', '-')}={value}" for key, value in TEST_SETTINGS.items()]
+        super().__init__(
+            [*SIMULATOR, "--port", str(port), *settings, *self.extra], log_path, base_environment()
+        )
         self.endpoint_url = ""
         self.role_arn = ""
         self.region = "us-east-1"

@@ -4,9 +4,16 @@ delivered twice or dropped: what the container shows stays its one run's output 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from pathlib import Path
 
 import pytest
+
+from sockerless.models import ContainerConfig, HostConfig
+from sockerless.store import ContainerRecord
+from sockerless_lambda.cloudwatch import CloudWatchEvent
+from sockerless_lambda.output import RunFeed
+from sockerless_lambda.state import LambdaState, Record
 
 EVENT = {"invocation_type": "Event"}
 
@@ -88,3 +95,57 @@ async def test_an_event_lambda_dropped_for_its_age_fails_the_container_with_the_
     state = (await api.inspect(container_id))["State"]
     assert "maximum age (60 s" in state["Error"]
     assert lambda_simulator.stats.snapshot()["invocations"]["events_dropped"] == 1
+
+
+def _feed_record(start: dt.datetime) -> Record:
+    return ContainerRecord(
+        id="e" * 64,
+        name="feed",
+        created=start,
+        image="img",
+        config=ContainerConfig(image="img"),
+        host_config=HostConfig(),
+        backend_state=LambdaState(function_name="skls-" + "e" * 24, request_id=RID),
+        started_at=start,
+    )
+
+
+RID = "0c1ab2f4-5b7c-4a44-9d6e-3e1f8a2b9c70"
+
+
+async def test_a_runs_lines_are_its_streams_from_start_to_end_in_time_order_whatever_arrives_first() -> None:
+    start = dt.datetime.now(dt.UTC)
+    at = int(start.timestamp() * 1000)
+    ids = iter(range(10, 100))
+
+    def event(offset: int, message: str, stream: str = "run") -> CloudWatchEvent:
+        return CloudWatchEvent(at + offset, message, str(next(ids)), stream)
+
+    begin = event(0, f"START RequestId: {RID} Version: $LATEST\n")
+    one, two = event(1, "one\n"), event(1, "two\n")  # one millisecond: their IDs order them
+    duplicate = [  # a second delivery of the same event, in another execution environment
+        event(2, f"START RequestId: {RID} Version: $LATEST\n", "other"),
+        event(2, "second\n", "other"),
+        event(3, f"RequestId: {RID} Error: Runtime exited with error: exit status 5\n", "other"),
+        event(3, "Runtime.ExitError\n", "other"),
+        event(3, f"END RequestId: {RID}\n", "other"),
+    ]
+    three = event(4, "three\n")
+    failed = [
+        event(5, f"RequestId: {RID} Error: Runtime exited with error: exit status 3\n"),
+        event(5, "Runtime.ExitError\n"),
+    ]
+    end = [event(6, f"END RequestId: {RID}\n"), event(6, f"REPORT RequestId: {RID}\tDuration: 1 ms\t")]
+    straggler = event(5, "four\n")  # before the END, shown after it
+    after = event(7, "next invocation\n")  # after the REPORT in the same stream: not this run
+    feed = RunFeed(_feed_record(start), append=None, hold=True)
+
+    await feed.deliver([two, three, *failed, *end])  # before the run's START shows
+    assert feed.summary() is None
+    await feed.deliver([*duplicate, begin, one])  # the earlier START of the two is the run's
+    await feed.deliver([straggler, after])
+    await feed.release()
+
+    assert [line.data for line in feed.collected] == [b"one\n", b"two\n", b"three\n", b"four\n"]
+    summary = feed.summary()
+    assert summary is not None and summary.exit_code == 3

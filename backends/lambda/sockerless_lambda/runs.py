@@ -311,7 +311,8 @@ class Runs:
             return InvocationOutcome(
                 EXIT_UNKNOWN,
                 f"the outcome of the Lambda invocation of {state.function_name} is unknown: no END line in "
-                f"CloudWatch within the function timeout ({self._config.timeout} s) plus {margin:g} s",
+                f"CloudWatch within the function timeout ({self._config.timeout} s) plus {margin:g} s"
+                + (f" after up to {queued} s in Lambda's queue" if queued else ""),
                 request_id=state.request_id,
                 daemon_error=True,
             )

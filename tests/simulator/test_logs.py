@@ -145,7 +145,7 @@ async def test_no_tail_without_log_type(invoke_new: InvokeNew) -> None:
 
 
 async def test_consecutive_invocations_share_a_warm_stream_until_a_failure(
-    lambda_client: Any, create_function: Any, read_log: Any
+    lambda_client: Any, create_function: Any, written_log: Any
 ) -> None:
     created = await create_function("cat | grep -q fail && exit 1; echo ok")
     name = created["FunctionName"]
@@ -155,7 +155,7 @@ async def test_consecutive_invocations_share_a_warm_stream_until_a_failure(
     await lambda_client.invoke(FunctionName=name, Payload=b'"fail"')  # the environment is discarded
     await lambda_client.invoke(FunctionName=name, Payload=b'"pass"')
 
-    events = await read_log(f"/aws/lambda/{name}")
+    events = await written_log(f"/aws/lambda/{name}")  # as written: readers see them later
     starts = [event["logStreamName"] for event in events if event["message"].startswith("START ")]
     assert len(starts) == 4
     assert starts[0] == starts[1] == starts[2]

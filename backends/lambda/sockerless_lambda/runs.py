@@ -290,11 +290,13 @@ class Runs:
         started = record.started_at or record.created
         margin = self._config.recovery_margin
         queued = self._config.event_max_age if self._config.invocation_type == "Event" else 0
-        to_wall = time.monotonic() - time.time()
-        deadline = to_wall + started.timestamp() + queued + self._config.timeout + margin
+        wall_to_monotonic = time.monotonic() - time.time()
+        deadline = wall_to_monotonic + started.timestamp() + queued + self._config.timeout + margin
         start_deadline = None
         if queued:
-            start_deadline = to_wall + started.timestamp() + queued + self._config.log_delivery_seconds
+            start_deadline = (
+                wall_to_monotonic + started.timestamp() + queued + self._config.log_delivery_seconds
+            )
         summary = await self._output.watch_outcome(record, deadline, start_deadline=start_deadline)
         state = record.backend_state
         if summary is None and queued and not self._output.run_seen(record.id):

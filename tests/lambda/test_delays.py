@@ -151,9 +151,13 @@ async def test_a_runs_lines_are_its_streams_from_start_to_end_in_time_order_what
     assert summary is not None and summary.exit_code == 3
 
 
-@pytest.mark.lambda_simulator(log_delivery_delay=0.1, late_log_probability=1.0, late_log_seconds=2.0)
+@pytest.mark.lambda_simulator(
+    log_delivery_delay=0.1, late_log_match="^(END|REPORT) RequestId", late_log_seconds=2.5
+)
 @pytest.mark.parametrize("config_overrides", [{**EVENT, "log_read_overlap": 0.5}])
-async def test_a_followed_run_read_again_for_its_late_end_shows_each_line_once(api, config_overrides) -> None:
+async def test_lines_on_time_are_not_shown_again_when_the_run_is_read_again_for_its_late_end(
+    api, config_overrides
+) -> None:
     container_id = await api.create(Cmd=["sh", "-c", "echo one; echo two; exit 2"])
     query = {"stdout": "1", "stderr": "1", "follow": "1", "condition": "next-exit", "tail": "0"}
     response = await api.client.get(f"/internal/v1/containers/{container_id}/logs", params=query)
@@ -161,6 +165,8 @@ async def test_a_followed_run_read_again_for_its_late_end_shows_each_line_once(a
     waiting = asyncio.create_task(api.wait(container_id, "next-exit"))
     await api.start(container_id)
 
+    # The lines show at once (followed: appended as they come), the END 2.5 s later: several
+    # rescans of the run from its start come in between.
     assert await asyncio.wait_for(waiting, 30) == {"StatusCode": 2}
     followed = await asyncio.wait_for(response.read(), 30)
     assert followed.count(b"one\n") == 1 and followed.count(b"two\n") == 1

@@ -100,6 +100,31 @@ def test_which_events_are_late_is_decided_by_the_seed_and_the_event_not_by_the_r
     assert first != shown(8, events)
 
 
+@pytest.mark.lambda_simulator(log_delivery_delay=0.1, late_log_match="^END RequestId", late_log_seconds=60)
+async def test_the_events_a_rule_matches_are_the_late_ones(
+    lambda_client: Any, logs_client: Any, create_function: Any
+) -> None:
+    name = (await create_function("echo on-time"))["FunctionName"]
+    await lambda_client.invoke(FunctionName=name)
+
+    async def report_shown() -> bool:
+        page = await logs_client.filter_log_events(logGroupName=f"/aws/lambda/{name}")
+        return any(event["message"].startswith("REPORT") for event in page["events"])
+
+    await wait_for_async(report_shown, what="the REPORT shows")
+    page = await logs_client.filter_log_events(logGroupName=f"/aws/lambda/{name}")
+    messages = [event["message"] for event in page["events"]]
+    assert "on-time\n" in messages
+    assert not any(message.startswith("END RequestId") for message in messages)  # 60 s late
+
+
+def test_a_late_rule_that_is_not_a_regular_expression_is_refused() -> None:
+    from sockerless_lambda_simulator.config import SimulatorConfig
+
+    with pytest.raises(ValueError, match="late_log_match"):
+        SimulatorConfig(late_log_match="(")
+
+
 @pytest.mark.lambda_simulator(log_delivery_delay=0, empty_page_every=2)
 async def test_every_nth_filter_log_events_is_an_empty_page_that_carries_a_next_token(
     lambda_client: Any, logs_client: Any, create_function: Any

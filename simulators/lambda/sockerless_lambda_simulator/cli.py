@@ -127,6 +127,7 @@ def _parser() -> argparse.ArgumentParser:
         help="share of log events shown --late-log-seconds later still (default: 0)",
     )
     parser.add_argument("--late-log-seconds", type=float, default=30.0, metavar="S", help="(default: 30)")
+    parser.add_argument("--late-log-match", metavar="REGEX", help="log events it finds are late too")
     parser.add_argument(
         "--empty-page-every",
         type=int,

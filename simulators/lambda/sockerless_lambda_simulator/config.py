@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -54,6 +55,15 @@ def _positive_or_none(_: object, attribute: Any, value: float | None) -> None:
         raise ValueError(f"{attribute.name} must be positive or None (unlimited), got {value}")
 
 
+def _regex_or_none(_: object, attribute: Any, value: str | None) -> None:
+    if value is None:
+        return
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"{attribute.name} is not a regular expression: {exc}") from None
+
+
 def _rule_tuple(rules: Iterable[FaultRule]) -> tuple[FaultRule, ...]:
     return tuple(rules)
 
@@ -91,6 +101,9 @@ class SimulatorConfig:
     """Share of log events delivered ``late_log_seconds`` later still (chosen by a hash of the seed
     and the event: the same for every read)."""
     late_log_seconds: float = field(default=30.0, validator=validators.ge(0.0))
+    late_log_match: str | None = field(default=None, validator=_regex_or_none)
+    """Log events whose message this regular expression finds are late too (rule-driven lateness,
+    e.g. ``^END RequestId`` for a run's END alone)."""
     empty_page_every: int = field(default=DEFAULT_EMPTY_PAGE_EVERY, validator=validators.ge(0))
     """Every Nth FilterLogEvents answers an empty page that carries a nextToken; 0: never."""
     event_delay: float = field(default=DEFAULT_EVENT_DELAY, validator=validators.ge(0.0))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -32,10 +33,16 @@ class LogDelivery:
     delay: float = 0.0
     late_probability: float = 0.0
     late_seconds: float = 0.0
+    late_match: str | None = None
+    """Events whose message this regular expression finds are late too (rule-driven, for tests)."""
     empty_page_every: int = 0
     seed: int | None = None
     clock: Callable[[], float] = time.time
     _filter_calls: int = field(default=0, init=False)
+    _late_pattern: re.Pattern[str] | None = field(default=None, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._late_pattern = re.compile(self.late_match) if self.late_match else None
 
     # -- FilterLogEvents
 
@@ -93,7 +100,7 @@ class LogDelivery:
 
     def visible(self, group: str, stream: str, event: dict[str, Any]) -> bool:
         """Whether CloudWatch has delivered ``event`` by now."""
-        if not self.delay and not self.late_probability:
+        if not self.delay and not self.late_probability and self._late_pattern is None:
             return True
         try:
             ingested_ms = int(event.get("ingestionTime", 0))
@@ -103,6 +110,8 @@ class LogDelivery:
         return self.clock() * 1000 >= ingested_ms + wait * 1000
 
     def _late(self, group: str, stream: str, event: dict[str, Any]) -> bool:
+        if self._late_pattern is not None and self._late_pattern.search(str(event.get("message", ""))):
+            return True
         if self.late_probability <= 0:
             return False
         if self.late_probability >= 1:

@@ -72,6 +72,7 @@ class LambdaSimulator:
             a few seconds; 2 by default).
         late_log_probability, late_log_seconds: the share of log events shown that much later
             still (decided per event by a hash of the seed: the same for every read).
+        late_log_match: a regular expression: the log events it finds are late too.
         empty_page_every: every Nth FilterLogEvents answers an empty page with a nextToken (0: never).
         event_delay: seconds an Event invocation waits in Lambda's queue before it runs.
         event_duplicate_probability, event_duplicate_after: the chance that an Event invocation is
@@ -101,6 +102,7 @@ class LambdaSimulator:
         log_delivery_delay: float = DEFAULT_LOG_DELIVERY_DELAY,
         late_log_probability: float = 0.0,
         late_log_seconds: float = 30.0,
+        late_log_match: str | None = None,
         empty_page_every: int = DEFAULT_EMPTY_PAGE_EVERY,
         event_delay: float = DEFAULT_EVENT_DELAY,
         event_duplicate_probability: float = 0.0,
@@ -125,6 +127,7 @@ class LambdaSimulator:
             log_delivery_delay=log_delivery_delay,
             late_log_probability=late_log_probability,
             late_log_seconds=late_log_seconds,
+            late_log_match=late_log_match,
             empty_page_every=empty_page_every,
             event_delay=event_delay,
             event_duplicate_probability=event_duplicate_probability,
@@ -269,6 +272,7 @@ class LambdaSimulator:
                 delay=config.log_delivery_delay,
                 late_probability=config.late_log_probability,
                 late_seconds=config.late_log_seconds,
+                late_match=config.late_log_match,
                 empty_page_every=config.empty_page_every,
                 seed=config.seed,
             ),

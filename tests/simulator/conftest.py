@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -67,10 +68,25 @@ ReadLog = Callable[..., Awaitable[list[dict[str, Any]]]]
 
 
 @pytest.fixture
+async def written_log(lambda_simulator: Any) -> AsyncIterator[ReadLog]:
+    """Events of a log group as written, read from moto behind the simulator, which shows readers
+    an event only ``log_delivery_delay`` after it was written: for tests that count what ran."""
+    options = {**client_options(lambda_simulator), "endpoint_url": lambda_simulator.moto_url}
+    async with get_session().create_client("logs", **options) as moto_logs:
+
+        async def read(group: str, *, stream_prefix: str | None = None) -> list[dict[str, Any]]:
+            return await _all_events(moto_logs, group, stream_prefix)
+
+        yield read
+
+
+@pytest.fixture
 def read_log(logs_client: Any) -> ReadLog:
     """Events of a log group (all streams, or those starting with a prefix), oldest first.
 
-    With ``until``, poll until one event's message contains it: bounded by ``deadline`` seconds.
+    CloudWatch shows events only some time after they were written (the simulator's
+    ``log_delivery_delay``), so this polls, bounded by ``deadline`` seconds: with ``until``, until
+    one event's message contains it; without, until every run that started shows its end.
     """
 
     async def read(
@@ -80,12 +96,13 @@ def read_log(logs_client: Any) -> ReadLog:
         give_up = loop.time() + deadline
         while True:
             events = await _all_events(logs_client, group, stream_prefix)
-            if until is None or any(until in event["message"] for event in events):
+            if until is None and _runs_complete(events):
+                return events
+            if until is not None and any(until in event["message"] for event in events):
                 return events
             if loop.time() > give_up:
-                raise AssertionError(
-                    f"no log event containing {until!r} in {group} after {deadline} s: {events}"
-                )
+                wanted = repr(until) if until is not None else "the end of every run"
+                raise AssertionError(f"no log event showing {wanted} in {group} after {deadline} s: {events}")
             await asyncio.sleep(0.05)
 
     return read
@@ -104,3 +121,27 @@ async def _all_events(logs_client: Any, group: str, stream_prefix: str | None) -
         page = await logs_client.get_log_events(logGroupName=group, logStreamName=name, startFromHead=True)
         events.extend({**event, "logStreamName": name} for event in page["events"])
     return events
+
+
+def _runs_complete(events: list[dict[str, Any]]) -> bool:
+    """At least one run started, and each run that started shows its REPORT (Text or JSON)."""
+    started: set[str] = set()
+    reported: set[str] = set()
+    for event in events:
+        message = event["message"]
+        if message.startswith("START RequestId: "):
+            started.add(message.split()[2])
+        elif message.startswith("REPORT RequestId: "):
+            reported.add(message.split()[2])
+        elif message.startswith("{"):
+            try:
+                record = json.loads(message)
+            except ValueError:
+                continue
+            kind = record.get("type") if isinstance(record, dict) else None
+            request_id = (record.get("record") or {}).get("requestId") if isinstance(record, dict) else None
+            if kind == "platform.start" and request_id:
+                started.add(str(request_id))
+            elif kind == "platform.report" and request_id:
+                reported.add(str(request_id))
+    return bool(started) and started <= reported

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiobotocore.config import AioConfig
@@ -35,6 +35,18 @@ async def wait_until(predicate: Callable[[], bool], deadline: float = 10.0, what
     loop = asyncio.get_running_loop()
     give_up = loop.time() + deadline
     while not predicate():
+        if loop.time() > give_up:
+            raise AssertionError(f"{what} still false after {deadline} s")
+        await asyncio.sleep(0.02)
+
+
+async def wait_for_async(
+    check: Callable[[], Awaitable[bool]], deadline: float = 10.0, what: str = "condition"
+) -> None:
+    """Poll the async ``check`` every 20 ms until it holds; fail after ``deadline`` seconds."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + deadline
+    while not await check():
         if loop.time() > give_up:
             raise AssertionError(f"{what} still false after {deadline} s")
         await asyncio.sleep(0.02)

@@ -59,23 +59,25 @@ async def test_running_invocations_are_counted(
     assert lambda_simulator.stats.snapshot()["invocations"]["succeeded"] == 3
 
 
-async def starts_of_an_event(simulator: Any, client: Any, read_log: Any, name: str) -> tuple[int, Any]:
+async def starts_of_an_event(simulator: Any, client: Any, written_log: Any, name: str) -> tuple[int, Any]:
     """Invoke ``name`` as an Event; once it is done, how many times it started, and the statistics."""
     response = await client.invoke(FunctionName=name, InvocationType="Event")
     request_id = response["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
     stats = simulator.stats
     await wait_until(lambda: stats.snapshot()["invocations"]["events_pending"] == 0, what="event done")
     start = f"START RequestId: {request_id} Version: $LATEST\n"
-    return sum(event["message"] == start for event in await read_log(f"/aws/lambda/{name}")), stats.snapshot()
+    return sum(
+        event["message"] == start for event in await written_log(f"/aws/lambda/{name}")
+    ), stats.snapshot()
 
 
 @pytest.mark.lambda_simulator(event_retry_delays=(0.05, 0.05))
 async def test_failed_event_invocations_are_retried_twice_with_the_same_request_id(
-    lambda_simulator: Any, lambda_client: Any, create_function: Any, read_log: Any
+    lambda_simulator: Any, lambda_client: Any, create_function: Any, written_log: Any
 ) -> None:
     created = await create_function("echo attempt; exit 1")
     starts, stats = await starts_of_an_event(
-        lambda_simulator, lambda_client, read_log, created["FunctionName"]
+        lambda_simulator, lambda_client, written_log, created["FunctionName"]
     )
     assert starts == 3
     assert stats["invocations"]["retried"] == 2
@@ -83,11 +85,11 @@ async def test_failed_event_invocations_are_retried_twice_with_the_same_request_
 
 @pytest.mark.lambda_simulator(event_retry_delays=(0.05, 0.05))
 async def test_maximum_retry_attempts_zero_runs_a_failed_event_once(
-    lambda_simulator: Any, lambda_client: Any, create_function: Any, read_log: Any
+    lambda_simulator: Any, lambda_client: Any, create_function: Any, written_log: Any
 ) -> None:
     created = await create_function("exit 1")
     name = created["FunctionName"]
     await lambda_client.put_function_event_invoke_config(FunctionName=name, MaximumRetryAttempts=0)
-    starts, stats = await starts_of_an_event(lambda_simulator, lambda_client, read_log, name)
+    starts, stats = await starts_of_an_event(lambda_simulator, lambda_client, written_log, name)
     assert starts == 1
     assert "retried" not in stats["invocations"]

@@ -9,7 +9,7 @@ CONCURRENT = 120
 
 
 async def test_many_concurrent_invocations_all_complete(
-    lambda_simulator: Any, lambda_client: Any, create_function: Any, read_log: Any
+    lambda_simulator: Any, lambda_client: Any, create_function: Any, written_log: Any
 ) -> None:
     names = [(await create_function("cat; echo"))["FunctionName"] for _ in range(4)]
 
@@ -29,7 +29,7 @@ async def test_many_concurrent_invocations_all_complete(
     ends = [
         event
         for name in names
-        for event in await read_log(f"/aws/lambda/{name}")
+        for event in await written_log(f"/aws/lambda/{name}")
         if event["message"].startswith("END RequestId:")
     ]
     assert len(ends) == CONCURRENT

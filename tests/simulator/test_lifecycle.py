@@ -15,7 +15,7 @@ from aiobotocore.session import get_session
 
 from sockerless_lambda_simulator import LambdaSimulator
 from tests.lambda_settings import SIMULATOR_OPTIONS
-from tests.simulator.helpers import ACTIVE_WAIT, IMAGE, client_options, process_alive, wait_until
+from tests.simulator.helpers import ACTIVE_WAIT, IMAGE, client_options, process_alive, wait_for_async, wait_until
 
 
 def test_refuses_a_non_loopback_host() -> None:
@@ -157,11 +157,15 @@ async def test_an_external_moto_is_used_over_http(tmp_path: Any) -> None:
             await create_shell_function(client, simulator, "external-moto", "echo via-http")
             await client.invoke(FunctionName="external-moto")
             streams = await logs.describe_log_streams(logGroupName="/aws/lambda/external-moto")
-            events = await logs.get_log_events(
-                logGroupName="/aws/lambda/external-moto",
-                logStreamName=streams["logStreams"][0]["logStreamName"],
-                startFromHead=True,
-            )
-            assert "via-http\n" in [event["message"] for event in events["events"]]
+
+            async def shown() -> bool:  # CloudWatch shows events log_delivery_delay after they were written
+                events = await logs.get_log_events(
+                    logGroupName="/aws/lambda/external-moto",
+                    logStreamName=streams["logStreams"][0]["logStreamName"],
+                    startFromHead=True,
+                )
+                return "via-http\n" in [event["message"] for event in events["events"]]
+
+            await wait_for_async(shown)
     finally:
         await moto.stop()

@@ -139,7 +139,12 @@ class LambdaBackend(BaseBackend):
             self._store = await Store.open(
                 self.runtime.state_path, state_class=LambdaState, config=self.runtime.store
             )
-            self._reader = LogReader(clients, log_group=config.log_group, interval=config.log_read_interval)
+            self._reader = LogReader(
+                clients,
+                log_group=config.log_group,
+                interval=config.log_read_interval,
+                overlap_ms=config.log_read_overlap * 1000,
+            )
             self._images = ImageService(self._store, architecture=config.architecture, events=self._events)
             self._containers = ContainerService(
                 config=config,

@@ -77,8 +77,9 @@ _REPORT_TIMEOUT = re.compile(r"Status: timeout")
 # before it, the function reported the error itself (FunctionError Handled): exit 1, named.
 _REPORT_ERROR = re.compile(r"Status: error\s+Error Type: (?P<type>\S+)")
 
-#: Re-read this much before the previous fetch: CloudWatch delivers events 1-5 s late, sometimes more.
-OVERLAP_MS = 20_000
+#: Re-read this much before the previous fetch: CloudWatch delivers events 1-5 s late, sometimes more
+#: (the default of ``lambda.log_read_overlap``).
+OVERLAP_SECONDS = 20.0
 
 
 @frozen
@@ -86,10 +87,18 @@ class CloudWatchEvent:
     timestamp_ms: int
     message: str
     event_id: str = ""
+    stream: str = ""
+    """The log stream: one execution environment, which runs one invocation at a time."""
 
     @property
     def timestamp(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self.timestamp_ms / 1000, dt.UTC)
+
+    @property
+    def order(self) -> tuple[int, int, str]:
+        """Where the event stands in its stream: by time, then (events of one millisecond) by ID,
+        which CloudWatch gives in the order the events were put (numeric strings of one length)."""
+        return (self.timestamp_ms, len(self.event_id), self.event_id)
 
 
 @frozen
@@ -194,7 +203,9 @@ Deliver = Callable[[list[CloudWatchEvent]], Awaitable[None]]
 @define
 class _Subscription:
     deliver: Deliver
-    #: IDs of the events delivered, with their times: dropped once older than a read can reach again.
+    since_ms: int
+    #: IDs of the events delivered, with their times: dropped once older than a read can reach again
+    #: (a rescan reaches back to ``since_ms``).
     seen: dict[str, int]
 
 
@@ -205,6 +216,9 @@ class LogReader:
     _clients: AwsClients
     _group: str = field(alias="log_group", kw_only=True)
     _interval: float = field(default=1.0, alias="interval", kw_only=True)
+    _overlap_ms: int = field(
+        default=int(OVERLAP_SECONDS * 1000), alias="overlap_ms", kw_only=True, converter=int
+    )
     _clock: Callable[[], float] = field(default=time.monotonic, alias="clock", kw_only=True)
     _subscriptions: dict[str, _Subscription] = field(factory=dict, init=False)
     _covered_to_ms: int | None = field(default=None, init=False)  # wall-clock time the last read began
@@ -218,11 +232,20 @@ class LogReader:
         """Deliver ``function_name``'s events from ``since`` on, as reads bring them (backfilled at the
         next read if ``since`` is earlier than what reads cover). Replaces an earlier subscription."""
         since_ms = int(since.timestamp() * 1000)
-        self._subscriptions[function_name] = _Subscription(deliver, {})
-        if self._covered_to_ms is None or since_ms < self._covered_to_ms - OVERLAP_MS:
+        self._subscriptions[function_name] = _Subscription(deliver, since_ms, {})
+        if self._covered_to_ms is None or since_ms < self._covered_to_ms - self._overlap_ms:
             self._backfill_ms = since_ms if self._backfill_ms is None else min(self._backfill_ms, since_ms)
         if self._loop is None or self._loop.done():
             self._loop = asyncio.create_task(self._keep_reading(), name="cloudwatch-reader")
+
+    def rescan(self, function_name: str) -> None:
+        """Read the function's events again from the time its subscription asked for, at the next
+        read: an event CloudWatch delivered later than the overlap of consecutive reads is found
+        there (the ones delivered already are not delivered twice)."""
+        subscription = self._subscriptions.get(function_name)
+        if subscription is not None:
+            since_ms = subscription.since_ms
+            self._backfill_ms = since_ms if self._backfill_ms is None else min(self._backfill_ms, since_ms)
 
     def unsubscribe(self, function_name: str) -> None:
         self._subscriptions.pop(function_name, None)
@@ -275,7 +298,7 @@ class LogReader:
             self._fetched_at = self._clock()
 
     async def _read_window(self) -> None:
-        starts = [] if self._covered_to_ms is None else [self._covered_to_ms - OVERLAP_MS]
+        starts = [] if self._covered_to_ms is None else [self._covered_to_ms - self._overlap_ms]
         if self._backfill_ms is not None:
             starts.append(self._backfill_ms)
         if not starts or not self._subscriptions:
@@ -303,7 +326,7 @@ class LogReader:
             params["nextToken"] = token
         self._covered_to_ms = began_ms
         for subscription in self._subscriptions.values():
-            horizon = began_ms - 2 * OVERLAP_MS
+            horizon = min(began_ms - 2 * self._overlap_ms, subscription.since_ms)
             subscription.seen = {key: ms for key, ms in subscription.seen.items() if ms >= horizon}
 
     async def _route(self, raw_events: Iterable[Any]) -> None:
@@ -320,10 +343,11 @@ class LogReader:
             if event_id in subscription.seen:
                 continue
             subscription.seen[event_id] = timestamp_ms
-            event = CloudWatchEvent(timestamp_ms, str(raw.get("message", "")), event_id)
+            stream = str(raw.get("logStreamName", ""))
+            event = CloudWatchEvent(timestamp_ms, str(raw.get("message", "")), event_id, stream)
             fresh.setdefault(str(function_name), []).append(event)
         for function_name, events in fresh.items():
             subscription = self._subscriptions.get(function_name)
             if subscription is not None:
-                events.sort(key=lambda event: event.timestamp_ms)
+                events.sort(key=lambda event: event.order)
                 await subscription.deliver(events)

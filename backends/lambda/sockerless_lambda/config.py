@@ -160,6 +160,22 @@ class LambdaConfig:
         minimum=1,
         maximum=3600,
     )
+    log_read_overlap: float = setting(
+        20.0,
+        help="Seconds each CloudWatch read reaches back before the previous one, for events delivered late; "
+        "while a run's end is awaited, its whole run is read again once per this many seconds, for events "
+        "later still",
+        minimum=0.5,
+        maximum=600,
+    )
+    event_max_age: int = setting(
+        300,
+        help="With invocation_type Event: the MaximumEventAgeInSeconds set on every function, past which "
+        "Lambda drops an event still queued; a container whose run has not started by then (plus "
+        "log_delivery_seconds) fails, and one that started is awaited as long again",
+        minimum=60,
+        maximum=21600,
+    )
     simulate: bool = setting(False, help="Run against an embedded local Lambda simulator (no AWS at all)")
 
     def __attrs_post_init__(self) -> None:

@@ -81,7 +81,10 @@ class ContainerService:
 
     def __attrs_post_init__(self) -> None:
         self.output = OutputService(
-            self._store, self._reader, delivery_seconds=self._config.log_delivery_seconds
+            self._store,
+            self._reader,
+            delivery_seconds=self._config.log_delivery_seconds,
+            rescan_seconds=self._config.log_read_overlap,
         )
         self.runs = Runs(
             config=self._config,
@@ -124,7 +127,12 @@ class ContainerService:
         # Recorded first: a crash during CreateFunction leaves a record reconciliation can finish or clean.
         await self._store.add_container(record)
         try:
-            created = await create_function(self._clients, spec, invocation_type=self._config.invocation_type)
+            created = await create_function(
+                self._clients,
+                spec,
+                invocation_type=self._config.invocation_type,
+                event_max_age=self._config.event_max_age,
+            )
         except asyncio.CancelledError:
             # Shutting down mid-call: CreateFunction may have reached AWS. The record stays "creating",
             # and the next start finishes it or drops it (reconcile), as after a crash.

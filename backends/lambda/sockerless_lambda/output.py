@@ -36,6 +36,7 @@ from sockerless.hostconfig import LOG_READING_UNSUPPORTED, keeps_output
 from sockerless.models import WaitCondition
 from sockerless.store import Store
 from sockerless_lambda.cloudwatch import (
+    OVERLAP_SECONDS,
     CloudWatchEvent,
     LogReader,
     RunSummary,
@@ -93,9 +94,26 @@ def _whole_lines_of_cut_tail(tail: str, request_id: str, when: dt.datetime) -> l
 
 class RunFeed:
     """One run of a container as CloudWatch delivers it: its output lines (appended to the log
-    store, or only collected) and its platform lines (how it ended)."""
+    store, or only collected) and its platform lines (how it ended).
 
-    def __init__(self, record: Record, *, append: Callable[[list[LogLine]], Awaitable[None]] | None) -> None:
+    A run's lines are the events of the one log stream its ``START`` is in (one execution
+    environment runs one invocation at a time), timestamped from its ``START`` to its ``END``,
+    whatever order CloudWatch delivers them in: events shown before the ``START`` are held until it
+    shows, stragglers shown after the ``END`` still count, and a second delivery of the same
+    ``Event`` invocation (same request ID, another stream or later in the same one) is not this run.
+
+    A feed that ``holds`` keeps the lines until :meth:`release`, then appends them in the order of
+    their times: for a run no one follows, whose output CloudWatch may deliver out of order (an
+    event shown late lands after those shown before it).
+    """
+
+    def __init__(
+        self,
+        record: Record,
+        *,
+        append: Callable[[list[LogLine]], Awaitable[None]] | None,
+        hold: bool = False,
+    ) -> None:
         state = record.backend_state
         started = record.started_at or record.created
         self.function_name = state.function_name
@@ -107,32 +125,80 @@ class RunFeed:
         self.collected: list[LogLine] = []
         self.appended = 0
         self.ended_at: float | None = None  # monotonic time this reader first saw the run's END
+        self._stream: str | None = None  # the stream of the run's START, once it showed
+        self._start_ms = 0
+        self._end_ms: int | None = None
+        self._report_ms: int | None = None
+        self._held: list[CloudWatchEvent] = []  # delivered before the run's START showed
         self._platform: list[CloudWatchEvent] = []
-        self._in_run = False
         self.closed = False
+        self.holding = hold
+        self._held_lines: list[tuple[tuple[int, int, str], LogLine]] = []
         self._changed = asyncio.Event()
 
+    async def release(self) -> None:
+        """Stop holding: the lines held so far go out, ordered by their times."""
+        if not self.holding:
+            return
+        self.holding = False
+        held = sorted(self._held_lines, key=lambda item: item[0])
+        self._held_lines = []
+        await self._emit([line for _, line in held])
+
+    async def _emit(self, lines: list[LogLine]) -> None:
+        if not lines or self.closed:
+            return
+        if self._append is None:
+            self.collected.extend(lines)
+        else:
+            await self._append(lines)
+        self.appended += len(lines)
+
+    @property
+    def started(self) -> bool:
+        """Whether the run's START line has shown."""
+        return self._stream is not None
+
     async def deliver(self, events: list[CloudWatchEvent]) -> None:
-        lines: list[LogLine] = []
+        if self._stream is None:
+            if not self._find_start(events):
+                self._held.extend(events)
+                self._changed.set()
+                return
+            events = sorted([*self._held, *events], key=lambda event: event.order)
+            self._held = []
+        lines: list[tuple[tuple[int, int, str], LogLine]] = []
         for event in events:
-            text = event.message.rstrip("\n")
-            started = run_started(text)
-            if started is not None and not self._in_run and self._belongs(started, event):
-                self._in_run, self.request_id = True, started
-            ended = run_ended(text)
-            if ended is not None and ended == self.request_id and self.ended_at is None:
-                self.ended_at = time.monotonic()
+            if event.stream != self._stream or event.timestamp_ms < self._start_ms:
+                continue
             if is_platform_line(event.message):
-                self._platform.append(event)
-            elif self._in_run and self.ended_at is None:
-                lines.extend(output_lines([event]))
-        if lines and not self.closed:
-            if self._append is None:
-                self.collected.extend(lines)
-            else:
-                await self._append(lines)
-            self.appended += len(lines)
+                self._platform_line(event)
+            elif self._end_ms is None or event.timestamp_ms <= self._end_ms:
+                lines.extend((event.order, line) for line in output_lines([event]))
+        if self.holding:
+            self._held_lines.extend(lines)
+        else:
+            await self._emit([line for _, line in lines])
         self._changed.set()
+
+    def _find_start(self, events: list[CloudWatchEvent]) -> bool:
+        for event in sorted([*self._held, *events], key=lambda event: event.order):
+            started = run_started(event.message.rstrip("\n"))
+            if started is not None and self._belongs(started, event):
+                self._stream, self._start_ms, self.request_id = event.stream, event.timestamp_ms, started
+                return True
+        return False
+
+    def _platform_line(self, event: CloudWatchEvent) -> None:
+        self._platform.append(event)
+        text = event.message.rstrip("\n")
+        if run_ended(text) != self.request_id:
+            return
+        if self._end_ms is None:
+            self._end_ms = event.timestamp_ms
+            self.ended_at = time.monotonic()
+        if text.startswith("REPORT") and self._report_ms is None:
+            self._report_ms = event.timestamp_ms
 
     def _belongs(self, request_id: str, event: CloudWatchEvent) -> bool:
         if self.request_id:
@@ -143,7 +209,13 @@ class RunFeed:
         """How the run ended, once its END line has shown."""
         if self.ended_at is None:
             return None
-        return summarize_run(self._platform, request_id=self.request_id)
+        # Up to the run's REPORT: what follows in its stream is another invocation (a duplicate).
+        upto = self._report_ms
+        platform = sorted(
+            (event for event in self._platform if upto is None or event.timestamp_ms <= upto),
+            key=lambda event: event.order,
+        )
+        return summarize_run(platform, request_id=self.request_id)
 
     async def changed(self, timeout: float) -> None:
         """Until the next delivery, at most ``timeout`` seconds."""
@@ -193,6 +265,9 @@ class OutputService:
     _store: Store[LambdaState]
     _reader: LogReader
     _delivery: float = field(default=LOGS_DELIVERY_SECONDS, alias="delivery_seconds", kw_only=True)
+    #: While a run's end is awaited, read its whole run again this often (``lambda.log_read_overlap``):
+    #: an END delivered later than the overlap of consecutive reads is found then.
+    _rescan: float = field(default=OVERLAP_SECONDS, alias="rescan_seconds", kw_only=True)
     _feeds: dict[str, RunFeed] = field(factory=dict, init=False)
     _locks: dict[str, asyncio.Lock] = field(factory=dict, init=False)
     _followers: Counter[str] = field(factory=Counter, init=False)
@@ -239,21 +314,38 @@ class OutputService:
             await self._completed(record, saved=True)
             return
         record.backend_state.output_source = OutputSource.CLOUDWATCH
-        self._feed(record)
+        self._feed(record, hold=not self._followers[record.id])
         self._spawn_completion(record, log_tail)
 
-    async def watch_outcome(self, record: Record, deadline: float) -> RunSummary | None:
+    async def watch_outcome(
+        self, record: Record, deadline: float, *, start_deadline: float | None = None
+    ) -> RunSummary | None:
         """The run's end as CloudWatch shows it (its output read meanwhile), or None at ``deadline``
-        (a ``time.monotonic()`` value). For runs whose Invoke answer is not at hand."""
-        feed = self._feed(record)
+        (a ``time.monotonic()`` value), or at ``start_deadline`` if its START has not shown by then
+        (see :meth:`run_seen`). For runs whose Invoke answer is not at hand."""
+        feed = self._feed(record, hold=not self._followers[record.id])
         with contextlib.suppress(Exception):  # read at least once, even past the deadline
             await self._reader.refresh(max_wait=60.0)
+        next_rescan = time.monotonic() + self._rescan
         while True:
             summary = feed.summary()
-            remaining = deadline - time.monotonic()
+            now = time.monotonic()
+            remaining = deadline - now
             if summary is not None or remaining <= 0:
                 return summary
-            await feed.changed(remaining)
+            if start_deadline is not None and not feed.started:
+                if now >= start_deadline:
+                    return None
+                remaining = min(remaining, start_deadline - now)
+            if now >= next_rescan:
+                self._reader.rescan(feed.function_name)
+                next_rescan = now + self._rescan
+            await feed.changed(min(remaining, max(0.0, next_rescan - now)))
+
+    def run_seen(self, container_id: str) -> bool:
+        """Whether the START of the container's run being read has shown in CloudWatch."""
+        feed = self._feeds.get(container_id)
+        return feed is not None and feed.started
 
     async def completed(self, container_id: str) -> None:
         """Until the output of the container's last run is complete (for a container removed at its
@@ -269,6 +361,8 @@ class OutputService:
             self._feed(record)
         with contextlib.suppress(SockerlessError):
             await self._reader.refresh(max_wait=LOGS_MAX_WAIT_SECONDS)
+        for record in records:
+            await self._feed(record).release()
 
     def forget(self, container_id: str) -> None:
         """The container is being removed: stop reading its output; its followers end."""
@@ -304,7 +398,8 @@ class OutputService:
             raise NotImplementedByBackend(LOG_READING_UNSUPPORTED)
         state = record.backend_state
         if record.status == "running" and not state.output_complete:
-            self._feed(record)  # someone looks at a running container: read its output as it comes
+            # Someone looks at a running container: read its output as it comes.
+            await self._feed(record).release()
             if not options.follow:
                 await self._reader.refresh(max_wait=LOGS_MAX_WAIT_SECONDS)
         elif not state.output_complete and not options.follow:
@@ -334,7 +429,7 @@ class OutputService:
 
     # ------------------------------------------------------------------ completing
 
-    def _feed(self, record: Record) -> RunFeed:
+    def _feed(self, record: Record, *, hold: bool = False) -> RunFeed:
         feed = self._feeds.get(record.id)
         if feed is None:
             lock = self._lock(record.id)
@@ -344,7 +439,7 @@ class OutputService:
                     if not feed_ref.closed:
                         await self._keep(record, lines)
 
-            feed_ref = RunFeed(record, append=append)
+            feed_ref = RunFeed(record, append=append, hold=hold)
             feed = self._feeds[record.id] = feed_ref
             self._reader.subscribe(feed.function_name, feed.since, feed.deliver)
         return feed
@@ -376,6 +471,7 @@ class OutputService:
                     break
                 wait = deadline - now if feed.ended_at is None else feed.ended_at + LOG_SETTLE_SECONDS - now
                 await feed.changed(min(wait, deadline - now))
+            await feed.release()
             async with self._lock(record.id):
                 feed.closed = True
         except SockerlessError as exc:  # the store failed: what arrived is what there is
@@ -387,6 +483,7 @@ class OutputService:
 
     async def _late(self, record: Record, feed: RunFeed, log_tail: str, ended: dt.datetime) -> None:
         """CloudWatch did not deliver the whole run in time: show what the tail holds, and say so."""
+        await feed.release()
         async with self._lock(record.id):
             feed.closed = True
             lines: list[LogLine] = []
@@ -406,6 +503,10 @@ class OutputService:
         )
 
     async def _completed(self, record: Record, *, saved: bool = False) -> None:
+        feed = self._feeds.get(record.id)
+        if feed is not None:
+            with contextlib.suppress(SockerlessError):  # the store failed: what arrived is what there is
+                await feed.release()
         self._unsubscribe(record.id)
         state = record.backend_state
         state.output_complete = True

@@ -219,7 +219,12 @@ class Runs:
             "the container's function no longer exists: creating it again",
             extra={"fields": {"container": record.id, "function": state.function_name}},
         )
-        created = await create_function(self._clients, spec, invocation_type=self._config.invocation_type)
+        created = await create_function(
+            self._clients,
+            spec,
+            invocation_type=self._config.invocation_type,
+            event_max_age=self._config.event_max_age,
+        )
         state.function_arn = str(created.get("FunctionArn", ""))
         state.function_state = str(created.get("State", "Pending"))
         await self._store.save_state(record)
@@ -278,19 +283,40 @@ class Runs:
         return True
 
     async def outcome_from_logs(self, record: Record) -> InvocationOutcome:
-        """The run's end as CloudWatch shows it, waiting at most until the function timeout plus a margin."""
+        """The run's end as CloudWatch shows it, waiting at most until the function timeout plus a margin.
+
+        An ``Event`` invocation may wait in Lambda's queue up to ``event_max_age`` (the
+        MaximumEventAgeInSeconds set on the function) before it starts: that is awaited too, and a
+        run whose START has not shown by then (plus the delivery window) was dropped by Lambda.
+        """
         started = record.started_at or record.created
         margin = self._config.recovery_margin
-        deadline = time.monotonic() + max(
-            0.0, started.timestamp() + self._config.timeout + margin - time.time()
-        )
-        summary = await self._output.watch_outcome(record, deadline)
+        queued = self._config.event_max_age if self._config.invocation_type == "Event" else 0
+        wall_to_monotonic = time.monotonic() - time.time()
+        deadline = wall_to_monotonic + started.timestamp() + queued + self._config.timeout + margin
+        start_deadline = None
+        if queued:
+            start_deadline = (
+                wall_to_monotonic + started.timestamp() + queued + self._config.log_delivery_seconds
+            )
+        summary = await self._output.watch_outcome(record, deadline, start_deadline=start_deadline)
         state = record.backend_state
+        if summary is None and queued and not self._output.run_seen(record.id):
+            return InvocationOutcome(
+                EXIT_FAILURE,
+                f"lambda: the Event invocation {state.request_id} of {state.function_name} never started: "
+                f"Lambda drops an event still queued after its maximum age ({queued} s, "
+                "lambda.event_max_age), and CloudWatch shows no START of it since",
+                request_id=state.request_id,
+                daemon_error=True,
+                never_ran=True,
+            )
         if summary is None:
             return InvocationOutcome(
                 EXIT_UNKNOWN,
                 f"the outcome of the Lambda invocation of {state.function_name} is unknown: no END line in "
-                f"CloudWatch within the function timeout ({self._config.timeout} s) plus {margin:g} s",
+                f"CloudWatch within the function timeout ({self._config.timeout} s) plus {margin:g} s"
+                + (f" after up to {queued} s in Lambda's queue" if queued else ""),
                 request_id=state.request_id,
                 daemon_error=True,
             )

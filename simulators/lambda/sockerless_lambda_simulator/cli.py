@@ -10,7 +10,12 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from .config import DEFAULT_ROLE_NAME
+from .config import (
+    DEFAULT_EMPTY_PAGE_EVERY,
+    DEFAULT_EVENT_DELAY,
+    DEFAULT_LOG_DELIVERY_DELAY,
+    DEFAULT_ROLE_NAME,
+)
 from .quotas import DEFAULT_CONCURRENCY_LIMIT, DEFAULT_CONTROL_PLANE_RATE, DEFAULT_GET_FUNCTION_RATE
 from .simulator import LambdaSimulator
 from .state import DEFAULT_PENDING_SECONDS
@@ -116,6 +121,43 @@ def _parser() -> argparse.ArgumentParser:
         default="60,120",
         metavar="S,S",
         help="seconds before each retry of a failed Event invocation (default: 60,120; '' for none)",
+    )
+    parser.add_argument(
+        "--log-delivery-delay",
+        type=float,
+        default=DEFAULT_LOG_DELIVERY_DELAY,
+        metavar="S",
+        help="seconds before a written log event shows to readers (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--late-log-probability",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="share of log events shown --late-log-seconds later still (default: 0)",
+    )
+    parser.add_argument("--late-log-seconds", type=float, default=30.0, metavar="S", help="(default: 30)")
+    parser.add_argument("--late-log-match", metavar="REGEX", help="log events it finds are late too")
+    parser.add_argument(
+        "--empty-page-every",
+        type=int,
+        default=DEFAULT_EMPTY_PAGE_EVERY,
+        metavar="N",
+        help="every Nth FilterLogEvents is an empty page with a nextToken (default: %(default)s; 0: off)",
+    )
+    parser.add_argument(
+        "--event-delay",
+        type=float,
+        default=DEFAULT_EVENT_DELAY,
+        metavar="S",
+        help="seconds an Event invocation waits before it runs (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--event-duplicate-probability",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="chance that an Event invocation is delivered twice (default: 0)",
     )
     parser.add_argument("--seed", type=int, help="seed for probabilistic faults (reproducible runs)")
     parser.add_argument(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -13,9 +14,22 @@ from .faults import FaultRule
 from .quotas import DEFAULT_CONCURRENCY_LIMIT, DEFAULT_CONTROL_PLANE_RATE, DEFAULT_GET_FUNCTION_RATE
 from .state import DEFAULT_PENDING_SECONDS, StateRule
 
-__all__ = ["DEFAULT_ROLE_NAME", "SimulatorConfig", "require_loopback"]
+__all__ = [
+    "DEFAULT_EMPTY_PAGE_EVERY",
+    "DEFAULT_EVENT_DELAY",
+    "DEFAULT_LOG_DELIVERY_DELAY",
+    "DEFAULT_ROLE_NAME",
+    "SimulatorConfig",
+    "require_loopback",
+]
 
 DEFAULT_ROLE_NAME = "sockerless-lambda-exec"
+#: CloudWatch Logs shows an event a few seconds after it was written (typically 1-5 s).
+DEFAULT_LOG_DELIVERY_DELAY = 2.0
+#: FilterLogEvents answers an empty page with a nextToken now and then while it scans.
+DEFAULT_EMPTY_PAGE_EVERY = 10
+#: An Event invocation waits in Lambda's internal queue before it runs.
+DEFAULT_EVENT_DELAY = 0.5
 
 
 def require_loopback(host: str) -> None:
@@ -40,6 +54,15 @@ def _loopback(_: object, __: object, value: str) -> None:
 def _positive_or_none(_: object, attribute: Any, value: float | None) -> None:
     if value is not None and value <= 0:
         raise ValueError(f"{attribute.name} must be positive or None (unlimited), got {value}")
+
+
+def _regex_or_none(_: object, attribute: Any, value: str | None) -> None:
+    if value is None:
+        return
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"{attribute.name} is not a regular expression: {exc}") from None
 
 
 def _rule_tuple(rules: Iterable[FaultRule]) -> tuple[FaultRule, ...]:
@@ -82,5 +105,25 @@ class SimulatorConfig:
     """Idle time after which an Active function is Inactive (Lambda: weeks); None: never."""
     deleting_seconds: float = field(default=0.0, validator=validators.ge(0.0))
     """How long a DeleteFunction keeps the function ``Deleting`` before it is gone (0: at once)."""
+    log_delivery_delay: float = field(default=DEFAULT_LOG_DELIVERY_DELAY, validator=validators.ge(0.0))
+    """Seconds after it is written before a log event shows to FilterLogEvents/GetLogEvents (AWS: a
+    few seconds)."""
+    late_log_probability: float = field(default=0.0, validator=[validators.ge(0.0), validators.le(1.0)])
+    """Share of log events delivered ``late_log_seconds`` later still (chosen by a hash of the seed
+    and the event: the same for every read)."""
+    late_log_seconds: float = field(default=30.0, validator=validators.ge(0.0))
+    late_log_match: str | None = field(default=None, validator=_regex_or_none)
+    """Log events whose message this regular expression finds are late too (rule-driven lateness,
+    e.g. ``^END RequestId`` for a run's END alone)."""
+    empty_page_every: int = field(default=DEFAULT_EMPTY_PAGE_EVERY, validator=validators.ge(0))
+    """Every Nth FilterLogEvents answers an empty page that carries a nextToken; 0: never."""
+    event_delay: float = field(default=DEFAULT_EVENT_DELAY, validator=validators.ge(0.0))
+    """Seconds an Event invocation waits in Lambda's queue before it runs."""
+    event_duplicate_probability: float = field(
+        default=0.0, validator=[validators.ge(0.0), validators.le(1.0)]
+    )
+    """Chance that an Event invocation is delivered twice (same request ID; seeded dice)."""
+    event_duplicate_after: float = field(default=0.1, validator=validators.ge(0.0))
+    """Seconds after the first delivery that a duplicate one starts."""
     child_path: str = field(factory=lambda: os.environ.get("PATH", os.defpath))
     """``PATH`` of the commands: the host's, since they run on the host (a function's own PATH wins)."""

@@ -7,12 +7,14 @@ import json
 import logging
 import math
 import os
+import random
 import signal
+import time
 import uuid
 from collections.abc import Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from attrs import define, frozen
 
@@ -28,6 +30,8 @@ from .stats import Stats
 __all__ = ["InvocationResult", "InvocationRunner", "InvocationType"]
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 
 class InvocationType(StrEnum):
@@ -79,6 +83,10 @@ class InvocationRunner:
         base_environment: Mapping[str, str],
         flush_seconds: float,
         event_retry_delays: Sequence[float] = (),
+        event_delay: float = 0.0,
+        event_duplicate_probability: float = 0.0,
+        event_duplicate_after: float = 0.1,
+        rng: random.Random | None = None,
         logs: LogsApi | None = None,
     ) -> None:
         self._moto = moto
@@ -88,11 +96,15 @@ class InvocationRunner:
         self._base_environment = dict(base_environment)
         self._flush_seconds = flush_seconds
         self._event_retry_delays = tuple(event_retry_delays)
+        self._event_delay = event_delay
+        self._event_duplicate_probability = event_duplicate_probability
+        self._event_duplicate_after = event_duplicate_after
+        self._rng = rng or random.Random()  # noqa: S311 - simulated dice, not security
         self._writer = CloudWatchWriter(logs or moto)
         self.functions = FunctionCache()
         self._idle: dict[tuple[str, str, str], list[_Environment]] = {}
         self._generations: dict[tuple[str, str], int] = {}
-        self._running: set[asyncio.Task[InvocationResult]] = set()
+        self._running: set[asyncio.Task[Any]] = set()
         self._warned_images: set[str] = set()
 
     async def resolve(self, scope: AwsScope, ref: FunctionRef) -> FunctionConfig:
@@ -126,24 +138,49 @@ class InvocationRunner:
             del self._idle[pool_key]
 
     def invoke_in_background(self, scope: AwsScope, config: FunctionConfig, payload: bytes) -> str:
-        """Start an ``Event`` invocation and return its request ID at once."""
+        """Accept an ``Event`` invocation and return its request ID at once; it is delivered after
+        ``event_delay`` (Lambda's queue), sometimes twice (Lambda delivers at least once)."""
         request_id = str(uuid.uuid4())
-        self._stats.event_accepted()
-        task = self._track(self._invoke_event(scope, config, payload, request_id), config, request_id)
-        task.add_done_callback(lambda _: self._stats.event_done())
+        accepted = time.monotonic()
+        deliveries = [self._event_delay]
+        if self._event_duplicate_probability and self._rng.random() < self._event_duplicate_probability:
+            deliveries.append(self._event_delay + self._event_duplicate_after)
+        for index, delay in enumerate(deliveries):
+            self._stats.event_accepted()
+            if index:
+                self._stats.count_duplicate()
+            task = self._track(
+                self._invoke_event(scope, config, payload, request_id, accepted, delay), config, request_id
+            )
+            task.add_done_callback(lambda _: self._stats.event_done())
         return request_id
 
     async def _invoke_event(
-        self, scope: AwsScope, config: FunctionConfig, payload: bytes, request_id: str
-    ) -> InvocationResult:
-        """Run an Event invocation and, like Lambda, retry a failure (same request ID) after a delay."""
+        self,
+        scope: AwsScope,
+        config: FunctionConfig,
+        payload: bytes,
+        request_id: str,
+        accepted: float,
+        delay: float,
+    ) -> InvocationResult | None:
+        """Deliver an Event invocation after ``delay`` and, like Lambda, retry a failure (same request
+        ID) after a delay, dropping it once older than the function's MaximumEventAgeInSeconds."""
+        attempts, max_age = await self._moto.event_invoke_config(scope, config.name)
+        # Nothing is seen of a dropped event: dropped as soon as it is known that it will be.
+        if delay > max_age:
+            self._drop_event(request_id, max_age)
+            return None
+        await asyncio.sleep(max(0.0, accepted + delay - time.monotonic()))
         result = await self.invoke(scope, config, payload, request_id)
         if result.function_error is None or not self._event_retry_delays:
             return result
-        attempts = await self._moto.maximum_retry_attempts(scope, config.name)
-        for delay in self._event_retry_delays[:attempts]:
+        for retry_delay in self._event_retry_delays[:attempts]:
+            if time.monotonic() + retry_delay - accepted > max_age:
+                self._drop_event(request_id, max_age)
+                break
             self._stats.count_retry()
-            await asyncio.sleep(delay)
+            await asyncio.sleep(retry_delay)
             ref = FunctionRef(config.name, None if config.version == "$LATEST" else config.version)
             try:
                 config = await self.resolve(scope, ref)
@@ -154,6 +191,11 @@ class InvocationRunner:
             if result.function_error is None:
                 break
         return result
+
+    def _drop_event(self, request_id: str, max_age: int) -> None:
+        # Lambda would send it to an on-failure destination, if one is configured: not modelled.
+        log.info("event %s dropped: older than its MaximumEventAgeInSeconds (%d s)", request_id, max_age)
+        self._stats.count_dropped_event()
 
     async def invoke_tracked(
         self, scope: AwsScope, config: FunctionConfig, payload: bytes
@@ -170,8 +212,8 @@ class InvocationRunner:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def _track(
-        self, run: Coroutine[Any, Any, InvocationResult], config: FunctionConfig, request_id: str
-    ) -> asyncio.Task[InvocationResult]:
+        self, run: Coroutine[Any, Any, _T], config: FunctionConfig, request_id: str
+    ) -> asyncio.Task[_T]:
         task = asyncio.create_task(run, name=f"invoke {config.name} {request_id}")
         self._running.add(task)
         task.add_done_callback(self._finished)
@@ -293,7 +335,7 @@ class InvocationRunner:
         if reusable and environment.generation == current:
             self._idle.setdefault((region, config.name, config.version), []).append(environment)
 
-    def _finished(self, task: asyncio.Task[InvocationResult]) -> None:
+    def _finished(self, task: asyncio.Task[Any]) -> None:
         self._running.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("invocation %s failed", task.get_name(), exc_info=task.exception())

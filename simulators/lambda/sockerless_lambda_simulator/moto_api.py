@@ -25,6 +25,7 @@ _TRUST = json.dumps(
     }
 )
 _DEFAULT_EVENT_RETRIES = 2  # Lambda's default MaximumRetryAttempts for asynchronous invocations
+_DEFAULT_EVENT_AGE = 6 * 3600  # and its default MaximumEventAgeInSeconds: 6 hours
 _XML_CODE = re.compile(r"<Code>([^<]*)</Code>")
 _XML_ARN = re.compile(r"<Arn>([^<]*)</Arn>")
 
@@ -120,18 +121,25 @@ class MotoApi:
         document: dict[str, Any] = json.loads(text)
         return document
 
-    async def maximum_retry_attempts(self, scope: AwsScope, name: str) -> int:
-        """How often Lambda retries a failed Event invocation: the function's setting, else 2."""
+    async def event_invoke_config(self, scope: AwsScope, name: str) -> tuple[int, int]:
+        """How Lambda treats the function's Event invocations: (MaximumRetryAttempts,
+        MaximumEventAgeInSeconds), the function's settings, else Lambda's defaults (2 and 6 hours)."""
         path = f"/2019-09-25/functions/{quote(name, safe='')}/event-invoke-config"
         status, text = await self._call("lambda", "GET", path, scope=scope)
-        if status >= 300:
-            return _DEFAULT_EVENT_RETRIES
-        try:
-            document = json.loads(text or "{}")
-        except ValueError:
-            return _DEFAULT_EVENT_RETRIES
-        value = document.get("MaximumRetryAttempts") if isinstance(document, dict) else None
-        return value if isinstance(value, int) else _DEFAULT_EVENT_RETRIES
+        document: object = {}
+        if status < 300:
+            try:
+                document = json.loads(text or "{}")
+            except ValueError:
+                document = {}
+        if not isinstance(document, dict):
+            document = {}
+        retries = document.get("MaximumRetryAttempts")
+        age = document.get("MaximumEventAgeInSeconds")
+        return (
+            retries if isinstance(retries, int) else _DEFAULT_EVENT_RETRIES,
+            age if isinstance(age, int) else _DEFAULT_EVENT_AGE,
+        )
 
     async def logs(self, scope: AwsScope, action: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """One CloudWatch Logs call (JSON protocol)."""

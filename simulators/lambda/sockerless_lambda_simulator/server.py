@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 from attrs import define, field
 
+from .delivery import LogDelivery
 from .errors import AwsError, aws_error_response
 from .faults import FaultInjector
 from .functions import parse_function_ref
@@ -56,6 +57,7 @@ class AwsFrontend:
     _concurrency_limit: int | None
     _stats: Stats
     _deleting_seconds: float = 0.0
+    _delivery: LogDelivery = field(factory=LogDelivery)
     _lambda_handlers: dict[str, _Handler] = field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -128,6 +130,10 @@ class AwsFrontend:
         handler = self._lambda_handlers.get(call.name) if call.service == "lambda" else None
         if handler is not None:
             return await handler(request, call, scope, form_body)
+        if call.service == "logs" and call.name == "FilterLogEvents":
+            return await self._filter_log_events(request, call)
+        if call.service == "logs" and call.name == "GetLogEvents":
+            return await self._get_log_events(request, call)
         response = await self._proxy.forward(call.service, request, form_body)
         self._after_lambda_change(request, call, scope, response.status)
         return response
@@ -182,6 +188,36 @@ class AwsFrontend:
         if request.headers.get("X-Amz-Log-Type") == "Tail":
             headers["X-Amz-Log-Result"] = base64.b64encode(result.log_tail).decode()
         return web.Response(status=200, headers=headers, body=result.payload)
+
+    # -- CloudWatch reads: what is delivered by now ----------------------------------------------
+
+    async def _filter_log_events(self, request: web.Request, call: AwsCall) -> web.StreamResponse:
+        body = _json_object(await request.read())
+        body, empty_page = self._delivery.filter_request(body)
+        if empty_page is not None:
+            return web.json_response(empty_page, content_type="application/x-amz-json-1.1")
+        answer = await self._proxy.fetch(call.service, request, json.dumps(body).encode())
+        if answer.status >= 300:
+            return _as_response(answer, answer.body)
+        group = str(body.get("logGroupName") or body.get("logGroupIdentifier") or "")
+        document = self._delivery.filter_answer(group, _json_object(answer.body))
+        return _as_response(answer, json.dumps(document).encode())
+
+    async def _get_log_events(self, request: web.Request, call: AwsCall) -> web.StreamResponse:
+        raw = await request.read()
+        answer = await self._proxy.fetch(call.service, request, raw)
+        if answer.status >= 300:
+            return _as_response(answer, answer.body)
+        body = _json_object(raw)
+        token = body.get("nextToken")
+        forward = bool(body.get("startFromHead")) or (isinstance(token, str) and token.startswith("f/"))
+        document = self._delivery.stream_answer(
+            str(body.get("logGroupName") or body.get("logGroupIdentifier") or ""),
+            str(body.get("logStreamName", "")),
+            _json_object(answer.body),
+            forward,
+        )
+        return _as_response(answer, json.dumps(document).encode())
 
     # -- state and LoggingConfig overlay --------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import socket
 from collections.abc import Iterable, Mapping
 from types import TracebackType
@@ -12,8 +13,15 @@ from typing import Any, ClassVar, Self
 import aiohttp
 from aiohttp import web
 
-from .config import DEFAULT_ROLE_NAME, SimulatorConfig
+from .config import (
+    DEFAULT_EMPTY_PAGE_EVERY,
+    DEFAULT_EVENT_DELAY,
+    DEFAULT_LOG_DELIVERY_DELAY,
+    DEFAULT_ROLE_NAME,
+    SimulatorConfig,
+)
 from .control import add_control_routes
+from .delivery import LogDelivery
 from .faults import FaultInjector, FaultRule
 from .invocations import InvocationRunner
 from .moto_api import MotoApi, MotoGate
@@ -67,6 +75,15 @@ class LambdaSimulator:
         inactive_after_seconds: idle time after which an Active function is ``Inactive`` (an
             Invoke then wakes it: Pending for ``pending_seconds``, then Active). ``None``: never.
         deleting_seconds: how long a DeleteFunction keeps its function ``Deleting`` (it answers then).
+        log_delivery_delay: seconds after it is written before a log event shows to readers (AWS:
+            a few seconds; 2 by default).
+        late_log_probability, late_log_seconds: the share of log events shown that much later
+            still (decided per event by a hash of the seed: the same for every read).
+        late_log_match: a regular expression: the log events it finds are late too.
+        empty_page_every: every Nth FilterLogEvents answers an empty page with a nextToken (0: never).
+        event_delay: seconds an Event invocation waits in Lambda's queue before it runs.
+        event_duplicate_probability, event_duplicate_after: the chance that an Event invocation is
+            delivered a second time (same request ID), that many seconds after the first.
     """
 
     # In-process moto servers share moto's global state: reset it only when no other simulator uses it.
@@ -92,6 +109,14 @@ class LambdaSimulator:
         state_rules: Iterable[StateRule | Mapping[str, Any]] = (),
         inactive_after_seconds: float | None = None,
         deleting_seconds: float = 0.0,
+        log_delivery_delay: float = DEFAULT_LOG_DELIVERY_DELAY,
+        late_log_probability: float = 0.0,
+        late_log_seconds: float = 30.0,
+        late_log_match: str | None = None,
+        empty_page_every: int = DEFAULT_EMPTY_PAGE_EVERY,
+        event_delay: float = DEFAULT_EVENT_DELAY,
+        event_duplicate_probability: float = 0.0,
+        event_duplicate_after: float = 0.1,
     ) -> None:
         rules = tuple(rule if isinstance(rule, FaultRule) else FaultRule.from_json(rule) for rule in faults)
         states = tuple(
@@ -115,6 +140,14 @@ class LambdaSimulator:
             state_rules=states,
             inactive_after_seconds=inactive_after_seconds,
             deleting_seconds=deleting_seconds,
+            log_delivery_delay=log_delivery_delay,
+            late_log_probability=late_log_probability,
+            late_log_seconds=late_log_seconds,
+            late_log_match=late_log_match,
+            empty_page_every=empty_page_every,
+            event_delay=event_delay,
+            event_duplicate_probability=event_duplicate_probability,
+            event_duplicate_after=event_duplicate_after,
         )
         self.faults = FaultInjector(seed, rules)
         self.states = StateRules(states)
@@ -244,6 +277,10 @@ class LambdaSimulator:
             base_environment=self._child_environment(),
             flush_seconds=config.log_flush_seconds,
             event_retry_delays=config.event_retry_delays,
+            event_delay=config.event_delay,
+            event_duplicate_probability=config.event_duplicate_probability,
+            event_duplicate_after=config.event_duplicate_after,
+            rng=random.Random(None if config.seed is None else config.seed + 1),  # noqa: S311 - dice
             logs=InProcessLogs(gate) if moto_server is not None else None,
         )
         frontend = AwsFrontend(
@@ -258,6 +295,14 @@ class LambdaSimulator:
                 {"control_plane": config.control_plane_rate, "get_function": config.get_function_rate}
             ),
             stats=self.stats,
+            delivery=LogDelivery(
+                delay=config.log_delivery_delay,
+                late_probability=config.late_log_probability,
+                late_seconds=config.late_log_seconds,
+                late_match=config.late_log_match,
+                empty_page_every=config.empty_page_every,
+                seed=config.seed,
+            ),
         )
         app = web.Application(client_max_size=_MAX_REQUEST_BYTES)
         add_control_routes(app.router, self.faults, self.stats, self._info, self.states)
@@ -307,6 +352,8 @@ class LambdaSimulator:
             "moto_url": self._moto_url,
             "pending_seconds": self.config.pending_seconds,
             "inactive_after_seconds": self.config.inactive_after_seconds,
+            "log_delivery_delay": self.config.log_delivery_delay,
+            "event_delay": self.config.event_delay,
         }
 
 

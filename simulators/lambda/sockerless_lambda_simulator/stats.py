@@ -47,6 +47,14 @@ class Stats:
     def count_retry(self) -> None:
         self.invocations["retried"] += 1
 
+    def count_duplicate(self) -> None:
+        """An Event invocation delivered a second time (Lambda delivers at least once)."""
+        self.invocations["duplicated"] += 1
+
+    def count_dropped_event(self) -> None:
+        """An Event invocation dropped for its age (MaximumEventAgeInSeconds)."""
+        self.invocations["events_dropped"] += 1
+
     def reset(self) -> None:
         """Zero the counters; running invocations and pending events stay counted."""
         self.calls.clear()

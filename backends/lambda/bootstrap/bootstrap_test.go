@@ -31,8 +31,12 @@ func TestStdoutAndStderrKeepTheirExactBytesApart(t *testing.T) {
 	if r.exit.Status != 0 || r.exit.Reason != reasonExited || r.exit.Run != "r1" || r.exit.Container != "c0ffee" {
 		t.Errorf("exit record %+v", r.exit)
 	}
-	if r.answer.header.Get("Lambda-Runtime-Function-Response-Mode") != "streaming" || r.exit.Mode != "streaming" {
-		t.Errorf("not streamed: header %v, mode %q", r.answer.header, r.exit.Mode)
+	if r.answer.header.Get("Lambda-Runtime-Function-Response-Mode") != "streaming" || !r.answer.chunked ||
+		r.exit.Mode != "streaming" {
+		t.Errorf("not streamed: header %v, chunked %v, mode %q", r.answer.header, r.answer.chunked, r.exit.Mode)
+	}
+	if len(r.answer.trailer.Get("Lambda-Runtime-Function-Error-Type")) != 0 {
+		t.Errorf("a successful run sent error trailers %v", r.answer.trailer)
 	}
 	if r.exit.Stdout != (StreamRecord{Bytes: 5, Kept: 5}) || r.exit.Stderr != (StreamRecord{Bytes: 5, Kept: 5}) {
 		t.Errorf("stream records %+v %+v", r.exit.Stdout, r.exit.Stderr)
@@ -302,9 +306,9 @@ func TestBufferedModeSendsTheSameFramesInOneResponse(t *testing.T) {
 
 	r := f.run(payload("r-buffered", "sh", "-c", "printf out; printf err >&2; exit 4"))
 
-	if r.answer.header.Get("Lambda-Runtime-Function-Response-Mode") != "" || r.answer.header.Get("Content-Length") == "" &&
-		len(r.answer.header.Values("Transfer-Encoding")) > 0 {
-		t.Errorf("a buffered response was sent with headers %v", r.answer.header)
+	if r.answer.header.Get("Lambda-Runtime-Function-Response-Mode") != "" || r.answer.chunked ||
+		r.answer.length != int64(len(r.answer.body)) {
+		t.Errorf("a buffered response was sent with headers %v, chunked %v", r.answer.header, r.answer.chunked)
 	}
 	if string(r.stdout) != "out" || string(r.stderr) != "err" || r.exit.Status != 4 || r.exit.Mode != "buffered" {
 		t.Errorf("stdout %q stderr %q exit %+v", r.stdout, r.stderr, r.exit)
@@ -392,5 +396,19 @@ func TestVersionIsPrinted(t *testing.T) {
 	out, err := cmd.Output()
 	if err != nil || !strings.HasPrefix(string(out), "sockerless-bootstrap "+version+" (payload v1") {
 		t.Errorf("--version printed %q (%v)", out, err)
+	}
+}
+
+func TestAStreamingResponseLeavesOutOutputPastItsLimit(t *testing.T) {
+	f := newFakeRuntime(t)
+	f.start("SOCKERLESS_BOOTSTRAP_STREAMING_LIMIT=40000")
+
+	r := f.run(payload("r-stream-cut", "sh", "-c", "head -c 100000 /dev/zero; printf tail >&2"))
+
+	if len(r.answer.body) > 40000 || !r.exit.ResponseCut || r.exit.Mode != "streaming" {
+		t.Errorf("%d bytes in the response, exit %+v", len(r.answer.body), r.exit)
+	}
+	if r.exit.Stdout.Kept != 100000 || r.exit.Stderr.Kept != 4 {
+		t.Errorf("the kept output is what the command wrote (the durable copy has it): %+v", r.exit)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,6 +47,9 @@ type answer struct {
 	trailer   http.Header
 	body      []byte
 	errorType string
+	// chunked: the body came with chunked transfer encoding; length: its Content-Length, -1 when none.
+	chunked bool
+	length  int64
 }
 
 // fakeRuntime is an httptest fake of Lambda's Runtime API: an AWS API, not code of ours.
@@ -119,7 +123,8 @@ func (f *fakeRuntime) response(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(http.StatusAccepted)
 	_, _ = w.Write([]byte(`{"status":"OK"}`))
-	f.answers <- answer{id: r.PathValue("id"), kind: "response", header: r.Header, trailer: r.Trailer, body: body.Bytes()}
+	f.answers <- answer{id: r.PathValue("id"), kind: "response", header: r.Header, trailer: r.Trailer, body: body.Bytes(),
+		chunked: slices.Contains(r.TransferEncoding, "chunked"), length: r.ContentLength}
 }
 
 func (f *fakeRuntime) invocationError(w http.ResponseWriter, r *http.Request) {

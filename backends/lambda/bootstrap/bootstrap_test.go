@@ -3,7 +3,9 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"os"
@@ -410,5 +412,49 @@ func TestAStreamingResponseLeavesOutOutputPastItsLimit(t *testing.T) {
 	}
 	if r.exit.Stdout.Kept != 100000 || r.exit.Stderr.Kept != 4 {
 		t.Errorf("the kept output is what the command wrote (the durable copy has it): %+v", r.exit)
+	}
+}
+
+func TestArgv0IsLookedUpInTheCommandsOwnPath(t *testing.T) {
+	bin := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bin, "hello-from-path"), []byte("#!/bin/sh\nprintf found\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f := newFakeRuntime(t)
+	f.start()
+	p := payload("r-path", "hello-from-path")
+	p["env"] = []string{"PATH=" + bin + ":/usr/bin:/bin"}
+	relative := payload("r-relative", "./hello-from-path")
+	relative["workdir"] = bin
+
+	if r := f.run(p); string(r.stdout) != "found" || r.exit.Status != 0 {
+		t.Errorf("from PATH: stdout %q exit %+v", r.stdout, r.exit)
+	}
+	if r := f.run(relative); string(r.stdout) != "found" || r.exit.Status != 0 {
+		t.Errorf("relative to the working directory: stdout %q exit %+v", r.stdout, r.exit)
+	}
+}
+
+func TestManyRandomBytesArriveIdentical(t *testing.T) {
+	f := newFakeRuntime(t)
+	f.start()
+	// The command writes 8 MiB of random bytes and their digest, computed inside it, on stderr.
+	r := f.run(payload("r-random", "sh", "-c",
+		`head -c 8388608 /dev/urandom > "$SOCKERLESS_BOOTSTRAP_TMP_DIR/data"; cat "$SOCKERLESS_BOOTSTRAP_TMP_DIR/data"; `+
+			`sha256sum < "$SOCKERLESS_BOOTSTRAP_TMP_DIR/data" | cut -d' ' -f1 >&2`))
+
+	sum := sha256.Sum256(r.stdout)
+	if got, want := strings.TrimSpace(string(r.stderr)), hex.EncodeToString(sum[:]); got != want || len(r.stdout) != 8<<20 {
+		t.Errorf("%d bytes with digest %s, the command's digest %s", len(r.stdout), want, got)
+	}
+}
+
+func TestWithoutARuntimeAPIAddressTheBootstrapExits(t *testing.T) {
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), asMainVariable+"=1", "AWS_LAMBDA_RUNTIME_API=")
+	out, err := cmd.CombinedOutput()
+	var exitErr *exec.ExitError
+	if !errors.As(err, &exitErr) || exitErr.ExitCode() != 1 || !bytes.Contains(out, []byte("AWS_LAMBDA_RUNTIME_API")) {
+		t.Errorf("ended with %v, printed %q", err, out)
 	}
 }

@@ -100,12 +100,12 @@ func TestACommandPastTheDeadlineIsStoppedAndReportedAsTimedOut(t *testing.T) {
 func TestTheEnvironmentIsAddedToTheBootstrapsOwn(t *testing.T) {
 	f := newFakeRuntime(t)
 	f.start("FROM_IMAGE=image", "OVERRIDDEN=image")
-	p := payload("r-env", "sh", "-c", `printf '%s|%s|%s|%s' "$FROM_IMAGE" "$OVERRIDDEN" "$ADDED" "$TWICE"`)
+	p := payload("r-env", "sh", "-c", `printf '%s|%s|%s|%s|%s' "$FROM_IMAGE" "$OVERRIDDEN" "$ADDED" "$TWICE" "$_X_AMZN_TRACE_ID"`)
 	p["env"] = []string{"OVERRIDDEN=payload", "ADDED=a=b", "TWICE=1", "TWICE=2"}
 
 	r := f.run(p)
 
-	if got, want := string(r.stdout), "image|payload|a=b|2"; got != want {
+	if got, want := string(r.stdout), "image|payload|a=b|2|Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1"; got != want {
 		t.Errorf("stdout %q, want %q", got, want)
 	}
 }

@@ -95,6 +95,7 @@ func (f *fakeRuntime) next(w http.ResponseWriter, r *http.Request) {
 		if !inv.deadline.IsZero() {
 			w.Header().Set("Lambda-Runtime-Deadline-Ms", strconv.FormatInt(inv.deadline.UnixMilli(), 10))
 		}
+		w.Header().Set("Lambda-Runtime-Trace-Id", "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1")
 		w.Header().Set("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:us-east-1:123456789012:function:skls-test")
 		_, _ = w.Write(inv.body)
 	case <-r.Context().Done():

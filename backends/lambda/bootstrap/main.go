@@ -72,7 +72,7 @@ func (b *bootstrap) invoke(inv *Invocation) {
 			}
 		}
 	}()
-	rec := b.run(p, inv.Deadline, resp, d)
+	rec := b.run(p, inv, resp, d)
 	mode, refused, err := resp.finish(func(mode string, cut bool) []byte {
 		rec.Mode, rec.ResponseCut = mode, cut
 		encoded, _ := json.Marshal(rec)

@@ -185,14 +185,19 @@ func pump(f *os.File, stream byte, out chan<- chunk) {
 }
 
 // run runs one payload's command to its end, sending its output to resp and d as it comes.
-func (b *bootstrap) run(p *Payload, deadline time.Time, resp *response, d *durable) *ExitRecord {
+func (b *bootstrap) run(p *Payload, inv *Invocation, resp *response, d *durable) *ExitRecord {
+	deadline := inv.Deadline
 	rec := &ExitRecord{V: PayloadVersion, Run: p.Run, Container: p.Container}
 	fail := func(f *startFailure, at time.Time) *ExitRecord {
 		rec.Status, rec.Reason, rec.Error = f.status, f.reason, f.message
 		rec.Finished = timestamp(at)
 		return rec
 	}
-	env := mergeEnv(os.Environ(), p.Env)
+	env := os.Environ()
+	if inv.TraceID != "" {
+		env = mergeEnv(env, []string{"_X_AMZN_TRACE_ID=" + inv.TraceID})
+	}
+	env = mergeEnv(env, p.Env)
 	started := time.Now()
 	rec.Started = timestamp(started)
 	if p.Workdir != "" {

@@ -21,7 +21,9 @@ type Invocation struct {
 	ID string
 	// Deadline is when Lambda stops the environment; zero when the header was missing.
 	Deadline time.Time
-	Body     []byte
+	// TraceID is Lambda-Runtime-Trace-Id, given to the command as _X_AMZN_TRACE_ID as Lambda's runtimes do.
+	TraceID string
+	Body    []byte
 }
 
 func newRuntimeAPI(address string) *RuntimeAPI {
@@ -43,7 +45,9 @@ func (api *RuntimeAPI) next() (*Invocation, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("GET /invocation/next answered %d: %s", resp.StatusCode, bytes.TrimSpace(body))
 	}
-	inv := &Invocation{ID: resp.Header.Get("Lambda-Runtime-Aws-Request-Id"), Body: body}
+	inv := &Invocation{
+		ID: resp.Header.Get("Lambda-Runtime-Aws-Request-Id"), TraceID: resp.Header.Get("Lambda-Runtime-Trace-Id"), Body: body,
+	}
 	if inv.ID == "" {
 		return nil, fmt.Errorf("GET /invocation/next answered without Lambda-Runtime-Aws-Request-Id")
 	}

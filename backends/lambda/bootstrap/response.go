@@ -112,8 +112,11 @@ func (r *response) finish(exit func(mode string, cut bool) []byte) (string, bool
 				return "streaming", false, nil
 			}
 		} else {
+			// The write failed because the stream was answered: the answer says why.
 			r.pipe.Close()
-			<-r.answered
+			if answer := <-r.answered; answer != nil {
+				err = answer
+			}
 		}
 		var status *statusError
 		refused = errors.As(err, &status) && status.status/100 == 4

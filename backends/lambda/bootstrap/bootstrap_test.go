@@ -458,3 +458,38 @@ func TestWithoutARuntimeAPIAddressTheBootstrapExits(t *testing.T) {
 		t.Errorf("ended with %v, printed %q", err, out)
 	}
 }
+
+func TestTheDurableCopyIsWrittenWhileTheCommandRuns(t *testing.T) {
+	f := newFakeRuntime(t)
+	f.start()
+	gate := filepath.Join(t.TempDir(), "gate")
+	id := f.invoke(payload("r-periodic", "sh", "-c",
+		`printf early; while [ ! -e `+gate+` ]; do sleep 0.01; done`), time.Time{})
+
+	// The periodic flush writes the output the command is still running with.
+	f.awaitStdout(func(out []byte) bool {
+		return bytes.Contains(out, []byte(`"run":"r-periodic","container":"c0ffee","seq":0,"stream":"stdout"`))
+	})
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := decode(t, f.await(id)); string(r.stdout) != "early" {
+		t.Errorf("stdout %q", r.stdout)
+	}
+}
+
+func TestARuntimeAPIThatKeepsFailingEndsTheBootstrap(t *testing.T) {
+	f := newFakeRuntime(t)
+	f.failNext = true
+	f.start()
+
+	err := f.process.Wait()
+
+	var exitErr *exec.ExitError
+	if !errors.As(err, &exitErr) || exitErr.ExitCode() != 1 {
+		t.Errorf("the bootstrap ended with %v, want status 1", err)
+	}
+	if got := strings.Count(f.bootstrapStderr(), "cannot get the next invocation"); got != maxNextFailures {
+		t.Errorf("%d failures logged, want %d", got, maxNextFailures)
+	}
+}

@@ -64,6 +64,8 @@ type fakeRuntime struct {
 	// refuseStreaming answers a streaming response 400 at once, as the Runtime Interface Emulator does for a
 	// mode it does not accept.
 	refuseStreaming bool
+	// failNext answers every /next with 500.
+	failNext bool
 
 	mu      sync.Mutex
 	written *sync.Cond // broadcast on every write of the bootstrap's stdout
@@ -89,6 +91,10 @@ func newFakeRuntime(t *testing.T) *fakeRuntime {
 }
 
 func (f *fakeRuntime) next(w http.ResponseWriter, r *http.Request) {
+	if f.failNext {
+		http.Error(w, `{"errorMessage":"unavailable","errorType":"ServiceException"}`, http.StatusInternalServerError)
+		return
+	}
 	select {
 	case inv := <-f.pending:
 		w.Header().Set("Lambda-Runtime-Aws-Request-Id", inv.id)

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -175,7 +176,7 @@ func pump(f *os.File, stream byte, out chan<- chunk) {
 		if err != nil {
 			f.Close()
 			end := chunk{stream: stream, end: true}
-			if !errors.Is(err, os.ErrClosed) && err.Error() != "EOF" {
+			if !errors.Is(err, os.ErrClosed) && !errors.Is(err, io.EOF) {
 				end.err = err
 			}
 			out <- end

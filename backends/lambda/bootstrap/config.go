@@ -24,6 +24,8 @@ const (
 	defaultKillGrace      = 500 * time.Millisecond
 	defaultStreamingLimit = 200 << 20
 	defaultBufferedLimit  = 6 << 20
+	// minResponseLimit leaves room for output next to the exit frame's reserve.
+	minResponseLimit = 2 * exitReserve
 )
 
 func millis(name string, fallback time.Duration) (time.Duration, error) {
@@ -44,8 +46,8 @@ func bytesSetting(name string, fallback int64) (int64, error) {
 		return fallback, nil
 	}
 	n, err := strconv.ParseInt(value, 10, 64)
-	if err != nil || n < 1024 {
-		return 0, fmt.Errorf("%s=%q is not a number of bytes (at least 1024)", name, value)
+	if err != nil || n < minResponseLimit {
+		return 0, fmt.Errorf("%s=%q is not a number of bytes of at least %d", name, value, minResponseLimit)
 	}
 	return n, nil
 }

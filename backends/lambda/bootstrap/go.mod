@@ -1,0 +1,3 @@
+module sockerless/bootstrap
+
+go 1.22

@@ -15,7 +15,14 @@ from aiobotocore.session import get_session
 
 from sockerless_lambda_simulator import LambdaSimulator
 from tests.lambda_settings import SIMULATOR_OPTIONS
-from tests.simulator.helpers import ACTIVE_WAIT, IMAGE, client_options, process_alive, wait_for_async, wait_until
+from tests.simulator.helpers import (
+    ACTIVE_WAIT,
+    IMAGE,
+    client_options,
+    process_alive,
+    wait_for_async,
+    wait_until,
+)
 
 
 def test_refuses_a_non_loopback_host() -> None:

@@ -85,7 +85,9 @@ _SIGNALS = {
     "terminated": 15,
 }
 _TIMED_OUT = re.compile(r"Task timed out after ([\d.]+) seconds")
-_POLL_FIRST, _POLL_MAX = 0.25, 5.0
+#: Readiness polls: soon after the create, then every second at most, as botocore's own
+#: ``function_active_v2`` waiter does (GetFunction's quota of about 100/s allows it for many at once).
+_POLL_FIRST, _POLL_MAX = 0.25, 1.0
 #: Error codes of a throttled call: the answer of a later call may differ, so poll again.
 _THROTTLED = frozenset({"TooManyRequestsException", "ThrottlingException"})
 _RETRY_BASE, _RETRY_CAP = 0.2, 10.0

@@ -25,7 +25,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, cast
 
-from bench.common import SIMULATOR_SETTINGS
+from bench.common import BACKEND_SETTINGS, SIMULATOR_SETTINGS
 from sockerless.api.server import InternalAPIServer
 from sockerless.backend import BackendRuntime
 from sockerless.config import ServerConfig
@@ -67,6 +67,7 @@ async def serve(args: argparse.Namespace) -> None:
         endpoint_url=args.endpoint_url or None,
         simulate=args.simulate,
         max_concurrent_invocations=args.max_concurrent_invocations,
+        **BACKEND_SETTINGS,
     )
     backend = LambdaBackend(config, BackendRuntime(args.store, "bench-launcher"))
     server = InternalAPIServer(

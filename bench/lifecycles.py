@@ -21,7 +21,7 @@ from sockerless_lambda.backend import LambdaBackend
 from sockerless_lambda.config import LambdaConfig
 
 from .aws import LambdaClients, function_params
-from .common import IMAGE
+from .common import BACKEND_SETTINGS, IMAGE
 from .processes import FAKE_CREDENTIAL, Simulator
 
 __all__ = [
@@ -101,7 +101,9 @@ async def inprocess_backend(workdir: str, sim: Simulator) -> AsyncIterator[Lambd
     """A ``LambdaBackend`` in this process on the simulator, configured as ``serve`` configures it."""
     saved = {key: os.environ.get(key) for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
     os.environ.update(AWS_ACCESS_KEY_ID=FAKE_CREDENTIAL, AWS_SECRET_ACCESS_KEY=FAKE_CREDENTIAL)
-    config = LambdaConfig(region="us-east-1", role_arn=sim.role_arn, endpoint_url=sim.endpoint_url)
+    config = LambdaConfig(
+        region="us-east-1", role_arn=sim.role_arn, endpoint_url=sim.endpoint_url, **BACKEND_SETTINGS
+    )
     backend = LambdaBackend(config, BackendRuntime(os.path.join(workdir, "inprocess.sqlite3"), "bench"))
     try:
         await backend.start()

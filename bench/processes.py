@@ -31,7 +31,7 @@ from typing import Any
 import aiohttp
 from attrs import define
 
-from bench.common import simulator_flags
+from bench.common import backend_flags, simulator_flags
 
 __all__ = [
     "CLOUDWATCH_READS",
@@ -340,7 +340,7 @@ def sockerless_argv(
     argv += ["lambda"] if command == "serve" else ["--backend", "lambda", "--frontend-socket", docker_socket]
     argv += ["--server-tcp", tcp] if tcp else ["--server-socket", socket]
     argv += ["--store-path", store, "--lambda-region", "us-east-1"]
-    argv += ["--lambda-endpoint-url", sim.endpoint_url, "--lambda-role-arn", sim.role_arn]
+    argv += ["--lambda-endpoint-url", sim.endpoint_url, "--lambda-role-arn", sim.role_arn, *backend_flags()]
     return [*argv, *extra]
 
 

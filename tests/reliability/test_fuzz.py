@@ -676,6 +676,8 @@ def _expect_for(method: str, path: str, query: Query, found: int) -> set[int]:
             return {400}  # "you must choose at least one stream"
         if _following(query) and query.values.get("condition") == "removed":
             return {400}  # a follow ends at not-running or next-exit
+    if route == "POST /containers/{id}/rename" and not query.values.get("name"):
+        return {400}  # Docker checks the new name before it looks the container up
     return {found}
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiobotocore.session import get_session
 
-from tests.simulator.helpers import ACTIVE_WAIT, IMAGE, client_options
+from tests.simulator.helpers import IMAGE, client_options, wait_for_async
 
 _names = itertools.count(1)
 
@@ -37,8 +37,9 @@ def create_function(lambda_simulator: Any, lambda_client: Any) -> CreateFunction
     (in ``working_directory`` when given); CreateFunction's answer.
 
     New functions are ``Pending`` for a while (tests/lambda_settings.py), so it waits until the function
-    is ``Active`` with the ``function_active_v2`` waiter, as a client of AWS must before invoking;
-    ``active=False`` returns at once (tests of the Pending phase, tests that never invoke).
+    has left ``Pending``, as a client of AWS must before invoking (``Active`` mostly; a state rule may
+    make it ``Failed`` or another state, which the test then reads); ``active=False`` returns at once
+    (tests of the Pending phase, tests that never invoke).
     """
 
     async def create(
@@ -57,8 +58,12 @@ def create_function(lambda_simulator: Any, lambda_client: Any) -> CreateFunction
         params.update(options)
         response: dict[str, Any] = await lambda_client.create_function(**params)
         if active and response["State"] == "Pending":
-            waiter = lambda_client.get_waiter("function_active_v2")
-            await waiter.wait(FunctionName=response["FunctionName"], WaiterConfig=ACTIVE_WAIT)
+
+            async def left_pending() -> bool:
+                answer = await lambda_client.get_function(FunctionName=response["FunctionName"])
+                return bool(answer["Configuration"]["State"] != "Pending")
+
+            await wait_for_async(left_pending, what=f"{response['FunctionName']} left Pending")
         return response
 
     return create

@@ -51,11 +51,12 @@ async def invoke_conflict(lambda_client: Any, name: str) -> str:
 async def test_a_state_rule_fails_the_functions_of_a_matching_image(
     lambda_client: Any, create_function: Any
 ) -> None:
+    # CreateFunction answers Pending (as AWS does, with the suites' Pending); the state follows it.
     failed = await create_function("true", Code={"ImageUri": DENIED_IMAGE})
-    fine = await create_function("true")
+    fine = await state_of(lambda_client, (await create_function("true"))["FunctionName"])
 
     reason = "Lambda does not have permission to access the ECR image. Check the ECR permissions."
-    for configuration in (failed, await state_of(lambda_client, failed["FunctionName"])):
+    for configuration in [await state_of(lambda_client, failed["FunctionName"])]:
         assert configuration["State"] == "Failed"
         assert configuration["StateReasonCode"] == "ImageAccessDenied"
         assert configuration["StateReason"] == reason
@@ -122,7 +123,8 @@ async def test_a_reactivation_that_fails_leaves_the_function_inactive_with_its_r
 
     await invoke_conflict(lambda_client, name)
 
-    configuration = await state_of(lambda_client, name)
+    # The Invoke started a reactivation (Pending, Restoring) that fails: Inactive again, with its reason.
+    configuration = await until_state(lambda_client, name, "Inactive")
     assert (configuration["State"], configuration["StateReasonCode"]) == ("Inactive", "ImageDeleted")
 
 
@@ -143,7 +145,7 @@ async def test_deactivating_refuses_invokes_then_becomes_inactive(
 async def test_active_non_invocable_refuses_invokes_with_its_reason(
     lambda_client: Any, create_function: Any
 ) -> None:
-    created = await create_function("true")
+    created = await state_of(lambda_client, (await create_function("true"))["FunctionName"])
     assert (created["State"], created["StateReasonCode"]) == ("ActiveNonInvocable", "InsufficientCapacity")
     message = await invoke_conflict(lambda_client, created["FunctionName"])
     assert message.endswith("state: ActiveNonInvocable")
@@ -172,15 +174,17 @@ async def test_a_function_reads_deleting_while_its_delete_goes_on(
 async def test_a_rule_on_updates_fails_them_and_keeps_the_previous_configuration(
     lambda_client: Any, create_function: Any
 ) -> None:
-    created = await create_function("echo before")
-    name = created["FunctionName"]
-    assert created["LastUpdateStatus"] == "Successful"
+    name = (await create_function("echo before"))["FunctionName"]
+    assert (await state_of(lambda_client, name))["LastUpdateStatus"] == "Successful"
 
     await lambda_client.update_function_configuration(
         FunctionName=name, ImageConfig={"EntryPoint": ["sh", "-c"], "Command": ["echo after"]}
     )
 
     configuration = await state_of(lambda_client, name)
+    while configuration["LastUpdateStatus"] == "InProgress":  # the update's own Pending-like phase
+        await asyncio.sleep(0.02)
+        configuration = await state_of(lambda_client, name)
     assert configuration["State"] == "Active"
     assert configuration["LastUpdateStatus"] == "Failed"
     assert configuration["LastUpdateStatusReasonCode"] == "InvalidConfiguration"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -30,57 +30,9 @@ def add_control_routes(
 ) -> None:
     """``GET|POST|DELETE /_sim/faults``, ``DELETE /_sim/faults/{id}``, ``GET|POST|DELETE /_sim/states``,
     ``DELETE /_sim/states/{id}``, ``GET /_sim/stats``, ``POST /_sim/reset-stats``, ``GET /_sim/info``."""
+    _add_rule_routes(router, "faults", "kind", faults, FaultRule.from_json, "fault rule")
     state_rules = states if states is not None else StateRules()
-
-    async def list_states(_: web.Request) -> web.Response:
-        return web.json_response({"states": state_rules.describe()})
-
-    async def add_states(request: web.Request) -> web.Response:
-        try:
-            data = await request.json()
-        except ValueError:
-            return _bad_request("the body must be JSON: a state rule, a list of rules or {'states': [...]}")
-        items = data.get("states", data) if isinstance(data, dict) and "state" not in data else data
-        try:
-            rules = [StateRule.from_json(item) for item in (items if isinstance(items, list) else [items])]
-        except ValueError as exc:
-            return _bad_request(str(exc))
-        ids = [state_rules.add(rule) for rule in rules]
-        return web.json_response({"ids": ids, "states": state_rules.describe()}, status=201)
-
-    async def clear_states(_: web.Request) -> web.Response:
-        state_rules.clear()
-        return web.Response(status=204)
-
-    async def remove_state(request: web.Request) -> web.Response:
-        if not state_rules.remove(request.match_info["rule_id"]):
-            return web.json_response({"error": f"no state rule {request.match_info['rule_id']}"}, status=404)
-        return web.Response(status=204)
-
-    async def list_faults(_: web.Request) -> web.Response:
-        return web.json_response({"faults": faults.describe()})
-
-    async def add_faults(request: web.Request) -> web.Response:
-        try:
-            data = await request.json()
-        except ValueError:
-            return _bad_request("the body must be JSON: a fault rule, a list of rules or {'faults': [...]}")
-        items = data.get("faults", data) if isinstance(data, dict) and "kind" not in data else data
-        try:
-            rules = [FaultRule.from_json(item) for item in (items if isinstance(items, list) else [items])]
-        except ValueError as exc:
-            return _bad_request(str(exc))
-        ids = [faults.add(rule) for rule in rules]
-        return web.json_response({"ids": ids, "faults": faults.describe()}, status=201)
-
-    async def clear_faults(_: web.Request) -> web.Response:
-        faults.clear()
-        return web.Response(status=204)
-
-    async def remove_fault(request: web.Request) -> web.Response:
-        if not faults.remove(request.match_info["fault_id"]):
-            return web.json_response({"error": f"no fault rule {request.match_info['fault_id']}"}, status=404)
-        return web.Response(status=204)
+    _add_rule_routes(router, "states", "state", state_rules, StateRule.from_json, "state rule")
 
     async def get_stats(_: web.Request) -> web.Response:
         return web.json_response(stats.snapshot())
@@ -92,17 +44,59 @@ def add_control_routes(
     async def get_info(_: web.Request) -> web.Response:
         return web.json_response(dict(info()))
 
-    router.add_get(f"{CONTROL_PREFIX}/faults", list_faults)
-    router.add_post(f"{CONTROL_PREFIX}/faults", add_faults)
-    router.add_delete(f"{CONTROL_PREFIX}/faults", clear_faults)
-    router.add_delete(f"{CONTROL_PREFIX}/faults/{{fault_id}}", remove_fault)
-    router.add_get(f"{CONTROL_PREFIX}/states", list_states)
-    router.add_post(f"{CONTROL_PREFIX}/states", add_states)
-    router.add_delete(f"{CONTROL_PREFIX}/states", clear_states)
-    router.add_delete(f"{CONTROL_PREFIX}/states/{{rule_id}}", remove_state)
     router.add_get(f"{CONTROL_PREFIX}/stats", get_stats)
     router.add_post(f"{CONTROL_PREFIX}/reset-stats", reset_stats)
     router.add_get(f"{CONTROL_PREFIX}/info", get_info)
+
+
+class _RuleSet(Protocol):
+    def add(self, rule: Any, /) -> str: ...
+    def remove(self, rule_id: str, /) -> bool: ...
+    def clear(self) -> None: ...
+    def describe(self) -> list[dict[str, Any]]: ...
+
+
+def _add_rule_routes(
+    router: web.UrlDispatcher,
+    plural: str,
+    marker: str,
+    rules: _RuleSet,
+    parse: Callable[[Any], Any],
+    noun: str,
+) -> None:
+    """``GET|POST|DELETE /_sim/<plural>`` and ``DELETE /_sim/<plural>/{id}`` for one set of rules. A body
+    is one rule (a JSON object with its ``marker`` key), a list of rules or ``{"<plural>": [...]}``."""
+
+    async def list_rules(_: web.Request) -> web.Response:
+        return web.json_response({plural: rules.describe()})
+
+    async def add_rules(request: web.Request) -> web.Response:
+        try:
+            data = await request.json()
+        except ValueError:
+            return _bad_request(f"the body must be JSON: a {noun}, a list of rules or {{'{plural}': [...]}}")
+        items = data.get(plural, data) if isinstance(data, dict) and marker not in data else data
+        try:
+            parsed = [parse(item) for item in (items if isinstance(items, list) else [items])]
+        except ValueError as exc:
+            return _bad_request(str(exc))
+        ids = [rules.add(rule) for rule in parsed]
+        return web.json_response({"ids": ids, plural: rules.describe()}, status=201)
+
+    async def clear_rules(_: web.Request) -> web.Response:
+        rules.clear()
+        return web.Response(status=204)
+
+    async def remove_rule(request: web.Request) -> web.Response:
+        rule_id = request.match_info["rule_id"]
+        if not rules.remove(rule_id):
+            return web.json_response({"error": f"no {noun} {rule_id}"}, status=404)
+        return web.Response(status=204)
+
+    router.add_get(f"{CONTROL_PREFIX}/{plural}", list_rules)
+    router.add_post(f"{CONTROL_PREFIX}/{plural}", add_rules)
+    router.add_delete(f"{CONTROL_PREFIX}/{plural}", clear_rules)
+    router.add_delete(f"{CONTROL_PREFIX}/{plural}/{{rule_id}}", remove_rule)
 
 
 def _bad_request(message: str) -> web.Response:

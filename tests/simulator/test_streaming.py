@@ -202,6 +202,20 @@ async def test_event_is_not_an_invocation_type_of_this_api(lambda_client: Any, c
     )
 
 
+async def test_invoke_refuses_a_type_outside_its_model_the_same_way(
+    lambda_client: Any, create_function: Any
+) -> None:
+    created = await create_function("echo hi")
+
+    with pytest.raises(ClientError) as caught:
+        await lambda_client.invoke(FunctionName=created["FunctionName"], InvocationType="Later")
+
+    assert caught.value.response["Error"]["Message"] == (
+        "1 validation error detected: Value 'Later' at 'invocationType' failed to satisfy constraint: "
+        "Member must satisfy enum value set: [Event, RequestResponse, DryRun]"
+    )
+
+
 async def test_a_payload_over_6_mb_is_too_large(lambda_client: Any, create_function: Any) -> None:
     created = await create_function("cat")
 

@@ -303,6 +303,10 @@ async def test_init_longer_than_the_init_timeout_fails(
     assert json.loads(body)["errorType"] == "Sandbox.Timedout"
     messages = [event["message"] for event in await written_log(f"/aws/lambda/{name}")]
     assert any(m.startswith("INIT_REPORT") and "Phase: init\tStatus: timeout" in m for m in messages)
+    # Init again inside the invocation, bounded by the function's timeout: the invocation timed out.
+    assert any(m.startswith("INIT_REPORT") and "Phase: invoke\tStatus: timeout" in m for m in messages)
+    assert any(m.endswith("Task timed out after 1.00 seconds\n") for m in messages)
+    assert messages[-1].startswith("REPORT") and messages[-1].endswith("Status: timeout\t\n")
 
 
 @pytest.mark.lambda_simulator(environment_idle_seconds=0.3)

@@ -448,3 +448,31 @@ async def test_the_bootstrap_streams_its_frames_through_invoke_with_response_str
     record = json.loads(streams(body)[255])
     assert (record["status"], record["mode"]) == (4, "streaming")
     assert events[-1]["InvokeComplete"].get("ErrorCode") in (None, "")
+
+
+def test_the_command_line_sets_the_runtime_model_and_its_settings() -> None:
+    from sockerless_lambda_simulator.cli import _parser, simulator_from
+
+    defaults = simulator_from(_parser().parse_args([])).config
+    assert (defaults.runtime_model, defaults.init_timeout_seconds) == ("lambda", 10.0)
+    assert (defaults.environment_idle_seconds, defaults.bootstrap_binaries) == (300.0, None)
+
+    config = simulator_from(
+        _parser().parse_args(
+            [
+                "--runtime-model=direct",
+                "--init-timeout-seconds=2",
+                "--environment-idle-seconds=5",
+                "--bootstrap-binary=x86_64=/opt/b-amd64",
+                "--bootstrap-binary=arm64=/opt/b-arm64",
+            ]
+        )
+    ).config
+    assert (config.runtime_model, config.init_timeout_seconds, config.environment_idle_seconds) == (
+        "direct",
+        2.0,
+        5.0,
+    )
+    assert config.bootstrap_binaries == {"x86_64": "/opt/b-amd64", "arm64": "/opt/b-arm64"}
+    with pytest.raises(SystemExit):
+        simulator_from(_parser().parse_args(["--bootstrap-binary=x86_64"]))

@@ -1,0 +1,146 @@
+"""Containers run through the bootstrap, end to end: the simulator runs functions as Lambda does (Init,
+the Runtime API) with the host's bootstrap binary, and answers InvokeWithResponseStream as an AWS event
+stream that the real aiobotocore decodes. Output arrives live with its exact bytes, the exit is the
+bootstrap's, and a restart during a run recovers both from the durable copy."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from sockerless.backend import LogsOptions
+from sockerless.models import ContainerConfig, ContainerCreateRequest
+from sockerless_lambda.backend import LambdaBackend
+from sockerless_lambda.bootstrap.payload import BOOTSTRAP_ENTRYPOINT
+
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/jobs:latest"
+#: The run's timeout (lambda.timeout): the function's is one more second, the bootstrap's margin.
+RUN_SECONDS = 4
+
+
+@pytest.fixture
+def lambda_simulator_options(lambda_simulator_options: dict[str, Any]) -> dict[str, Any]:
+    return {**lambda_simulator_options, "runtime_model": "lambda"}
+
+
+@pytest.fixture
+def config_overrides() -> dict[str, Any]:
+    return {"bootstrap": True, "timeout": RUN_SECONDS}
+
+
+async def _create(backend: LambdaBackend, *argv: str, env: list[str] | None = None) -> str:
+    request = ContainerCreateRequest(config=ContainerConfig(image=IMAGE, cmd=list(argv), env=env))
+    return (await backend.create_container(request, None)).id
+
+
+async def _run(backend: LambdaBackend, *argv: str, env: list[str] | None = None) -> Any:
+    container_id = await _create(backend, *argv, env=env)
+    await backend.start_container(container_id)
+    return await _exited(backend, container_id)
+
+
+async def _exited(backend: LambdaBackend, container_id: str, timeout: float = 30) -> Any:
+    async def wait() -> None:
+        while backend.store.resolve_container(container_id).status == "running":
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(wait(), timeout)
+    return backend.store.resolve_container(container_id)
+
+
+async def _frames(backend: LambdaBackend, container_id: str) -> list[tuple[int, bytes]]:
+    logs = await backend.container_logs(container_id, LogsOptions())
+    return [(line.stream, line.data) async for line in logs.lines]
+
+
+def _stream(frames: list[tuple[int, bytes]], stream: int) -> bytes:
+    return b"".join(data for number, data in frames if number == stream)
+
+
+async def test_the_function_runs_the_bootstrap(backend: LambdaBackend) -> None:
+    container_id = await _create(backend, "true")
+    name = backend.store.resolve_container(container_id).backend_state.function_name
+    configuration = await backend.clients.control.get_function_configuration(FunctionName=name)
+    assert configuration["ImageConfigResponse"]["ImageConfig"] == {"EntryPoint": [BOOTSTRAP_ENTRYPOINT]}
+    assert configuration["Timeout"] == RUN_SECONDS + 1
+
+
+async def test_output_keeps_exact_bytes_and_streams_apart(backend: LambdaBackend) -> None:
+    record = await _run(backend, "sh", "-c", r"printf 'out\377\n\000x'; printf 'err\n' >&2; printf 'tail'")
+    assert (record.exit_code, record.error) == (0, "")
+    frames = await _frames(backend, record.id)
+    assert _stream(frames, 1) == b"out\xff\n\x00xtail"
+    assert _stream(frames, 2) == b"err\n"
+    assert record.backend_state.output_complete
+
+
+@pytest.mark.parametrize(
+    ("argv", "status", "error"),
+    [
+        (["sh", "-c", "exit 0"], 0, ""),
+        (["sh", "-c", "exit 3"], 3, ""),
+        (["no-such-command-here"], 127, "no-such-command-here"),
+        (["/etc/hostname"], 126, "/etc/hostname"),
+        (["sh", "-c", "kill -TERM $$"], 143, ""),
+    ],
+)
+async def test_exit_statuses_are_exact(
+    backend: LambdaBackend, argv: list[str], status: int, error: str
+) -> None:
+    record = await _run(backend, *argv)
+    assert record.exit_code == status
+    assert error in record.error
+    assert bool(record.error) == bool(error)
+    assert not record.backend_state.daemon_error
+
+
+async def test_a_run_past_its_timeout_is_137_and_says_it_timed_out(backend: LambdaBackend) -> None:
+    record = await _run(backend, "sh", "-c", "echo started; sleep 60")
+    assert record.exit_code == 137
+    assert "timed out" in record.error
+    assert _stream(await _frames(backend, record.id), 1) == b"started\n"
+
+
+async def test_a_follower_reads_output_while_the_run_goes_on(backend: LambdaBackend) -> None:
+    container_id = await _create(backend, "sh", "-c", "echo a; sleep 2; echo b")
+    await backend.start_container(container_id)
+    logs = await backend.container_logs(container_id, LogsOptions(follow=True))
+    lines = logs.lines.__aiter__()
+    first = await asyncio.wait_for(anext(lines), 10)
+    assert first.data == b"a\n"
+    assert backend.store.resolve_container(container_id).status == "running"  # "b" is not printed yet
+    second = await asyncio.wait_for(anext(lines), 10)
+    assert second.data == b"b\n"
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(anext(lines), 10)  # the follow ends with the run
+    assert (await _exited(backend, container_id)).exit_code == 0
+
+
+async def test_an_environment_over_4_kb_works(backend: LambdaBackend) -> None:
+    env = [f"VAR_{n}=" + "v" * 100 for n in range(60)] + ["AWS_REGION=chosen"]  # 6 KB, a reserved name
+    record = await _run(backend, "sh", "-c", 'echo "$VAR_59 $AWS_REGION"', env=env)
+    assert record.exit_code == 0
+    assert _stream(await _frames(backend, record.id), 1) == b"v" * 100 + b" chosen\n"
+
+
+async def test_a_restart_during_a_run_recovers_output_and_status_from_the_durable_copy(
+    backend: LambdaBackend,
+) -> None:
+    container_id = await _create(backend, "sh", "-c", "echo one; sleep 2; echo two >&2; echo three; exit 5")
+    await backend.start_container(container_id)
+
+    async def first_line() -> None:
+        while not _stream(await _frames(backend, container_id), 1):
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(first_line(), 10)
+    assert backend.store.resolve_container(container_id).status == "running"
+    await backend.close()  # the run goes on in the simulator
+    await backend.start()  # recovers it from the durable copy
+    record = await _exited(backend, container_id)
+    assert (record.exit_code, record.error) == (5, "")
+    frames = await _frames(backend, container_id)
+    assert _stream(frames, 1) == b"one\nthree\n"
+    assert _stream(frames, 2) == b"two\n"

@@ -6,6 +6,7 @@ bootstrap's, and a restart during a run recovers both from the durable copy."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -63,7 +64,10 @@ async def test_the_function_runs_the_bootstrap(backend: LambdaBackend) -> None:
     container_id = await _create(backend, "true")
     name = backend.store.resolve_container(container_id).backend_state.function_name
     configuration = await backend.clients.control.get_function_configuration(FunctionName=name)
-    assert configuration["ImageConfigResponse"]["ImageConfig"] == {"EntryPoint": [BOOTSTRAP_ENTRYPOINT]}
+    image_config = configuration["ImageConfigResponse"]["ImageConfig"]
+    assert image_config["EntryPoint"] == [BOOTSTRAP_ENTRYPOINT]
+    assert not image_config.get("Command") and not image_config.get("WorkingDirectory")
+    assert "Environment" not in configuration
     assert configuration["Timeout"] == RUN_SECONDS + 1
 
 
@@ -103,18 +107,26 @@ async def test_a_run_past_its_timeout_is_137_and_says_it_timed_out(backend: Lamb
     assert _stream(await _frames(backend, record.id), 1) == b"started\n"
 
 
-async def test_a_follower_reads_output_while_the_run_goes_on(backend: LambdaBackend) -> None:
-    container_id = await _create(backend, "sh", "-c", "echo a; sleep 2; echo b")
+async def test_a_follower_reads_output_while_the_run_goes_on(backend: LambdaBackend, tmp_path: Path) -> None:
+    gate = tmp_path / "go"  # the command prints "b" only once the test has read "a"
+    container_id = await _create(
+        backend,
+        "sh",
+        "-c",
+        'echo a; while [ ! -e "$GATE" ]; do sleep 0.05; done; echo b',
+        env=[f"GATE={gate}"],
+    )
     await backend.start_container(container_id)
     logs = await backend.container_logs(container_id, LogsOptions(follow=True))
     lines = logs.lines.__aiter__()
-    first = await asyncio.wait_for(anext(lines), 10)
+    first = await asyncio.wait_for(anext(lines), 20)
     assert first.data == b"a\n"
-    assert backend.store.resolve_container(container_id).status == "running"  # "b" is not printed yet
-    second = await asyncio.wait_for(anext(lines), 10)
+    assert backend.store.resolve_container(container_id).status == "running"
+    gate.touch()
+    second = await asyncio.wait_for(anext(lines), 20)
     assert second.data == b"b\n"
     with pytest.raises(StopAsyncIteration):
-        await asyncio.wait_for(anext(lines), 10)  # the follow ends with the run
+        await asyncio.wait_for(anext(lines), 20)  # the follow ends with the run
     assert (await _exited(backend, container_id)).exit_code == 0
 
 
@@ -126,18 +138,26 @@ async def test_an_environment_over_4_kb_works(backend: LambdaBackend) -> None:
 
 
 async def test_a_restart_during_a_run_recovers_output_and_status_from_the_durable_copy(
-    backend: LambdaBackend,
+    backend: LambdaBackend, tmp_path: Path
 ) -> None:
-    container_id = await _create(backend, "sh", "-c", "echo one; sleep 2; echo two >&2; echo three; exit 5")
+    gate = tmp_path / "go"  # the run goes on past "one" only once the backend has stopped
+    container_id = await _create(
+        backend,
+        "sh",
+        "-c",
+        'echo one; while [ ! -e "$GATE" ]; do sleep 0.05; done; echo two >&2; echo three; exit 5',
+        env=[f"GATE={gate}"],
+    )
     await backend.start_container(container_id)
 
     async def first_line() -> None:
         while not _stream(await _frames(backend, container_id), 1):
             await asyncio.sleep(0.05)
 
-    await asyncio.wait_for(first_line(), 10)
+    await asyncio.wait_for(first_line(), 20)
     assert backend.store.resolve_container(container_id).status == "running"
     await backend.close()  # the run goes on in the simulator
+    gate.touch()
     await backend.start()  # recovers it from the durable copy
     record = await _exited(backend, container_id)
     assert (record.exit_code, record.error) == (5, "")

@@ -15,6 +15,7 @@ from sockerless.backend import LogsOptions
 from sockerless.models import ContainerConfig, ContainerCreateRequest
 from sockerless_lambda.backend import LambdaBackend
 from sockerless_lambda.bootstrap.payload import BOOTSTRAP_ENTRYPOINT
+from sockerless_lambda.bootstrap.records import DurableLine, durable_filter_pattern, parse_durable_line
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/jobs:latest"
 #: The run's timeout (lambda.timeout): the function's is one more second, the bootstrap's margin.
@@ -164,3 +165,27 @@ async def test_a_restart_during_a_run_recovers_output_and_status_from_the_durabl
     frames = await _frames(backend, container_id)
     assert _stream(frames, 1) == b"one\nthree\n"
     assert _stream(frames, 2) == b"two\n"
+
+
+async def test_the_durable_copy_of_a_run_is_found_by_its_run_id(backend: LambdaBackend) -> None:
+    record = await _run(backend, "sh", "-c", r"printf 'x\377'; printf 'e' >&2; exit 4")
+    run = record.backend_state.run_id
+    assert run == f"{record.id}-1"
+
+    async def copy() -> list[DurableLine]:
+        while True:
+            answer = await backend.clients.logs.filter_log_events(
+                logGroupName=backend.config.log_group, filterPattern=durable_filter_pattern(run)
+            )
+            lines = [parse_durable_line(event["message"].rstrip("\n"), run) for event in answer["events"]]
+            found = sorted((line for line in lines if line is not None), key=lambda line: line.seq)
+            if found and found[-1].exit is not None:
+                return found
+            await asyncio.sleep(0.1)
+
+    lines = await asyncio.wait_for(copy(), 20)
+    assert [line.seq for line in lines] == list(range(len(lines)))
+    assert b"".join(line.data for line in lines if line.stream == 1) == b"x\xff"
+    assert b"".join(line.data for line in lines if line.stream == 2) == b"e"
+    exit_record = lines[-1].exit
+    assert exit_record is not None and exit_record.status == 4

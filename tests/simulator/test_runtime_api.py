@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import struct
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,87 +20,6 @@ import pytest
 from tests.simulator.helpers import process_alive, wait_until
 
 BOOTSTRAP = "/opt/sockerless/bootstrap"
-
-# A custom runtime: loops on /next; the event's "action" says what to do with the invocation.
-RUNTIME = r"""
-import base64, http.client, json, os, sys, time, urllib.request
-
-host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")
-base = "/2018-06-01/runtime"
-marker = sys.argv[1] if len(sys.argv) > 1 else ""
-if marker and not os.path.exists(marker):
-    open(marker, "w").close()
-    print("init fails the first time", flush=True)
-    sys.exit(7)
-print("runtime ready", flush=True)
-
-
-def call(method, path, body=None, headers=None):
-    connection = http.client.HTTPConnection(host, int(port))
-    connection.request(method, base + path, body=body, headers=headers or {})
-    answer = connection.getresponse()
-    data = answer.read()
-    connection.close()
-    return answer, data
-
-
-while True:
-    answer, data = call("GET", "/invocation/next")
-    request_id = answer.getheader("Lambda-Runtime-Aws-Request-Id")
-    event = json.loads(data or b"null") or {}
-    action = event.get("action")
-    print("handling", action, flush=True)
-    if action == "barrier":
-        open(event["touch"], "w").close()
-        while event.get("wait") and not os.path.exists(event["wait"]):
-            time.sleep(0.01)
-    if action == "hang":
-        time.sleep(1000)
-    elif action == "exit":
-        sys.exit(event.get("status", 0))
-    elif action == "error":
-        document = json.dumps({"errorMessage": "it broke", "errorType": "App.Broken", "stackTrace": []})
-        call("POST", f"/invocation/{request_id}/error", document,
-             {"Lambda-Runtime-Function-Error-Type": "App.Broken"})
-    elif action == "stream":
-        connection = http.client.HTTPConnection(host, int(port))
-        connection.putrequest("POST", f"{base}/invocation/{request_id}/response")
-        connection.putheader("Lambda-Runtime-Function-Response-Mode", "streaming")
-        connection.putheader("Transfer-Encoding", "chunked")
-        connection.endheaders()
-        for part in (b"hello ", b"world"):
-            connection.send(b"%x\r\n%s\r\n" % (len(part), part))
-        if event.get("fail"):
-            body = base64.b64encode(json.dumps({"errorMessage": "late", "errorType": "App.Late"}).encode())
-            connection.send(b"0\r\nLambda-Runtime-Function-Error-Type: App.Late\r\n"
-                            b"Lambda-Runtime-Function-Error-Body: " + body + b"\r\n\r\n")
-        else:
-            connection.send(b"0\r\n\r\n")
-        connection.getresponse().read()
-        connection.close()
-    elif action == "big":
-        answer, _ = call("POST", f"/invocation/{request_id}/response", b"x" * (6_291_556 + 1))
-        print("big answered", answer.status, flush=True)
-    elif action == "bad-mode":
-        answer, _ = call("POST", f"/invocation/{request_id}/response", b"{}",
-                         {"Lambda-Runtime-Function-Response-Mode": "Streaming"})
-        print("bad mode answered", answer.status, flush=True)
-        next_answer, _ = call("GET", "/invocation/next")
-        print("next after bad mode", next_answer.status, flush=True)
-        sys.exit(1)
-    else:
-        wrong, _ = call("POST", "/invocation/not-this-one/response", b"{}")
-        body = json.dumps({"pid": os.getpid(), "event": event, "wrong_id_status": wrong.status,
-                           "tmpdir": os.environ.get("TMPDIR"), "cwd": os.getcwd()})
-        call("POST", f"/invocation/{request_id}/response", body)
-"""
-
-
-@pytest.fixture
-def runtime_script(tmp_path: Path) -> str:
-    path = tmp_path / "runtime.py"
-    path.write_text(RUNTIME)
-    return str(path)
 
 
 def bootstrap_available() -> bool:
@@ -151,13 +69,6 @@ def process_state(pid: int) -> str:
         return stat.read().rsplit(")", 1)[1].split()[0]
 
 
-async def python_function(create_function: Any, runtime_script: str, *args: str, **options: Any) -> str:
-    created = await create_function(
-        None, ImageConfig={"EntryPoint": [sys.executable, runtime_script, *args]}, **options
-    )
-    return str(created["FunctionName"])
-
-
 # -- a command that does not speak the Runtime API --------------------------------------------------
 
 
@@ -203,9 +114,9 @@ async def test_a_command_that_exits_zero_is_exited_without_a_reason(
 
 
 async def test_the_runtime_answers_and_its_environment_is_reused_and_frozen(
-    lambda_client: Any, create_function: Any, runtime_script: str, written_log: Any
+    lambda_client: Any, runtime_function: Any, written_log: Any
 ) -> None:
-    name = await python_function(create_function, runtime_script)
+    name = await runtime_function()
 
     response, body = await invoke(lambda_client, name, {"n": 1})
     first = json.loads(body)
@@ -228,9 +139,9 @@ async def test_the_runtime_answers_and_its_environment_is_reused_and_frozen(
 
 
 async def test_concurrent_invocations_get_environments_of_their_own(
-    lambda_client: Any, create_function: Any, runtime_script: str, tmp_path: Path
+    lambda_client: Any, runtime_function: Any, tmp_path: Path
 ) -> None:
-    name = await python_function(create_function, runtime_script)
+    name = await runtime_function()
     first_in, second_in = tmp_path / "first-in", tmp_path / "second-in"
 
     # The first invocation holds its environment until the second one has run.
@@ -245,9 +156,9 @@ async def test_concurrent_invocations_get_environments_of_their_own(
 
 
 async def test_timeout_kills_the_environment_and_the_next_invocation_gets_a_new_one(
-    lambda_client: Any, create_function: Any, runtime_script: str
+    lambda_client: Any, runtime_function: Any
 ) -> None:
-    name = await python_function(create_function, runtime_script, Timeout=1)
+    name = await runtime_function(Timeout=1)
     _, body = await invoke(lambda_client, name, {})
     pid = json.loads(body)["pid"]
 
@@ -263,9 +174,9 @@ async def test_timeout_kills_the_environment_and_the_next_invocation_gets_a_new_
 
 
 async def test_a_runtime_that_exits_during_an_invocation_is_an_exit_error(
-    lambda_client: Any, create_function: Any, runtime_script: str
+    lambda_client: Any, runtime_function: Any
 ) -> None:
-    name = await python_function(create_function, runtime_script)
+    name = await runtime_function()
 
     response, body = await invoke(lambda_client, name, {"action": "exit", "status": 5})
 
@@ -277,9 +188,9 @@ async def test_a_runtime_that_exits_during_an_invocation_is_an_exit_error(
 
 
 async def test_an_error_posted_by_the_runtime_is_unhandled_with_its_body(
-    lambda_client: Any, create_function: Any, runtime_script: str
+    lambda_client: Any, runtime_function: Any
 ) -> None:
-    name = await python_function(create_function, runtime_script)
+    name = await runtime_function()
 
     response, body = await invoke(lambda_client, name, {"action": "error"})
 
@@ -290,9 +201,9 @@ async def test_an_error_posted_by_the_runtime_is_unhandled_with_its_body(
 
 
 async def test_a_streamed_response_is_the_buffered_answer_and_a_trailer_error_fails_it(
-    lambda_client: Any, create_function: Any, runtime_script: str
+    lambda_client: Any, runtime_function: Any
 ) -> None:
-    name = await python_function(create_function, runtime_script)
+    name = await runtime_function()
 
     response, body = await invoke(lambda_client, name, {"action": "stream"})
     assert "FunctionError" not in response
@@ -304,9 +215,9 @@ async def test_a_streamed_response_is_the_buffered_answer_and_a_trailer_error_fa
 
 
 async def test_a_buffered_response_over_6_mb_is_refused(
-    lambda_client: Any, create_function: Any, runtime_script: str, written_log: Any
+    lambda_client: Any, runtime_function: Any, written_log: Any
 ) -> None:
-    name = await python_function(create_function, runtime_script)
+    name = await runtime_function()
 
     response, body = await invoke(lambda_client, name, {"action": "big"})
 
@@ -317,9 +228,9 @@ async def test_a_buffered_response_over_6_mb_is_refused(
 
 
 async def test_a_wrong_response_mode_is_refused_and_later_calls_are_invalid(
-    lambda_client: Any, create_function: Any, runtime_script: str, written_log: Any
+    lambda_client: Any, runtime_function: Any, written_log: Any
 ) -> None:
-    name = await python_function(create_function, runtime_script)
+    name = await runtime_function()
 
     response, _ = await invoke(lambda_client, name, {"action": "bad-mode"})
 
@@ -330,9 +241,9 @@ async def test_a_wrong_response_mode_is_refused_and_later_calls_are_invalid(
 
 
 async def test_an_init_error_then_a_successful_init_inside_the_invocation(
-    lambda_client: Any, create_function: Any, runtime_script: str, tmp_path: Path, written_log: Any
+    lambda_client: Any, runtime_function: Any, tmp_path: Path, written_log: Any
 ) -> None:
-    name = await python_function(create_function, runtime_script, str(tmp_path / "init-marker"))
+    name = await runtime_function(str(tmp_path / "init-marker"))
 
     response, body = await invoke(lambda_client, name, {"n": 1})
 
@@ -360,10 +271,8 @@ async def test_init_longer_than_the_init_timeout_fails(
 
 
 @pytest.mark.lambda_simulator(environment_idle_seconds=0.3)
-async def test_an_idle_environment_is_killed(
-    lambda_client: Any, create_function: Any, runtime_script: str
-) -> None:
-    name = await python_function(create_function, runtime_script)
+async def test_an_idle_environment_is_killed(lambda_client: Any, runtime_function: Any) -> None:
+    name = await runtime_function()
     _, body = await invoke(lambda_client, name, {})
     pid = json.loads(body)["pid"]
 
@@ -371,9 +280,9 @@ async def test_an_idle_environment_is_killed(
 
 
 async def test_closing_the_simulator_kills_the_environments(
-    lambda_simulator: Any, lambda_client: Any, create_function: Any, runtime_script: str
+    lambda_simulator: Any, lambda_client: Any, runtime_function: Any
 ) -> None:
-    name = await python_function(create_function, runtime_script)
+    name = await runtime_function()
     _, body = await invoke(lambda_client, name, {})
     result = json.loads(body)
 
@@ -383,10 +292,8 @@ async def test_closing_the_simulator_kills_the_environments(
     assert not os.path.exists(result["tmpdir"])
 
 
-async def test_an_updated_function_gets_a_new_environment(
-    lambda_client: Any, create_function: Any, runtime_script: str
-) -> None:
-    name = await python_function(create_function, runtime_script)
+async def test_an_updated_function_gets_a_new_environment(lambda_client: Any, runtime_function: Any) -> None:
+    name = await runtime_function()
     _, body = await invoke(lambda_client, name, {})
     pid = json.loads(body)["pid"]
 

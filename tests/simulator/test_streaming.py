@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from sockerless_lambda_simulator.eventstream import (
     CONTENT_TYPE,
-    MAX_PAYLOAD_BYTES,
+    MAX_MESSAGE_BYTES,
     encode_message,
     invoke_complete,
     payload_chunks,
@@ -321,11 +321,15 @@ def test_a_large_payload_that_is_not_utf8_decodes_as_lambdas_payload_chunk() -> 
 
 
 def test_a_chunk_over_a_messages_limit_is_split() -> None:
-    data = b"\x00" * MAX_PAYLOAD_BYTES + b"\x01"
+    data = bytes(range(256)) * (MAX_MESSAGE_BYTES // 256)  # a message's size: no room for the framing
 
-    events = list(_lambda_event_stream(b"".join(payload_chunks(data))))
+    messages = list(payload_chunks(data))
+    events = list(_lambda_event_stream(b"".join(messages)))
 
-    assert [len(event["PayloadChunk"]["Payload"]) for event in events] == [MAX_PAYLOAD_BYTES, 1]
+    assert [len(message) for message in messages] == [
+        MAX_MESSAGE_BYTES,
+        len(b"".join(messages)) - MAX_MESSAGE_BYTES,
+    ]
     assert b"".join(event["PayloadChunk"]["Payload"] for event in events) == data
 
 
@@ -335,11 +339,14 @@ def test_invoke_complete_carries_only_the_members_that_are_set() -> None:
     assert events == [{"InvokeComplete": {}}]
 
 
-def test_headers_past_the_formats_limits_are_refused() -> None:
+def test_what_is_past_the_formats_limits_is_refused() -> None:
     with pytest.raises(ValueError, match="header name"):
         encode_message({"n" * 256: "v"}, b"")
     with pytest.raises(ValueError, match="at most 32767 bytes"):
         encode_message({"name": "v" * 32768}, b"")
+    with pytest.raises(ValueError, match="exceeds 16777216"):
+        encode_message({}, b"x" * (MAX_MESSAGE_BYTES - 15))
+    assert len(encode_message({}, b"x" * (MAX_MESSAGE_BYTES - 16))) == MAX_MESSAGE_BYTES
 
 
 class _RawBody:

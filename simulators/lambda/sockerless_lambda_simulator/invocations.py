@@ -457,6 +457,13 @@ class InvocationRunner:
         def elapsed() -> float:
             return (time.monotonic() - started) * 1000.0
 
+        if not config.argv:
+            log.warning(
+                "function %s has no ImageConfig EntryPoint or Command: the simulator does not read the "
+                "image, so it has nothing to run: Init fails like an image whose runtime exits at once",
+                config.name,
+            )
+            return elapsed(), _no_reason(request_id)
         argv, problem = self._runtime_argv(config)
         if argv is None:
             return elapsed(), _Failure(
@@ -494,11 +501,6 @@ class InvocationRunner:
 
     def _runtime_argv(self, config: FunctionConfig) -> tuple[tuple[str, ...] | None, str]:
         """The command that starts the function's runtime here, or None and why it cannot start."""
-        if not config.argv:
-            return None, (
-                "the function has no ImageConfig EntryPoint or Command: the simulator does not read the "
-                "image, so it has nothing to run"
-            )
         if config.argv[0] != BOOTSTRAP_IMAGE_PATH:
             if config.image_uri not in self._warned_images:
                 self._warned_images.add(config.image_uri)

@@ -6,17 +6,25 @@ bootstrap's, and a restart during a run recovers both from the durable copy."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
+import sys
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
-from sockerless.backend import LogsOptions
+from sockerless.backend import BackendRuntime, LogsOptions
+from sockerless.cli import instance_id_for
 from sockerless.models import ContainerConfig, ContainerCreateRequest
 from sockerless_lambda.backend import LambdaBackend
 from sockerless_lambda.bootstrap.payload import BOOTSTRAP_ENTRYPOINT
 from sockerless_lambda.bootstrap.records import DurableLine, durable_filter_pattern, parse_durable_line
+from tests.lambda_settings import simulator_config
 
+API = "http://backend/internal/v1"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/jobs:latest"
 #: The run's timeout (lambda.timeout): the function's is one more second, the bootstrap's margin.
 RUN_SECONDS = 4
@@ -189,3 +197,76 @@ async def test_the_durable_copy_of_a_run_is_found_by_its_run_id(backend: LambdaB
     assert b"".join(line.data for line in lines if line.stream == 2) == b"e"
     exit_record = lines[-1].exit
     assert exit_record is not None and exit_record.status == 4
+
+
+async def test_a_backend_killed_during_a_run_recovers_its_output_and_status(
+    lambda_simulator: Any, tmp_path: Path
+) -> None:
+    """SIGKILL of the backend process while its run is in flight; the run goes on and ends in Lambda,
+    and the next start takes the output and the exit from the durable copy."""
+    state_path, socket_path = str(tmp_path / "state.sqlite3"), str(tmp_path / "backend.sock")
+    gate = tmp_path / "go"
+    flags = [
+        "--store-path", state_path,
+        "--lambda-region", lambda_simulator.region,
+        "--lambda-role-arn", lambda_simulator.role_arn,
+        "--lambda-endpoint-url", lambda_simulator.endpoint_url,
+        "--lambda-bootstrap",
+        f"--lambda-timeout={RUN_SECONDS}",
+    ]  # fmt: skip
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "import sys; from sockerless_lambda.cli import main; sys.exit(main())",
+        "--server-socket",
+        socket_path,
+        *flags,
+        env=dict(os.environ),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    command = 'printf "one\\n\\377"; while [ ! -e "$GATE" ]; do sleep 0.05; done; echo two >&2; exit 6'
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=socket_path)) as session:
+
+            async def serving() -> None:
+                while True:
+                    assert process.returncode is None, "the backend process exited"
+                    with contextlib.suppress(aiohttp.ClientConnectionError):
+                        async with session.get(f"{API}/capabilities") as response:
+                            if response.status == 200:
+                                return
+                    await asyncio.sleep(0.05)
+
+            await asyncio.wait_for(serving(), 30)
+            body = {"Image": IMAGE, "Cmd": ["sh", "-c", command], "Env": [f"GATE={gate}"]}
+            async with session.post(f"{API}/containers", json=body) as response:
+                assert response.status == 201, await response.text()
+                container_id = (await response.json())["Id"]
+            async with session.post(f"{API}/containers/{container_id}/start") as response:
+                assert response.status == 204, await response.text()
+
+            async def invoking() -> None:
+                while lambda_simulator.stats.running < 1:
+                    await asyncio.sleep(0.05)
+
+            await asyncio.wait_for(invoking(), 20)
+        process.send_signal(signal.SIGKILL)  # mid-run: the command waits for the gate in the simulator
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await asyncio.wait_for(process.wait(), 10)
+    gate.touch()
+
+    config = simulator_config(lambda_simulator, bootstrap=True, timeout=RUN_SECONDS)
+    backend = LambdaBackend(config, BackendRuntime(state_path, instance_id_for(state_path)))
+    await backend.start()
+    try:
+        record = await _exited(backend, container_id)
+        assert (record.exit_code, record.error) == (6, "")
+        assert lambda_simulator.stats.snapshot()["invocations"]["started"] == 1  # never invoked twice
+        frames = await _frames(backend, container_id)
+        assert _stream(frames, 1) == b"one\n\xff"
+        assert _stream(frames, 2) == b"two\n"
+    finally:
+        await backend.close()

@@ -65,6 +65,8 @@ while True:
         connection.endheaders()
         for part in (b"hello ", b"world"):
             connection.send(b"%x\r\n%s\r\n" % (len(part), part))
+            while part == b"hello " and event.get("wait") and not os.path.exists(event["wait"]):
+                time.sleep(0.01)  # the caller has "hello " before "world" is written
         if event.get("fail"):
             body = base64.b64encode(json.dumps({"errorMessage": "late", "errorType": "App.Late"}).encode())
             connection.send(b"0\r\nLambda-Runtime-Function-Error-Type: App.Late\r\n"

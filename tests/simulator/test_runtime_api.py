@@ -214,6 +214,41 @@ async def test_a_streamed_response_is_the_buffered_answer_and_a_trailer_error_fa
     assert json.loads(body) == {"errorMessage": "late", "errorType": "App.Late"}
 
 
+async def test_invoke_with_response_stream_delivers_the_bytes_as_the_runtime_sends_them(
+    lambda_client: Any, runtime_function: Any, tmp_path: Path
+) -> None:
+    name = await runtime_function()
+    gate = tmp_path / "gate"
+
+    response = await lambda_client.invoke_with_response_stream(
+        FunctionName=name, Payload=json.dumps({"action": "stream", "wait": str(gate)}).encode()
+    )
+    events = response["EventStream"].__aiter__()
+    first = await events.__anext__()
+    # The runtime holds the rest of its answer until the caller has the first chunk.
+    assert first == {"PayloadChunk": {"Payload": b"hello "}}
+    gate.touch()
+    rest = [event async for event in events]
+
+    assert rest[0] == {"PayloadChunk": {"Payload": b"world"}}
+    assert rest[-1]["InvokeComplete"].get("ErrorCode") in (None, "")
+
+
+async def test_invoke_with_response_stream_ends_with_the_trailer_error(
+    lambda_client: Any, runtime_function: Any
+) -> None:
+    name = await runtime_function()
+
+    response = await lambda_client.invoke_with_response_stream(
+        FunctionName=name, Payload=json.dumps({"action": "stream", "fail": True}).encode()
+    )
+    events = [event async for event in response["EventStream"]]
+
+    assert b"".join(e["PayloadChunk"]["Payload"] for e in events if "PayloadChunk" in e) == b"hello world"
+    complete = events[-1]["InvokeComplete"]
+    assert (complete["ErrorCode"], complete["ErrorDetails"]) == ("App.Late", "late")
+
+
 async def test_a_buffered_response_over_6_mb_is_refused(
     lambda_client: Any, runtime_function: Any, written_log: Any
 ) -> None:
@@ -375,3 +410,22 @@ async def test_without_a_bootstrap_binary_the_invocation_fails_invalid_entrypoin
     error = json.loads(body)
     assert error["errorType"] == "Runtime.InvalidEntrypoint"
     assert "./dev setup" in error["errorMessage"]
+
+
+@needs_bootstrap
+async def test_the_bootstrap_streams_its_frames_through_invoke_with_response_stream(
+    lambda_client: Any, create_function: Any
+) -> None:
+    created = await create_function(None, ImageConfig={"EntryPoint": [BOOTSTRAP]})
+    payload = payload_v1("run-s", "echo one; echo two >&2; exit 4")
+
+    response = await lambda_client.invoke_with_response_stream(
+        FunctionName=created["FunctionName"], Payload=json.dumps(payload).encode()
+    )
+    events = [event async for event in response["EventStream"]]
+
+    body = b"".join(e["PayloadChunk"]["Payload"] for e in events if "PayloadChunk" in e)
+    assert streams(body)[1] == b"one\n" and streams(body)[2] == b"two\n"
+    record = json.loads(streams(body)[255])
+    assert (record["status"], record["mode"]) == (4, "streaming")
+    assert events[-1]["InvokeComplete"].get("ErrorCode") in (None, "")

@@ -12,7 +12,7 @@ import random
 import signal
 import time
 import uuid
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -34,7 +34,7 @@ from .operations import AwsScope
 from .runtime import ProcessOutcome, ProcessSpec, run_process
 from .state import FunctionStateOverlay
 from .stats import Stats
-from .streaming import InvocationStream, buffered_stream
+from .streaming import InvocationStream, StreamOutcome, _error_of, buffered_stream
 
 __all__ = ["InvocationResult", "InvocationRunner", "InvocationType", "RuntimeModel"]
 
@@ -647,12 +647,38 @@ class InvocationRunner:
     ) -> InvocationStream:
         """A synchronous invocation whose response is read as a stream (InvokeWithResponseStream).
 
-        For now the run ends before the stream starts (``buffered_stream``). It is tracked, so ``close``
-        ends it; a caller that goes away does not (the run goes on, as in Lambda).
+        In Lambda's model the runtime's bytes reach the stream as they arrive (streamed or buffered by
+        the runtime); in the direct model the run ends before the stream starts (``buffered_stream``).
+        It is tracked, so ``close`` ends it; a caller that goes away does not (the run goes on, as in
+        Lambda).
         """
         request_id = request_id or str(uuid.uuid4())
-        task = self._track(self.invoke(scope, config, payload, request_id), config, request_id)
-        return buffered_stream(await asyncio.shield(task))
+        if self._runtime_model is RuntimeModel.DIRECT:
+            task = self._track(self.invoke(scope, config, payload, request_id), config, request_id)
+            return buffered_stream(await asyncio.shield(task))
+        live: asyncio.Queue[bytes | None] = asyncio.Queue()
+        run = self._track(self._invoke_lambda(scope, config, payload, request_id, live), config, request_id)
+        outcome: asyncio.Future[StreamOutcome] = asyncio.get_running_loop().create_future()
+
+        def ended(task: asyncio.Task[InvocationResult]) -> None:
+            live.put_nowait(None)  # whatever happened, the body ends
+            if outcome.done():
+                return
+            if task.cancelled():
+                outcome.cancel()
+            elif task.exception() is not None:
+                outcome.set_exception(task.exception() or RuntimeError("invocation failed"))
+                outcome.exception()  # retrieved: the task's own callback logs it
+            else:
+                result = task.result()
+                if result.function_error is None:
+                    outcome.set_result(StreamOutcome(None, "", result.log_tail))
+                else:
+                    code, details = _error_of(result.payload, result.function_error)
+                    outcome.set_result(StreamOutcome(code, details, result.log_tail))
+
+        run.add_done_callback(ended)
+        return InvocationStream(request_id, config.version, _live_chunks(live), outcome)
 
 
 class _Records:
@@ -859,3 +885,12 @@ def _no_reason(request_id: str) -> _Failure:
 def _trace_id() -> str:
     """An X-Ray trace header as Lambda passes it (``Lambda-Runtime-Trace-Id``); not sampled."""
     return f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]};Parent={uuid.uuid4().hex[:16]};Sampled=0"
+
+
+async def _live_chunks(queue: asyncio.Queue[bytes | None]) -> AsyncIterator[bytes]:
+    """The response's bytes as the runtime sends them, until the invocation's end (``None``)."""
+    while True:
+        chunk = await queue.get()
+        if chunk is None:
+            return
+        yield chunk

@@ -283,3 +283,20 @@ async def test_20_mb_of_random_bytes_arrive_identical(backend: LambdaBackend) ->
     data = _stream(frames, 1)
     assert len(data) == 20_000_000
     assert hashlib.sha256(data).hexdigest() == _stream(frames, 2).split()[0].decode()
+
+
+async def test_a_bootstrap_that_dies_gives_lambdas_error_as_the_outcome(backend: LambdaBackend) -> None:
+    """No exit record, but InvokeComplete's ErrorCode (Runtime.ExitError): the outcome rules apply."""
+    container_id = await _create(backend, "sh", "-c", "echo $PPID; sleep 60")  # its parent: the bootstrap
+    await backend.start_container(container_id)
+
+    async def bootstrap_pid() -> int:
+        while not (out := _stream(await _frames(backend, container_id), 1)).endswith(b"\n"):
+            await asyncio.sleep(0.05)
+        return int(out)
+
+    os.kill(await asyncio.wait_for(bootstrap_pid(), 20), signal.SIGKILL)
+    record = await _exited(backend, container_id)
+    assert record.exit_code == 137
+    assert "killed" in record.error
+    assert record.backend_state.output_complete

@@ -352,7 +352,11 @@ class ExecutionEnvironment:
         return RuntimeResponse.error(404, "NotFound", f"no such path: {request.method} {request.path}")
 
     async def _next(self) -> RuntimeResponse:
-        if self.broken or (self._next_waiter is not None and not self._next_waiter.done()):
+        # A second /next while one waits, or one before the invocation was answered: refused, as the
+        # runtime must answer (response or error) before it asks for more.
+        unanswered = self.current is not None and not self.current.complete
+        waiting = self._next_waiter is not None and not self._next_waiter.done()
+        if self.broken or waiting or unanswered:
             return RuntimeResponse.error(403, "InvalidStateTransition", "State transition is not allowed")
         # What the runtime wrote before asking belongs to the invocation it ends.
         self._read_output()

@@ -373,6 +373,7 @@ class LambdaSimulator:
             "inactive_after_seconds": self.config.inactive_after_seconds,
             "log_delivery_delay": self.config.log_delivery_delay,
             "event_delay": self.config.event_delay,
+            "runtime_model": self.config.runtime_model,
         }
 
 

@@ -176,6 +176,12 @@ class LambdaConfig:
         minimum=60,
         maximum=21600,
     )
+    bootstrap: bool = setting(
+        False,
+        help="Run containers through the bootstrap (/opt/sockerless/bootstrap in the image): output streamed "
+        "live with exact bytes, the exact exit status; a container's label sockerless.lambda.bootstrap="
+        "true|false overrides it",
+    )
     simulate: bool = setting(False, help="Run against an embedded local Lambda simulator (no AWS at all)")
 
     def __attrs_post_init__(self) -> None:

@@ -35,6 +35,7 @@ from sockerless.views import ViewCache
 from sockerless.waiters import ContainerWaiters, ExitStatus, answered
 from sockerless.wire import Encoded, parse_time
 from sockerless_lambda.aws import AwsClients
+from sockerless_lambda.bootstrap.payload import run_id
 from sockerless_lambda.cleanups import Cleanups, cleanup_of
 from sockerless_lambda.cloudwatch import LogReader
 from sockerless_lambda.config import LambdaConfig
@@ -122,7 +123,9 @@ class ContainerService:
             config=request.config,
             host_config=request.host_config,
             image_id=image.id,
-            backend_state=LambdaState(function_name=spec.name, image_uri=spec.params["Code"]["ImageUri"]),
+            backend_state=LambdaState(
+                function_name=spec.name, image_uri=spec.params["Code"]["ImageUri"], bootstrap=spec.bootstrap
+            ),
         )
         # Recorded first: a crash during CreateFunction leaves a record reconciliation can finish or clean.
         await self._store.add_container(record)
@@ -186,6 +189,9 @@ class ContainerService:
         if direct:
             await gate.acquire()  # has room: returns without waiting
         state.invocation, state.request_id = (SENT if direct else QUEUED), ""
+        if state.bootstrap:  # the run's ID, saved below before its invoke can be sent
+            state.starts += 1
+            state.run_id = run_id(record.id, state.starts)
         record.status, record.started_at, record.finished_at = "running", _now(), None
         record.exit_code, record.error, state.daemon_error = 0, "", False
         try:

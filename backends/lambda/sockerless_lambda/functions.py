@@ -18,8 +18,14 @@ from typing import Any
 from attrs import frozen
 
 from sockerless.errors import InvalidParameter, NotFound, NotImplementedByBackend, SockerlessError
-from sockerless.models import ContainerCreateRequest
+from sockerless.models import ContainerConfig, ContainerCreateRequest
 from sockerless_lambda.aws import AwsClients, call
+from sockerless_lambda.bootstrap.payload import (
+    BOOTSTRAP_ENTRYPOINT,
+    function_timeout,
+    run_command,
+    uses_bootstrap,
+)
 from sockerless_lambda.config import FUNCTION_ID_LENGTH, LambdaConfig
 from sockerless_lambda.errors import AwsOperation
 from sockerless_lambda.images import lambda_image_uri
@@ -78,6 +84,8 @@ class FunctionSpec:
     params: dict[str, Any]
     warnings: list[str]
     memory_mb: int
+    #: The function's entrypoint is the bootstrap: the command goes in each invocation's payload.
+    bootstrap: bool = False
 
 
 async def create_function(
@@ -148,8 +156,13 @@ def function_spec(
     name: str,
     instance_id: str,
     config: LambdaConfig,
+    bootstrap: bool | None = None,
 ) -> FunctionSpec:
-    """Check ``request`` against Lambda's limits and build the function; InvalidParameter on any violation."""
+    """Check ``request`` against Lambda's limits and build the function; InvalidParameter on any violation.
+
+    ``bootstrap``: whether the function runs the bootstrap (None: as the container's label or
+    ``lambda.bootstrap`` says); then the command, environment and working directory are checked as
+    the payload carries them, not against the function configuration's limits."""
     cfg, host = request.config, request.host_config
     if not cfg.image:
         raise InvalidParameter(
@@ -167,10 +180,51 @@ def function_spec(
             f"Remove --network {mode}: each run has Lambda's own network "
             "(in a VPC when subnet_ids are configured).",
         )
-    env = _checked_env(cfg.env_dict())
+    if bootstrap is None:
+        bootstrap = uses_bootstrap(cfg.labels, config.bootstrap)
+    env: dict[str, str] = {}
+    image_config: dict[str, Any] = {}
+    if bootstrap:
+        # The command, environment and working directory go in each invocation's payload.
+        run_command(cfg, container_id)
+        image_config["EntryPoint"] = [BOOTSTRAP_ENTRYPOINT]
+    else:
+        env = _checked_env(cfg.env_dict())
     memory_mb = _memory_mb(host.memory, config.memory_size)
     warnings = not_applied(request)
     tags = _tags(container_id, name, instance_id, cfg.labels or {}, warnings)
+    if not bootstrap:
+        image_config.update(_image_config(cfg))
+    function_name = function_name_for(container_id, config)
+    params: dict[str, Any] = {
+        "FunctionName": function_name,
+        "Role": config.role_arn,
+        "PackageType": "Image",
+        # In Lambda's form also when the function is created again from the stored request.
+        "Code": {"ImageUri": lambda_image_uri(cfg.image)},
+        "Description": _description(name),
+        "MemorySize": memory_mb,
+        "Timeout": function_timeout(config.timeout) if bootstrap else config.timeout,
+        "Architectures": [config.architecture],
+        "LoggingConfig": {"LogFormat": "Text", "LogGroup": config.log_group},
+        "Tags": tags,
+    }
+    if image_config:
+        params["ImageConfig"] = image_config
+    if env:
+        params["Environment"] = {"Variables": env}
+    if config.subnet_ids:
+        params["VpcConfig"] = {
+            "SubnetIds": list(config.subnet_ids),
+            "SecurityGroupIds": list(config.security_group_ids),
+        }
+    return FunctionSpec(
+        name=function_name, params=params, warnings=warnings, memory_mb=memory_mb, bootstrap=bootstrap
+    )
+
+
+def _image_config(cfg: ContainerConfig) -> dict[str, Any]:
+    """ImageConfig of a function that runs the container's command itself (not the bootstrap)."""
     image_config: dict[str, Any] = {}
     entrypoint, command = _argv(cfg.entrypoint, cfg.cmd)
     for key, argv in (("EntryPoint", entrypoint), ("Command", command)):
@@ -189,30 +243,7 @@ def function_spec(
                 f"of at most {_WORKDIR_MAX} characters"
             )
         image_config["WorkingDirectory"] = cfg.working_dir
-    function_name = function_name_for(container_id, config)
-    params: dict[str, Any] = {
-        "FunctionName": function_name,
-        "Role": config.role_arn,
-        "PackageType": "Image",
-        # In Lambda's form also when the function is created again from the stored request.
-        "Code": {"ImageUri": lambda_image_uri(cfg.image)},
-        "Description": _description(name),
-        "MemorySize": memory_mb,
-        "Timeout": config.timeout,
-        "Architectures": [config.architecture],
-        "LoggingConfig": {"LogFormat": "Text", "LogGroup": config.log_group},
-        "Tags": tags,
-    }
-    if image_config:
-        params["ImageConfig"] = image_config
-    if env:
-        params["Environment"] = {"Variables": env}
-    if config.subnet_ids:
-        params["VpcConfig"] = {
-            "SubnetIds": list(config.subnet_ids),
-            "SecurityGroupIds": list(config.security_group_ids),
-        }
-    return FunctionSpec(name=function_name, params=params, warnings=warnings, memory_mb=memory_mb)
+    return image_config
 
 
 #: ``HostConfig.NetworkMode`` values a create may carry: Docker's defaults, and two that are

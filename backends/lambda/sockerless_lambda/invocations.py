@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import json
 import logging
 import random
@@ -91,6 +92,8 @@ _POLL_FIRST, _POLL_MAX = 0.25, 1.0
 #: Error codes of a throttled call: the answer of a later call may differ, so poll again.
 _THROTTLED = frozenset({"TooManyRequestsException", "ThrottlingException"})
 _RETRY_BASE, _RETRY_CAP = 0.2, 10.0
+#: The operations that run a function: an error of any other did not run it.
+_INVOKE_OPERATIONS = frozenset({"Invoke", "InvokeWithResponseStream"})
 #: How long a function may stay Pending (container image optimisation can take minutes).
 ACTIVATION_DEADLINE_SECONDS = 600.0
 
@@ -107,6 +110,9 @@ class InvocationOutcome:
     daemon_error: bool = False
     #: The command provably did not run (no Invoke reached Lambda): there is no output to wait for.
     never_ran: bool = False
+    #: When the command started and ended, where the run reports it (the bootstrap's exit record).
+    started: dt.datetime | None = None
+    finished: dt.datetime | None = None
 
 
 class FunctionNotReady(SockerlessError):
@@ -301,6 +307,33 @@ class Invoker:
         if self.invocation_type == "RequestResponse":
             params["LogType"] = "Tail"
         await before_send()
+        response = await self._send(operation, self._clients.invoke.invoke, params)
+        request_id = succeeded(operation, response)
+        if self.invocation_type == "Event":
+            return InvokeSent(request_id)
+        try:
+            payload = await response["Payload"].read()
+        except Exception as exc:
+            raise OutcomeUnknown(f"{operation}: reading the response: {exc}", request_id) from exc
+        return outcome_from_response(dict(response), payload)
+
+    async def invoke_stream(
+        self, function_name: str, payload: bytes, *, before_send: Callable[[], Awaitable[None]]
+    ) -> tuple[str, Any]:
+        """``InvokeWithResponseStream`` once (a bootstrap run): its request ID and its event stream,
+        which the caller reads. Retried as :meth:`invoke` is, only before the stream began: an error
+        that proves the function did not run. Once the answer's headers came, nothing is resent."""
+        operation = AwsOperation("lambda", "InvokeWithResponseStream", "invoke function", function_name)
+        params: dict[str, Any] = {"FunctionName": function_name, "Payload": payload}
+        await before_send()
+        response = await self._send(operation, self._clients.invoke.invoke_with_response_stream, params)
+        return succeeded(operation, response), response["EventStream"]
+
+    async def _send(
+        self, operation: AwsOperation, send: Callable[..., Awaitable[Any]], params: dict[str, Any]
+    ) -> Any:
+        """One invocation request, sent again only after an error that proves it did not run."""
+        function_name = str(params["FunctionName"])
         loop = asyncio.get_running_loop()
         capacity_deadline = loop.time() + self._capacity_wait
         activation_deadline: float | None = None
@@ -308,7 +341,7 @@ class Invoker:
         while True:
             attempt += 1
             try:
-                response = await self._clients.invoke.invoke(**params)
+                return await send(**params)
             except (ClientError, EndpointConnectionError, ConnectTimeoutError) as exc:
                 if conflict_state(exc) is not None:
                     # Not Active: Pending, Inactive (this refused Invoke woke it: Pending, then Active),
@@ -338,14 +371,6 @@ class Invoker:
                 raise failure(operation, exc) from exc
             except Exception as exc:  # read timeout, dropped connection: it may have run
                 raise OutcomeUnknown(f"{operation}: {type(exc).__name__}: {exc}") from exc
-            request_id = succeeded(operation, response)
-            if self.invocation_type == "Event":
-                return InvokeSent(request_id)
-            try:
-                payload = await response["Payload"].read()
-            except Exception as exc:
-                raise OutcomeUnknown(f"{operation}: reading the response: {exc}", request_id) from exc
-            return outcome_from_response(dict(response), payload)
 
 
 def may_have_run(error: BaseException) -> bool:
@@ -356,7 +381,7 @@ def may_have_run(error: BaseException) -> bool:
     cause = error.__cause__
     if cause is None:
         return True
-    if isinstance(cause, ClientError) and cause.operation_name != "Invoke":
+    if isinstance(cause, ClientError) and cause.operation_name not in _INVOKE_OPERATIONS:
         return False
     return not _did_not_run(cause)
 

@@ -283,7 +283,7 @@ class OutputService:
         state.output_from = await self._store.logs.last_position(record.id)
         state.output_source, state.output_complete, state.output_timed = OutputSource.NONE, False, False
         self._store.logs.open_output(record.id)
-        if self._followers[record.id]:
+        if self._followers[record.id] and not state.bootstrap:
             self._feed(record)  # someone waits for this run's output: read it as it comes
 
     async def take_tail(self, record: Record, log_tail: str) -> None:
@@ -378,6 +378,18 @@ class OutputService:
         for container_id in list(self._feeds):
             self._drop(container_id)
 
+    async def append_stream(self, record: Record, lines: list[LogLine]) -> None:
+        """Lines of a bootstrap run's response (or durable copy) into the log store, as they come."""
+        async with self._lock(record.id):
+            await self._keep(record, lines)
+
+    async def delivered(self, record: Record) -> dict[int, int]:
+        """Bytes of each stream the log store holds of the current run (a bootstrap run's offsets)."""
+        counts: dict[int, int] = {}
+        for _, line in await self._store.logs.read(record.id, after=record.backend_state.output_from):
+            counts[line.stream] = counts.get(line.stream, 0) + len(line.data)
+        return counts
+
     async def _keep(self, record: Record, lines: list[LogLine]) -> None:
         """Into the log store, unless the container's logging driver is ``none``: nothing is kept."""
         if not keeps_output(record.host_config.log_config):
@@ -397,7 +409,7 @@ class OutputService:
         ):
             raise NotImplementedByBackend(LOG_READING_UNSUPPORTED)
         state = record.backend_state
-        if record.status == "running" and not state.output_complete:
+        if record.status == "running" and not state.output_complete and not state.bootstrap:
             # Someone looks at a running container: read its output as it comes.
             await self._feed(record).release()
             if not options.follow:

@@ -23,6 +23,7 @@ from sockerless.models import ContainerCreateRequest
 from sockerless.store import Store
 from sockerless.waiters import ContainerWaiters, ExitStatus
 from sockerless_lambda.aws import AwsClients, aws_error_code, call
+from sockerless_lambda.bootstrap_runs import BootstrapRuns
 from sockerless_lambda.config import LambdaConfig
 from sockerless_lambda.errors import AwsOperation
 from sockerless_lambda.functions import create_function, function_spec
@@ -65,6 +66,12 @@ class Runs:
     #: Called once a run's exit is recorded (an auto-remove container is removed then).
     _on_exit: Callable[[Record], Awaitable[None]]
     _tasks: dict[str, asyncio.Task[None]] = field(factory=dict, init=False)
+    _bootstrap: BootstrapRuns = field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._bootstrap = BootstrapRuns(
+            config=self._config, clients=self._clients, invoker=self._invoker, output=self._output
+        )
 
     def launch(self, record: Record, work: Awaitable[None]) -> None:
         """Run ``work`` (the container's run or its recovery) as the container's one background task."""
@@ -110,8 +117,9 @@ class Runs:
             record = self._store.get_container(container_id)
             if record is not None and record.status == "running" and record.backend_state.invocation == SENT:
                 sent.append(record)
-        if sent:
-            await self._output.read_now(sent)  # what CloudWatch has of them so far
+        from_cloudwatch = [record for record in sent if not record.backend_state.bootstrap]
+        if from_cloudwatch:
+            await self._output.read_now(from_cloudwatch)  # what CloudWatch has of them so far
         settled = 0
         for record in sent:
             task = self._tasks.get(record.id)
@@ -193,6 +201,8 @@ class Runs:
                 state.invocation = SENT
                 await self._store.save_state(record)
 
+        if state.bootstrap:
+            return await self._bootstrap.run(record, mark_sent)
         try:
             return await self._invoker.invoke(state.function_name, before_send=mark_sent)
         except OutcomeUnknown as unknown:
@@ -211,6 +221,7 @@ class Runs:
             name=record.name,
             instance_id=self._instance_id,
             config=self._config,
+            bootstrap=state.bootstrap,
         )
         # Under the name it had, even if the configured prefix changed since.
         name = state.function_name
@@ -249,7 +260,12 @@ class Runs:
         When its function no longer exists (the embedded simulator restarted, or it was deleted),
         nothing more of the run will come: what CloudWatch holds now decides at once, and without
         an END line there the outcome is unknown (255) rather than waited for until the timeout.
+        A bootstrap run's comes from its durable copy (:mod:`.bootstrap_runs`), by the same rule.
         """
+        if record.backend_state.bootstrap:
+            exists = await self._function_exists(record)
+            await self.finish(record, await self._bootstrap.recover(record, function_exists=exists))
+            return
         if await self._function_exists(record):
             await self.finish(record, await self.outcome_from_logs(record))
             return
@@ -330,7 +346,8 @@ class Runs:
         state = record.backend_state
         state.invocation = DONE
         state.request_id = outcome.request_id or state.request_id
-        record.finished_at = dt.datetime.now(dt.UTC)
+        record.finished_at = outcome.finished or dt.datetime.now(dt.UTC)
+        record.started_at = outcome.started or record.started_at
         await self._output.take_tail(record, outcome.log_tail)
         record.status, record.exit_code, record.error = "exited", outcome.exit_code, outcome.error
         state.daemon_error = outcome.daemon_error

@@ -34,6 +34,8 @@ class OutputSource:
     TAIL: Final = "tail"
     #: Read from CloudWatch as it delivered it (while followed, or a run too long for the tail).
     CLOUDWATCH: Final = "cloudwatch"
+    #: The bootstrap's response stream (and its durable copy for what the stream lost).
+    STREAM: Final = "stream"
 
 
 @python_names  # stored under these names (as records written before the log store have them)
@@ -59,6 +61,13 @@ class LambdaState:
     #: The last exit is not the command's own: it never ran, or how its run ended is unknown (the
     #: wait answer then carries ``Error``; see :class:`sockerless.waiters.ExitStatus`).
     daemon_error: bool = False
+    #: The container runs through the bootstrap (decided at create: a later change of
+    #: ``lambda.bootstrap`` does not change how its function was made).
+    bootstrap: bool = False
+    #: Starts so far; the current run's ID (``<container ID>-<starts>``, the key of the bootstrap's
+    #: durable copy), written before its invoke is sent.
+    starts: int = 0
+    run_id: str = ""
     #: Only in records written before the log store existed: the run's LogType=Tail, moved into the
     #: log store when the backend starts.
     log_tail: str = ""

@@ -26,6 +26,7 @@ from .operations import AwsScope
 from .runtime import ProcessOutcome, ProcessSpec, run_process
 from .state import FunctionStateOverlay
 from .stats import Stats
+from .streaming import InvocationStream, buffered_stream
 
 __all__ = ["InvocationResult", "InvocationRunner", "InvocationType"]
 
@@ -339,6 +340,18 @@ class InvocationRunner:
         self._running.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("invocation %s failed", task.get_name(), exc_info=task.exception())
+
+    async def invoke_stream(
+        self, scope: AwsScope, config: FunctionConfig, payload: bytes, request_id: str | None = None
+    ) -> InvocationStream:
+        """A synchronous invocation whose response is read as a stream (InvokeWithResponseStream).
+
+        For now the run ends before the stream starts (``buffered_stream``). It is tracked, so ``close``
+        ends it; a caller that goes away does not (the run goes on, as in Lambda).
+        """
+        request_id = request_id or str(uuid.uuid4())
+        task = self._track(self.invoke(scope, config, payload, request_id), config, request_id)
+        return buffered_stream(await asyncio.shield(task))
 
 
 class _Records:

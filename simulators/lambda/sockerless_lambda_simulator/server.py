@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -17,15 +18,18 @@ from attrs import define, field
 
 from .delivery import LogDelivery
 from .errors import AwsError, aws_error_response
+from .eventstream import CONTENT_TYPE as EVENT_STREAM_CONTENT_TYPE
+from .eventstream import invoke_complete, payload_chunks
 from .faults import FaultInjector
-from .functions import parse_function_ref
+from .functions import FunctionConfig, parse_function_ref
 from .invocations import InvocationRunner, InvocationType
 from .operations import AwsCall, AwsScope, identify_operation, parse_scope
 from .proxy import MotoProxy, UpstreamAnswer
 from .quotas import RequestQuotas
 from .state import FunctionStateOverlay
 from .stats import Stats
-from .validation import check_input
+from .streaming import InvocationStream, StreamOutcome
+from .validation import check_input, check_member
 
 __all__ = ["AwsFrontend"]
 
@@ -42,6 +46,11 @@ _LIST_PAGE_MAX = 50
 _CHECKED_INPUTS = frozenset(
     {"CreateFunction", "UpdateFunctionConfiguration", "TagResource", "PutFunctionEventInvokeConfig"}
 )
+_INVOKE_TYPES = frozenset(InvocationType)
+# InvokeWithResponseStream knows no Event invocations (its model's ResponseStreamingInvocationType).
+_STREAMING_TYPES = frozenset({InvocationType.REQUEST_RESPONSE, InvocationType.DRY_RUN})
+# Set by a drop_answer fault: a handler that streams its answer cuts it itself.
+_DROP_ANSWER = web.RequestKey("sockerless_drop_answer", bool)
 
 
 @define(kw_only=True)
@@ -63,6 +72,7 @@ class AwsFrontend:
     def __attrs_post_init__(self) -> None:
         self._lambda_handlers = {
             "Invoke": self._invoke,
+            "InvokeWithResponseStream": self._invoke_with_response_stream,
             "CreateFunction": self._create_function,
             "UpdateFunctionConfiguration": self._update_function_configuration,
             "DeleteFunction": self._delete_function,
@@ -105,6 +115,7 @@ class AwsFrontend:
             self._stats.count_throttle(call.key)
             return aws_error_response(call.protocol, throttled)
 
+        request[_DROP_ANSWER] = decision.drop_answer
         try:
             response = await self._carry_out(request, call, scope, form_body)
         except AwsError as error:
@@ -143,37 +154,9 @@ class AwsFrontend:
     async def _invoke(
         self, request: web.Request, call: AwsCall, scope: AwsScope, _: bytes | None
     ) -> web.StreamResponse:
-        ref = parse_function_ref(call.path_params["FunctionName"], request.query.get("Qualifier"))
-        raw_type = request.headers.get("X-Amz-Invocation-Type", InvocationType.REQUEST_RESPONSE)
-        try:
-            invocation_type = InvocationType(raw_type)
-        except ValueError:
-            raise AwsError(
-                "InvalidParameterValueException", 400, f"Unsupported invocation type: {raw_type}"
-            ) from None
-        payload = await request.read()
-        limit = _EVENT_PAYLOAD_MAX if invocation_type is InvocationType.EVENT else _SYNC_PAYLOAD_MAX
-        if len(payload) > limit:
-            raise AwsError(
-                "RequestTooLargeException",
-                413,
-                f"Request must be smaller than {limit} bytes for the InvokeFunction operation",
-            )
-        config = await self._invocations.resolve(scope, ref)
+        invocation_type, config, payload = await self._accept_invocation(request, call, scope, _INVOKE_TYPES)
         if invocation_type is InvocationType.DRY_RUN:
             return web.Response(status=204, headers={"x-amzn-RequestId": str(uuid.uuid4())})
-        # Beyond the account's concurrency a synchronous Invoke is throttled; Lambda queues Event ones.
-        if (
-            self._concurrency_limit is not None
-            and self._stats.running >= self._concurrency_limit
-            and invocation_type is not InvocationType.EVENT
-        ):
-            raise AwsError(
-                "TooManyRequestsException",
-                429,
-                "Rate Exceeded.",
-                extra={"Reason": "ConcurrentInvocationLimitExceeded"},
-            )
         if invocation_type is InvocationType.EVENT:
             request_id = self._invocations.invoke_in_background(scope, config, payload)
             return web.Response(status=202, headers={"x-amzn-RequestId": request_id})
@@ -188,6 +171,70 @@ class AwsFrontend:
         if request.headers.get("X-Amz-Log-Type") == "Tail":
             headers["X-Amz-Log-Result"] = base64.b64encode(result.log_tail).decode()
         return web.Response(status=200, headers=headers, body=result.payload)
+
+    async def _invoke_with_response_stream(
+        self, request: web.Request, call: AwsCall, scope: AwsScope, _: bytes | None
+    ) -> web.StreamResponse:
+        """Refusals are Invoke's, as JSON errors; once the run started, the answer is a 200 event stream:
+        a ``PayloadChunk`` per chunk of the response as it comes, then ``InvokeComplete``."""
+        invocation_type, config, payload = await self._accept_invocation(
+            request, call, scope, _STREAMING_TYPES
+        )
+        if invocation_type is InvocationType.DRY_RUN:
+            return web.Response(status=204, headers={"x-amzn-RequestId": str(uuid.uuid4())})
+        stream = await self._invocations.invoke_stream(scope, config, payload)
+        response = web.StreamResponse(
+            status=200,
+            headers={
+                "x-amzn-RequestId": stream.request_id,
+                "X-Amz-Executed-Version": stream.executed_version,
+                "Content-Type": EVENT_STREAM_CONTENT_TYPE,
+            },
+        )
+        response.enable_chunked_encoding()
+        tail = request.headers.get("X-Amz-Log-Type") == "Tail"
+        await _send_stream(request, response, stream, tail=tail, cut=request[_DROP_ANSWER])
+        return response
+
+    async def _accept_invocation(
+        self, request: web.Request, call: AwsCall, scope: AwsScope, allowed: Collection[InvocationType]
+    ) -> tuple[InvocationType, FunctionConfig, bytes]:
+        """What Invoke and InvokeWithResponseStream check before a run, in AWS's order: the invocation
+        type, the payload's size, the client context, the function and its state, then (but for DryRun and
+        Event) the account's concurrency."""
+        ref = parse_function_ref(call.path_params["FunctionName"], request.query.get("Qualifier"))
+        raw_type = request.headers.get("X-Amz-Invocation-Type", InvocationType.REQUEST_RESPONSE)
+        if call.name == "InvokeWithResponseStream":
+            check_member(call.service, call.name, "InvocationType", raw_type)
+        try:
+            invocation_type = InvocationType(raw_type)
+        except ValueError:
+            invocation_type = None
+        if invocation_type is None or invocation_type not in allowed:
+            raise AwsError("InvalidParameterValueException", 400, f"Unsupported invocation type: {raw_type}")
+        payload = await request.read()
+        limit = _EVENT_PAYLOAD_MAX if invocation_type is InvocationType.EVENT else _SYNC_PAYLOAD_MAX
+        if len(payload) > limit:
+            raise AwsError(
+                "RequestTooLargeException",
+                413,
+                f"Request must be smaller than {limit} bytes for the {_quota_name(call.name)} operation",
+            )
+        _check_client_context(request.headers.get("X-Amz-Client-Context"))
+        config = await self._invocations.resolve(scope, ref)
+        # Beyond the account's concurrency a synchronous invocation is throttled; Lambda queues Event ones.
+        if (
+            self._concurrency_limit is not None
+            and self._stats.running >= self._concurrency_limit
+            and invocation_type is InvocationType.REQUEST_RESPONSE
+        ):
+            raise AwsError(
+                "TooManyRequestsException",
+                429,
+                "Rate Exceeded.",
+                extra={"Reason": "ConcurrentInvocationLimitExceeded"},
+            )
+        return invocation_type, config, payload
 
     # -- CloudWatch reads: what is delivered by now ----------------------------------------------
 
@@ -327,6 +374,67 @@ class AwsFrontend:
         identifier = call.path_params.get("FunctionName")
         if identifier:
             self._invocations.function_changed(scope.region, parse_function_ref(identifier).name)
+
+
+async def _send_stream(
+    request: web.Request, response: web.StreamResponse, stream: InvocationStream, *, tail: bool, cut: bool
+) -> None:
+    """Write ``stream`` as event-stream messages as its chunks come. A client that goes away stops the
+    writing, not the reading: the stream is read to its end, so the run's bookkeeping is untouched and a
+    live producer is never held back. ``cut`` (a drop_answer fault) closes the connection instead of
+    sending ``InvokeComplete``: a stream lost before its end."""
+    connected = True
+
+    async def send(message: bytes) -> None:
+        nonlocal connected
+        if not connected:
+            return
+        try:
+            if not response.prepared:
+                await response.prepare(request)
+            await response.write(message)
+        except ConnectionResetError:
+            connected = False
+            log.info("InvokeWithResponseStream %s: the client went away; the run goes on", stream.request_id)
+
+    try:
+        async for chunk in stream:
+            for message in payload_chunks(chunk):
+                await send(message)
+        outcome = await stream.outcome()
+    except Exception as exc:
+        # The headers (200) are out: a failure of ours ends the stream with an error the client can read.
+        log.exception("InvokeWithResponseStream %s failed in the simulator", stream.request_id)
+        outcome = StreamOutcome("ServiceException", f"the simulator failed during the stream: {exc!r}", b"")
+    if cut:
+        _drop_connection(request)
+        return
+    log_result = base64.b64encode(outcome.log_tail).decode() if tail else None
+    await send(invoke_complete(outcome.error_code, outcome.error_details, log_result))
+    if connected:
+        with contextlib.suppress(ConnectionResetError):
+            await response.write_eof()
+
+
+def _quota_name(operation: str) -> str:
+    """The operation as Lambda's payload-quota message names it."""
+    return "InvokeFunction" if operation == "Invoke" else operation
+
+
+def _check_client_context(value: str | None) -> None:
+    """``X-Amz-Client-Context``: base64 of a JSON object, as Lambda demands of it."""
+    if value is None:
+        return
+    try:
+        document = json.loads(base64.b64decode(value, validate=True))
+    except (binascii.Error, ValueError):
+        document = None
+    if not isinstance(document, dict):
+        raise AwsError(
+            "InvalidRequestContentException",
+            400,
+            "Client context must be a valid Base64-encoded JSON object.",
+        )
 
 
 def _drop_connection(request: web.Request) -> web.Response:

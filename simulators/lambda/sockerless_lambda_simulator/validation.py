@@ -22,7 +22,7 @@ from botocore.model import ListShape, MapShape, OperationModel, Shape, Structure
 
 from .errors import AwsError
 
-__all__ = ["RESERVED_ENVIRONMENT_KEYS", "check_input"]
+__all__ = ["RESERVED_ENVIRONMENT_KEYS", "check_input", "check_member"]
 
 # AWS reports at most this many violations in one message.
 _MAX_REPORTED = 10
@@ -53,6 +53,20 @@ def check_input(service: str, operation: str, document: Any) -> None:
     problems = list(_violations(shape, document, ""))
     if not problems and isinstance(document, dict):
         _check_rules_beyond_the_model(operation, document)
+    _refuse(problems)
+
+
+def check_member(service: str, operation: str, member: str, value: Any) -> None:
+    """Raise ``ValidationException`` (400) when ``value`` of the input member ``member`` (one carried in a
+    header or the query, such as ``InvocationType``) breaks a constraint of its shape."""
+    shape = _operation(service, operation).input_shape
+    if shape is None or member not in shape.members:
+        return
+    problems = list(_violations(shape.members[member], value, _join("", member)))
+    _refuse(problems)
+
+
+def _refuse(problems: list[str]) -> None:
     if problems:
         count = len(problems)
         listed = "; ".join(problems[:_MAX_REPORTED])

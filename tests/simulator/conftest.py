@@ -5,15 +5,35 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiobotocore.session import get_session
 
-from tests.simulator.helpers import IMAGE, client_options, wait_for_async
+from tests.lambda_settings import SIMULATOR_OPTIONS
+from tests.simulator.helpers import IMAGE, RUNTIME_SCRIPT, client_options, wait_for_async
 
 _names = itertools.count(1)
+
+
+#: Files of another branch (evs: InvokeWithResponseStream) whose functions are plain commands of the
+#: ``direct`` model; they keep it until the file says so itself (a ``lambda_simulator_options``
+#: fixture of its own, as test_logs.py has), then this set goes.
+_DIRECT_MODEL_FILES = {"tests.simulator.test_streaming"}
+
+
+@pytest.fixture
+def lambda_simulator_options(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The suites' settings, but Lambda's own model (``runtime_model="lambda"``, the simulator's
+    default): the simulator's tests run functions as Lambda does; a file or test about something else
+    (CloudWatch, quotas, states) that uses the ``direct`` model's conventions says so itself."""
+    options = dict(SIMULATOR_OPTIONS)
+    if request.module.__name__ not in _DIRECT_MODEL_FILES:
+        options.pop("runtime_model", None)
+    return options
 
 
 @pytest.fixture
@@ -65,6 +85,23 @@ def create_function(lambda_simulator: Any, lambda_client: Any) -> CreateFunction
 
             await wait_for_async(left_pending, what=f"{response['FunctionName']} left Pending")
         return response
+
+    return create
+
+
+@pytest.fixture
+def runtime_function(create_function: CreateFunction, tmp_path: Path) -> Callable[..., Awaitable[str]]:
+    """``await runtime_function(*args, working_directory=None, **options)``: a function whose entrypoint
+    is the custom runtime ``RUNTIME_SCRIPT`` (run by this interpreter, with ``args``); its name."""
+    script = tmp_path / "runtime.py"
+    script.write_text(RUNTIME_SCRIPT)
+
+    async def create(*args: str, working_directory: str | None = None, **options: Any) -> str:
+        image_config: dict[str, Any] = {"EntryPoint": [sys.executable, str(script), *args]}
+        if working_directory is not None:
+            image_config["WorkingDirectory"] = working_directory
+        created = await create_function(None, ImageConfig=image_config, **options)
+        return str(created["FunctionName"])
 
     return create
 

@@ -9,6 +9,14 @@ import pytest
 from tests.simulator.helpers import wait_until
 
 
+@pytest.fixture
+def lambda_simulator_options(lambda_simulator_options: dict[str, Any]) -> dict[str, Any]:
+    """This file tests Event invocations' delivery (202 at once, background runs, retries), not how a
+    function runs: its functions are plain commands of the ``direct`` model (payload on stdin, the last
+    output line as the answer; not what Lambda does)."""
+    return {**lambda_simulator_options, "runtime_model": "direct"}
+
+
 @pytest.mark.lambda_simulator(log_flush_seconds=0.1)
 async def test_event_invoke_answers_202_and_completes_in_the_background(
     lambda_client: Any, create_function: Any, read_log: Any, tmp_path: Any

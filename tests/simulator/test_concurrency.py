@@ -5,6 +5,18 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
+
+@pytest.fixture
+def lambda_simulator_options(lambda_simulator_options: dict[str, Any]) -> dict[str, Any]:
+    """This file tests the simulator under many invocations at once (Lambda's model would start 120 runtime
+    processes on a shared machine; tests/simulator/test_runtime_api.py covers concurrent environments),
+    not how a function runs: its functions are plain commands of the ``direct`` model (payload on stdin,
+    the last output line as the answer; not what Lambda does)."""
+    return {**lambda_simulator_options, "runtime_model": "direct"}
+
+
 CONCURRENT = 120
 
 

@@ -12,6 +12,14 @@ from sockerless_lambda_simulator.delivery import LogDelivery
 from tests.simulator.helpers import wait_for_async, wait_until
 
 
+@pytest.fixture
+def lambda_simulator_options(lambda_simulator_options: dict[str, Any]) -> dict[str, Any]:
+    """This file tests CloudWatch's delivery delay and the Event queue, not how a function runs: its
+    functions are plain commands of the ``direct`` model (payload on stdin, the last output line as the
+    answer; not what Lambda does)."""
+    return {**lambda_simulator_options, "runtime_model": "direct"}
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 

@@ -14,6 +14,14 @@ from sockerless_lambda_simulator.faults import FaultInjector, FaultRule
 from sockerless_lambda_simulator.operations import AwsCall, WireProtocol
 
 
+@pytest.fixture
+def lambda_simulator_options(lambda_simulator_options: dict[str, Any]) -> dict[str, Any]:
+    """This file tests fault injection and statistics, not how a function runs: its functions are plain
+    commands of the ``direct`` model (payload on stdin, the last output line as the answer; not what
+    Lambda does)."""
+    return {**lambda_simulator_options, "runtime_model": "direct"}
+
+
 async def test_throttle_lambda_with_too_many_requests_and_a_reason(
     lambda_simulator: Any, lambda_client: Any, create_function: Any
 ) -> None:

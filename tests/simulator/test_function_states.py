@@ -15,6 +15,14 @@ from botocore.exceptions import ClientError, WaiterError
 from sockerless_lambda_simulator import LambdaSimulator
 from tests.simulator.helpers import IMAGE
 
+
+@pytest.fixture
+def lambda_simulator_options(lambda_simulator_options: dict[str, Any]) -> dict[str, Any]:
+    """This file tests function states, not how a function runs: its functions are plain commands of the
+    ``direct`` model (payload on stdin, the last output line as the answer; not what Lambda does)."""
+    return {**lambda_simulator_options, "runtime_model": "direct"}
+
+
 DENIED_IMAGE = IMAGE.replace(":latest", ":denied")
 
 

@@ -1,4 +1,9 @@
-"""Invoke runs the function's ImageConfig command and answers the way Lambda does."""
+"""Invoke runs the function's ImageConfig command and answers the way Lambda does.
+
+Lambda's model (the simulator's default): the command is the function's runtime, started at Init; a
+test that needs a working runtime uses ``runtime_function`` (tests/simulator/conftest.py). Tests
+marked ``runtime_model="direct"`` are about that model's own conventions (payload on stdin, the last
+output line as the answer), which the backend's suites still use."""
 
 from __future__ import annotations
 
@@ -16,22 +21,22 @@ async def invoke_json(lambda_client: Any, name: str, **options: Any) -> tuple[di
     return response, payload
 
 
-async def test_create_invoke_delete(lambda_client: Any, create_function: Any) -> None:
-    created = await create_function("echo hi")
-    name = created["FunctionName"]
+async def test_create_invoke_delete(lambda_client: Any, runtime_function: Any) -> None:
+    name = await runtime_function()
 
-    response, payload = await invoke_json(lambda_client, name)
+    response, payload = await invoke_json(lambda_client, name, Payload=b'{"hello": "world"}')
 
     assert response["StatusCode"] == 200
     assert "FunctionError" not in response
     assert response["ExecutedVersion"] == "$LATEST"
     assert response["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
-    assert payload is None  # "hi" is not JSON: the payload is null
+    assert payload["event"] == {"hello": "world"}  # the runtime's answer to the event it got
     await lambda_client.delete_function(FunctionName=name)
     with pytest.raises(lambda_client.exceptions.ResourceNotFoundException):
         await lambda_client.invoke(FunctionName=name)
 
 
+@pytest.mark.lambda_simulator(runtime_model="direct")
 async def test_exit_status_zero_succeeds_and_last_json_line_is_the_payload(
     lambda_client: Any, create_function: Any
 ) -> None:
@@ -115,6 +120,7 @@ async def test_missing_function_is_resource_not_found(lambda_client: Any, lambda
     assert error["Error"]["Message"] == f"Function not found: {arn}"
 
 
+@pytest.mark.lambda_simulator(runtime_model="direct")
 async def test_payload_arrives_on_stdin(lambda_client: Any, create_function: Any) -> None:
     created = await create_function("cat; echo")
 
@@ -123,39 +129,35 @@ async def test_payload_arrives_on_stdin(lambda_client: Any, create_function: Any
     assert payload == {"hello": "world"}
 
 
-async def test_command_sees_function_and_lambda_environment(lambda_client: Any, create_function: Any) -> None:
-    script = (
-        'printf \'{"name":"%s","memory":"%s","version":"%s","group":"%s",'
-        '"stream":"%s","region":"%s","foo":"%s"}\\n\' '
-        '"$AWS_LAMBDA_FUNCTION_NAME" "$AWS_LAMBDA_FUNCTION_MEMORY_SIZE" "$AWS_LAMBDA_FUNCTION_VERSION" '
-        '"$AWS_LAMBDA_LOG_GROUP_NAME" "$AWS_LAMBDA_LOG_STREAM_NAME" "$AWS_REGION" "$FOO"'
-    )
-    created = await create_function(script, MemorySize=256, Environment={"Variables": {"FOO": "bar"}})
-    name = created["FunctionName"]
+async def test_the_runtime_sees_function_and_lambda_environment(
+    lambda_client: Any, runtime_function: Any
+) -> None:
+    name = await runtime_function(MemorySize=256, Environment={"Variables": {"FOO": "bar"}})
 
     _, payload = await invoke_json(lambda_client, name)
 
-    assert payload["name"] == name
-    assert payload["memory"] == "256"
-    assert payload["version"] == "$LATEST"
-    assert payload["group"] == f"/aws/lambda/{name}"
-    assert "[$LATEST]" in payload["stream"]
-    assert payload["region"] == "us-east-1"
-    assert payload["foo"] == "bar"
+    env = payload["env"]
+    assert env["AWS_LAMBDA_FUNCTION_NAME"] == name
+    assert env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "256"
+    assert env["AWS_LAMBDA_FUNCTION_VERSION"] == "$LATEST"
+    assert env["AWS_LAMBDA_LOG_GROUP_NAME"] == f"/aws/lambda/{name}"
+    assert "[$LATEST]" in env["AWS_LAMBDA_LOG_STREAM_NAME"]
+    assert env["AWS_REGION"] == "us-east-1"
+    assert env["AWS_LAMBDA_RUNTIME_API"].startswith("127.0.0.1:")
+    assert env["FOO"] == "bar"
+    assert payload["tmpdir"] == env.get("TMPDIR", payload["tmpdir"])
 
 
-async def test_runs_in_a_fresh_temporary_directory_when_workdir_is_not_on_this_machine(
-    lambda_client: Any, create_function: Any
+async def test_runs_in_a_directory_of_its_environment_when_workdir_is_not_on_this_machine(
+    lambda_simulator: Any, lambda_client: Any, runtime_function: Any
 ) -> None:
-    created = await create_function(
-        'touch marker; printf \'"%s"\\n\' "$PWD"', working_directory="/nonexistent/app"
-    )
+    name = await runtime_function(working_directory="/nonexistent/app")
+    _, first = await invoke_json(lambda_client, name)
+    _, second = await invoke_json(lambda_client, name)
 
-    _, first = await invoke_json(lambda_client, created["FunctionName"])
-    _, second = await invoke_json(lambda_client, created["FunctionName"])
-
-    assert first != second
-    assert not os.path.exists(first)  # removed after the invocation
+    assert first["cwd"] == second["cwd"] != "/nonexistent/app"  # one warm environment, its directory
+    await lambda_simulator.stop()
+    assert not os.path.exists(first["cwd"])  # removed with the environment
 
 
 async def test_runs_in_the_working_directory_when_it_exists(
@@ -170,19 +172,19 @@ async def test_runs_in_the_working_directory_when_it_exists(
 
 @pytest.mark.parametrize("form", ["arn", "partial-arn", "qualified"])
 async def test_function_may_be_named_by_arn_partial_arn_or_qualifier(
-    lambda_client: Any, create_function: Any, form: str
+    lambda_client: Any, runtime_function: Any, form: str
 ) -> None:
-    created = await create_function("echo '\"ok\"'")
-    arn = created["FunctionArn"]
+    name = await runtime_function()
+    arn = (await lambda_client.get_function_configuration(FunctionName=name))["FunctionArn"]
     identifier = {
         "arn": arn,
         "partial-arn": arn.split(":", 4)[4],  # 123456789012:function:name
-        "qualified": f"{created['FunctionName']}:$LATEST",
+        "qualified": f"{name}:$LATEST",
     }[form]
 
-    _, payload = await invoke_json(lambda_client, identifier)
+    _, payload = await invoke_json(lambda_client, identifier, Payload=b'{"ok": true}')
 
-    assert payload == "ok"
+    assert payload["event"] == {"ok": True}
 
 
 async def test_dry_run_answers_204_without_running(
@@ -198,18 +200,18 @@ async def test_dry_run_answers_204_without_running(
 
 
 async def test_update_function_configuration_changes_what_runs(
-    lambda_client: Any, create_function: Any
+    lambda_client: Any, runtime_function: Any
 ) -> None:
-    created = await create_function("echo '\"before\"'")
-    name = created["FunctionName"]
-    await invoke_json(lambda_client, name)
+    name = await runtime_function(Environment={"Variables": {"FOO": "before"}})
+    _, before = await invoke_json(lambda_client, name)
 
     await lambda_client.update_function_configuration(
-        FunctionName=name, ImageConfig={"EntryPoint": ["sh", "-c"], "Command": ["echo '\"after\"'"]}
+        FunctionName=name, Environment={"Variables": {"FOO": "after"}}
     )
-    _, payload = await invoke_json(lambda_client, name)
+    _, after = await invoke_json(lambda_client, name)
 
-    assert payload == "after"
+    assert (before["env"]["FOO"], after["env"]["FOO"]) == ("before", "after")
+    assert after["pid"] != before["pid"]  # a changed function gets new environments
 
 
 @pytest.mark.parametrize(

@@ -101,6 +101,9 @@ async def test_stop_ends_an_in_flight_synchronous_invocation(tmp_path: Any) -> N
         os.kill(pid, 0)
 
 
+# The direct model kills what a run left behind; Lambda's freezes it and it lives on in the
+# environment (tests/simulator/test_runtime_api.py shows the freeze and the bootstrap's cleanup).
+@pytest.mark.lambda_simulator(runtime_model="direct")
 async def test_background_processes_do_not_outlive_their_invocation(
     lambda_client: Any, create_function: Any, tmp_path: Any
 ) -> None:

@@ -14,6 +14,15 @@ from aiobotocore.session import get_session
 
 from tests.simulator.helpers import client_options
 
+
+@pytest.fixture
+def lambda_simulator_options(lambda_simulator_options: dict[str, Any]) -> dict[str, Any]:
+    """This file tests the CloudWatch records Lambda writes (START/END/REPORT, error lines, streams,
+    formats), not how a function runs: its functions are plain commands of the ``direct`` model (payload
+    on stdin, the last output line as the answer; not what Lambda does)."""
+    return {**lambda_simulator_options, "runtime_model": "direct"}
+
+
 SHARED_GROUP = "/sockerless/lambda"
 REPORT = re.compile(
     r"REPORT RequestId: (?P<id>[0-9a-f-]{36})\tDuration: \d+\.\d{2} ms\tBilled Duration: \d+ ms\t"

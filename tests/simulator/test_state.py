@@ -13,6 +13,14 @@ from sockerless_lambda_simulator.cli import _parser
 from sockerless_lambda_simulator.config import SimulatorConfig
 from tests.lambda_settings import PENDING_SECONDS
 
+
+@pytest.fixture
+def lambda_simulator_options(lambda_simulator_options: dict[str, Any]) -> dict[str, Any]:
+    """This file tests function state, not how a function runs: its functions are plain commands of the
+    ``direct`` model (payload on stdin, the last output line as the answer; not what Lambda does)."""
+    return {**lambda_simulator_options, "runtime_model": "direct"}
+
+
 GROUP = "/sockerless/lambda"
 
 

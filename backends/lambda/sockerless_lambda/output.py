@@ -313,6 +313,10 @@ class OutputService:
         if record.backend_state.output_complete:
             await self._completed(record, saved=True)
             return
+        if record.backend_state.bootstrap:
+            # Its output came in its response (CloudWatch holds only its durable copy): what arrived is all.
+            await self._completed(record)
+            return
         record.backend_state.output_source = OutputSource.CLOUDWATCH
         self._feed(record, hold=not self._followers[record.id])
         self._spawn_completion(record, log_tail)

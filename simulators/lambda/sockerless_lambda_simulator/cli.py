@@ -42,6 +42,10 @@ def simulator_from(args: argparse.Namespace) -> LambdaSimulator:
     try:
         settings["faults"] = [json.loads(rule) for rule in settings.pop("fault")]
         settings["state_rules"] = [json.loads(rule) for rule in settings.pop("state_rule")]
+        binaries = [item.split("=", 1) for item in settings.pop("bootstrap_binary")]
+        if any(len(item) != 2 for item in binaries):
+            raise ValueError("--bootstrap-binary takes ARCH=PATH")
+        settings["bootstrap_binaries"] = dict(binaries) if binaries else None
         settings["event_retry_delays"] = [
             float(delay) for delay in args.event_retry_delays.split(",") if delay
         ]
@@ -188,6 +192,35 @@ def _parser() -> argparse.ArgumentParser:
         default=0.0,
         metavar="S",
         help="how long a DeleteFunction keeps its function Deleting (default: 0)",
+    )
+    parser.add_argument(
+        "--runtime-model",
+        choices=["lambda", "direct"],
+        default="lambda",
+        help="lambda: environments speaking the Runtime API, as Lambda runs functions (default); "
+        "direct: one process per invocation, payload on stdin (a test convenience, not Lambda)",
+    )
+    parser.add_argument(
+        "--init-timeout-seconds",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="how long Init may take before it fails (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--environment-idle-seconds",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="how long a warm environment lives without an invocation (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--bootstrap-binary",
+        action="append",
+        default=[],
+        metavar="ARCH=PATH",
+        help="the host binary that runs for /opt/sockerless/bootstrap on ARCH (x86_64, arm64), "
+        "repeatable (default: the sockerless_lambda package's)",
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser

@@ -125,5 +125,15 @@ class SimulatorConfig:
     """Chance that an Event invocation is delivered twice (same request ID; seeded dice)."""
     event_duplicate_after: float = field(default=0.1, validator=validators.ge(0.0))
     """Seconds after the first delivery that a duplicate one starts."""
+    runtime_model: str = field(default="lambda", validator=validators.in_(("lambda", "direct")))
+    """``lambda``: Lambda's model (environments, Init, Runtime API); ``direct``: one process per
+    invocation with the payload on stdin (not what Lambda does: a convenience for tests of other parts)."""
+    init_timeout_seconds: float = field(default=10.0, validator=validators.gt(0.0))
+    """How long Init may take (until the runtime's first /next) before it counts as failed."""
+    environment_idle_seconds: float = field(default=300.0, validator=validators.gt(0.0))
+    """How long a warm environment waits for an invocation before it is killed."""
+    bootstrap_binaries: dict[str, str] | None = None
+    """Architecture (``x86_64``, ``arm64``) -> host path of the bootstrap that runs for
+    ``/opt/sockerless/bootstrap``; None: the ones in the ``sockerless_lambda`` package, if installed."""
     child_path: str = field(factory=lambda: os.environ.get("PATH", os.defpath))
     """``PATH`` of the commands: the host's, since they run on the host (a function's own PATH wins)."""

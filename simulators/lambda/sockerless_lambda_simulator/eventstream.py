@@ -9,8 +9,8 @@ One message on the wire::
     payload        raw bytes
     message CRC32  of everything before it, the prelude CRC included
 
-botocore decodes it (``botocore.eventstream.EventStreamBuffer``); the limits are the AWS event-stream
-ones, which botocore's decoder enforces too or more loosely.
+botocore decodes it (``botocore.eventstream.EventStreamBuffer``). The limits are AWS's own encoder's
+(aws-c-event-stream: 16 MiB a message, 128 KiB of headers); botocore's decoder is looser (24 MiB).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping
 __all__ = [
     "CONTENT_TYPE",
     "MAX_HEADERS_BYTES",
-    "MAX_PAYLOAD_BYTES",
+    "MAX_MESSAGE_BYTES",
     "encode_message",
     "invoke_complete",
     "payload_chunks",
@@ -31,26 +31,27 @@ __all__ = [
 
 #: The Content-Type of an event-stream HTTP body.
 CONTENT_TYPE = "application/vnd.amazon.eventstream"
-#: The headers of one message, encoded, at most (AWS event-stream limit; botocore's too).
+#: One message at most, both CRCs included.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+#: The headers of one message, encoded, at most.
 MAX_HEADERS_BYTES = 128 * 1024
-#: The payload of one message at most (AWS event-stream limit; botocore accepts up to 24 MiB).
-MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 
 _PRELUDE = struct.Struct(">II")
 _CRC = struct.Struct(">I")
 _STRING_TYPE = 7
+_FRAMING_BYTES = _PRELUDE.size + 2 * _CRC.size
 _MAX_NAME_BYTES = 255
 _MAX_VALUE_BYTES = 32767
 
 
 def encode_message(headers: Mapping[str, str], payload: bytes) -> bytes:
     """One event-stream message with string ``headers`` and ``payload``; ``ValueError`` past a limit."""
-    encoded_headers = b"".join(_encode_header(name, value) for name, value in headers.items())
+    encoded_headers = _encode_headers(headers)
     if len(encoded_headers) > MAX_HEADERS_BYTES:
         raise ValueError(f"event-stream headers of {len(encoded_headers)} bytes exceed {MAX_HEADERS_BYTES}")
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        raise ValueError(f"event-stream payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
-    total = _PRELUDE.size + _CRC.size + len(encoded_headers) + len(payload) + _CRC.size
+    total = _FRAMING_BYTES + len(encoded_headers) + len(payload)
+    if total > MAX_MESSAGE_BYTES:
+        raise ValueError(f"an event-stream message of {total} bytes exceeds {MAX_MESSAGE_BYTES}")
     prelude = _PRELUDE.pack(total, len(encoded_headers))
     head = prelude + _CRC.pack(zlib.crc32(prelude))
     message_crc = zlib.crc32(payload, zlib.crc32(encoded_headers, zlib.crc32(head)))
@@ -58,9 +59,10 @@ def encode_message(headers: Mapping[str, str], payload: bytes) -> bytes:
 
 
 def payload_chunks(data: bytes) -> Iterator[bytes]:
-    """``PayloadChunk`` events carrying ``data``: one, or several when it is over a message's limit."""
-    for start in range(0, len(data), MAX_PAYLOAD_BYTES):
-        yield _event("PayloadChunk", "application/octet-stream", data[start : start + MAX_PAYLOAD_BYTES])
+    """``PayloadChunk`` events carrying ``data``: one, or several when it does not fit in a message."""
+    room = MAX_MESSAGE_BYTES - _FRAMING_BYTES - len(_encode_headers(_event_headers(*_PAYLOAD_CHUNK)))
+    for start in range(0, len(data), room):
+        yield _event(*_PAYLOAD_CHUNK, data[start : start + room])
 
 
 def invoke_complete(error_code: str | None, error_details: str, log_result: str | None) -> bytes:
@@ -75,9 +77,19 @@ def invoke_complete(error_code: str | None, error_details: str, log_result: str 
     return _event("InvokeComplete", "application/json", json.dumps(document).encode())
 
 
+_PAYLOAD_CHUNK = ("PayloadChunk", "application/octet-stream")
+
+
 def _event(event_type: str, content_type: str, payload: bytes) -> bytes:
-    headers = {":event-type": event_type, ":content-type": content_type, ":message-type": "event"}
-    return encode_message(headers, payload)
+    return encode_message(_event_headers(event_type, content_type), payload)
+
+
+def _event_headers(event_type: str, content_type: str) -> dict[str, str]:
+    return {":event-type": event_type, ":content-type": content_type, ":message-type": "event"}
+
+
+def _encode_headers(headers: Mapping[str, str]) -> bytes:
+    return b"".join(_encode_header(name, value) for name, value in headers.items())
 
 
 def _encode_header(name: str, value: str) -> bytes:

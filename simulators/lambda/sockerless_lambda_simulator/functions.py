@@ -48,6 +48,8 @@ class FunctionConfig:
     working_directory: str | None = None
     log_group: str = ""
     log_format: str = "Text"
+    architecture: str = "x86_64"
+    """``Architectures[0]``: which host bootstrap binary runs for ``/opt/sockerless/bootstrap``."""
 
     @classmethod
     def from_get_function(cls, document: Mapping[str, Any]) -> FunctionConfig:
@@ -69,6 +71,7 @@ class FunctionConfig:
             working_directory=image_config.get("WorkingDirectory") or None,
             log_group=logging_config.get("LogGroup") or f"/aws/lambda/{name}",
             log_format=logging_config.get("LogFormat", "Text"),
+            architecture=(configuration.get("Architectures") or ["x86_64"])[0],
         )
 
     @property

@@ -16,7 +16,21 @@ from collections.abc import Callable, Mapping
 
 from attrs import frozen
 
-__all__ = ["OutputSink", "ProcessOutcome", "ProcessSpec", "kill_all_process_groups", "run_process"]
+__all__ = [
+    "OutputCollector",
+    "OutputSink",
+    "ProcessOutcome",
+    "ProcessSpec",
+    "kill_all_process_groups",
+    "kill_group",
+    "reap",
+    "resident_peak_kb",
+    "run_process",
+    "spawn_error",
+    "spawn_group",
+    "untrack_group",
+    "wait_exited",
+]
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +98,12 @@ async def _run_in(spec: ProcessSpec, workdir: str, on_output: OutputSink) -> Pro
             timed_out=False,
             duration_ms=(time.monotonic() - started) * 1000.0,
             max_rss_kb=0,
-            spawn_error=_spawn_error(spec.argv[0], exc),
+            spawn_error=spawn_error(spec.argv[0], exc),
         )
     pid = process.pid
     _live_groups.add(pid)
     loop = asyncio.get_running_loop()
-    collector = _OutputCollector(on_output, loop)
+    collector = OutputCollector(on_output, loop)
     reaped = False
     read_transport: asyncio.ReadTransport | None = None
     write_transport: asyncio.WriteTransport | None = None
@@ -102,11 +116,11 @@ async def _run_in(spec: ProcessSpec, workdir: str, on_output: OutputSink) -> Pro
         if spec.stdin:
             write_transport.write(spec.stdin)
         write_transport.close()  # flushes the payload, then the child sees EOF on stdin
-        exited = asyncio.create_task(_wait_exited(pid), name=f"wait for process {pid}")
+        exited = asyncio.create_task(wait_exited(pid), name=f"wait for process {pid}")
         try:
             peak_rss_kb, timed_out = await _watch(pid, exited, spec.timeout_seconds)
             if timed_out:
-                _kill_group(pid)
+                kill_group(pid)
                 await asyncio.wait_for(asyncio.shield(exited), _REAP_SECONDS)
             exited.result()
         finally:
@@ -116,8 +130,8 @@ async def _run_in(spec: ProcessSpec, workdir: str, on_output: OutputSink) -> Pro
                     await exited
         duration_ms = (time.monotonic() - started) * 1000.0
         # Lambda freezes the environment after the run: background children must not go on.
-        _kill_group(pid)
-        status = _reap(pid)
+        kill_group(pid)
+        status = reap(pid)
         reaped = True
         _live_groups.discard(pid)
         exit_code = os.waitstatus_to_exitcode(status)
@@ -158,7 +172,7 @@ def _spawn(spec: ProcessSpec, workdir: str) -> subprocess.Popen[bytes]:
     )
 
 
-def _reap(pid: int) -> int:
+def reap(pid: int) -> int:
     """Collect a child already known to have exited: WNOHANG, so it can never block the loop."""
     reaped_pid, status = os.waitpid(pid, os.WNOHANG)
     if reaped_pid == 0:
@@ -179,11 +193,11 @@ async def _watch(pid: int, exited: asyncio.Task[None], timeout_seconds: float) -
         done, _ = await asyncio.wait({exited}, timeout=min(interval, remaining))
         if done:
             return peak_kb, False
-        peak_kb = max(peak_kb, _resident_peak_kb(pid))
+        peak_kb = max(peak_kb, resident_peak_kb(pid))
         interval = min(interval * 4, _SAMPLE_SECONDS)
 
 
-def _resident_peak_kb(pid: int) -> int:
+def resident_peak_kb(pid: int) -> int:
     # VmHWM: the peak resident set since exec. (wait4's ru_maxrss is useless here: Linux charges
     # the child with the parent's memory at exec time.) A procfs read takes microseconds.
     try:
@@ -199,17 +213,17 @@ def _resident_peak_kb(pid: int) -> int:
 async def _kill_and_reap(process: subprocess.Popen[bytes]) -> None:
     """Cancellation or failure path: kill the group and reap the leader without blocking the loop."""
     pid = process.pid
-    _kill_group(pid)
+    kill_group(pid)
     try:
-        await asyncio.wait_for(_wait_exited(pid), _REAP_SECONDS)
-        status = _reap(pid)
+        await asyncio.wait_for(wait_exited(pid), _REAP_SECONDS)
+        status = reap(pid)
         process.returncode = os.waitstatus_to_exitcode(status)
         _live_groups.discard(pid)
     except (TimeoutError, ChildProcessError):
         log.warning("process group %d did not exit after SIGKILL; it is killed again at exit", pid)
 
 
-async def _wait_exited(pid: int) -> None:
+async def wait_exited(pid: int) -> None:
     """Wait until ``pid`` has exited, without reaping it (its group ID must stay reserved)."""
     try:
         pidfd = os.pidfd_open(pid)
@@ -232,21 +246,44 @@ async def _wait_exited(pid: int) -> None:
         os.close(pidfd)
 
 
-def _kill_group(pgid: int) -> None:
+def kill_group(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
+
+
+def spawn_group(argv: tuple[str, ...], env: Mapping[str, str], cwd: str) -> subprocess.Popen[bytes]:
+    """Start a long-lived process (an environment's runtime) as its own process group: stdin is
+    ``/dev/null``, stdout and stderr share one pipe. Killed at interpreter exit unless
+    ``untrack_group`` was called after it was reaped. Raises OSError when it cannot start."""
+    process = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=cwd,
+        env=dict(env),
+        start_new_session=True,
+        close_fds=True,
+    )
+    _live_groups.add(process.pid)
+    return process
+
+
+def untrack_group(pgid: int) -> None:
+    """The group's leader was reaped: its ID may be reused, never kill it again."""
+    _live_groups.discard(pgid)
 
 
 def kill_all_process_groups() -> None:
     """Kill every process group still running (interpreter exit, or an emergency stop)."""
     for pgid in list(_live_groups):
-        _kill_group(pgid)
+        kill_group(pgid)
 
 
 atexit.register(kill_all_process_groups)
 
 
-def _spawn_error(executable: str, exc: OSError) -> str:
+def spawn_error(executable: str, exc: OSError) -> str:
     reason = (exc.strerror or str(exc)).lower()
     if "/" not in executable and isinstance(exc, FileNotFoundError):
         return f'exec: "{executable}": executable file not found in $PATH'
@@ -262,7 +299,7 @@ class _StdinProtocol(asyncio.Protocol):
         self.lost = True
 
 
-class _OutputCollector(asyncio.Protocol):
+class OutputCollector(asyncio.Protocol):
     """Splits the output pipe into lines, stamping each with the time it was read."""
 
     def __init__(self, sink: OutputSink, loop: asyncio.AbstractEventLoop) -> None:

@@ -9,7 +9,7 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -46,9 +46,6 @@ _LIST_PAGE_MAX = 50
 _CHECKED_INPUTS = frozenset(
     {"CreateFunction", "UpdateFunctionConfiguration", "TagResource", "PutFunctionEventInvokeConfig"}
 )
-_INVOKE_TYPES = frozenset(InvocationType)
-# InvokeWithResponseStream knows no Event invocations (its model's ResponseStreamingInvocationType).
-_STREAMING_TYPES = frozenset({InvocationType.REQUEST_RESPONSE, InvocationType.DRY_RUN})
 # Set by a drop_answer fault: a handler that streams its answer cuts it itself.
 _DROP_ANSWER = web.RequestKey("sockerless_drop_answer", bool)
 
@@ -154,7 +151,7 @@ class AwsFrontend:
     async def _invoke(
         self, request: web.Request, call: AwsCall, scope: AwsScope, _: bytes | None
     ) -> web.StreamResponse:
-        invocation_type, config, payload = await self._accept_invocation(request, call, scope, _INVOKE_TYPES)
+        invocation_type, config, payload = await self._accept_invocation(request, call, scope)
         if invocation_type is InvocationType.DRY_RUN:
             return web.Response(status=204, headers={"x-amzn-RequestId": str(uuid.uuid4())})
         if invocation_type is InvocationType.EVENT:
@@ -177,9 +174,7 @@ class AwsFrontend:
     ) -> web.StreamResponse:
         """Refusals are Invoke's, as JSON errors; once the run started, the answer is a 200 event stream:
         a ``PayloadChunk`` per chunk of the response as it comes, then ``InvokeComplete``."""
-        invocation_type, config, payload = await self._accept_invocation(
-            request, call, scope, _STREAMING_TYPES
-        )
+        invocation_type, config, payload = await self._accept_invocation(request, call, scope)
         if invocation_type is InvocationType.DRY_RUN:
             return web.Response(status=204, headers={"x-amzn-RequestId": str(uuid.uuid4())})
         stream = await self._invocations.invoke_stream(scope, config, payload)
@@ -197,21 +192,21 @@ class AwsFrontend:
         return response
 
     async def _accept_invocation(
-        self, request: web.Request, call: AwsCall, scope: AwsScope, allowed: Collection[InvocationType]
+        self, request: web.Request, call: AwsCall, scope: AwsScope
     ) -> tuple[InvocationType, FunctionConfig, bytes]:
-        """What Invoke and InvokeWithResponseStream check before a run, in AWS's order: the invocation
-        type, the payload's size, the client context, the function and its state, then (but for DryRun and
-        Event) the account's concurrency."""
+        """What Invoke and InvokeWithResponseStream check before a run, in this order: the invocation
+        type (against the operation's model: InvokeWithResponseStream has no Event), the payload's size,
+        the client context, the function and its state, then (but for DryRun and Event) the account's
+        concurrency."""
         ref = parse_function_ref(call.path_params["FunctionName"], request.query.get("Qualifier"))
         raw_type = request.headers.get("X-Amz-Invocation-Type", InvocationType.REQUEST_RESPONSE)
-        if call.name == "InvokeWithResponseStream":
-            check_member(call.service, call.name, "InvocationType", raw_type)
+        check_member(call.service, call.name, "InvocationType", raw_type)
         try:
             invocation_type = InvocationType(raw_type)
-        except ValueError:
-            invocation_type = None
-        if invocation_type is None or invocation_type not in allowed:
-            raise AwsError("InvalidParameterValueException", 400, f"Unsupported invocation type: {raw_type}")
+        except ValueError:  # a type the model knows and the simulator does not
+            raise AwsError(
+                "InvalidParameterValueException", 400, f"Unsupported invocation type: {raw_type}"
+            ) from None
         payload = await request.read()
         limit = _EVENT_PAYLOAD_MAX if invocation_type is InvocationType.EVENT else _SYNC_PAYLOAD_MAX
         if len(payload) > limit:

@@ -23,7 +23,7 @@ from .config import (
 from .control import add_control_routes
 from .delivery import LogDelivery
 from .faults import FaultInjector, FaultRule
-from .invocations import InvocationRunner
+from .invocations import InvocationRunner, RuntimeModel
 from .moto_api import MotoApi, MotoGate
 from .moto_server import InProcessLogs, InProcessMoto
 from .operations import AwsScope
@@ -84,6 +84,13 @@ class LambdaSimulator:
         event_delay: seconds an Event invocation waits in Lambda's queue before it runs.
         event_duplicate_probability, event_duplicate_after: the chance that an Event invocation is
             delivered a second time (same request ID), that many seconds after the first.
+        runtime_model: ``lambda`` (default): functions run as Lambda runs them, in execution
+            environments whose runtime speaks the Runtime API; ``direct``: one process per invocation,
+            payload on stdin, output lines as the answer (not what Lambda does: a test convenience).
+        init_timeout_seconds: how long Init may take before it fails (Lambda: 10 s).
+        environment_idle_seconds: how long a warm environment lives without an invocation.
+        bootstrap_binaries: architecture -> host path of the binary that runs for the image path
+            ``/opt/sockerless/bootstrap``; default: the ``sockerless_lambda`` package's, if installed.
     """
 
     # In-process moto servers share moto's global state: reset it only when no other simulator uses it.
@@ -117,6 +124,10 @@ class LambdaSimulator:
         event_delay: float = DEFAULT_EVENT_DELAY,
         event_duplicate_probability: float = 0.0,
         event_duplicate_after: float = 0.1,
+        runtime_model: str = "lambda",
+        init_timeout_seconds: float = 10.0,
+        environment_idle_seconds: float = 300.0,
+        bootstrap_binaries: Mapping[str, str] | None = None,
     ) -> None:
         rules = tuple(rule if isinstance(rule, FaultRule) else FaultRule.from_json(rule) for rule in faults)
         states = tuple(
@@ -148,6 +159,10 @@ class LambdaSimulator:
             event_delay=event_delay,
             event_duplicate_probability=event_duplicate_probability,
             event_duplicate_after=event_duplicate_after,
+            runtime_model=runtime_model,
+            init_timeout_seconds=init_timeout_seconds,
+            environment_idle_seconds=environment_idle_seconds,
+            bootstrap_binaries=dict(bootstrap_binaries) if bootstrap_binaries is not None else None,
         )
         self.faults = FaultInjector(seed, rules)
         self.states = StateRules(states)
@@ -282,6 +297,10 @@ class LambdaSimulator:
             event_duplicate_after=config.event_duplicate_after,
             rng=random.Random(None if config.seed is None else config.seed + 1),  # noqa: S311 - dice
             logs=InProcessLogs(gate) if moto_server is not None else None,
+            runtime_model=RuntimeModel(config.runtime_model),
+            init_timeout_seconds=config.init_timeout_seconds,
+            environment_idle_seconds=config.environment_idle_seconds,
+            bootstrap_binaries=config.bootstrap_binaries,
         )
         frontend = AwsFrontend(
             region=config.region,
@@ -354,6 +373,7 @@ class LambdaSimulator:
             "inactive_after_seconds": self.config.inactive_after_seconds,
             "log_delivery_delay": self.config.log_delivery_delay,
             "event_delay": self.config.event_delay,
+            "runtime_model": self.config.runtime_model,
         }
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import signal
 import sys
@@ -27,7 +28,7 @@ from tests.lambda_settings import simulator_config
 API = "http://backend/internal/v1"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/jobs:latest"
 #: The run's timeout (lambda.timeout): the function's is one more second, the bootstrap's margin.
-RUN_SECONDS = 4
+RUN_SECONDS = 8  # room for 20 MB on a loaded machine; the timeout test waits this long
 
 
 @pytest.fixture
@@ -270,3 +271,32 @@ async def test_a_backend_killed_during_a_run_recovers_its_output_and_status(
         assert _stream(frames, 2) == b"two\n"
     finally:
         await backend.close()
+
+
+async def test_20_mb_of_random_bytes_arrive_identical(backend: LambdaBackend) -> None:
+    command = (
+        'head -c 20000000 /dev/urandom > "$TMPDIR/data"; sha256sum < "$TMPDIR/data" >&2; cat "$TMPDIR/data"'
+    )
+    record = await _run(backend, "sh", "-c", command)
+    assert record.exit_code == 0, record.error
+    frames = await _frames(backend, record.id)
+    data = _stream(frames, 1)
+    assert len(data) == 20_000_000
+    assert hashlib.sha256(data).hexdigest() == _stream(frames, 2).split()[0].decode()
+
+
+async def test_a_bootstrap_that_dies_gives_lambdas_error_as_the_outcome(backend: LambdaBackend) -> None:
+    """No exit record, but InvokeComplete's ErrorCode (Runtime.ExitError): the outcome rules apply."""
+    container_id = await _create(backend, "sh", "-c", "echo $PPID; sleep 60")  # its parent: the bootstrap
+    await backend.start_container(container_id)
+
+    async def bootstrap_pid() -> int:
+        while not (out := _stream(await _frames(backend, container_id), 1)).endswith(b"\n"):
+            await asyncio.sleep(0.05)
+        return int(out)
+
+    os.kill(await asyncio.wait_for(bootstrap_pid(), 20), signal.SIGKILL)
+    record = await _exited(backend, container_id)
+    assert record.exit_code == 137
+    assert "killed" in record.error
+    assert record.backend_state.output_complete

@@ -87,10 +87,14 @@ while True:
         sys.exit(1)
     else:
         wrong, _ = call("POST", "/invocation/not-this-one/response", b"{}")
+        unknown, _ = call("GET", "/no-such-route")
         body = json.dumps({"pid": os.getpid(), "event": event, "wrong_id_status": wrong.status,
+                           "unknown_path_status": unknown.status,
                            "tmpdir": os.environ.get("TMPDIR"), "cwd": os.getcwd(),
                            "env": {k: v for k, v in os.environ.items() if k.startswith(("AWS_", "FOO"))}})
         call("POST", f"/invocation/{request_id}/response", body)
+        again, _ = call("POST", f"/invocation/{request_id}/response", body)
+        print("second answer", again.status, flush=True)
 """
 
 

@@ -123,6 +123,7 @@ async def test_the_runtime_answers_and_its_environment_is_reused_and_frozen(
     assert "FunctionError" not in response
     assert first["event"] == {"n": 1}
     assert first["wrong_id_status"] == 400  # a request ID that is not the invocation's
+    assert first["unknown_path_status"] == 404
     assert os.path.isdir(first["tmpdir"]) and first["tmpdir"] != tempfile.gettempdir()
     # Between invocations the environment is frozen: its runtime is stopped.
     await wait_until(lambda: process_state(first["pid"]) == "T", what="the runtime stopped")
@@ -132,6 +133,7 @@ async def test_the_runtime_answers_and_its_environment_is_reused_and_frozen(
     assert second["pid"] == first["pid"] and second["event"] == {"n": 2}
 
     messages = [event["message"] for event in await written_log(f"/aws/lambda/{name}")]
+    assert messages.count("second answer 403\n") == 2  # one answer per invocation
     assert sum(m.startswith("INIT_START") for m in messages) == 1
     assert messages.count("runtime ready\n") == 1
     reports = [m for m in messages if m.startswith("REPORT")]
@@ -153,6 +155,19 @@ async def test_concurrent_invocations_get_environments_of_their_own(
     _, first_body = await first
 
     assert json.loads(first_body)["pid"] != json.loads(second_body)["pid"]
+
+
+async def test_event_invocations_run_in_environments_too(
+    lambda_client: Any, runtime_function: Any, read_log: Any
+) -> None:
+    name = await runtime_function()
+
+    response = await lambda_client.invoke(FunctionName=name, InvocationType="Event", Payload=b'{"n": 1}')
+
+    request_id = response["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
+    events = await read_log(f"/aws/lambda/{name}", until=f"END RequestId: {request_id}")
+    messages = [event["message"] for event in events]
+    assert "runtime ready\n" in messages and "handling None\n" in messages
 
 
 async def test_timeout_kills_the_environment_and_the_next_invocation_gets_a_new_one(
@@ -303,6 +318,10 @@ async def test_init_longer_than_the_init_timeout_fails(
     assert json.loads(body)["errorType"] == "Sandbox.Timedout"
     messages = [event["message"] for event in await written_log(f"/aws/lambda/{name}")]
     assert any(m.startswith("INIT_REPORT") and "Phase: init\tStatus: timeout" in m for m in messages)
+    # Init again inside the invocation, bounded by the function's timeout: the invocation timed out.
+    assert any(m.startswith("INIT_REPORT") and "Phase: invoke\tStatus: timeout" in m for m in messages)
+    assert any(m.endswith("Task timed out after 1.00 seconds\n") for m in messages)
+    assert messages[-1].startswith("REPORT") and messages[-1].endswith("Status: timeout\t\n")
 
 
 @pytest.mark.lambda_simulator(environment_idle_seconds=0.3)
@@ -429,3 +448,31 @@ async def test_the_bootstrap_streams_its_frames_through_invoke_with_response_str
     record = json.loads(streams(body)[255])
     assert (record["status"], record["mode"]) == (4, "streaming")
     assert events[-1]["InvokeComplete"].get("ErrorCode") in (None, "")
+
+
+def test_the_command_line_sets_the_runtime_model_and_its_settings() -> None:
+    from sockerless_lambda_simulator.cli import _parser, simulator_from
+
+    defaults = simulator_from(_parser().parse_args([])).config
+    assert (defaults.runtime_model, defaults.init_timeout_seconds) == ("lambda", 10.0)
+    assert (defaults.environment_idle_seconds, defaults.bootstrap_binaries) == (300.0, None)
+
+    config = simulator_from(
+        _parser().parse_args(
+            [
+                "--runtime-model=direct",
+                "--init-timeout-seconds=2",
+                "--environment-idle-seconds=5",
+                "--bootstrap-binary=x86_64=/opt/b-amd64",
+                "--bootstrap-binary=arm64=/opt/b-arm64",
+            ]
+        )
+    ).config
+    assert (config.runtime_model, config.init_timeout_seconds, config.environment_idle_seconds) == (
+        "direct",
+        2.0,
+        5.0,
+    )
+    assert config.bootstrap_binaries == {"x86_64": "/opt/b-amd64", "arm64": "/opt/b-arm64"}
+    with pytest.raises(SystemExit):
+        simulator_from(_parser().parse_args(["--bootstrap-binary=x86_64"]))

@@ -389,7 +389,7 @@ class InvocationRunner:
                 if failure is not None:
                     records.init_report(retry_ms, "invoke", failure)
             peak_kb = [0]
-            timed_out = False
+            timed_out = failure is not None and failure.error_type == "Sandbox.Timedout"
             status: int | None = None
             if failure is None:
                 remaining = max(0.0, started + timeout - loop.time())
@@ -492,7 +492,9 @@ class InvocationRunner:
         if state == "timeout":
             if in_invoke:
                 after = f"Task timed out after {config.timeout_seconds:.2f} seconds"
-                return elapsed(), _Failure("Sandbox.Timedout", request_prefix + after, after)
+                return elapsed(), _Failure(
+                    "Sandbox.Timedout", request_prefix + after, f"{_iso_now()} {request_id} {after}"
+                )
             return elapsed(), _Failure(
                 "Runtime.InitTimeout", f"{request_prefix}Init timed out after {timeout:.2f} seconds", ""
             )

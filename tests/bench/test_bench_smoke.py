@@ -71,6 +71,38 @@ async def test_overhead_item_smallest_variant_produces_figures() -> None:
     assert {name for name in os.listdir("/tmp") if name.startswith("skb-")} == leftovers
 
 
+async def test_live_output_item_smallest_variant_produces_figures() -> None:
+    from bench import item8_live_output
+    from bench.docker_cli import DockerCLI
+    from bench.run import render
+
+    if not DockerCLI.installed():
+        pytest.skip("the docker CLI is not installed")
+    result = await item8_live_output.run(lines=5, gap=0.01, rounds=1)
+
+    assert [row.figure for row in result.rows] == [
+        "`docker run --rm` (attached): line latency p50",
+        "`docker run --rm` (attached): every line, in order",
+        "`docker logs -f` (of `docker run -d`): line latency p50",
+        "`docker logs -f` (of `docker run -d`): every line, in order",
+        "`echo hi` lifecycle through the internal API, over a bare InvokeWithResponseStream of a warm "
+        "function",
+        "`echo hi` lifecycle through the internal API, over bare CreateFunction + InvokeWithResponseStream + "
+        "DeleteFunction",
+        "AWS calls of one backend lifecycle (the simulator's counters)",
+    ]
+    assert result.data["attached_complete"] and result.data["follower_complete"]
+    assert result.data["attached_count"] == 5
+    assert all(math.isfinite(result.data[key]) for key in ("attached_p50_ms", "added_ms_bare_warm"))
+    # The backend ran the container through the bootstrap: one streaming invocation, no plain Invoke.
+    calls = result.data["backend_calls"]
+    assert calls.get("lambda:InvokeWithResponseStream") == 1
+    assert "lambda:Invoke" not in calls
+    assert "## 8. Live output through the bootstrap" in render(
+        [result], argv=["--only", "8"], quick=True, seconds=1
+    )
+
+
 def test_live_output_item_reads_the_lines_its_job_prints() -> None:
     import subprocess
     import time

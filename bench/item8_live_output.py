@@ -79,6 +79,8 @@ class Latency:
     in_order: bool
     backlog: int  # lines left out: printed before the follower's first line arrived
     error: str = ""
+    #: From the command's end (its last line's stamp + the pause after it) to the client's exit.
+    exit_ms: float = float("nan")
 
     @property
     def complete(self) -> bool:
@@ -107,9 +109,16 @@ def line_latency(
     return Latency(client, latencies, len(arrivals), expected, in_order, backlog)
 
 
-async def _stream_lines(cli: DockerCLI, args: Sequence[str]) -> tuple[list[tuple[str, int]], str]:
+def _exit_ms(arrivals: Sequence[tuple[str, int]], ended: int, gap: float) -> float:
+    """Ms from the end of a :func:`job` (its last line's stamp and the pause after it) to ``ended``."""
+    made = arrivals[-1][0].partition(" ")[2] if arrivals else ""
+    return (ended - int(made)) / 1e6 - gap * 1000 if made.isdigit() else float("nan")
+
+
+async def _stream_lines(cli: DockerCLI, args: Sequence[str]) -> tuple[list[tuple[str, int]], int, str]:
     """``docker ARGS``, its stdout read line by line as it comes: each line with its arrival time (unix
-    ns), and an error (exit status and stderr) when the command failed or ran over its time."""
+    ns), when the command exited (unix ns), and an error (exit status and stderr) when it failed or ran
+    over its time."""
     process = await asyncio.create_subprocess_exec(
         DOCKER,
         *args,
@@ -124,11 +133,13 @@ async def _stream_lines(cli: DockerCLI, args: Sequence[str]) -> tuple[list[tuple
     errors = asyncio.ensure_future(process.stderr.read())
     arrivals: list[tuple[str, int]] = []
     error = ""
+    ended = 0
     try:
         async with asyncio.timeout(STREAM_TIMEOUT):
             while raw := await process.stdout.readline():
                 arrivals.append((raw.decode(errors="replace").rstrip("\n"), time.time_ns()))
             code = await process.wait()
+            ended = time.time_ns()
             stderr = (await errors).decode(errors="replace").strip()
         if code != 0:
             error = f"docker {args[0]}: exit {code}: {stderr[-300:]}"
@@ -137,13 +148,14 @@ async def _stream_lines(cli: DockerCLI, args: Sequence[str]) -> tuple[list[tuple
     finally:
         await stop_process(process, signal.SIGKILL, grace=5)
         errors.cancel()
-    return arrivals, error
+    return arrivals, ended, error
 
 
 async def measure_attached(cli: DockerCLI, lines: int, gap: float) -> Latency:
-    arrivals, error = await _stream_lines(cli, ["run", "--rm", IMAGE, "sh", "-c", job(lines, gap)])
+    arrivals, ended, error = await _stream_lines(cli, ["run", "--rm", IMAGE, "sh", "-c", job(lines, gap)])
     latency = line_latency("`docker run --rm` (attached)", arrivals, lines, live_after_first=False)
     latency.error = latency.error or error
+    latency.exit_ms = _exit_ms(arrivals, ended, gap)
     return latency
 
 
@@ -151,11 +163,12 @@ async def measure_follower(cli: DockerCLI, lines: int, gap: float) -> Latency:
     command = f"sleep {FOLLOWER_HEAD_START}; {job(lines, gap)}"
     container_id = (await cli.checked("run", "-d", IMAGE, "sh", "-c", command)).strip()
     try:
-        arrivals, error = await _stream_lines(cli, ["logs", "-f", container_id])
+        arrivals, ended, error = await _stream_lines(cli, ["logs", "-f", container_id])
     finally:
         await cli("rm", "-f", container_id)
     latency = line_latency("`docker logs -f` (of `docker run -d`)", arrivals, lines, live_after_first=True)
     latency.error = latency.error or error
+    latency.exit_ms = _exit_ms(arrivals, ended, gap)
     return latency
 
 
@@ -330,12 +343,17 @@ def _report_latency(result: ItemResult, clients: Sequence[Latency]) -> None:
             "all",
             latency.complete,
         )
+        result.info(
+            f"{latency.client}: the client's exit after the command's end",
+            f"{latency.exit_ms:.1f} ms (from the last line's stamp and the pause after it)",
+        )
         key = "attached" if index == 0 else "follower"
         result.data[f"{key}_p50_ms"] = p50
         result.data[f"{key}_p99_ms"] = percentile(values, 99)
         result.data[f"{key}_max_ms"] = max(values, default=float("nan"))
         result.data[f"{key}_count"] = len(values)
         result.data[f"{key}_complete"] = latency.complete
+        result.data[f"{key}_exit_ms"] = latency.exit_ms
 
 
 def _report_lifecycle(

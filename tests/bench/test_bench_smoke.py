@@ -83,8 +83,10 @@ async def test_live_output_item_smallest_variant_produces_figures() -> None:
     assert [row.figure for row in result.rows] == [
         "`docker run --rm` (attached): line latency p50",
         "`docker run --rm` (attached): every line, in order",
+        "`docker run --rm` (attached): the client's exit after the command's end",
         "`docker logs -f` (of `docker run -d`): line latency p50",
         "`docker logs -f` (of `docker run -d`): every line, in order",
+        "`docker logs -f` (of `docker run -d`): the client's exit after the command's end",
         "`echo hi` lifecycle through the internal API, over a bare InvokeWithResponseStream of a warm "
         "function",
         "`echo hi` lifecycle through the internal API, over bare CreateFunction + InvokeWithResponseStream + "
@@ -93,7 +95,10 @@ async def test_live_output_item_smallest_variant_produces_figures() -> None:
     ]
     assert result.data["attached_complete"] and result.data["follower_complete"]
     assert result.data["attached_count"] == 5
-    assert all(math.isfinite(result.data[key]) for key in ("attached_p50_ms", "added_ms_bare_warm"))
+    assert all(
+        math.isfinite(result.data[key])
+        for key in ("attached_p50_ms", "attached_exit_ms", "added_ms_bare_warm")
+    )
     # The backend ran the container through the bootstrap: one streaming invocation, no plain Invoke.
     calls = result.data["backend_calls"]
     assert calls.get("lambda:InvokeWithResponseStream") == 1

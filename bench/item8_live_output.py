@@ -375,7 +375,7 @@ def _report_lifecycle(
     ):
         result.info(
             f"`echo hi` lifecycle through the internal API, over {what}",
-            f"+{added(floor):.1f} ms (median per round; backend {ms('backend'):.1f} ms, "
+            f"{added(floor):+.1f} ms (median per round; backend {ms('backend'):.1f} ms, "
             f"bare {ms(floor):.1f} ms, {len(times[floor])} rounds)",
         )
         result.data[f"added_ms_{floor.replace(' ', '_')}"] = added(floor)

@@ -420,5 +420,7 @@ def _report_lifecycle(
         "environment (the simulator's Init: spawning the bootstrap until its first `/next`), as the bare "
         f"cold run does: its InvokeWithResponseStream took {init_ms:.0f} ms more than the warm one's "
         "(medians). What the backend adds over the bare cold run is its own work: its store, records and "
-        "log lines, the internal API's requests, and the frames fed to the log store."
+        "log lines, the internal API's requests, and the frames fed to the log store; its remove answers "
+        "before its DeleteFunction, which follows in the background, where the bare cold run waits for "
+        "its DeleteFunction."
     )

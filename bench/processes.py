@@ -174,8 +174,10 @@ async def wait_for_http(
 class Simulator:
     """The Lambda simulator as its own process, with its stats endpoint."""
 
-    def __init__(self, workdir: str) -> None:
+    def __init__(self, workdir: str, extra_flags: Sequence[str] = ()) -> None:
+        """``extra_flags``: simulator flags on top of the bench's ``SIMULATOR_SETTINGS``."""
         self._workdir = workdir
+        self._extra_flags = list(extra_flags)
         self._process: asyncio.subprocess.Process | None = None
         self._session: aiohttp.ClientSession | None = None
         self.endpoint_url = ""
@@ -195,6 +197,7 @@ class Simulator:
                 "--log-level",
                 "error",
                 *simulator_flags(),
+                *self._extra_flags,
             ],
             env=product_env(self._workdir),
             log_path=os.path.join(self._workdir, "simulator.log"),

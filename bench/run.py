@@ -26,6 +26,7 @@ from . import (
     item5_store,
     item6_e2e,
     item7_throughput,
+    item8_live_output,
 )
 from .common import ItemResult, machine_info, verdict
 from .processes import ROOT, bench_dir, start_process, stop_process
@@ -74,6 +75,12 @@ async def _item7(quick: bool) -> ItemResult:
     return await item7_throughput.run(rounds=4, seconds=5)
 
 
+async def _item8(quick: bool) -> ItemResult:
+    if quick:
+        return await item8_live_output.run(lines=150, gap=0.01, rounds=5)
+    return await item8_live_output.run()
+
+
 async def _simulator_throughput(quick: bool) -> ItemResult:
     """``bench/simulator_throughput.py`` (the simulator engineer's), run as it is; its table kept whole."""
     seconds = "1" if quick else "5"
@@ -115,6 +122,7 @@ ITEMS: dict[str, Runner] = {
     "5": _item5,
     "6": _item6,
     "7": _item7,
+    "8": _item8,
     "sim": _simulator_throughput,
 }
 

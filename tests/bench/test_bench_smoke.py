@@ -29,7 +29,7 @@ def test_bench_modules_import(name: str) -> None:
 def test_every_item_is_runnable_by_number() -> None:
     from bench.run import ITEMS
 
-    assert set(ITEMS) == {"1", "2", "3", "4", "5", "6", "7", "sim"}
+    assert set(ITEMS) == {"1", "2", "3", "4", "5", "6", "7", "8", "sim"}
 
 
 async def test_overhead_item_smallest_variant_produces_figures() -> None:
@@ -69,6 +69,65 @@ async def test_overhead_item_smallest_variant_produces_figures() -> None:
     assert "| N=1: backend / direct wave time |" in report
     # Everything the item started is gone: its temporary directory too.
     assert {name for name in os.listdir("/tmp") if name.startswith("skb-")} == leftovers
+
+
+async def test_live_output_item_smallest_variant_produces_figures() -> None:
+    from bench import item8_live_output
+    from bench.docker_cli import DockerCLI
+    from bench.run import render
+
+    if not DockerCLI.installed():
+        pytest.skip("the docker CLI is not installed")
+    result = await item8_live_output.run(lines=5, gap=0.01, rounds=1)
+
+    assert [row.figure for row in result.rows] == [
+        "`docker run --rm` (attached): line latency p50",
+        "`docker run --rm` (attached): every line, in order",
+        "`docker run --rm` (attached): the client's exit after the command's end",
+        "`docker logs -f` (of `docker run -d`): line latency p50",
+        "`docker logs -f` (of `docker run -d`): every line, in order",
+        "`docker logs -f` (of `docker run -d`): the client's exit after the command's end",
+        "`echo hi` lifecycle through the internal API, over a bare InvokeWithResponseStream of a warm "
+        "function",
+        "`echo hi` lifecycle through the internal API, over bare CreateFunction + InvokeWithResponseStream + "
+        "DeleteFunction",
+        "AWS calls of one backend lifecycle (the simulator's counters)",
+    ]
+    assert result.data["attached_complete"] and result.data["follower_complete"]
+    assert result.data["attached_count"] == 5
+    assert all(
+        math.isfinite(result.data[key])
+        for key in ("attached_p50_ms", "attached_exit_ms", "added_ms_bare_warm")
+    )
+    # The backend ran the container through the bootstrap: one streaming invocation, no plain Invoke.
+    calls = result.data["backend_calls"]
+    assert calls.get("lambda:InvokeWithResponseStream") == 1
+    assert "lambda:Invoke" not in calls
+    assert "## 8. Live output through the bootstrap" in render(
+        [result], argv=["--only", "8"], quick=True, seconds=1
+    )
+
+
+def test_live_output_item_reads_the_lines_its_job_prints() -> None:
+    import subprocess
+    import time
+
+    from bench.item8_live_output import job, line_latency
+
+    began = time.time_ns()
+    printed = subprocess.run(["sh", "-c", job(3, 0)], check=True, capture_output=True, text=True).stdout
+    arrived = time.time_ns()
+    arrivals = [(line, arrived) for line in printed.splitlines()]
+
+    attached = line_latency("attached", arrivals, 3, live_after_first=False)
+    assert attached.complete
+    assert len(attached.latencies_ms) == 3
+    assert all(0 <= value <= (arrived - began) / 1e6 for value in attached.latencies_ms)
+    # A follower counts only the lines made after its first line arrived: here all came at once.
+    follower = line_latency("follower", arrivals, 3, live_after_first=True)
+    assert (follower.backlog, follower.latencies_ms, follower.complete) == (3, [], True)
+    assert not line_latency("attached", arrivals[1:], 3, live_after_first=False).complete
+    assert not line_latency("attached", arrivals[::-1], 3, live_after_first=False).in_order
 
 
 def test_round_order_balances_positions() -> None:

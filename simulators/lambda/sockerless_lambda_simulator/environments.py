@@ -202,7 +202,9 @@ class ExecutionEnvironment:
                 if remaining <= 0:
                     return "timeout"
                 wait = min(interval, remaining) if sample is not None else min(0.05, remaining)
-                done, _ = await asyncio.wait({called, self._exited}, timeout=wait)
+                done, _ = await asyncio.wait(
+                    {called, self._exited}, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+                )
                 if called in done:
                     return "next"
                 if self._exited in done:

@@ -56,11 +56,21 @@ log = logging.getLogger("sockerless.lambda.bootstrap")
 
 #: Reads of the durable copy start this long before the run's start (clocks of this host and Lambda's).
 _CLOCK_MARGIN_MS = 5 * 60 * 1000
+#: The part of a line after a frame's last newline waits this long for the rest of its line ...
+PARTIAL_LINE_SECONDS = 0.05
+#: ... and at most this many bytes: a longer line is stored in parts (bytes unchanged).
+PARTIAL_LINE_BYTES = 1024 * 1024
 
 
 class StreamedOutput:
-    """A run's stdout and stderr into the log store, with the bytes of each delivered so far (its
-    offset), so the durable copy adds only what the stream did not deliver."""
+    """A run's stdout and stderr into the log store, with the bytes of each received so far (its
+    offset), so the durable copy adds only what the stream did not deliver.
+
+    A frame is one read of a pipe, so a line may come in parts. The part after a frame's last newline
+    waits for the rest of its line (as Docker's log copier waits), so a line stays one log entry (one
+    timestamp in ``logs -t``); it is stored alone when nothing follows within ``PARTIAL_LINE_SECONDS``
+    (a prompt), when it reaches ``PARTIAL_LINE_BYTES``, or when the run ends. Bytes are never changed.
+    """
 
     def __init__(
         self, output: OutputService, record: Record, delivered: dict[int, int] | None = None
@@ -68,14 +78,67 @@ class StreamedOutput:
         self._output = output
         self._record = record
         self.delivered = {STDOUT: 0, STDERR: 0, **(delivered or {})}
+        self._partial: dict[int, tuple[bytes, dt.datetime]] = {}
+        self._timers: dict[int, asyncio.TimerHandle] = {}
+        self._flushes: set[asyncio.Task[None]] = set()
+        self._lock = asyncio.Lock()
 
     async def add(self, stream: int, data: bytes, when: dt.datetime | None = None) -> None:
         if not data:
             return
         self.delivered[stream] += len(data)
-        await self._output.append_stream(
-            self._record, lines_of(stream, data, when or dt.datetime.now(dt.UTC))
+        async with self._lock:
+            self._cancel_timer(stream)
+            held, since = self._partial.pop(stream, (b"", when or dt.datetime.now(dt.UTC)))
+            data = held + data
+            cut = data.rfind(b"\n") + 1
+            whole, rest = data[:cut], data[cut:]
+            if len(rest) >= PARTIAL_LINE_BYTES:
+                whole, rest = data, b""
+            if whole:
+                await self._output.append_stream(self._record, lines_of(stream, whole, since))
+                since = when or dt.datetime.now(dt.UTC)
+            if rest:
+                self._partial[stream] = (rest, since)
+                loop = asyncio.get_running_loop()
+                self._timers[stream] = loop.call_later(PARTIAL_LINE_SECONDS, self._flush_later, stream)
+
+    async def flush(self) -> None:
+        """Store the parts of lines still waiting (the run ended, or its output is read now)."""
+        async with self._lock:
+            for stream in list(self._partial):
+                await self._store_partial(stream)
+
+    def _flush_later(self, stream: int) -> None:
+        self._timers.pop(stream, None)
+        task = asyncio.create_task(
+            self._flush_stream(stream), name=f"flush a partial line of {self._record.id}"
         )
+        self._flushes.add(task)
+        task.add_done_callback(self._flushed)
+
+    def _flushed(self, task: asyncio.Task[None]) -> None:
+        self._flushes.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning(
+                "storing a partial line failed",
+                extra={"fields": {"container": self._record.id, "error": str(task.exception())}},
+            )
+
+    async def _flush_stream(self, stream: int) -> None:
+        async with self._lock:
+            await self._store_partial(stream)
+
+    async def _store_partial(self, stream: int) -> None:
+        self._cancel_timer(stream)
+        held = self._partial.pop(stream, None)
+        if held is not None:
+            await self._output.append_stream(self._record, lines_of(stream, held[0], held[1]))
+
+    def _cancel_timer(self, stream: int) -> None:
+        timer = self._timers.pop(stream, None)
+        if timer is not None:
+            timer.cancel()
 
     async def add_at(self, stream: int, offset: int, data: bytes, when: dt.datetime | None) -> None:
         """Bytes of the durable copy at ``offset`` of their stream: only those not delivered yet."""
@@ -141,6 +204,7 @@ class BootstrapRuns:
         finally:
             with contextlib.suppress(Exception):
                 events.close()
+        await streamed.flush()
         if exit_record is not None:
             if exit_record.response_cut:
                 # Some kept output did not fit the response: the durable copy has it.
@@ -163,7 +227,7 @@ class BootstrapRuns:
         delivered = await self._output.delivered(record)
         streamed = StreamedOutput(self._output, record, delivered)
         deadline = self._deadline(record) if function_exists else time.monotonic()
-        return await self._from_durable(record, streamed, deadline)
+        return await self._from_durable(record, streamed, deadline, function_gone=not function_exists)
 
     # ------------------------------------------------------------------ outcomes
 
@@ -180,8 +244,10 @@ class BootstrapRuns:
         self, record: Record, exit_record: ExitRecord, streamed: StreamedOutput
     ) -> InvocationOutcome:
         """The command's exit as the bootstrap reported it; a stream cut at a limit says so last on stderr."""
+        await streamed.flush()
         for note in exit_record.cut_notes():
             await streamed.add(STDERR, note)
+        await streamed.flush()
         self._complete(record)
         return InvocationOutcome(
             exit_record.status,
@@ -220,6 +286,8 @@ class BootstrapRuns:
         streamed: StreamedOutput,
         deadline: float,
         exit_record: ExitRecord | None = None,
+        *,
+        function_gone: bool = False,
     ) -> InvocationOutcome:
         """Read the durable copy (its lines in ``seq`` order, output joined by offset) until its exit line
         shows or ``deadline`` passed; the exit then, else (no exit record at all) unknown, 255."""
@@ -256,13 +324,22 @@ class BootstrapRuns:
         exit_record = exit_record or found
         if exit_record is not None:
             return await self._exited(record, exit_record, streamed)
+        await streamed.flush()
         self._complete(record)  # nothing more of it will come
+        if function_gone:
+            why = (
+                "its function no longer exists (nothing more of the run can come), and the bootstrap's "
+                "durable copy in CloudWatch shows no exit"
+            )
+        else:
+            why = (
+                "its response ended without the exit record, and the bootstrap's durable copy in "
+                "CloudWatch shows no exit within the function timeout "
+                f"({function_timeout(self._config.timeout)} s) plus {self._config.log_delivery_seconds:g} s"
+            )
         return InvocationOutcome(
             EXIT_UNKNOWN,
-            f"the outcome of the Lambda run {state.run_id} of {state.function_name} is unknown: its response "
-            "ended without the exit record, and the bootstrap's durable copy in CloudWatch shows no exit "
-            f"within the function timeout ({function_timeout(self._config.timeout)} s) plus "
-            f"{self._config.log_delivery_seconds:g} s",
+            f"the outcome of the Lambda run {state.run_id} of {state.function_name} is unknown: {why}",
             request_id=state.request_id,
             daemon_error=True,
         )

@@ -66,7 +66,8 @@ class ExitRecord:
                 "lambda.timeout)"
             )
         if self.reason in _START_FAILURES:
-            return self.error or f"cannot run the command: {self.reason}"
+            # The same words as a command Lambda's own runtime could not start (invocations.py).
+            return f"cannot run the command: {self.error or self.reason}"
         return ""
 
     def cut_notes(self) -> list[bytes]:

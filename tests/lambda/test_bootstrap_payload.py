@@ -94,20 +94,32 @@ def test_the_function_timeout_is_capped_at_900() -> None:
 def test_the_label_chooses_over_the_setting() -> None:
     assert not _spec(_config(cmd=["true"], labels={BOOTSTRAP_LABEL: "false"}), bootstrap=True).bootstrap
     assert _spec(_config(cmd=["true"], labels={BOOTSTRAP_LABEL: "true"})).bootstrap
-    assert not _spec(_config(cmd=["true"])).bootstrap  # the default: today's path
+    assert _spec(_config(cmd=["true"])).bootstrap  # the default: the bootstrap
+    assert not _spec(_config(cmd=["true"]), bootstrap=False).bootstrap
     assert uses_bootstrap(None, True)
     with pytest.raises(InvalidParameter, match=BOOTSTRAP_LABEL):
         uses_bootstrap({BOOTSTRAP_LABEL: "maybe"}, False)
 
 
 def test_a_function_without_the_bootstrap_is_as_before() -> None:
-    spec = _spec(_config(entrypoint=["sh"], cmd=["-c", "true"], env=["AB=1"], working_dir="/w"))
+    spec = _spec(
+        _config(entrypoint=["sh"], cmd=["-c", "true"], env=["AB=1"], working_dir="/w"), bootstrap=False
+    )
     assert spec.params["ImageConfig"] == {
         "EntryPoint": ["sh"],
         "Command": ["-c", "true"],
         "WorkingDirectory": "/w",
     }
     assert spec.params["Environment"] == {"Variables": {"AB": "1"}}
+
+
+def test_a_container_without_a_command_runs_the_image_as_its_own_runtime_and_says_so() -> None:
+    spec = _spec(_config())
+    assert not spec.bootstrap
+    assert "ImageConfig" not in spec.params  # Lambda runs the image's own ENTRYPOINT and CMD
+    assert any("no command given" in warning for warning in spec.warnings)
+    with pytest.raises(InvalidParameter, match="No command specified"):
+        _spec(_config(labels={BOOTSTRAP_LABEL: "true"}))  # asked for: the bootstrap needs a command
 
 
 def test_the_exit_record_gives_status_times_and_errors() -> None:
@@ -132,7 +144,7 @@ def test_the_exit_record_gives_status_times_and_errors() -> None:
     missing = ExitRecord.parse(
         b'{"status": 127, "reason": "not found", "error": "exec: \\"nope\\": not found"}'
     )
-    assert missing.state_error(60) == 'exec: "nope": not found'
+    assert missing.state_error(60) == 'cannot run the command: exec: "nope": not found'
     with pytest.raises(ValueError):
         ExitRecord.parse(b"{}")
 

@@ -177,7 +177,7 @@ class LambdaConfig:
         maximum=21600,
     )
     bootstrap: bool = setting(
-        False,
+        True,
         help="Run containers through the bootstrap (/opt/sockerless/bootstrap in the image): output streamed "
         "live with exact bytes, the exact exit status; a container's label sockerless.lambda.bootstrap="
         "true|false overrides it",
@@ -207,6 +207,11 @@ class LambdaConfig:
             problems.append(
                 f"lambda.role_arn {self.role_arn!r} is not an IAM role ARN "
                 "(arn:aws:iam::<12-digit account>:role/<name>)"
+            )
+        if self.invocation_type == "Event" and self.bootstrap:
+            problems.append(
+                "lambda.invocation_type Event needs lambda.bootstrap false: the bootstrap streams a run's "
+                "output and exit in the response of a RequestResponse call, which Event does not wait for"
             )
         problems.extend(self._vpc_problems())
         if problems:

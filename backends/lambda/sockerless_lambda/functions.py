@@ -22,6 +22,7 @@ from sockerless.models import ContainerConfig, ContainerCreateRequest
 from sockerless_lambda.aws import AwsClients, call
 from sockerless_lambda.bootstrap.payload import (
     BOOTSTRAP_ENTRYPOINT,
+    BOOTSTRAP_LABEL,
     function_timeout,
     run_command,
     uses_bootstrap,
@@ -180,10 +181,21 @@ def function_spec(
             f"Remove --network {mode}: each run has Lambda's own network "
             "(in a VPC when subnet_ids are configured).",
         )
+    own_runtime = False
     if bootstrap is None:
         bootstrap = uses_bootstrap(cfg.labels, config.bootstrap)
+        # No command, and no label asking for the bootstrap: the image's own ENTRYPOINT and CMD are
+        # what Docker runs, and only Lambda knows them (it reads the image), so the image runs as its
+        # own runtime, the way an image that implements the Runtime API does.
+        if bootstrap and not _has_command(cfg) and BOOTSTRAP_LABEL not in (cfg.labels or {}):
+            bootstrap, own_runtime = False, True
     env: dict[str, str] = {}
     image_config: dict[str, Any] = {}
+    if bootstrap and config.invocation_type == "Event":
+        raise InvalidParameter(
+            f"label {BOOTSTRAP_LABEL}=true cannot be used with lambda.invocation_type Event: the bootstrap "
+            "answers in the response of a RequestResponse call"
+        )
     if bootstrap:
         # The command, environment and working directory go in each invocation's payload.
         run_command(cfg, container_id)
@@ -192,6 +204,12 @@ def function_spec(
         env = _checked_env(cfg.env_dict())
     memory_mb = _memory_mb(host.memory, config.memory_size)
     warnings = not_applied(request)
+    if own_runtime:
+        warnings.append(
+            "no command given: the image's own ENTRYPOINT/CMD run as the function's runtime, without "
+            f"the sockerless bootstrap (output from CloudWatch; set {BOOTSTRAP_LABEL}=false to say so, "
+            "or give a command to run it through the bootstrap)"
+        )
     tags = _tags(container_id, name, instance_id, cfg.labels or {}, warnings)
     if not bootstrap:
         image_config.update(_image_config(cfg))
@@ -221,6 +239,11 @@ def function_spec(
     return FunctionSpec(
         name=function_name, params=params, warnings=warnings, memory_mb=memory_mb, bootstrap=bootstrap
     )
+
+
+def _has_command(cfg: ContainerConfig) -> bool:
+    entrypoint = [] if cfg.entrypoint == [""] else list(cfg.entrypoint or [])
+    return bool(entrypoint or cfg.cmd)
 
 
 def _image_config(cfg: ContainerConfig) -> dict[str, Any]:

@@ -10,13 +10,26 @@ from typing import Any
 import aiosqlite
 import pytest
 
-from tests.lambda_settings import SIMULATOR_OPTIONS
+from tests.lambda_settings import CLOUDWATCH_PATH_SIMULATOR, SIMULATOR_OPTIONS
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "cloudwatch_path: the run goes the way it went before the bootstrap (issue 20): the command as the "
+        "function's ImageConfig (lambda.bootstrap false), its output from the log tail and CloudWatch, on "
+        "the simulator's direct model (tests/lambda_settings.py: CLOUDWATCH_PATH)",
+    )
 
 
 @pytest.fixture
-def lambda_simulator_options() -> dict[str, Any]:
-    """Every ``lambda_simulator`` of the suites: AWS's Pending phase, shorter (tests/lambda_settings.py)."""
-    return dict(SIMULATOR_OPTIONS)
+def lambda_simulator_options(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Every ``lambda_simulator`` of the suites: AWS's Pending phase, shorter (tests/lambda_settings.py);
+    the direct model for a test marked ``cloudwatch_path``."""
+    options = dict(SIMULATOR_OPTIONS)
+    if request.node.get_closest_marker("cloudwatch_path") is not None:
+        options.update(CLOUDWATCH_PATH_SIMULATOR)
+    return options
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -23,12 +23,20 @@ SIMULATOR_OPTIONS: dict[str, Any] = {
     "pending_seconds": PENDING_SECONDS,
     "log_delivery_delay": 0.3,
     "event_delay": 0.1,
-    # The backend still invokes functions with the command as their ImageConfig and the payload on
-    # stdin, the simulator's "direct" model (not what Lambda does). The backend's suites move to
-    # "lambda" (the simulator's default) when the backend uses the bootstrap (issue 20; the lead does
-    # that). tests/simulator runs Lambda's model: its conftest.py drops this setting.
-    "runtime_model": "direct",
+    # Lambda's execution model (Init, the Runtime API, warm environments), the simulator's default,
+    # named here because tests that pin the old "direct" model override it by name.
+    "runtime_model": "lambda",
 }
+
+
+#: Tests of the path before the bootstrap (``@pytest.mark.cloudwatch_path``): the backend puts the command
+#: in the function's ImageConfig and reads the output from the log tail and CloudWatch. In Lambda's
+#: model such a command, not speaking the Runtime API, runs twice (Init, then Init again in the invoke),
+#: which is what AWS does and what tests/simulator/test_runtime_api.py shows; these tests pair the path
+#: with the simulator's direct model (one process per invocation, payload on stdin), which is not
+#: Lambda's but keeps them about what they test: the tail, CloudWatch's delays, Event mode.
+CLOUDWATCH_PATH_SIMULATOR: dict[str, Any] = {"runtime_model": "direct"}
+CLOUDWATCH_PATH_BACKEND: dict[str, Any] = {"bootstrap": False}
 
 
 def simulator_arguments() -> list[str]:

@@ -18,7 +18,7 @@ from sockerless.backend import BackendRuntime
 from sockerless.streams import decode_frames
 from sockerless_lambda.backend import LambdaBackend
 from sockerless_lambda_simulator import LambdaSimulator
-from tests.lambda_settings import simulator_config
+from tests.lambda_settings import CLOUDWATCH_PATH_BACKEND, simulator_config
 
 API = "/internal/v1"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/jobs:latest"
@@ -38,10 +38,16 @@ def config_overrides() -> dict[str, Any]:
 
 @pytest_asyncio.fixture
 async def backend(
-    lambda_simulator: LambdaSimulator, state_path: str, config_overrides: dict[str, Any]
+    request: pytest.FixtureRequest,
+    lambda_simulator: LambdaSimulator,
+    state_path: str,
+    config_overrides: dict[str, Any],
 ) -> AsyncIterator[LambdaBackend]:
+    overrides = dict(config_overrides)
+    if request.node.get_closest_marker("cloudwatch_path") is not None:
+        overrides = {**CLOUDWATCH_PATH_BACKEND, **overrides}
     started = LambdaBackend(
-        simulator_config(lambda_simulator, **config_overrides), BackendRuntime(state_path, INSTANCE)
+        simulator_config(lambda_simulator, **overrides), BackendRuntime(state_path, INSTANCE)
     )
     await started.start()
     await started.background_done()  # tests that count AWS calls start from a quiet backend

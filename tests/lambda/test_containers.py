@@ -11,6 +11,7 @@ import pytest
 API = "/internal/v1"
 
 
+@pytest.mark.cloudwatch_path  # the command in the ImageConfig; with the bootstrap: test_bootstrap_payload
 async def test_create_answers_201_with_a_64_hex_id_and_creates_the_function(api, lambda_simulator) -> None:
     container_id = await api.create(
         "web",
@@ -70,6 +71,7 @@ async def test_create_rejects_what_lambda_would_with_400_before_any_aws_call(
     assert lambda_simulator.stats.snapshot()["total_calls"] == 0
 
 
+@pytest.mark.cloudwatch_path  # reads the function's ImageConfig; through the bootstrap: the payload's argv
 async def test_an_empty_entrypoint_means_none_and_the_command_runs_as_it_is(api) -> None:
     # docker run --entrypoint "" IMAGE echo plain: Docker runs `echo plain` without the image's ENTRYPOINT.
     container_id = await api.create(Entrypoint=[""], Cmd=["echo", "plain"])
@@ -166,7 +168,7 @@ async def test_a_taken_name_is_a_409_before_any_aws_call(api, lambda_simulator) 
 
 async def test_labels_breaking_tag_rules_stay_labels_and_give_a_warning(api) -> None:
     response = await api.client.post(
-        f"{API}/containers", json={"Image": "repo:tag", "Labels": {"aws:reserved": "x"}}
+        f"{API}/containers", json={"Image": "repo:tag", "Cmd": ["true"], "Labels": {"aws:reserved": "x"}}
     )
     assert response.status == 201
     created = await response.json()
@@ -376,6 +378,6 @@ async def test_a_pending_function_is_waited_for_before_the_invoke(api, lambda_si
     _, result = await api.run("exit 0")
     assert result == {"StatusCode": 0}
     calls = lambda_simulator.stats.snapshot()["calls"]
-    assert calls["lambda:Invoke"] == 1
+    assert calls["lambda:InvokeWithResponseStream"] == 1
     assert calls["lambda:GetFunction"] >= 2  # polled while Pending, then Active (its own quota)
     assert "lambda:GetFunctionConfiguration" not in calls

@@ -15,6 +15,9 @@ from sockerless_lambda.cloudwatch import CloudWatchEvent
 from sockerless_lambda.output import RunFeed
 from sockerless_lambda.state import LambdaState, Record
 
+# CloudWatch's delays and Event mode, as the path before the bootstrap meets them (the bootstrap's
+# runs read CloudWatch only for their durable copy: tests/lambda/test_bootstrap_recovery.py).
+pytestmark = pytest.mark.cloudwatch_path
 EVENT = {"invocation_type": "Event"}
 
 

@@ -188,7 +188,9 @@ async def test_a_throttle_that_clears_is_invisible(api, lambda_simulator) -> Non
 
 
 async def test_a_throttled_invoke_is_retried_because_it_did_not_run(api, lambda_simulator) -> None:
-    lambda_simulator.add_fault({"kind": "throttle", "operation": "lambda:Invoke", "count": 1})
+    lambda_simulator.add_fault(
+        {"kind": "throttle", "operation": "lambda:InvokeWithResponseStream", "count": 1}
+    )
     _, result = await api.run("exit 6")
     assert result == {"StatusCode": 6}
     snapshot = lambda_simulator.stats.snapshot()
@@ -199,7 +201,7 @@ async def test_a_throttled_invoke_is_retried_because_it_did_not_run(api, lambda_
 async def test_an_invoke_that_stays_throttled_exits_with_an_error(
     api, lambda_simulator, config_overrides
 ) -> None:
-    lambda_simulator.add_fault({"kind": "throttle", "operation": "lambda:Invoke"})
+    lambda_simulator.add_fault({"kind": "throttle", "operation": "lambda:InvokeWithResponseStream"})
     container_id, result = await api.run("exit 0")
     assert result["StatusCode"] == 1
     assert "lambda: invoke function skls-" in result["Error"]["Message"]
@@ -208,19 +210,21 @@ async def test_an_invoke_that_stays_throttled_exits_with_an_error(
 
 
 async def test_an_invoke_that_fails_in_lambda_is_not_retried(api, lambda_simulator) -> None:
-    lambda_simulator.add_fault({"kind": "error", "operation": "lambda:Invoke", "count": 1})
+    lambda_simulator.add_fault({"kind": "error", "operation": "lambda:InvokeWithResponseStream", "count": 1})
     _, result = await api.run("exit 0")
     assert result["StatusCode"] == 1
     assert "ServiceException" in result["Error"]["Message"]
-    assert lambda_simulator.stats.snapshot()["calls"]["lambda:Invoke"] == 1
+    assert lambda_simulator.stats.snapshot()["calls"]["lambda:InvokeWithResponseStream"] == 1
 
 
 @pytest.mark.parametrize("config_overrides", [{"timeout": 1, "recovery_margin": 1}])
 async def test_a_lost_invoke_answer_is_never_resent_and_ends_unknown(
     api, lambda_simulator, config_overrides
 ) -> None:
-    lambda_simulator.add_fault({"kind": "drop", "operation": "lambda:Invoke", "count": 1})
+    lambda_simulator.add_fault({"kind": "drop", "operation": "lambda:InvokeWithResponseStream", "count": 1})
     _, result = await api.run("exit 0")
     assert result["StatusCode"] == 255
     assert "unknown" in result["Error"]["Message"]
-    assert lambda_simulator.stats.snapshot()["calls"]["lambda:Invoke"] == 1  # may have run: not sent again
+    assert (
+        lambda_simulator.stats.snapshot()["calls"]["lambda:InvokeWithResponseStream"] == 1
+    )  # may have run: not sent again

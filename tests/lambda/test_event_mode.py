@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-pytestmark = pytest.mark.parametrize("config_overrides", [{"invocation_type": "Event"}])
+# Event mode needs the path before the bootstrap (lambda.bootstrap false): the bootstrap answers in
+# the response of a RequestResponse call.
+pytestmark = [
+    pytest.mark.cloudwatch_path,
+    pytest.mark.parametrize("config_overrides", [{"invocation_type": "Event"}]),
+]
 
 
 async def test_the_exit_code_is_read_from_cloudwatch(api, lambda_simulator, config_overrides) -> None:

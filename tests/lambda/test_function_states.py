@@ -51,7 +51,7 @@ async def test_a_function_failed_at_create_fails_the_create_with_its_reason(api,
     assert listed == []
     calls = lambda_simulator.stats.snapshot()["calls"]
     assert calls["lambda:DeleteFunction"] == 1  # AWS: a Failed function is deleted and created again
-    assert "lambda:Invoke" not in calls
+    assert "lambda:InvokeWithResponseStream" not in calls
 
 
 @pytest.mark.lambda_simulator(
@@ -69,7 +69,7 @@ async def test_a_function_that_fails_while_pending_ends_the_run_and_the_next_sta
     state = (await api.inspect(container_id))["State"]
     assert state["ExitCode"] == 1
     assert "is Failed (it failed to become active): " + reason in state["Error"]
-    assert "lambda:Invoke" not in lambda_simulator.stats.snapshot()["calls"]
+    assert "lambda:InvokeWithResponseStream" not in lambda_simulator.stats.snapshot()["calls"]
 
     # Still Failed: the start itself fails with the reason (no subnet IPs: 503, try later).
     response = await api.client.post(f"{API}/containers/{container_id}/start")
@@ -90,7 +90,9 @@ async def test_an_idle_inactive_function_is_woken_and_run(api, lambda_simulator,
 
     assert result == {"StatusCode": 4}
     calls = lambda_simulator.stats.snapshot()["calls"]
-    assert calls["lambda:Invoke"] == 2  # refused (Inactive: it woke the function), then the run
+    assert (
+        calls["lambda:InvokeWithResponseStream"] == 2
+    )  # refused (Inactive: it woke the function), then the run
     assert calls["lambda:GetFunction"] >= 1  # polled while Pending (Restoring)
 
 
@@ -114,7 +116,9 @@ async def test_a_deactivating_function_is_waited_for_then_woken(api, lambda_simu
     _, result = await api.run("exit 5")
 
     assert result == {"StatusCode": 5}
-    assert lambda_simulator.stats.snapshot()["calls"]["lambda:Invoke"] == 2  # woke it, then ran
+    assert (
+        lambda_simulator.stats.snapshot()["calls"]["lambda:InvokeWithResponseStream"] == 2
+    )  # woke it, then ran
 
 
 @pytest.mark.parametrize(
@@ -156,6 +160,7 @@ async def test_a_function_being_deleted_is_created_again(api, lambda_simulator, 
     assert calls["lambda:CreateFunction"] == 2  # at create, and again once the old one was gone
 
 
+@pytest.mark.cloudwatch_path  # a runtime reporting its error
 async def test_a_handled_function_error_exits_1_with_the_error_named(api) -> None:
     report = json.dumps({"errorType": "ValueError", "errorMessage": "bad input"})
     container_id, result = await api.run(f"echo '{report}'; exit 3")

@@ -103,6 +103,7 @@ def test_a_runs_end_and_exit_code_come_from_its_platform_lines() -> None:
     assert summary is not None and summary.exit_code == 137 and "timed out" in summary.error
 
 
+@pytest.mark.cloudwatch_path  # the log tail and CloudWatch
 async def test_logs_show_the_output_without_platform_lines_all_as_stdout(api, lambda_simulator, poll) -> None:
     container_id, result = await api.run("echo one; echo two >&2; echo three; exit 3")
     assert result == {"StatusCode": 3}
@@ -183,6 +184,7 @@ async def test_concurrent_followers_share_one_cloudwatch_reader(api, lambda_simu
     assert reads <= elapsed / api.backend.config.log_read_interval + 2  # one reader for all twenty
 
 
+@pytest.mark.cloudwatch_path  # the log tail and CloudWatch
 async def test_a_whole_tail_answers_logs_without_cloudwatch_until_times_are_asked(
     api, lambda_simulator, poll
 ) -> None:
@@ -290,6 +292,7 @@ async def test_logs_right_after_exit_wait_for_cloudwatch_to_have_the_whole_run(a
 
 
 @pytest.mark.parametrize("config_overrides", [{"log_delivery_seconds": 1.0}])
+@pytest.mark.cloudwatch_path  # the log tail and CloudWatch
 async def test_when_cloudwatch_never_delivers_the_tails_part_is_shown_and_said(
     api, lambda_simulator, config_overrides
 ) -> None:

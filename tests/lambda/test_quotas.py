@@ -79,7 +79,7 @@ async def test_a_throttled_readiness_poll_waits_on_until_the_function_is_active(
     assert result == {"StatusCode": 0}
     snapshot = lambda_simulator.stats.snapshot()
     assert snapshot["faults"] == {"lambda:GetFunction": 4}
-    assert snapshot["calls"]["lambda:Invoke"] == 1
+    assert snapshot["calls"]["lambda:InvokeWithResponseStream"] == 1
 
 
 @pytest.mark.lambda_simulator(pending_seconds=5.0)
@@ -94,7 +94,7 @@ async def test_50_runs_at_once_with_5_s_pending_and_default_quotas_all_succeed(a
     faults=[
         {
             "kind": "throttle",
-            "operation": "lambda:Invoke",
+            "operation": "lambda:InvokeWithResponseStream",
             "count": 5,
             "reason": "ConcurrentInvocationLimitExceeded",
             "retry_after": 0,
@@ -107,7 +107,7 @@ async def test_an_invoke_throttled_for_concurrency_waits_for_capacity(api, lambd
 
     assert result == {"StatusCode": 3}
     snapshot = lambda_simulator.stats.snapshot()
-    assert snapshot["calls"]["lambda:Invoke"] == 6
+    assert snapshot["calls"]["lambda:InvokeWithResponseStream"] == 6
     assert snapshot["invocations"]["started"] == 1
 
 

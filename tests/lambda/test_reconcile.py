@@ -19,6 +19,7 @@ from sockerless.cli import instance_id_for
 from sockerless.models import ContainerConfig, ContainerCreateRequest, HostConfig
 from sockerless.store import ContainerRecord
 from sockerless_lambda.backend import LambdaBackend
+from sockerless_lambda.bootstrap.payload import run_id
 from sockerless_lambda.config import LambdaConfig
 from sockerless_lambda.reconcile import find_orphans
 from sockerless_lambda.state import LambdaState
@@ -122,6 +123,9 @@ async def exit_after_a_restart(
     record = backend.store.resolve_container(created.id)
     record.status, record.started_at = "running", started_at
     record.backend_state.invocation = invocation
+    if record.backend_state.bootstrap:  # as a start does: the run's ID before its invoke is sent
+        record.backend_state.starts = 1
+        record.backend_state.run_id = run_id(created.id, 1)
     await backend.store.save_state(record)
     await backend.close()
     await backend.start()

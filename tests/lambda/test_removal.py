@@ -136,6 +136,7 @@ async def test_close_waits_a_bounded_time_then_leaves_the_deletion_pending(
 
 
 @pytest.mark.parametrize("config_overrides", [{"log_delivery_seconds": 120}])
+@pytest.mark.cloudwatch_path  # output arriving after the exit: the bootstrap's is whole at the exit
 async def test_an_auto_remove_container_is_removed_at_its_exit_while_its_output_still_arrives(
     api, lambda_simulator, monkeypatch, config_overrides
 ) -> None:

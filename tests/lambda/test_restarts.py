@@ -13,6 +13,7 @@ from typing import Any
 from sockerless.backend import LogsOptions
 from sockerless.models import ContainerConfig, ContainerCreateRequest
 from sockerless_lambda.backend import LambdaBackend
+from sockerless_lambda.bootstrap.payload import run_id
 from sockerless_lambda.state import SENT
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/jobs:latest"
@@ -72,7 +73,7 @@ async def test_start_creates_a_deleted_function_again_and_the_usual_start_calls_
     assert (await _exited(backend, container_id, poll)).exit_code == 3
     after = _calls(lambda_simulator)
     usual = {op: n - before.get(op, 0) for op, n in after.items() if n != before.get(op, 0)}
-    assert usual == {"lambda:Invoke": 1}  # the function exists: no other call
+    assert usual == {"lambda:InvokeWithResponseStream": 1}  # the function exists: no other call
 
     await _delete_function(backend, container_id)
     before = _calls(lambda_simulator)
@@ -94,6 +95,7 @@ async def test_a_run_whose_function_vanished_is_settled_at_once_after_a_restart(
     record = backend.store.resolve_container(container_id)
     record.status, record.started_at = "running", dt.datetime.now(dt.UTC)
     record.backend_state.invocation = SENT  # it may have run: only its logs could tell how
+    record.backend_state.starts, record.backend_state.run_id = 1, run_id(container_id, 1)
     await backend.store.save_state(record)
     await _delete_function(backend, container_id)
     await backend.close()

@@ -39,7 +39,7 @@ from sockerless_lambda.backend import LambdaBackend
 from sockerless_lambda.config import LambdaConfig
 from sockerless_lambda.reconcile import find_orphans
 from sockerless_lambda.state import CREATING
-from tests.lambda_settings import simulator_client_options, simulator_config
+from tests.lambda_settings import CLOUDWATCH_PATH_BACKEND, simulator_client_options, simulator_config
 from tests.reliability.processes import eventually
 
 API = "/internal/v1"
@@ -73,8 +73,11 @@ def _config(simulator: Any, **overrides: Any) -> LambdaConfig:
 class Harness:
     """A started backend on the simulator, its internal API, and the simulator's counters."""
 
-    def __init__(self, simulator: Any, state_path: str, client_factory: Any) -> None:
+    def __init__(
+        self, simulator: Any, state_path: str, client_factory: Any, *, cloudwatch_path: bool = False
+    ) -> None:
         self.simulator = simulator
+        self.cloudwatch_path = cloudwatch_path
         self.state_path = state_path
         self._client_factory = client_factory
         self.backend: LambdaBackend | None = None
@@ -87,6 +90,8 @@ class Harness:
         self.simulator.stats.reset()
 
     async def start(self, **overrides: Any) -> Harness:
+        if self.cloudwatch_path:
+            overrides = {**CLOUDWATCH_PATH_BACKEND, **overrides}
         self.backend = LambdaBackend(
             _config(self.simulator, **overrides), BackendRuntime(self.state_path, "faults")
         )
@@ -156,11 +161,15 @@ class Harness:
 
 @pytest_asyncio.fixture
 async def harness(
+    request: pytest.FixtureRequest,
     lambda_simulator: Any,
     tmp_path: Path,
     aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]],
 ) -> AsyncIterator[Harness]:
-    made = Harness(lambda_simulator, str(tmp_path / "state.sqlite3"), aiohttp_client)
+    cloudwatch_path = request.node.get_closest_marker("cloudwatch_path") is not None
+    made = Harness(
+        lambda_simulator, str(tmp_path / "state.sqlite3"), aiohttp_client, cloudwatch_path=cloudwatch_path
+    )
     try:
         yield made
     finally:
@@ -290,6 +299,7 @@ async def test_get_function_when_finishing_an_interrupted_create(
 
 
 @pytest.mark.parametrize("kind", THROTTLE_ALWAYS)
+@pytest.mark.cloudwatch_path  # Event mode: the path before the bootstrap
 async def test_put_function_event_invoke_config(harness: Harness, kind: str) -> None:
     await harness.start(invocation_type="Event")
     harness.fault(kind, "lambda:PutFunctionEventInvokeConfig", TRANSIENT)
@@ -358,6 +368,7 @@ async def test_the_log_group_at_start_up(
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.cloudwatch_path  # output read from CloudWatch (the bootstrap's comes in the response)
 async def test_filter_log_events(harness: Harness, kind: str) -> None:
     """The output of a running container is read from CloudWatch when someone asks for it: a fault the
     retries absorb is invisible, a lasting one is that request's 502/503. A run's output is in the log
@@ -413,20 +424,22 @@ async def test_filter_log_events(harness: Harness, kind: str) -> None:
 async def test_a_throttled_invoke_is_retried_because_it_did_not_run(harness: Harness) -> None:
     await harness.start()
     container_id = await harness.created("exit 6")
-    harness.fault("throttle", "lambda:Invoke", ATTEMPTS - 1)
+    harness.fault("throttle", "lambda:InvokeWithResponseStream", ATTEMPTS - 1)
     assert await harness.run(container_id) == {"StatusCode": 6}
-    assert harness.calls("lambda:Invoke") == ATTEMPTS
+    assert harness.calls("lambda:InvokeWithResponseStream") == ATTEMPTS
     assert harness.simulator.stats.snapshot()["invocations"]["started"] == 1
 
 
 async def test_an_invoke_throttled_past_the_capacity_wait_exits_1_and_never_ran(harness: Harness) -> None:
     await harness.start(capacity_wait=1)
     container_id = await harness.created("exit 6")
-    harness.fault("throttle", "lambda:Invoke", None)
+    harness.fault("throttle", "lambda:InvokeWithResponseStream", None)
     result = await harness.run(container_id)
     assert result["StatusCode"] == 1
     assert "TooManyRequestsException" in result["Error"]["Message"]
-    assert harness.calls("lambda:Invoke") >= ATTEMPTS  # retried for capacity_wait, not max_attempts
+    assert (
+        harness.calls("lambda:InvokeWithResponseStream") >= ATTEMPTS
+    )  # retried for capacity_wait, not max_attempts
     assert harness.simulator.stats.snapshot()["invocations"].get("started", 0) == 0
 
 
@@ -444,10 +457,12 @@ async def test_an_invoke_that_may_have_reached_lambda_is_sent_exactly_once(
     await harness.start(timeout=1, recovery_margin=1)
     container_id = await harness.created("exit 6")
     rule = KINDS.get(kind, {"kind": kind})
-    harness.simulator.add_fault({**rule, "operation": "lambda:Invoke"})  # every Invoke, for ever
+    harness.simulator.add_fault(
+        {**rule, "operation": "lambda:InvokeWithResponseStream"}
+    )  # every Invoke, for ever
     result = await harness.run(container_id)
     assert result["StatusCode"] == exit_code, result
-    assert harness.calls("lambda:Invoke") == 1  # never sent again
+    assert harness.calls("lambda:InvokeWithResponseStream") == 1  # never sent again
     assert harness.simulator.stats.snapshot()["invocations"].get("started", 0) == int(ran)
     if exit_code == 255:
         assert "unknown" in result["Error"]["Message"]

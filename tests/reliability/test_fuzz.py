@@ -389,6 +389,9 @@ def _create(kind: str, body: bytes | None, expect: set[int], *, name: str | None
 
 _LAMBDA_PROBLEMS = ("reserved env", "bad env name", "env over 4 KB", "huge Env list", "memory", "workdir",
                     "no image", "bad image", "huge image")  # fmt: skip
+_FUNCTION_CONFIG_PROBLEMS = frozenset(
+    {"reserved env", "bad env name", "env over 4 KB", "huge Env list", "workdir"}
+)
 _LABEL_PROBLEMS = ("aws: prefix", "long key", "long value", "over 50", "odd characters")
 
 
@@ -467,6 +470,10 @@ def create_cases(document: dict[str, Any]) -> list[st.SearchStrategy[Case]]:
             )
         else:
             body["Image"] = IMAGE + "x" * draw(st.integers(300, 60_000))
+        if problem in _FUNCTION_CONFIG_PROBLEMS:
+            # Rules of the function's Environment and ImageConfig: they bind a container whose command is
+            # the function's, not one run through the bootstrap (its command travels in the payload).
+            body["Labels"] = {**body.get("Labels", {}), "sockerless.lambda.bootstrap": "false"}
         return _create(f"create: Lambda refuses ({problem})", _json(body), expect)
 
     @st.composite
@@ -581,7 +588,13 @@ KNOWN_BUG_CREATES: dict[str, tuple[bytes, str | None, set[int]]] = {
         {400},
     ),
     "name of 256 characters": (_json({"Image": IMAGE}), "n" * 256, {201}),
-    "Cmd of 1501 items": (_json({"Image": IMAGE, "Cmd": ["x"] * 1501}), None, {400}),
+    # Without the bootstrap the command is the function's ImageConfig, at most 1500 items (through the
+    # bootstrap it travels in the invocation payload, where only the payload's 6 MB limit applies).
+    "Cmd of 1501 items": (
+        _json({"Image": IMAGE, "Cmd": ["x"] * 1501, "Labels": {"sockerless.lambda.bootstrap": "false"}}),
+        None,
+        {400},
+    ),
 }
 
 

@@ -230,3 +230,14 @@ async def test_the_command_runs_in_its_working_directory_created_if_missing(
     assert result.code == 0, result.err
     assert result.out == f"{workdir}\n"
     assert os.path.isdir(workdir)
+
+
+async def test_a_container_without_a_command_runs_the_image_as_its_runtime_and_says_so(
+    docker_cli: DockerCLI,
+) -> None:
+    ran = await docker_cli("run", "--name", "bare", IMAGE)
+    assert "no command given: the image's own ENTRYPOINT/CMD run as the function's runtime" in ran.err
+    # The simulator does not pull images: it cannot run the image's own, and says so (never a fake 0).
+    assert ran.code == 127, ran.err
+    error = await docker_cli("inspect", "--format", "{{.State.Error}}", "bare")
+    assert "cannot run the image's own ENTRYPOINT/CMD" in error.out

@@ -458,12 +458,16 @@ class InvocationRunner:
             return (time.monotonic() - started) * 1000.0
 
         if not config.argv:
-            log.warning(
-                "function %s has no ImageConfig EntryPoint or Command: the simulator does not read the "
-                "image, so it has nothing to run: Init fails like an image whose runtime exits at once",
-                config.name,
+            # Lambda would start the image's own ENTRYPOINT/CMD; the simulator does not pull images, so it
+            # cannot: an entrypoint error that says why, never a run that seems to have succeeded.
+            problem = (
+                "the simulator does not pull images, so it cannot run the image's own ENTRYPOINT/CMD "
+                f"({config.image_uri}): give the function an ImageConfig EntryPoint or Command"
             )
-            return elapsed(), _no_reason(request_id)
+            log.warning("function %s: %s", config.name, problem)
+            return elapsed(), _Failure(
+                "Runtime.InvalidEntrypoint", request_prefix + problem, f"{request_prefix}{problem}"
+            )
         argv, problem = self._runtime_argv(config)
         if argv is None:
             return elapsed(), _Failure(

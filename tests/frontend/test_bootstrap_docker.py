@@ -55,9 +55,9 @@ async def backend_server(
         yield server
 
 
-async def raw_docker(cli: DockerCLI, *args: str) -> tuple[int, bytes, bytes]:
-    """The docker CLI's exit code and exact output bytes (DockerCLI decodes them as text)."""
-    process = await asyncio.create_subprocess_exec(
+async def spawn_docker(cli: DockerCLI, *args: str) -> asyncio.subprocess.Process:
+    """The docker CLI started with ``args``, its output on pipes read as bytes."""
+    return await asyncio.create_subprocess_exec(
         DOCKER,
         *args,
         stdin=asyncio.subprocess.DEVNULL,
@@ -65,6 +65,11 @@ async def raw_docker(cli: DockerCLI, *args: str) -> tuple[int, bytes, bytes]:
         stderr=asyncio.subprocess.PIPE,
         env=cli.env,
     )
+
+
+async def raw_docker(cli: DockerCLI, *args: str) -> tuple[int, bytes, bytes]:
+    """The docker CLI's exit code and exact output bytes (DockerCLI decodes them as text)."""
+    process = await spawn_docker(cli, *args)
     out, err = await asyncio.wait_for(process.communicate(), CLIENT_TIMEOUT)
     assert process.returncode is not None
     return process.returncode, out, err
@@ -83,19 +88,7 @@ async def test_a_line_reaches_docker_run_before_the_next_is_produced(
 ) -> None:
     gate = tmp_path / "go-on"
     script = f"echo a; while [ ! -e {gate} ]; do sleep 0.02; done; echo b"
-    process = await asyncio.create_subprocess_exec(
-        DOCKER,
-        "run",
-        "--rm",
-        IMAGE,
-        "sh",
-        "-c",
-        script,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=docker_cli.env,
-    )
+    process = await spawn_docker(docker_cli, "run", "--rm", IMAGE, "sh", "-c", script)
     try:
         assert process.stdout is not None
         assert await read_until(process.stdout, b"\n") == b"a\n"  # b cannot exist yet: the gate is shut
@@ -116,15 +109,7 @@ async def test_docker_logs_of_a_running_container_shows_what_it_printed_so_far(
     started = await docker_cli("run", "-d", IMAGE, "sh", "-c", script)
     assert started.code == 0, started.err
     container = started.out.strip()
-    followed = await asyncio.create_subprocess_exec(
-        DOCKER,
-        "logs",
-        "-f",
-        container,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=docker_cli.env,
-    )
+    followed = await spawn_docker(docker_cli, "logs", "-f", container)
     assert followed.stdout is not None
     assert await read_until(followed.stdout, b"\n") == b"first\n"
     # Still running, and a plain `docker logs` shows the same so far.

@@ -325,14 +325,7 @@ class InvocationRunner:
                 config.name,
             )
             return None
-        if config.image_uri not in self._warned_images:
-            self._warned_images.add(config.image_uri)
-            log.warning(
-                "image %s is NOT pulled: the simulator runs the function's ImageConfig command "
-                "(%s) directly on this machine, without isolation",
-                config.image_uri,
-                " ".join(config.argv),
-            )
+        self._warn_not_pulled(config)
         spec = ProcessSpec(
             argv=config.argv,
             env=self._child_environment(scope, config, environment),
@@ -505,17 +498,21 @@ class InvocationRunner:
         failure = _failure(config, request_id, _outcome(status, False, 0.0, 0)) or _no_reason(request_id)
         return elapsed(), failure
 
+    def _warn_not_pulled(self, config: FunctionConfig) -> None:
+        """Once per image: its command runs here, not in the image."""
+        if config.image_uri not in self._warned_images:
+            self._warned_images.add(config.image_uri)
+            log.warning(
+                "image %s is NOT pulled: the simulator runs the function's ImageConfig command "
+                "(%s) directly on this machine, without isolation",
+                config.image_uri,
+                " ".join(config.argv),
+            )
+
     def _runtime_argv(self, config: FunctionConfig) -> tuple[tuple[str, ...] | None, str]:
         """The command that starts the function's runtime here, or None and why it cannot start."""
         if config.argv[0] != BOOTSTRAP_IMAGE_PATH:
-            if config.image_uri not in self._warned_images:
-                self._warned_images.add(config.image_uri)
-                log.warning(
-                    "image %s is NOT pulled: the simulator runs the function's ImageConfig command "
-                    "(%s) directly on this machine, without isolation",
-                    config.image_uri,
-                    " ".join(config.argv),
-                )
+            self._warn_not_pulled(config)
             return config.argv, ""
         binary = self._bootstrap_binary(config.architecture)
         if binary is None:

@@ -77,7 +77,7 @@ def test_flags_beat_the_environment_which_beats_the_file(tmp_path: Path) -> None
     )
     config = load(
         {"SOCKERLESS_LAMBDA_MEMORY_SIZE": "2048", "SOCKERLESS_LAMBDA_TIMEOUT": "120"},
-        ["--lambda-timeout", "30", "--lambda-invocation-type", "Event"],
+        ["--lambda-timeout", "30", "--lambda-invocation-type", "Event", "--no-lambda-bootstrap"],
         str(file),
     )
     assert (config.region, config.memory_size, config.timeout, config.invocation_type) == (
@@ -87,6 +87,13 @@ def test_flags_beat_the_environment_which_beats_the_file(tmp_path: Path) -> None
         "Event",
     )
     assert config.subnet_ids == ["subnet-0a", "subnet-0b"]
+
+
+def test_event_mode_with_the_bootstrap_stops_start_up_with_the_reason() -> None:
+    # The bootstrap answers in the response of a RequestResponse call, which Event does not wait for.
+    text = problems(argv=["--simulate", "--lambda-invocation-type", "Event"])
+    assert "lambda.invocation_type Event needs lambda.bootstrap false" in text
+    assert load(argv=["--simulate", "--lambda-invocation-type", "Event", "--no-lambda-bootstrap"])
 
 
 def test_region_and_role_are_required_unless_simulated() -> None:

@@ -94,8 +94,8 @@ class LambdaConfig:
     function_prefix: str = setting("skls-", help="Prefix of function names (then 24 hex of the container ID)")
     invocation_type: str = setting(
         "RequestResponse",
-        help="RequestResponse holds the call for the whole run; Event returns at once and the exit is read "
-        "from CloudWatch",
+        help="RequestResponse holds the call for the whole run; Event (needs bootstrap false) returns at "
+        "once and the exit is read from CloudWatch",
         choices=("RequestResponse", "Event"),
     )
     max_concurrent_invocations: int = setting(

@@ -300,3 +300,36 @@ async def test_a_bootstrap_that_dies_gives_lambdas_error_as_the_outcome(backend:
     assert record.exit_code == 137
     assert "killed" in record.error
     assert record.backend_state.output_complete
+
+
+# ---------------------------------------------------------------------------- without response streaming
+
+
+@pytest.mark.parametrize("config_overrides", [{"response_streaming": False, "timeout": RUN_SECONDS}])
+async def test_without_response_streaming_the_run_is_invoked_buffered_with_the_same_outcome(
+    backend: LambdaBackend, lambda_simulator: Any, config_overrides: dict[str, Any]
+) -> None:
+    lambda_simulator.stats.reset()
+    record = await _run(backend, "sh", "-c", r"printf 'out\377\n'; printf 'err' >&2; exit 5")
+    assert (record.exit_code, record.error) == (5, "")
+    frames = await _frames(backend, record.id)
+    assert (_stream(frames, 1), _stream(frames, 2)) == (b"out\xff\n", b"err")
+    calls = lambda_simulator.stats.snapshot()["calls"]
+    assert calls["lambda:Invoke"] == 1 and "lambda:InvokeWithResponseStream" not in calls
+    function = await backend.clients.control.get_function(FunctionName=record.backend_state.function_name)
+    variables = function["Configuration"]["Environment"]["Variables"]
+    assert variables == {"SOCKERLESS_BOOTSTRAP_RESPONSE_MODE": "buffered"}
+
+
+@pytest.mark.parametrize("config_overrides", [{"response_streaming": False, "timeout": RUN_SECONDS}])
+async def test_a_buffered_answer_over_6_mb_is_completed_from_the_durable_copy(
+    backend: LambdaBackend, config_overrides: dict[str, Any]
+) -> None:
+    # 8 MB of output: the buffered response holds about 6 MB of it, the durable copy the rest.
+    command = 'head -c 8000000 /dev/urandom > "$TMPDIR/d"; sha256sum < "$TMPDIR/d" >&2; cat "$TMPDIR/d"'
+    record = await _run(backend, "sh", "-c", command)
+    assert record.exit_code == 0, record.error
+    frames = await _frames(backend, record.id)
+    data = _stream(frames, 1)
+    assert len(data) == 8_000_000
+    assert hashlib.sha256(data).hexdigest() == _stream(frames, 2).split()[0].decode()

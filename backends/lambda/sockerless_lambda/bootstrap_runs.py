@@ -24,7 +24,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from sockerless.errors import SockerlessError
@@ -155,6 +155,20 @@ class StreamedOutput:
         await self.add(stream, data[have - offset :], when)
 
 
+class _Answered:
+    """A buffered Invoke's answer, read as the event stream of InvokeWithResponseStream is."""
+
+    def __init__(self, events: list[dict[str, Any]]) -> None:
+        self._events = events
+
+    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        for event in self._events:
+            yield event
+
+    def close(self) -> None:
+        """Nothing to release: the answer was read whole."""
+
+
 class BootstrapRuns:
     """Invokes bootstrap runs and recovers them; one per backend, shared by the runs."""
 
@@ -172,10 +186,17 @@ class BootstrapRuns:
         command = run_command(record.config, record.id)
         payload = build_payload(command, container_id=record.id, run=state.run_id)
         streamed = StreamedOutput(self._output, record)
+        events: Any
         try:
-            request_id, events = await self._invoker.invoke_stream(
-                state.function_name, payload, before_send=before_send
-            )
+            if self._config.response_streaming:
+                request_id, events = await self._invoker.invoke_stream(
+                    state.function_name, payload, before_send=before_send
+                )
+            else:
+                request_id, answer = await self._invoker.invoke_buffered(
+                    state.function_name, payload, before_send=before_send
+                )
+                events = _Answered(answer)
         except OutcomeUnknown as unknown:
             log.warning(
                 "invocation answer lost; reading the run's durable copy",

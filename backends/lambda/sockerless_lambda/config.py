@@ -182,6 +182,12 @@ class LambdaConfig:
         "live with exact bytes, the exact exit status; a container's label sockerless.lambda.bootstrap="
         "true|false overrides it",
     )
+    response_streaming: bool = setting(
+        True,
+        help="With the bootstrap: invoke with InvokeWithResponseStream (output live); false for a region "
+        "without response streaming: Invoke, the bootstrap answers buffered (its first 6 MB of frames when "
+        "the run ends, the rest from its durable copy in CloudWatch)",
+    )
     simulate: bool = setting(False, help="Run against an embedded local Lambda simulator (no AWS at all)")
 
     def __attrs_post_init__(self) -> None:

@@ -200,6 +200,8 @@ def function_spec(
         # The command, environment and working directory go in each invocation's payload.
         run_command(cfg, container_id)
         image_config["EntryPoint"] = [BOOTSTRAP_ENTRYPOINT]
+        if not config.response_streaming:
+            env = {"SOCKERLESS_BOOTSTRAP_RESPONSE_MODE": "buffered"}
     else:
         env = _checked_env(cfg.env_dict())
     memory_mb = _memory_mb(host.memory, config.memory_size)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -328,6 +329,30 @@ class Invoker:
         await before_send()
         response = await self._send(operation, self._clients.invoke.invoke_with_response_stream, params)
         return succeeded(operation, response), response["EventStream"]
+
+    async def invoke_buffered(
+        self, function_name: str, payload: bytes, *, before_send: Callable[[], Awaitable[None]]
+    ) -> tuple[str, list[dict[str, Any]]]:
+        """``Invoke`` once (a bootstrap run where response streaming is off): its request ID and its
+        answer as the events :meth:`invoke_stream` gives (one ``PayloadChunk``, or ``InvokeComplete``
+        with the function's error), so a run reads both alike. Retried as :meth:`invoke` is."""
+        operation = AwsOperation("lambda", "Invoke", "invoke function", function_name)
+        params: dict[str, Any] = {"FunctionName": function_name, "Payload": payload}
+        await before_send()
+        response = await self._send(operation, self._clients.invoke.invoke, params)
+        request_id = succeeded(operation, response)
+        try:
+            body = await response["Payload"].read()
+        except Exception as exc:
+            raise OutcomeUnknown(f"{operation}: reading the response: {exc}", request_id) from exc
+        if not response.get("FunctionError"):
+            return request_id, [{"PayloadChunk": {"Payload": body}}]
+        error_type, message = "", body.decode("utf-8", "replace")
+        with contextlib.suppress(ValueError):
+            error = json.loads(body or b"{}")
+            if isinstance(error, dict):
+                error_type, message = str(error.get("errorType", "")), str(error.get("errorMessage", ""))
+        return request_id, [{"InvokeComplete": {"ErrorCode": error_type, "ErrorDetails": message}}]
 
     async def _send(
         self, operation: AwsOperation, send: Callable[..., Awaitable[Any]], params: dict[str, Any]

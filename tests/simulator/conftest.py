@@ -19,21 +19,12 @@ from tests.simulator.helpers import IMAGE, RUNTIME_SCRIPT, client_options, wait_
 _names = itertools.count(1)
 
 
-#: Files of another branch (evs: InvokeWithResponseStream) whose functions are plain commands of the
-#: ``direct`` model; they keep it until the file says so itself (a ``lambda_simulator_options``
-#: fixture of its own, as test_logs.py has), then this set goes.
-_DIRECT_MODEL_FILES = {"tests.simulator.test_streaming"}
-
-
 @pytest.fixture
-def lambda_simulator_options(request: pytest.FixtureRequest) -> dict[str, Any]:
-    """The suites' settings, but Lambda's own model (``runtime_model="lambda"``, the simulator's
-    default): the simulator's tests run functions as Lambda does; a file or test about something else
-    (CloudWatch, quotas, states) that uses the ``direct`` model's conventions says so itself."""
-    options = dict(SIMULATOR_OPTIONS)
-    if request.module.__name__ not in _DIRECT_MODEL_FILES:
-        options.pop("runtime_model", None)
-    return options
+def lambda_simulator_options() -> dict[str, Any]:
+    """The suites' settings, Lambda's own model (``runtime_model="lambda"``, the simulator's default):
+    the simulator's tests run functions as Lambda does; a file or test about something else (CloudWatch,
+    quotas, states) that uses the ``direct`` model's conventions says so itself."""
+    return {**SIMULATOR_OPTIONS, "runtime_model": "lambda"}
 
 
 @pytest.fixture

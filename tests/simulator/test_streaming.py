@@ -29,6 +29,14 @@ from sockerless_lambda_simulator.eventstream import (
 from tests.simulator.helpers import wait_until
 
 
+@pytest.fixture
+def lambda_simulator_options(lambda_simulator_options: dict[str, Any]) -> dict[str, Any]:
+    """This file tests InvokeWithResponseStream's encoding, refusals and bookkeeping with plain commands
+    of the ``direct`` model (payload on stdin, the last output line as the answer; not what Lambda does),
+    whose answer comes whole at the end; bytes passed on live by a runtime: test_runtime_api.py."""
+    return {**lambda_simulator_options, "runtime_model": "direct"}
+
+
 async def stream_events(lambda_client: Any, name: str, **options: Any) -> tuple[dict[str, Any], list[Any]]:
     """The answer of InvokeWithResponseStream and its events, in order, as aiobotocore decodes them."""
     response = await lambda_client.invoke_with_response_stream(FunctionName=name, **options)

@@ -163,7 +163,10 @@ def render(
         "once (2 s and 0.5 s by default, and an empty page every 10th read): the items measure our own "
         "overhead and count our AWS calls, which AWS's fixed waits and the throttles of variants "
         "sharing one simulator would swamp. For the same reason the backends pace the control plane "
-        "at 1000 calls/s instead of 10 (`BACKEND_SETTINGS`). "
+        "at 1000 calls/s instead of 10 (`BACKEND_SETTINGS`). Items 1 to 7 measure the path they were "
+        "written for, before issue 20: the simulator's direct model (one process per invocation) and the "
+        "backends without the bootstrap (the command as the function's ImageConfig, output from the log "
+        "tail and CloudWatch); item 8 measures the bootstrap's path on Lambda's model. "
         "Interleaving cancels drift, not contention: when other work loads the 2 cores (see the load "
         "average), the variant that needs more CPU suffers more, so ratios of CPU-bound runs (many "
         "lifecycles at once) vary between runs; the CPU tables say how much each variant needs.",

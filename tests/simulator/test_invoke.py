@@ -97,16 +97,18 @@ async def test_missing_executable_is_an_invalid_entrypoint(
     assert payload["errorMessage"].endswith("fork/exec /nonexistent/entrypoint: no such file or directory")
 
 
-async def test_function_without_a_command_fails_like_an_image_without_the_runtime_api(
+async def test_function_without_a_command_is_an_entrypoint_the_simulator_cannot_run(
     lambda_client: Any, create_function: Any
 ) -> None:
+    # Lambda would run the image's own ENTRYPOINT/CMD; the simulator does not pull images, so it says
+    # it cannot (never "exited without a reason", which a caller reads as a run that ended with 0).
     created = await create_function(None)
 
     response, payload = await invoke_json(lambda_client, created["FunctionName"])
 
     assert response["FunctionError"] == "Unhandled"
-    assert payload["errorType"] == "Runtime.ExitError"
-    assert payload["errorMessage"].endswith("Error: Runtime exited without providing a reason")
+    assert payload["errorType"] == "Runtime.InvalidEntrypoint"
+    assert "cannot run the image's own ENTRYPOINT/CMD" in payload["errorMessage"]
 
 
 async def test_missing_function_is_resource_not_found(lambda_client: Any, lambda_simulator: Any) -> None:

@@ -34,7 +34,7 @@ from .operations import AwsScope
 from .runtime import ProcessOutcome, ProcessSpec, run_process
 from .state import FunctionStateOverlay
 from .stats import Stats
-from .streaming import InvocationStream, StreamOutcome, _error_of, buffered_stream
+from .streaming import InvocationResult, InvocationStream, StreamOutcome, _error_of, buffered_stream
 
 __all__ = ["InvocationResult", "InvocationRunner", "InvocationType", "RuntimeModel"]
 
@@ -54,17 +54,6 @@ class InvocationType(StrEnum):
     REQUEST_RESPONSE = "RequestResponse"
     EVENT = "Event"
     DRY_RUN = "DryRun"
-
-
-@frozen
-class InvocationResult:
-    request_id: str
-    executed_version: str
-    payload: bytes
-    function_error: str | None
-    """``"Unhandled"`` when the invocation failed, ``"Handled"`` when the function reported its error,
-    as the ``X-Amz-Function-Error`` header says."""
-    log_tail: bytes
 
 
 @frozen

@@ -1,7 +1,7 @@
-"""An invocation's response as a stream: body bytes as the runtime sends them, then how it ended.
-
-What InvokeWithResponseStream serves (server.py turns it into ``PayloadChunk`` and ``InvokeComplete``
-events). ``buffered_stream`` makes one from an invocation that already ended.
+"""An invocation's answer: whole (``InvocationResult``, what Invoke serves) or as a stream of body bytes
+as the runtime sends them, then how it ended (``InvocationStream``, what InvokeWithResponseStream serves:
+server.py turns it into ``PayloadChunk`` and ``InvokeComplete`` events). ``buffered_stream`` makes a
+stream from an invocation that already ended.
 """
 
 from __future__ import annotations
@@ -9,14 +9,23 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
 
 from attrs import frozen
 
-if TYPE_CHECKING:
-    from .invocations import InvocationResult
+__all__ = ["InvocationResult", "InvocationStream", "StreamOutcome", "buffered_stream"]
 
-__all__ = ["InvocationStream", "StreamOutcome", "buffered_stream"]
+
+@frozen
+class InvocationResult:
+    """A whole invocation's answer, as Invoke gives it."""
+
+    request_id: str
+    executed_version: str
+    payload: bytes
+    function_error: str | None
+    """``"Unhandled"`` when the invocation failed, ``"Handled"`` when the function reported its error,
+    as the ``X-Amz-Function-Error`` header says."""
+    log_tail: bytes
 
 
 @frozen

@@ -24,7 +24,7 @@ IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/jobs:latest"
 
 @pytest.fixture
 def config_overrides() -> dict[str, Any]:
-    return {"bootstrap": True, "timeout": 1, "log_delivery_seconds": 1}
+    return {"bootstrap": True, "timeout": 1, "recovery_margin": 1}
 
 
 async def _running(backend: LambdaBackend, delivered: list[tuple[int, bytes]]) -> str:

@@ -293,10 +293,10 @@ class BootstrapRuns:
         record.backend_state.output_complete = True
 
     def _deadline(self, record: Record) -> float:
-        """When a run's durable copy is given up (monotonic): its function timeout plus CloudWatch's
-        delivery window after its start."""
+        """When a run's durable copy is given up (monotonic): its function timeout plus
+        ``lambda.recovery_margin`` after its start, as for a lost Invoke answer on the other path."""
         started = record.started_at or record.created
-        end = started.timestamp() + function_timeout(self._config.timeout) + self._config.log_delivery_seconds
+        end = started.timestamp() + function_timeout(self._config.timeout) + self._config.recovery_margin
         return time.monotonic() + max(0.0, end - time.time())
 
     # ------------------------------------------------------------------ the durable copy
@@ -356,7 +356,7 @@ class BootstrapRuns:
             why = (
                 "its response ended without the exit record, and the bootstrap's durable copy in "
                 "CloudWatch shows no exit within the function timeout "
-                f"({function_timeout(self._config.timeout)} s) plus {self._config.log_delivery_seconds:g} s"
+                f"({function_timeout(self._config.timeout)} s) plus {self._config.recovery_margin:g} s"
             )
         return InvocationOutcome(
             EXIT_UNKNOWN,

@@ -48,16 +48,21 @@ class RuntimeRequest:
     """Filled once a chunked body was read to its end; names lower-cased."""
     _consumed: bool = False
 
+    async def _part(self, length: int, cut: str) -> AsyncIterator[bytes]:
+        """The next ``length`` bytes of the body as they arrive; HttpError ``cut`` if it ends first."""
+        remaining = length
+        while remaining > 0:
+            data = await self._reader.read(min(remaining, _READ_CHUNK))
+            if not data:
+                raise HttpError(400, cut)
+            remaining -= len(data)
+            yield data
+
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body's bytes as they arrive (chunked or Content-Length)."""
         self._consumed = True
         if not self._chunked:
-            remaining = self._length
-            while remaining > 0:
-                data = await self._reader.read(min(remaining, _READ_CHUNK))
-                if not data:
-                    raise HttpError(400, "the body ended before its Content-Length")
-                remaining -= len(data)
+            async for data in self._part(self._length, "the body ended before its Content-Length"):
                 yield data
             return
         while True:
@@ -68,12 +73,7 @@ class RuntimeRequest:
                 raise HttpError(400, "bad chunk size") from None
             if size == 0:
                 break
-            remaining = size
-            while remaining > 0:
-                data = await self._reader.read(min(remaining, _READ_CHUNK))
-                if not data:
-                    raise HttpError(400, "the body ended inside a chunk")
-                remaining -= len(data)
+            async for data in self._part(size, "the body ended inside a chunk"):
                 yield data
             if await self._reader.readexactly(2) != b"\r\n":
                 raise HttpError(400, "a chunk does not end with CRLF")

@@ -273,3 +273,17 @@ async def test_an_image_that_cannot_be_fetched_runs_here_and_says_why(
     assert any(line.startswith(notice) for line in tail.splitlines())
     assert "ran-here" in tail.splitlines()
     assert any("runs on this machine, NOT inside its filesystem" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.lambda_simulator(runtime_model="direct")
+async def test_the_direct_model_runs_the_command_inside_the_image_too(
+    lambda_simulator: Any, lambda_client: Any
+) -> None:
+    uri = await _push(lambda_simulator, "direct", _busybox())
+    override = {"EntryPoint": ["sh", "-c"], "Command": ["cat /etc/os-release; touch /x || echo read-only"]}
+    await _create(lambda_client, lambda_simulator, "direct", uri, ImageConfig=override)
+
+    tail = await _tail(lambda_client, "direct")
+
+    assert "ID=sockerless-test-busybox" in tail.splitlines()
+    assert "read-only" in tail.splitlines()

@@ -8,8 +8,6 @@ import binascii
 import contextlib
 import json
 import logging
-import secrets
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -149,7 +147,8 @@ class AwsFrontend:
         if call.service == "logs" and call.name == "GetLogEvents":
             return await self._get_log_events(request, call)
         if call.service == "ecr" and call.name == "GetAuthorizationToken" and self._images is not None:
-            return _ecr_authorization(self._images.host)
+            document = self._images.authorization()
+            return web.json_response(document, content_type="application/x-amz-json-1.1")
         response = await self._proxy.forward(call.service, request, form_body)
         self._after_lambda_change(request, call, scope, response.status)
         return response
@@ -446,25 +445,6 @@ def _check_client_context(value: str | None) -> None:
             400,
             "Client context must be a valid Base64-encoded JSON object.",
         )
-
-
-# ECR's authorization tokens are valid 12 hours.
-_ECR_TOKEN_SECONDS = 12 * 3600
-
-
-def _ecr_authorization(host: str) -> web.Response:
-    """GetAuthorizationToken for the simulator's registry: ``AWS:<password>`` (the registry takes any)."""
-    token = base64.b64encode(f"AWS:{secrets.token_urlsafe(24)}".encode()).decode()
-    document = {
-        "authorizationData": [
-            {
-                "authorizationToken": token,
-                "expiresAt": time.time() + _ECR_TOKEN_SECONDS,
-                "proxyEndpoint": f"http://{host}",
-            }
-        ]
-    }
-    return web.json_response(document, content_type="application/x-amz-json-1.1")
 
 
 def _drop_connection(request: web.Request) -> web.Response:

@@ -5,7 +5,9 @@ function's ImageConfig. Images are built here (tests/imagekit.py), no Docker and
 from __future__ import annotations
 
 import base64
+import functools
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -17,9 +19,9 @@ from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 
 from tests.conftest import needs_local_images
-from tests.imagekit import OS_RELEASE, Image, busybox_layer, file_layer, image, push_image, push_index
-from tests.simulator.helpers import client_options
-from tests.simulator.test_runtime_api import invoke, payload_v1, streams
+from tests.imagekit import OS_RELEASE, Image, Layer, busybox_layer, file_layer, image, push_image, push_index
+from tests.simulator.helpers import client_options, wait_until
+from tests.simulator.test_runtime_api import invoke, payload_v1, process_state, streams
 
 BOOTSTRAP = "/opt/sockerless/bootstrap"
 _ARCHITECTURES = {"x86_64": ("amd64", "x86_64"), "aarch64": ("arm64", "arm64"), "arm64": ("arm64", "arm64")}
@@ -35,7 +37,13 @@ def _architecture() -> tuple[str, str]:
     return _ARCHITECTURES.get(platform.machine(), ("amd64", "x86_64"))
 
 
-def _bootstrap_layer() -> Any:
+@functools.cache
+def _busybox_layer() -> Layer:
+    return busybox_layer()
+
+
+@functools.cache
+def _bootstrap_layer() -> Layer:
     """``/opt/sockerless/bootstrap``: the bootstrap ./dev setup built for this machine."""
     from sockerless_lambda.bootstrap import binary_path
 
@@ -58,7 +66,7 @@ async def _push(simulator: Any, repository: str, pushed: Image, tag: str = "late
 
 
 def _busybox(*extra: Any, **config: Any) -> Image:
-    return image([busybox_layer(), *extra], architecture=_architecture()[0], **config)
+    return image([_busybox_layer(), *extra], architecture=_architecture()[0], **config)
 
 
 async def _create(lambda_client: Any, simulator: Any, name: str, uri: str, **options: Any) -> None:
@@ -120,7 +128,7 @@ async def test_a_missing_image_is_refused_at_create(lambda_simulator: Any, lambd
 
 
 async def test_a_multi_platform_index_is_refused_at_create(lambda_simulator: Any, lambda_client: Any) -> None:
-    layer = busybox_layer()
+    layer = _busybox_layer()
     await push_index(
         lambda_simulator.ecr_registry_url,
         "multi",
@@ -287,3 +295,20 @@ async def test_the_direct_model_runs_the_command_inside_the_image_too(
 
     assert "ID=sockerless-test-busybox" in tail.splitlines()
     assert "read-only" in tail.splitlines()
+
+
+async def test_the_process_frozen_between_invocations_is_the_images_bootstrap(
+    lambda_simulator: Any, lambda_client: Any
+) -> None:
+    # The launcher execs each step (unshare, sh, unshare --root): the process the simulator started,
+    # and freezes, is the image's own bootstrap.
+    uri = await _push(lambda_simulator, "busybox", _busybox(_bootstrap_layer()))
+    await _create(lambda_client, lambda_simulator, "frozen", uri, ImageConfig={"EntryPoint": [BOOTSTRAP]})
+
+    _, body = await invoke(lambda_client, "frozen", payload_v1("run-1", "echo $PPID"))
+    bootstrap_pid = int(streams(body)[1])
+
+    await wait_until(lambda: process_state(bootstrap_pid) == "T", what="the bootstrap stopped")
+    executable = os.readlink(f"/proc/{bootstrap_pid}/exe")
+    assert executable.endswith("/opt/sockerless/bootstrap")
+    assert executable.startswith(str(lambda_simulator.images.cache.directory))

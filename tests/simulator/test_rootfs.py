@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import io
 import os
+import subprocess
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from sockerless_lambda_simulator.isolation import Isolation, rooted_argv
 from sockerless_lambda_simulator.rootfs import (
     InvalidLayer,
     LayerFiles,
@@ -22,6 +24,8 @@ from sockerless_lambda_simulator.rootfs import (
     resolve_inside,
     unpack_layers,
 )
+from tests.conftest import needs_local_images
+from tests.imagekit import OS_RELEASE
 
 Entry = tuple[tarfile.TarInfo, bytes | None]
 
@@ -217,3 +221,32 @@ async def test_a_failed_unpack_leaves_no_tree(tmp_path: Path, make: Callable[...
 
     assert os.listdir(cache.directory) == []
     assert cache.unpacked == 0
+
+
+@pytest.mark.parametrize("isolation", list(Isolation))
+def test_a_command_enters_the_tree_read_only_with_its_own_tmp(tmp_path: Path, isolation: Isolation) -> None:
+    # Both ways in: as root (a mount namespace) and as a user namespace's root (what runs without root).
+    needs_local_images()
+    if isolation is Isolation.MOUNT_NAMESPACE and os.geteuid() != 0:
+        pytest.skip("a mount namespace of its own needs root")
+    from tests.imagekit import busybox_layer
+
+    layer = busybox_layer()
+    blob = tmp_path / "busybox.tgz"
+    blob.write_bytes(layer.blob)
+    root, tmp = tmp_path / "root", tmp_path / "env-tmp"
+    tmp.mkdir()
+    unpack_layers(root, [(blob, layer.diff_id)])
+    script = "cat /etc/os-release; touch /x 2>/dev/null || echo read-only; echo y > /tmp/y; pwd; echo $$"
+    argv = rooted_argv(isolation, root, str(tmp), "/etc", ("sh", "-c", script))
+
+    process = subprocess.Popen(argv, env={"PATH": "/bin"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stdout, stderr = process.communicate(timeout=60)
+    out = stdout.decode().splitlines()
+
+    assert process.returncode == 0, stderr
+    assert out[:2] == OS_RELEASE.decode().splitlines()
+    # Each step execs the next: the process started is the command (the pid the simulator signals).
+    assert out[2:] == ["read-only", "/etc", str(process.pid)]
+    assert (tmp / "y").read_text() == "y\n"
+    assert not (root / "x").exists()

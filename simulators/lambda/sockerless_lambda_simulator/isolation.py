@@ -100,7 +100,7 @@ _SCRIPT = """set -e
 root=$1; tmp=$2; wd=$3; shift 3
 {mount} --bind "$root" "$root"
 {mount} --bind "$tmp" "$root/tmp"
-{mount} --bind /dev "$root/dev"
+{mount} --rbind /dev "$root/dev"
 {mount} -t proc proc "$root/proc" 2>/dev/null || {mount} --rbind /proc "$root/proc" 2>/dev/null || true
 {mount} -o remount,bind,ro "$root" 2>/dev/null || \
   echo "sockerless simulator: the root filesystem stays writable (read-only remount refused)" >&2

@@ -4,11 +4,13 @@ function's ImageConfig. Images are built here (tests/imagekit.py), no Docker and
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import json
 import os
 import platform
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -312,3 +314,22 @@ async def test_the_process_frozen_between_invocations_is_the_images_bootstrap(
     executable = os.readlink(f"/proc/{bootstrap_pid}/exe")
     assert executable.endswith("/opt/sockerless/bootstrap")
     assert executable.startswith(str(lambda_simulator.images.cache.directory))
+
+
+async def test_the_command_line_names_the_registry_and_can_turn_it_off() -> None:
+    from tests.simulator.test_lifecycle import simulator_cli
+
+    for flags, expected in (((), "127.0.0.1:"), (("--no-ecr-registry",), "none")):
+        process = await simulator_cli("--log-level", "warning", *flags, stdout=asyncio.subprocess.PIPE)
+        try:
+            assert process.stdout is not None
+            lines = [
+                (await asyncio.wait_for(process.stdout.readline(), 30)).decode().strip() for _ in range(5)
+            ]
+            assert lines[-1].startswith(f"ecr_registry={expected}")
+            process.send_signal(signal.SIGINT)
+            assert await asyncio.wait_for(process.wait(), 30) == 0
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()

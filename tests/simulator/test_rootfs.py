@@ -250,3 +250,13 @@ def test_a_command_enters_the_tree_read_only_with_its_own_tmp(tmp_path: Path, is
     assert out[2:] == ["read-only", "/etc", str(process.pid)]
     assert (tmp / "y").read_text() == "y\n"
     assert not (root / "x").exists()
+
+
+def test_a_tree_cut_short_by_a_crash_is_removed_at_start(tmp_path: Path) -> None:
+    cache = RootfsCache(tmp_path / "cache")
+    partial = cache.directory / ".partial-sha256-cccc-1234abcd" / "rootfs" / "etc"
+    partial.mkdir(parents=True)
+
+    cache.remove_partial_trees()
+
+    assert os.listdir(cache.directory) == []

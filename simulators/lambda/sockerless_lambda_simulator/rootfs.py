@@ -254,6 +254,12 @@ class RootfsCache:
         """How many trees this cache has unpacked (a second function of the same digest adds none)."""
         self._locks: dict[str, asyncio.Lock] = {}
 
+    def remove_partial_trees(self) -> None:
+        """Remove what an unpack cut short by a crash left (a state directory kept across runs)."""
+        if self.directory.is_dir():
+            for entry in self.directory.glob(".partial-*"):
+                _remove_tree(entry)
+
     def path(self, digest: str) -> Path:
         return self.directory / digest.replace(":", "-")
 

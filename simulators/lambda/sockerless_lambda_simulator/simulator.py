@@ -300,7 +300,9 @@ class LambdaSimulator:
         resources.push_async_callback(session.close)
         await registry_started
         if self._registry is not None:
-            self.images = EcrImages(self._registry.host, RootfsCache(self._state_dir / "rootfs"))
+            cache = RootfsCache(self._state_dir / "rootfs")
+            await asyncio.to_thread(cache.remove_partial_trees)
+            self.images = EcrImages(self._registry.host, cache)
         gate = MotoGate()
         moto = MotoApi(session, self._moto_url, gate)
         if moto_server is not None and LambdaSimulator._in_process_users == 1:

@@ -151,49 +151,12 @@ class Launcher:
             return elapsed(), Failure(
                 "InvalidImage", request_prefix + plan.invalid, request_prefix + plan.invalid
             )
-        if plan is not None and plan.isolation is not None and plan.pulled is not None:
-            if not plan.argv:
-                return invalid_entrypoint(
-                    f"the image {config.image_uri} has no ENTRYPOINT or CMD and the function no ImageConfig"
-                )
-            env = self._child_environment(scope, config, environment, plan.pulled.config, rooted=True)
-            env.update(
-                AWS_LAMBDA_RUNTIME_API=environment.runtime_api,
-                TMPDIR="/tmp",  # noqa: S108 - the environment's own directory, mounted there
-                SOCKERLESS_BOOTSTRAP_TMP_DIR="/tmp",  # noqa: S108
-            )
-            if not find_executable(plan.pulled.root, plan.argv[0], env.get("PATH", DEFAULT_PATH)):
-                missing = FileNotFoundError(2, "No such file or directory")
-                return invalid_entrypoint(spawn_error(plan.argv[0], missing))
-            spawn_problem = environment.spawn(self._rooted(config, plan, environment.tmp_dir), env, None)
-        else:
-            argv = plan.argv if plan is not None else config.argv
-            if not argv:
-                # Lambda would start the image's own ENTRYPOINT/CMD; an image the simulator does not pull
-                # has none here: an entrypoint error that says why, never a run that seems to succeed.
-                problem = (
-                    "the simulator does not pull images outside its own ECR, so it cannot run the image's "
-                    f"own ENTRYPOINT/CMD ({config.image_uri}): give the function an ImageConfig EntryPoint "
-                    "or Command"
-                )
-                log.warning("function %s: %s", config.name, problem)
-                return invalid_entrypoint(problem)
-            runtime_argv, problem = self._runtime_argv(config, argv, warn=plan is None)
-            if runtime_argv is None:
-                return invalid_entrypoint(problem)
-            env = self._child_environment(scope, config, environment, plan.image if plan else None)
-            env.update(
-                AWS_LAMBDA_RUNTIME_API=environment.runtime_api,
-                TMPDIR=environment.tmp_dir,
-                SOCKERLESS_BOOTSTRAP_TMP_DIR=environment.tmp_dir,
-            )
-            spawn_problem = environment.spawn(runtime_argv, env, host_directory(config.working_directory))
+        command = self._runtime_command(scope, config, environment, plan)
+        if isinstance(command, str):
+            return invalid_entrypoint(command)
+        spawn_problem = environment.spawn(*command)
         if spawn_problem is not None:
-            return elapsed(), Failure(
-                "Runtime.InvalidEntrypoint",
-                request_prefix + spawn_problem,
-                f"{request_prefix}{spawn_problem}",
-            )
+            return invalid_entrypoint(spawn_problem)
         state = await environment.wait_init(timeout)
         if state == "ready":
             return elapsed(), None
@@ -214,6 +177,50 @@ class Launcher:
             request_id
         )
         return elapsed(), failure
+
+    def _runtime_command(
+        self,
+        scope: AwsScope,
+        config: FunctionConfig,
+        environment: ExecutionEnvironment,
+        plan: _ImagePlan | None,
+    ) -> tuple[tuple[str, ...], dict[str, str], str | None] | str:
+        """The runtime's host command, its environment and working directory; or why it cannot start."""
+        if plan is not None and plan.isolation is not None and plan.pulled is not None:
+            if not plan.argv:
+                return (
+                    f"the image {config.image_uri} has no ENTRYPOINT or CMD and the function no ImageConfig"
+                )
+            env = self._child_environment(scope, config, environment, plan.pulled.config, rooted=True)
+            env.update(
+                AWS_LAMBDA_RUNTIME_API=environment.runtime_api,
+                TMPDIR="/tmp",  # noqa: S108 - the environment's own directory, mounted there
+                SOCKERLESS_BOOTSTRAP_TMP_DIR="/tmp",  # noqa: S108
+            )
+            if not find_executable(plan.pulled.root, plan.argv[0], env.get("PATH", DEFAULT_PATH)):
+                return spawn_error(plan.argv[0], FileNotFoundError(2, "No such file or directory"))
+            return self._rooted(config, plan, environment.tmp_dir), env, None
+        argv = plan.argv if plan is not None else config.argv
+        if not argv:
+            # Lambda would start the image's own ENTRYPOINT/CMD; an image the simulator does not pull
+            # has none here: an entrypoint error that says why, never a run that seems to succeed.
+            problem = (
+                "the simulator does not pull images outside its own ECR, so it cannot run the image's "
+                f"own ENTRYPOINT/CMD ({config.image_uri}): give the function an ImageConfig EntryPoint "
+                "or Command"
+            )
+            log.warning("function %s: %s", config.name, problem)
+            return problem
+        runtime_argv, problem = self._runtime_argv(config, argv, warn=plan is None)
+        if runtime_argv is None:
+            return problem
+        env = self._child_environment(scope, config, environment, plan.image if plan else None)
+        env.update(
+            AWS_LAMBDA_RUNTIME_API=environment.runtime_api,
+            TMPDIR=environment.tmp_dir,
+            SOCKERLESS_BOOTSTRAP_TMP_DIR=environment.tmp_dir,
+        )
+        return runtime_argv, env, host_directory(config.working_directory)
 
     def _warn_not_pulled(self, config: FunctionConfig) -> None:
         """Once per image: its command runs here, not in the image."""

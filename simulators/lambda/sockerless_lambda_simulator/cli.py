@@ -64,7 +64,8 @@ async def _serve(simulator: LambdaSimulator) -> int:
         print(f"endpoint_url={simulator.endpoint_url}")
         print(f"role_arn={simulator.role_arn}")
         print(f"region={simulator.region}")
-        print(f"control={simulator.endpoint_url}/_sim/", flush=True)
+        print(f"control={simulator.endpoint_url}/_sim/")
+        print(f"ecr_registry={simulator.ecr_registry_host or 'none'}", flush=True)
         await stopping.wait()
         logging.getLogger(__name__).info("stopping: killing running invocations")
     return 0
@@ -221,6 +222,18 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ARCH=PATH",
         help="the host binary that runs for /opt/sockerless/bootstrap on ARCH (x86_64, arm64), "
         "repeatable (default: the sockerless_lambda package's)",
+    )
+    parser.add_argument(
+        "--no-ecr-registry",
+        dest="ecr_registry",
+        action="store_false",
+        help="do not start a registry as the simulator's ECR (default: start Debian's docker-registry "
+        "when installed; functions of its images run inside their filesystem)",
+    )
+    parser.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="where the ECR registry's blobs and unpacked images live (default: a temporary directory)",
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser

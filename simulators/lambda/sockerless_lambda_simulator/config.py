@@ -135,5 +135,11 @@ class SimulatorConfig:
     bootstrap_binaries: dict[str, str] | None = None
     """Architecture (``x86_64``, ``arm64``) -> host path of the bootstrap that runs for
     ``/opt/sockerless/bootstrap``; None: the ones in the ``sockerless_lambda`` package, if installed."""
+    ecr_registry: bool = True
+    """Start a real registry (Debian's docker-registry, when installed) as the simulator's ECR:
+    ``GetAuthorizationToken`` names it, and functions of its images run inside their filesystem."""
+    state_dir: str | None = None
+    """Where the ECR registry keeps its blobs and unpacked root filesystems are cached; None: a
+    temporary directory, removed at stop."""
     child_path: str = field(factory=lambda: os.environ.get("PATH", os.defpath))
     """``PATH`` of the commands: the host's, since they run on the host (a function's own PATH wins)."""

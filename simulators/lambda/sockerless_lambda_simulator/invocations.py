@@ -23,6 +23,7 @@ from .environments import (
 )
 from .errors import AwsError, FunctionNotFound, FunctionPending
 from .functions import FunctionCache, FunctionConfig, FunctionRef
+from .images import EcrImages
 from .launch import DirectEnvironment, Launcher, trace_id
 from .moto_api import MotoApi
 from .operations import AwsScope
@@ -73,6 +74,7 @@ class InvocationRunner:
         init_timeout_seconds: float = 10.0,
         environment_idle_seconds: float = 300.0,
         bootstrap_binaries: Mapping[str, str] | None = None,
+        images: EcrImages | None = None,
     ) -> None:
         self._moto = moto
         self._overlay = overlay
@@ -86,7 +88,7 @@ class InvocationRunner:
         self._rng = rng or random.Random()  # noqa: S311 - simulated dice, not security
         self._writer = CloudWatchWriter(logs or moto)
         self.functions = FunctionCache()
-        self._launcher = Launcher(base_environment, bootstrap_binaries)
+        self._launcher = Launcher(base_environment, bootstrap_binaries, images)
         self._idle: dict[tuple[str, str, str], list[DirectEnvironment]] = {}
         self._generations: dict[tuple[str, str], int] = {}
         self._running: set[asyncio.Task[Any]] = set()

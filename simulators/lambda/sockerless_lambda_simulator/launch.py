@@ -1,24 +1,34 @@
-"""Launching a function's command on this machine: its argv, its environment, Init in Lambda's model.
+"""Launching a function's command: its argv, its environment, Init in Lambda's model.
 
-The simulator does not pull images: the function's ImageConfig command (or the sockerless bootstrap from
-the package, when that command is the image's bootstrap) runs here, without isolation."""
+An image of the simulator's ECR is pulled and its command runs inside the image's root filesystem
+(:mod:`.isolation`), with the image's config under the function's ImageConfig. Any other image is not
+pulled: the function's ImageConfig command (or the sockerless bootstrap from the package, when that
+command is the image's bootstrap) runs on this machine, without isolation, as it does when an image of
+the registry cannot be fetched or this machine cannot enter a root filesystem; the function's log and
+the simulator's say so."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 import os
+import shutil
+import tempfile
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
-from attrs import define
+from attrs import define, frozen
 
 from .environments import BOOTSTRAP_IMAGE_PATH, ExecutionEnvironment
 from .functions import FunctionConfig
+from .images import EcrImages, ImageConfig, ImageProblem, PulledImage
+from .isolation import DEFAULT_PATH, Isolation, IsolationProbe, find_executable, rooted_argv
 from .operations import AwsScope
 from .records import Failure, Records, failure_of, iso_now, no_reason, process_outcome
-from .runtime import ProcessOutcome, ProcessSpec, run_process
+from .rootfs import InvalidLayer, resolve_inside
+from .runtime import ProcessOutcome, ProcessSpec, run_process, spawn_error
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +43,39 @@ class DirectEnvironment:
     stream_exists: bool = False
 
 
+Say = Callable[[str], None]
+"""Writes one line to the function's log (CloudWatch)."""
+
+
+@frozen
+class _ImagePlan:
+    """How a function of the simulator's ECR runs: inside its image (``isolation`` set) or, saying why,
+    on this machine."""
+
+    argv: tuple[str, ...]
+    image: ImageConfig | None
+    pulled: PulledImage | None = None
+    isolation: Isolation | None = None
+    invalid: str = ""
+    """Why the image cannot run at all (a layer that escapes its root...): Init fails ``InvalidImage``."""
+
+
 class Launcher:
     """Starts a function's command: one process per invocation (direct model) or a runtime (Init)."""
 
     def __init__(
-        self, base_environment: Mapping[str, str], bootstrap_binaries: Mapping[str, str] | None
+        self,
+        base_environment: Mapping[str, str],
+        bootstrap_binaries: Mapping[str, str] | None,
+        images: EcrImages | None = None,
     ) -> None:
         self._base_environment = dict(base_environment)
         self._bootstrap_binaries = dict(bootstrap_binaries) if bootstrap_binaries is not None else None
+        self._images = images
+        self._isolation = IsolationProbe()
         self._warned_images: set[str] = set()
         self._warned_functions: set[tuple[str, str]] = set()
+        self._warned_fallbacks: set[tuple[str, str]] = set()
 
     async def run_direct(
         self,
@@ -52,17 +85,35 @@ class Launcher:
         environment: DirectEnvironment,
         records: Records,
     ) -> ProcessOutcome | None:
-        if not config.argv:
+        plan = await self._image_plan(config, lambda line: records.output(line, _now_ms()))
+        if plan is not None and plan.invalid:
+            return None
+        if plan is not None and plan.isolation is not None and plan.pulled is not None:
+            if not plan.argv:
+                log.warning("function %s: image %s has no ENTRYPOINT or CMD", config.name, config.image_uri)
+                return None
+            tmp_dir = await asyncio.to_thread(tempfile.mkdtemp, prefix="sockerless-lambda-tmp-")
+            try:
+                env = self._child_environment(scope, config, environment, plan.pulled.config, rooted=True)
+                argv = self._rooted(config, plan, tmp_dir)
+                spec = ProcessSpec(argv, env, payload, float(config.timeout_seconds), cwd=tmp_dir)
+                return await run_process(spec, records.output)
+            finally:
+                await asyncio.to_thread(shutil.rmtree, tmp_dir, True)
+        argv = plan.argv if plan is not None else config.argv
+        if not argv:
             log.warning(
                 "function %s has no ImageConfig EntryPoint or Command: the simulator does not read the "
                 "image, so it has nothing to run and fails the invocation",
                 config.name,
             )
             return None
-        self._warn_not_pulled(config)
+        if plan is None:
+            self._warn_not_pulled(config)
+        env = self._child_environment(scope, config, environment, plan.image if plan else None)
         spec = ProcessSpec(
-            argv=config.argv,
-            env=self._child_environment(scope, config, environment),
+            argv=argv,
+            env=env,
             stdin=payload,
             timeout_seconds=float(config.timeout_seconds),
             cwd=host_directory(config.working_directory),
@@ -86,35 +137,26 @@ class Launcher:
         def elapsed() -> float:
             return (time.monotonic() - started) * 1000.0
 
-        if not config.argv:
-            # Lambda would start the image's own ENTRYPOINT/CMD; the simulator does not pull images, so it
-            # cannot: an entrypoint error that says why, never a run that seems to have succeeded.
-            problem = (
-                "the simulator does not pull images, so it cannot run the image's own ENTRYPOINT/CMD "
-                f"({config.image_uri}): give the function an ImageConfig EntryPoint or Command"
-            )
-            log.warning("function %s: %s", config.name, problem)
+        def invalid_entrypoint(problem: str) -> tuple[float, Failure]:
             return elapsed(), Failure(
                 "Runtime.InvalidEntrypoint", request_prefix + problem, f"{request_prefix}{problem}"
             )
-        argv, problem = self._runtime_argv(config)
-        if argv is None:
+
+        def say(line: str) -> None:
+            if environment.sink is not None:
+                environment.sink(line, _now_ms())
+
+        plan = await self._image_plan(config, say)
+        if plan is not None and plan.invalid:
             return elapsed(), Failure(
-                "Runtime.InvalidEntrypoint", request_prefix + problem, f"{request_prefix}{problem}"
+                "InvalidImage", request_prefix + plan.invalid, request_prefix + plan.invalid
             )
-        env = self._child_environment(scope, config, environment)
-        env.update(
-            AWS_LAMBDA_RUNTIME_API=environment.runtime_api,
-            TMPDIR=environment.tmp_dir,
-            SOCKERLESS_BOOTSTRAP_TMP_DIR=environment.tmp_dir,
-        )
-        spawn_problem = environment.spawn(argv, env, host_directory(config.working_directory))
+        command = self._runtime_command(scope, config, environment, plan)
+        if isinstance(command, str):
+            return invalid_entrypoint(command)
+        spawn_problem = environment.spawn(*command)
         if spawn_problem is not None:
-            return elapsed(), Failure(
-                "Runtime.InvalidEntrypoint",
-                request_prefix + spawn_problem,
-                f"{request_prefix}{spawn_problem}",
-            )
+            return invalid_entrypoint(spawn_problem)
         state = await environment.wait_init(timeout)
         if state == "ready":
             return elapsed(), None
@@ -136,6 +178,50 @@ class Launcher:
         )
         return elapsed(), failure
 
+    def _runtime_command(
+        self,
+        scope: AwsScope,
+        config: FunctionConfig,
+        environment: ExecutionEnvironment,
+        plan: _ImagePlan | None,
+    ) -> tuple[tuple[str, ...], dict[str, str], str | None] | str:
+        """The runtime's host command, its environment and working directory; or why it cannot start."""
+        if plan is not None and plan.isolation is not None and plan.pulled is not None:
+            if not plan.argv:
+                return (
+                    f"the image {config.image_uri} has no ENTRYPOINT or CMD and the function no ImageConfig"
+                )
+            env = self._child_environment(scope, config, environment, plan.pulled.config, rooted=True)
+            env.update(
+                AWS_LAMBDA_RUNTIME_API=environment.runtime_api,
+                TMPDIR="/tmp",  # noqa: S108 - the environment's own directory, mounted there
+                SOCKERLESS_BOOTSTRAP_TMP_DIR="/tmp",  # noqa: S108
+            )
+            if not find_executable(plan.pulled.root, plan.argv[0], env.get("PATH", DEFAULT_PATH)):
+                return spawn_error(plan.argv[0], FileNotFoundError(2, "No such file or directory"))
+            return self._rooted(config, plan, environment.tmp_dir), env, None
+        argv = plan.argv if plan is not None else config.argv
+        if not argv:
+            # Lambda would start the image's own ENTRYPOINT/CMD; an image the simulator does not pull
+            # has none here: an entrypoint error that says why, never a run that seems to succeed.
+            problem = (
+                "the simulator does not pull images outside its own ECR, so it cannot run the image's "
+                f"own ENTRYPOINT/CMD ({config.image_uri}): give the function an ImageConfig EntryPoint "
+                "or Command"
+            )
+            log.warning("function %s: %s", config.name, problem)
+            return problem
+        runtime_argv, problem = self._runtime_argv(config, argv, warn=plan is None)
+        if runtime_argv is None:
+            return problem
+        env = self._child_environment(scope, config, environment, plan.image if plan else None)
+        env.update(
+            AWS_LAMBDA_RUNTIME_API=environment.runtime_api,
+            TMPDIR=environment.tmp_dir,
+            SOCKERLESS_BOOTSTRAP_TMP_DIR=environment.tmp_dir,
+        )
+        return runtime_argv, env, host_directory(config.working_directory)
+
     def _warn_not_pulled(self, config: FunctionConfig) -> None:
         """Once per image: its command runs here, not in the image."""
         if config.image_uri not in self._warned_images:
@@ -147,18 +233,21 @@ class Launcher:
                 " ".join(config.argv),
             )
 
-    def _runtime_argv(self, config: FunctionConfig) -> tuple[tuple[str, ...] | None, str]:
+    def _runtime_argv(
+        self, config: FunctionConfig, argv: tuple[str, ...], *, warn: bool
+    ) -> tuple[tuple[str, ...] | None, str]:
         """The command that starts the function's runtime here, or None and why it cannot start."""
-        if config.argv[0] != BOOTSTRAP_IMAGE_PATH:
-            self._warn_not_pulled(config)
-            return config.argv, ""
+        if argv[0] != BOOTSTRAP_IMAGE_PATH:
+            if warn:
+                self._warn_not_pulled(config)
+            return argv, ""
         binary = self._bootstrap_binary(config.architecture)
         if binary is None:
             return None, (
                 f"{BOOTSTRAP_IMAGE_PATH}: no bootstrap binary for {config.architecture} on this machine: "
                 "build it with ./dev setup (or give the simulator's bootstrap_binaries setting)"
             )
-        if (config.name, config.version) not in self._warned_functions:
+        if warn and (config.name, config.version) not in self._warned_functions:
             self._warned_functions.add((config.name, config.version))
             log.warning(
                 "function %s: image %s is NOT pulled: its entrypoint %s is the sockerless bootstrap, so "
@@ -168,7 +257,59 @@ class Launcher:
                 BOOTSTRAP_IMAGE_PATH,
                 binary,
             )
-        return (binary, *config.argv[1:]), ""
+        return (binary, *argv[1:]), ""
+
+    # -- images of the simulator's ECR --------------------------------------------------------------
+
+    async def _image_plan(self, config: FunctionConfig, say: Say) -> _ImagePlan | None:
+        """How a function whose image is in the simulator's ECR runs; None for any other image."""
+        if self._images is None or not self._images.names(config.image_uri):
+            return None
+        try:
+            pulled = await self._images.pull(config.image_uri)
+        except InvalidLayer as exc:
+            log.warning("function %s: image %s cannot be unpacked: %s", config.name, config.image_uri, exc)
+            return _ImagePlan((), None, invalid=f"the image {config.image_uri} cannot be unpacked: {exc}")
+        except (ImageProblem, OSError) as exc:
+            self._fall_back(config, f"the image cannot be fetched or unpacked: {exc}", say)
+            return _ImagePlan(config.argv, None)
+        argv = pulled.config.argv(config.entrypoint, config.command)
+        isolation, reason = await self._isolation.find()
+        if isolation is None:
+            self._fall_back(config, reason, say)
+            return _ImagePlan(argv, pulled.config)
+        return _ImagePlan(argv, pulled.config, pulled, isolation)
+
+    def _fall_back(self, config: FunctionConfig, reason: str, say: Say) -> None:
+        """Say, in the function's log and (once per image and reason) the simulator's, that the command
+        runs on this machine and why."""
+        say(
+            f"sockerless simulator: {config.image_uri} runs on this machine, NOT inside the image's "
+            f"filesystem: {reason}"
+        )
+        if (config.image_uri, reason) not in self._warned_fallbacks:
+            self._warned_fallbacks.add((config.image_uri, reason))
+            log.warning(
+                "function %s: image %s runs on this machine, NOT inside its filesystem: %s",
+                config.name,
+                config.image_uri,
+                reason,
+            )
+
+    def _rooted(self, config: FunctionConfig, plan: _ImagePlan, tmp_dir: str) -> tuple[str, ...]:
+        """The host command that runs ``plan.argv`` inside the image, its working directory chosen."""
+        assert plan.pulled is not None
+        assert plan.isolation is not None
+        working_dir = config.working_directory or plan.pulled.config.working_dir or "/"
+        if not resolve_inside(plan.pulled.root, working_dir).is_dir():
+            log.warning(
+                "function %s: working directory %s is not in image %s: / instead",
+                config.name,
+                working_dir,
+                config.image_uri,
+            )
+            working_dir = "/"
+        return rooted_argv(plan.isolation, plan.pulled.root, tmp_dir, working_dir, plan.argv)
 
     def _bootstrap_binary(self, architecture: str) -> str | None:
         if self._bootstrap_binaries is not None:
@@ -185,9 +326,24 @@ class Launcher:
             return None
 
     def _child_environment(
-        self, scope: AwsScope, config: FunctionConfig, environment: DirectEnvironment | ExecutionEnvironment
+        self,
+        scope: AwsScope,
+        config: FunctionConfig,
+        environment: DirectEnvironment | ExecutionEnvironment,
+        image: ImageConfig | None = None,
+        *,
+        rooted: bool = False,
     ) -> dict[str, str]:
-        env = {**self._base_environment, **config.environment}
+        """The simulator's variables, then the image's Env, the function's, and Lambda's, each over the
+        last. Inside the image PATH is the image's (Docker's default without one), never the host's; on
+        this machine it stays the host's."""
+        env = dict(self._base_environment)
+        if rooted:
+            env["PATH"] = DEFAULT_PATH
+        for key, value in image.env if image is not None else ():
+            if rooted or key != "PATH":
+                env[key] = value
+        env.update(config.environment)
         # Lambda's reserved variables win over the function's (real Lambda rejects them at create).
         env.update(
             AWS_REGION=scope.region,
@@ -203,6 +359,10 @@ class Launcher:
         if config.log_format == "JSON":
             env["AWS_LAMBDA_LOG_FORMAT"] = "JSON"
         return env
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 def host_directory(path: str | None) -> str | None:

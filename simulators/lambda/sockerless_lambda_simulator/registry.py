@@ -119,7 +119,7 @@ class LocalRegistry:
                     async with session.get(f"{self.url}/v2/") as response:
                         if response.status == 200:
                             return True
-                await asyncio.sleep(0.05)  # a child process starting: nothing to wait on but the port
+                await asyncio.sleep(0.01)  # a child process starting: nothing to wait on but the port
         return False
 
     async def stop(self, *, remove: bool = True) -> None:

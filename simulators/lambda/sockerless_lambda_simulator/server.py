@@ -22,6 +22,7 @@ from .eventstream import CONTENT_TYPE as EVENT_STREAM_CONTENT_TYPE
 from .eventstream import invoke_complete, payload_chunks
 from .faults import FaultInjector
 from .functions import FunctionConfig, parse_function_ref
+from .images import EcrImages
 from .invocations import InvocationRunner, InvocationType
 from .operations import AwsCall, AwsScope, identify_operation, parse_scope
 from .proxy import MotoProxy, UpstreamAnswer
@@ -64,6 +65,9 @@ class AwsFrontend:
     _stats: Stats
     _deleting_seconds: float = 0.0
     _delivery: LogDelivery = field(factory=LogDelivery)
+    _images: EcrImages | None = None
+    """The simulator's ECR registry, when it runs: GetAuthorizationToken names it, CreateFunction
+    checks its images."""
     _lambda_handlers: dict[str, _Handler] = field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -142,6 +146,9 @@ class AwsFrontend:
             return await self._filter_log_events(request, call)
         if call.service == "logs" and call.name == "GetLogEvents":
             return await self._get_log_events(request, call)
+        if call.service == "ecr" and call.name == "GetAuthorizationToken" and self._images is not None:
+            document = self._images.authorization()
+            return web.json_response(document, content_type="application/x-amz-json-1.1")
         response = await self._proxy.forward(call.service, request, form_body)
         self._after_lambda_change(request, call, scope, response.status)
         return response
@@ -266,6 +273,7 @@ class AwsFrontend:
     async def _create_function(
         self, request: web.Request, call: AwsCall, scope: AwsScope, _: bytes | None
     ) -> web.StreamResponse:
+        await self._check_image(_image_uri(_json_object(await request.read())))
         document, answer = await self._forward_json(request, call)
         name = parse_function_ref(str(document.get("FunctionName", ""))).name
         if answer.status < 300 and name:
@@ -282,6 +290,11 @@ class AwsFrontend:
             self._overlay.record_update(scope.region, name, document)
         self._invocations.function_changed(scope.region, name)
         return self._rewritten(answer, scope, lambda doc: [doc])
+
+    async def _check_image(self, uri: str) -> None:
+        """An image of the simulator's ECR must exist and be a single-platform image, as Lambda checks."""
+        if uri and self._images is not None and self._images.names(uri):
+            await self._images.check(uri)
 
     async def _forward_json(
         self, request: web.Request, call: AwsCall
@@ -315,6 +328,8 @@ class AwsFrontend:
     ) -> web.StreamResponse:
         if call.name == "UpdateFunctionCode" and body is None:
             body = await request.read()  # small (an ImageUri or a zip's S3 location), and read once
+        if call.name == "UpdateFunctionCode":
+            await self._check_image(_image_uri(_json_object(body or b"")))
         answer = await self._proxy.fetch(call.service, request, body)
         self._after_lambda_change(request, call, scope, answer.status)
         if call.name == "UpdateFunctionCode" and answer.status < 300:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import random
+import shutil
 import socket
+import tempfile
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
@@ -23,6 +27,7 @@ from .config import (
 from .control import add_control_routes
 from .delivery import LogDelivery
 from .faults import FaultInjector, FaultRule
+from .images import EcrImages
 from .invocations import InvocationRunner, RuntimeModel
 from .moto_api import MotoApi, MotoGate
 from .moto_server import InProcessLogs, InProcessMoto
@@ -34,6 +39,8 @@ from .quotas import (
     DEFAULT_GET_FUNCTION_RATE,
     RequestQuotas,
 )
+from .registry import LocalRegistry, registry_unavailable
+from .rootfs import RootfsCache
 from .server import AwsFrontend
 from .state import DEFAULT_PENDING_SECONDS, FunctionStateOverlay, StateRule, StateRules
 from .stats import Stats
@@ -90,7 +97,11 @@ class LambdaSimulator:
         init_timeout_seconds: how long Init may take before it fails (Lambda: 10 s).
         environment_idle_seconds: how long a warm environment lives without an invocation.
         bootstrap_binaries: architecture -> host path of the binary that runs for the image path
-            ``/opt/sockerless/bootstrap``; default: the ``sockerless_lambda`` package's, if installed.
+            ``/opt/sockerless/bootstrap`` of an image outside the simulator's ECR; default: the
+            ``sockerless_lambda`` package's, if installed.
+        ecr_registry: start a real registry as the simulator's ECR when Debian's ``docker-registry``
+            is installed (``ecr_registry_url``): functions of its images run inside their filesystem.
+        state_dir: the ECR's blobs and the unpacked images' cache; default: a temporary directory.
     """
 
     # In-process moto servers share moto's global state: reset it only when no other simulator uses it.
@@ -128,6 +139,8 @@ class LambdaSimulator:
         init_timeout_seconds: float = 10.0,
         environment_idle_seconds: float = 300.0,
         bootstrap_binaries: Mapping[str, str] | None = None,
+        ecr_registry: bool = True,
+        state_dir: str | None = None,
     ) -> None:
         rules = tuple(rule if isinstance(rule, FaultRule) else FaultRule.from_json(rule) for rule in faults)
         states = tuple(
@@ -163,6 +176,8 @@ class LambdaSimulator:
             init_timeout_seconds=init_timeout_seconds,
             environment_idle_seconds=environment_idle_seconds,
             bootstrap_binaries=dict(bootstrap_binaries) if bootstrap_binaries is not None else None,
+            ecr_registry=ecr_registry,
+            state_dir=state_dir,
         )
         self.faults = FaultInjector(seed, rules)
         self.states = StateRules(states)
@@ -170,6 +185,10 @@ class LambdaSimulator:
         self._endpoint_url: str | None = None
         self._role_arn: str | None = None
         self._moto_url: str | None = None
+        self._registry: LocalRegistry | None = None
+        self._state_dir = Path()
+        self.images: EcrImages | None = None
+        """The simulator's ECR images and their unpacked trees (``images.cache.unpacked`` counts them)."""
         #: What start() opened, closed by stop() in the reverse order.
         self._resources: contextlib.AsyncExitStack | None = None
 
@@ -213,6 +232,17 @@ class LambdaSimulator:
         """Activate a fault rule now; returns its id (for ``remove_fault``)."""
         return self.faults.add(rule if isinstance(rule, FaultRule) else FaultRule.from_json(rule))
 
+    @property
+    def ecr_registry_url(self) -> str | None:
+        """``http://127.0.0.1:PORT``: the simulator's ECR registry (the ``proxyEndpoint`` of
+        ``GetAuthorizationToken``); None when it does not run (not installed, or turned off)."""
+        return self._registry.url if self._registry is not None else None
+
+    @property
+    def ecr_registry_host(self) -> str | None:
+        """``127.0.0.1:PORT``, as an image URI names the simulator's ECR registry."""
+        return self._registry.host if self._registry is not None else None
+
     def remove_fault(self, rule_id: str) -> bool:
         return self.faults.remove(rule_id)
 
@@ -253,6 +283,7 @@ class LambdaSimulator:
 
     async def _start(self, resources: contextlib.AsyncExitStack) -> None:
         config = self.config
+        registry_started = await self._start_registry(resources)
         moto_server: InProcessMoto | None = None
         if config.moto_url:
             self._moto_url = config.moto_url.rstrip("/")
@@ -267,6 +298,11 @@ class LambdaSimulator:
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
         )
         resources.push_async_callback(session.close)
+        await registry_started
+        if self._registry is not None:
+            cache = RootfsCache(self._state_dir / "rootfs")
+            await asyncio.to_thread(cache.remove_partial_trees)
+            self.images = EcrImages(self._registry.host, cache)
         gate = MotoGate()
         moto = MotoApi(session, self._moto_url, gate)
         if moto_server is not None and LambdaSimulator._in_process_users == 1:
@@ -301,6 +337,7 @@ class LambdaSimulator:
             init_timeout_seconds=config.init_timeout_seconds,
             environment_idle_seconds=config.environment_idle_seconds,
             bootstrap_binaries=config.bootstrap_binaries,
+            images=self.images,
         )
         frontend = AwsFrontend(
             region=config.region,
@@ -314,6 +351,7 @@ class LambdaSimulator:
                 {"control_plane": config.control_plane_rate, "get_function": config.get_function_rate}
             ),
             stats=self.stats,
+            images=self.images,
             delivery=LogDelivery(
                 delay=config.log_delivery_delay,
                 late_probability=config.late_log_probability,
@@ -334,8 +372,44 @@ class LambdaSimulator:
         await site.start()
         resources.push_async_callback(site.stop)
         log.info(
-            "Lambda simulator at %s (moto at %s, role %s)", self.endpoint_url, self._moto_url, self.role_arn
+            "Lambda simulator at %s (moto at %s, role %s, ECR registry %s)",
+            self.endpoint_url,
+            self._moto_url,
+            self.role_arn,
+            self.ecr_registry_host or "none",
         )
+
+    async def _start_registry(self, resources: contextlib.AsyncExitStack) -> asyncio.Future[None]:
+        """Begin starting the ECR registry (when installed and wanted) alongside moto: the future is
+        done when it answers."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        if not self.config.ecr_registry:
+            return done
+        missing = registry_unavailable()
+        if missing is not None:
+            log.warning("no ECR registry: %s; functions run on this machine, not in their images", missing)
+            return done
+        if self.config.state_dir is not None:
+            state = Path(self.config.state_dir)
+        else:
+            state = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="sockerless-simulator-"))
+            resources.push_async_callback(asyncio.to_thread, shutil.rmtree, state, True)
+        registry = LocalRegistry(state / "ecr")
+        self._registry = registry
+        resources.push_async_callback(self._stop_registry)
+        self._state_dir = state
+        starting = asyncio.ensure_future(registry.start())
+        resources.callback(starting.cancel)  # a start that failed elsewhere stops this one too
+        return starting
+
+    async def _stop_registry(self) -> None:
+        registry, self._registry = self._registry, None
+        images, self.images = self.images, None
+        if images is not None:
+            await images.close()
+        if registry is not None:
+            await registry.stop()
 
     async def stop(self) -> None:
         """Stop listening, kill running invocations and wait for them, then stop moto. Idempotent."""
@@ -374,6 +448,7 @@ class LambdaSimulator:
             "log_delivery_delay": self.config.log_delivery_delay,
             "event_delay": self.config.event_delay,
             "runtime_model": self.config.runtime_model,
+            "ecr_registry_url": self.ecr_registry_url,
         }
 
 

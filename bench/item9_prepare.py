@@ -24,7 +24,14 @@ from .aws import aws_client
 from .docker_cli import DockerCLI
 from .processes import Simulator, sockerless
 
-__all__ = ["PREPARE_FLAG", "PullFigure", "ecr_blobs", "measure_preparation", "preparation_unavailable"]
+__all__ = [
+    "PREPARE_FLAG",
+    "PullFigure",
+    "ecr_blobs",
+    "measure_preparation",
+    "preparation_unavailable",
+    "registry_blobs",
+]
 
 #: The backend's switch for preparation; its presence in ``sockerless up --help`` says it prepares.
 PREPARE_FLAG = "--no-lambda-prepare-images"
@@ -70,9 +77,13 @@ async def _ecr_session(sim: Simulator) -> tuple[str, dict[str, str]]:
 
 
 async def ecr_blobs(sim: Simulator) -> dict[str, int]:
-    """Every blob the simulator's ECR registry names in a manifest (configs and layers, of every
-    repository and tag, through indexes): digest → size."""
-    base, headers = await _ecr_session(sim)
+    """Every blob the simulator's ECR registry names in a manifest: digest → size."""
+    return await registry_blobs(*await _ecr_session(sim))
+
+
+async def registry_blobs(base: str, headers: dict[str, str]) -> dict[str, int]:
+    """Every blob a registry names in a manifest (configs and layers, of every repository and tag,
+    through indexes): digest → size."""
     blobs: dict[str, int] = {}
     async with aiohttp.ClientSession(base_url=base, headers=headers) as session:
 
@@ -91,12 +102,24 @@ async def ecr_blobs(sim: Simulator) -> dict[str, int]:
                 if blob.get("digest"):
                     blobs[str(blob["digest"])] = int(blob.get("size", 0))
 
-        catalog = await get_json("/v2/_catalog?n=10000")
-        for repository in catalog.get("repositories") or ():
+        for repository in await catalog(session):
             tags = await get_json(f"/v2/{repository}/tags/list")
             for tag in tags.get("tags") or ():
                 await walk(repository, tag)
     return blobs
+
+
+async def catalog(session: aiohttp.ClientSession) -> list[str]:
+    """The registry's repositories, page by page (its ``Link: <...>; rel="next"``)."""
+    repositories: list[str] = []
+    page: str | None = "/v2/_catalog?n=1000"  # the distribution registry's largest page
+    while page:
+        async with session.get(page) as response:
+            response.raise_for_status()
+            repositories += (await response.json(content_type=None)).get("repositories") or []
+            following = response.links.get("next", {}).get("url")
+        page = str(following) if following else None
+    return repositories
 
 
 async def _push_source(registry_url: str) -> tuple[str, int]:

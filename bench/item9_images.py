@@ -29,29 +29,62 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Mapping
+from typing import Any, TypeVar
 
-from .aws import lambda_clients
+import aiohttp
+
+from .aws import LambdaClients, lambda_clients
 from .common import IMAGE, ItemResult, Table, median
 from .docker_cli import DockerCLI, pull_api
-from .item9_prepare import PREPARE_FLAG, PullFigure, measure_preparation, preparation_unavailable
-from .item9_runs import LEVELS, Burst, WarmFigures, burst, measure_warm, pin
-from .processes import ROOT, Simulator, bench_dir, product_env, sockerless, unix_session
+from .item9_prepare import (
+    PREPARE_FLAG,
+    PREPARE_ON,
+    RANDOM_LAYER_BYTES,
+    PullFigure,
+    measure_preparation,
+    preparation_unavailable,
+)
+from .item9_runs import Burst, WarmFigures, burst, measure_warm, pin
+from .processes import ROOT, Served, Simulator, bench_dir, product_env, sockerless, unix_session
 from .processes import run_command as run_client
 
 __all__ = ["BEFORE_ISSUE_21", "run"]
 
-PENDING_SECONDS = 5
-SIMULATOR_EXTRA = ["--runtime-model", "lambda", "--pending-seconds", str(PENDING_SECONDS)]
+PENDING_SECONDS = 5.0
+#: The simulator runs functions as Lambda does (the bootstrap needs it); its Pending is set by ``run``.
+SIMULATOR_EXTRA = ["--runtime-model", "lambda"]
 BACKEND_EXTRA = ["--lambda-bootstrap"]
 IDLE_FLAG = "--lambda-function-idle-seconds"
 TARGET_RATIO = 1.15
+#: Rounds of the warm runs against the bare invoke, by concurrency.
 DEFAULT_ROUNDS = {1: 30, 10: 8, 100: 4}
+T = TypeVar("T")
 
-#: Part 1 measured on main before issue 21 (``python -m bench --only 9``): the time of the bursts and
-#: their control-plane calls, for the report's "before" column.
-BEFORE_ISSUE_21: dict[str, Any] = {}
+#: The item measured on main before issue 21 (``python -m bench --only 9``, the product at the commit
+#: named; load average 2.86 at the start, 5.90 at the end: other work shared the 2 cores): shown beside
+#: the figures of a run at the same scale (``count``). Every container made its own function then.
+BEFORE_ISSUE_21: dict[str, Any] = {
+    "date": "2026-12-04",
+    "commit": "defff80",
+    "count": 100,
+    "first_seconds": 12.0,
+    "second_seconds": 13.9,
+    "first_create_function": 100,
+    "second_control_calls": 403,
+    "second_calls_per_run": 4.03,
+    "first_calls": {
+        "lambda:CreateFunction": 100,
+        "lambda:DeleteFunction": 100,
+        "lambda:GetFunction": 404,
+        "lambda:ListFunctions": 1,
+    },
+    "second_calls": {"lambda:CreateFunction": 100, "lambda:DeleteFunction": 100, "lambda:GetFunction": 203},
+    "added_ms_1": 6016.9,
+    "ratio_10": 36.802,
+    "ratio_100": 6.180,
+    "cli_added_ms_1": 6044.6,
+}
 
 
 # ---------------------------------------------------------------------------- the item
@@ -64,8 +97,15 @@ async def _backend_help() -> str:
 
 
 async def run(
-    *, count: int = 100, rounds: Mapping[int, int] | None = None, cli_rounds: int = 10
+    *,
+    count: int = 100,
+    rounds: Mapping[int, int] | None = None,
+    cli_rounds: int = 10,
+    pending: float = PENDING_SECONDS,
+    random_bytes: int = RANDOM_LAYER_BYTES,
 ) -> ItemResult:
+    """``count`` runs per burst; ``rounds`` of warm runs by concurrency; ``pending``: seconds the
+    simulator keeps a new function Pending; ``random_bytes``: the random layer of the pulled image."""
     rounds = dict(rounds or DEFAULT_ROUNDS)
     result = ItemResult(
         "9",
@@ -81,47 +121,77 @@ async def run(
     extra = [*BACKEND_EXTRA, *([PREPARE_FLAG] if prepares else [])]
     extra += [IDLE_FLAG, "3600"] if IDLE_FLAG in help_text else []
     load = [os.getloadavg()[0]]
+    first = second = warm = preparation = None
+    why_not = "preparation not available on this version" if not prepares else preparation_unavailable()
     with bench_dir() as workdir:
-        async with (
-            Simulator(workdir, SIMULATOR_EXTRA) as sim,
-            sockerless(workdir, sim, "up", extra=extra) as served,
-        ):
-            cli = DockerCLI(workdir, served.docker_socket)
-            async with unix_session(served.docker_socket, "http://docker") as session:
-                await pull_api(session)
-            first = await burst(cli, sim, count)
-            second = await burst(cli, sim, count)
-            async with (
-                lambda_clients(sim.endpoint_url) as lam,
-                unix_session(served.docker_socket, "http://docker") as session,
-            ):
-                pinned = await pin(session, lam)
-                warm = await measure_warm(
-                    cli, served.docker_socket, served.log_path, sim, lam, pinned, rounds, cli_rounds
-                )
-            pulls: list[PullFigure] = []
-            source_size = 0
-            why_not = (
-                "preparation not available on this version" if not prepares else preparation_unavailable()
-            )
-            if why_not is None:
-                pulls, source_size = await measure_preparation(workdir, sim, BACKEND_EXTRA)
+        async with Simulator(workdir, [*SIMULATOR_EXTRA, "--pending-seconds", f"{pending:g}"]) as sim:
+            async with sockerless(workdir, sim, "up", extra=extra) as served:
+                cli = DockerCLI(workdir, served.docker_socket)
+                async with unix_session(served.docker_socket, "http://docker") as session:
+                    await pull_api(session)
+                first = await _part(result, "first burst", burst(cli, sim, count))
+                second = await _part(result, "second burst", burst(cli, sim, count))
+                async with (
+                    lambda_clients(sim.endpoint_url) as lam,
+                    unix_session(served.docker_socket, "http://docker") as session,
+                ):
+                    warm = await _part(
+                        result, "warm runs", _warm(cli, served, sim, lam, session, rounds, cli_rounds)
+                    )
+            if why_not is None:  # a backend of its own, preparation on, once the first one is gone
+                prepare_extra = [*BACKEND_EXTRA, PREPARE_ON]
+                preparing = measure_preparation(workdir, sim, prepare_extra, random_bytes)
+                preparation = await _part(result, "preparation", preparing)
     load.append(os.getloadavg()[0])
-    result.setup = _setup(count, rounds, cli_rounds, extra)
-    _report_bursts(result, first, second, warm.calls)
-    _report_warm(result, warm, rounds)
-    _report_preparation(result, pulls, source_size, why_not)
+    result.setup = _setup(count, rounds, cli_rounds, extra, pending, random_bytes)
+    if first is not None and second is not None:
+        _report_bursts(result, first, second, warm.calls if warm is not None else {})
+    if warm is not None:
+        _report_warm(result, warm, rounds, count)
+    _report_preparation(result, preparation, why_not)
     result.notes.append(f"Load average (1 min) at the item's start / end: {load[0]:.2f} / {load[1]:.2f}.")
     return result
+
+
+async def _warm(
+    cli: DockerCLI,
+    served: Served,
+    sim: Simulator,
+    lam: LambdaClients,
+    session: aiohttp.ClientSession,
+    rounds: Mapping[int, int],
+    cli_rounds: int,
+) -> WarmFigures:
+    pinned = await pin(session, lam)
+    return await measure_warm(
+        cli, served.docker_socket, served.log_path, sim, lam, pinned, rounds, cli_rounds
+    )
+
+
+async def _part(result: ItemResult, name: str, measuring: Awaitable[T]) -> T | None:
+    """One part's figures; a part that fails is reported as such, and the others still run."""
+    try:
+        return await measuring
+    except Exception as exc:  # any failure of a part is a finding of the report
+        result.notes.append(f"**{name}: failed**: {type(exc).__name__}: {str(exc)[:500]}")
+        return None
 
 
 # ---------------------------------------------------------------------------- the report
 
 
-def _setup(count: int, rounds: Mapping[int, int], cli_rounds: int, extra: list[str]) -> str:
+def _setup(
+    count: int,
+    rounds: Mapping[int, int],
+    cli_rounds: int,
+    extra: list[str],
+    pending: float,
+    random_bytes: int,
+) -> str:
     return (
         f"`sockerless up {' '.join(extra)}` on a standalone simulator that runs functions as Lambda "
-        f"does (`{' '.join(SIMULATOR_EXTRA)}`: each new function stays Pending {PENDING_SECONDS} s, "
+        f"does (`{' '.join(SIMULATOR_EXTRA)} --pending-seconds {pending:g}`: each new function stays "
+        f"Pending {pending:g} s, "
         "where the other items have none), both otherwise with the bench's settings; image preparation "
         "off where the version has it, so that parts 1 to 3 measure the function handling, the same "
         f"way before and after issue 21. **Bursts**: {count} concurrent `docker run --rm {IMAGE} echo "
@@ -134,19 +204,19 @@ def _setup(count: int, rounds: Mapping[int, int], cli_rounds: int, extra: list[s
         "the frontend's socket, no CLI process) against a bare aiobotocore "
         "`invoke_with_response_stream` of the same function with the payload the backend builds for "
         "that container (`sockerless_lambda.bootstrap.payload`); N concurrent of each, rounds "
-        f"interleaved ({', '.join(f'{rounds[level]} at N={level}' for level in LEVELS)}); ratio = "
+        f"interleaved ({', '.join(f'{rounds[level]} at N={level}' for level in sorted(rounds))}); ratio = "
         "median over rounds of (run batch time / bare batch time). The real docker CLI's run at N=1 "
         f"({cli_rounds} rounds against the bare invoke) as info. **Preparation**: `docker pull` of a "
-        "busybox image with a 20 MiB random layer from a local registry, twice (bench/item9_prepare.py)."
+        f"busybox image with a {random_bytes / 2**20:g} MiB random layer from a local registry, twice "
+        "(bench/item9_prepare.py)."
     )
 
 
-def _before(key: str, count: int, unit: str = "") -> str:
-    """The figure measured before issue 21, when it was measured at the same scale."""
+def _before(key: str, count: int, shape: str = "{}") -> str:
+    """The figure measured before issue 21 (``shape`` formats it), when measured at the same scale."""
     if BEFORE_ISSUE_21.get("count") != count or key not in BEFORE_ISSUE_21:
         return ""
-    value = BEFORE_ISSUE_21[key]
-    shown = f"{value:.1f}{unit}" if isinstance(value, float) else f"{value}{unit}"
+    shown = shape.format(BEFORE_ISSUE_21[key])
     return f"; before issue 21: {shown} ({BEFORE_ISSUE_21['commit']}, {BEFORE_ISSUE_21['date']})"
 
 
@@ -159,7 +229,7 @@ def _report_bursts(result: ItemResult, first: Burst, second: Burst, warm_calls: 
         result.info(
             f"{label}: {count} concurrent runs, first launch → last exit",
             f"{figures.seconds:.1f} s (first exit at {figures.first_exit:.1f} s)"
-            + _before(f"{key}_seconds", count, " s"),
+            + _before(f"{key}_seconds", count, "{:.1f} s"),
         )
         result.target(
             f"{label}: runs that exited 0 with `hi`",
@@ -172,13 +242,19 @@ def _report_bursts(result: ItemResult, first: Burst, second: Burst, warm_calls: 
         result.data[f"{key}_first_exit"] = figures.first_exit
         result.data[f"{key}_calls"] = figures.calls
     creates = first.calls.get("lambda:CreateFunction", 0)
+    total = sum(second.calls.values())
+    result.data.update(
+        count=count,
+        first_create_function=creates,
+        second_control_calls=total,
+        second_calls_per_run=total / count,
+    )
     result.target(
         "first burst: CreateFunction calls",
         f"{creates}" + _before("first_create_function", count),
         "1",
         creates == 1,
     )
-    total = sum(second.calls.values())
     result.target(
         "second burst: control-plane calls",
         f"{total}" + _before("second_control_calls", count),
@@ -187,7 +263,7 @@ def _report_bursts(result: ItemResult, first: Burst, second: Burst, warm_calls: 
     )
     result.target(
         "control-plane calls per warm run (second burst)",
-        f"{total / count:.2f}" + _before("second_calls_per_run", count),
+        f"{total / count:.2f}" + _before("second_calls_per_run", count, "{:.2f}"),
         "0",
         total == 0,
     )
@@ -212,8 +288,8 @@ def _report_bursts(result: ItemResult, first: Burst, second: Burst, warm_calls: 
                     str(first.calls.get(operation, 0)),
                     str(second.calls.get(operation, 0)),
                     str(warm_calls.get(operation, 0)),
-                    str(before_first.get(operation, "—")),
-                    str(before_second.get(operation, "—")),
+                    str(before_first.get(operation, 0)) if before_first else "—",
+                    str(before_second.get(operation, 0)) if before_second else "—",
                 ]
                 for operation in operations
             ]
@@ -226,22 +302,24 @@ def _rounds(count: int) -> str:
     return f"{count} round" + ("" if count == 1 else "s")
 
 
-def _report_warm(result: ItemResult, warm: WarmFigures, rounds: Mapping[int, int]) -> None:
-    for level in LEVELS:
+def _report_warm(result: ItemResult, warm: WarmFigures, rounds: Mapping[int, int], count: int) -> None:
+    for level in sorted(rounds):
         runs, bares = warm.times[level]["run"], warm.times[level]["bare"]
         ratio = median(a / b for a, b in zip(runs, bares, strict=True))
         figures = f"median batch: run {median(runs) * 1000:.1f} ms, bare {median(bares) * 1000:.1f} ms"
-        if level == 1:
+        if level == min(rounds):
             added = median(a - b for a, b in zip(runs, bares, strict=True)) * 1000
             result.info(
                 "N=1: warm `docker run --rm` (Docker API) over a bare InvokeWithResponseStream",
-                f"{added:+.1f} ms (median per round; ratio {ratio:.3f}; {figures}; {_rounds(rounds[level])})",
+                f"{added:+.1f} ms (median per round; ratio {ratio:.3f}; {figures}; {_rounds(rounds[level])})"
+                + _before("added_ms_1", count, "{:+.1f} ms"),
             )
             result.data["added_ms_1"] = added
         else:
             result.target(
                 f"N={level}: warm run / bare invoke, batch wall time",
-                f"{ratio:.3f} ({figures}; {_rounds(rounds[level])})",
+                f"{ratio:.3f} ({figures}; {_rounds(rounds[level])})"
+                + _before(f"ratio_{level}", count, "{:.3f}"),
                 f"≤ {TARGET_RATIO:g}",
                 ratio <= TARGET_RATIO,
             )
@@ -250,7 +328,8 @@ def _report_warm(result: ItemResult, warm: WarmFigures, rounds: Mapping[int, int
     result.info(
         "N=1: the real docker CLI's `docker run --rm` over the bare invoke (the CLI's own process included)",
         f"{cli_added:+.1f} ms (median per round; CLI {median(warm.cli_times) * 1000:.1f} ms, bare "
-        f"{median(warm.cli_bare) * 1000:.1f} ms, {len(warm.cli_times)} rounds)",
+        f"{median(warm.cli_bare) * 1000:.1f} ms, {_rounds(len(warm.cli_times))})"
+        + _before("cli_added_ms_1", count, "{:+.1f} ms"),
     )
     result.data["cli_added_ms_1"] = cli_added
     client = ", ".join(f"{phase} {median(values) * 1000:.1f}" for phase, values in warm.phases.items())
@@ -270,18 +349,21 @@ def _report_warm(result: ItemResult, warm: WarmFigures, rounds: Mapping[int, int
     if creates:
         result.notes.append(
             f"This version makes a function per container: the warm rounds made {creates} "
-            f"CreateFunction calls (and waited out each new function's {PENDING_SECONDS} s Pending), so "
+            "CreateFunction calls (and waited out each new function's Pending), so "
             "the run figures above include a new function and a new execution environment per "
             "container, where the bare invoke reuses one warm function."
         )
 
 
 def _report_preparation(
-    result: ItemResult, pulls: list[PullFigure], source_size: int, why_not: str | None
+    result: ItemResult, preparation: tuple[list[PullFigure], int] | None, why_not: str | None
 ) -> None:
     if why_not is not None:
         result.notes.append(f"Preparation: skipped, {why_not}.")
         return
+    if preparation is None:
+        return  # failed: its note says why
+    pulls, source_size = preparation
     for label, pull in zip(("first pull", "repeated pull"), pulls, strict=False):
         result.info(
             f"preparation, {label}: time and bytes copied into the simulator's ECR",

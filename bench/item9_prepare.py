@@ -35,6 +35,7 @@ __all__ = [
 
 #: The backend's switch for preparation; its presence in ``sockerless up --help`` says it prepares.
 PREPARE_FLAG = "--no-lambda-prepare-images"
+PREPARE_ON = "--lambda-prepare-images"
 RANDOM_LAYER_BYTES = 20 * 1024 * 1024
 SOURCE_REPOSITORY = "bench/busybox"
 _MANIFEST_TYPES = ", ".join(
@@ -117,16 +118,16 @@ async def catalog(session: aiohttp.ClientSession) -> list[str]:
         async with session.get(page) as response:
             response.raise_for_status()
             repositories += (await response.json(content_type=None)).get("repositories") or []
-            following = response.links.get("next", {}).get("url")
-        page = str(following) if following else None
+            following = response.links.get("next")
+        page = str(following["url"]) if following and "url" in following else None
     return repositories
 
 
-async def _push_source(registry_url: str) -> tuple[str, int]:
+async def _push_source(registry_url: str, random_bytes: int) -> tuple[str, int]:
     """The source image (busybox + a random layer) pushed; its tag and its blobs' size."""
     from tests.imagekit import busybox_layer, file_layer, image, push_image
 
-    random_layer = file_layer({"data/random.bin": os.urandom(RANDOM_LAYER_BYTES)})
+    random_layer = file_layer({"data/random.bin": os.urandom(random_bytes)})
     pushed = image([busybox_layer(), random_layer])
     await push_image(registry_url, SOURCE_REPOSITORY, "latest", pushed)
     size = len(pushed.config) + sum(layer.size for layer in pushed.layers)
@@ -145,7 +146,7 @@ async def _pull(cli: DockerCLI, sim: Simulator, reference: str) -> PullFigure:
 
 
 async def measure_preparation(
-    workdir: str, sim: Simulator, extra: Sequence[str]
+    workdir: str, sim: Simulator, extra: Sequence[str], random_bytes: int = RANDOM_LAYER_BYTES
 ) -> tuple[list[PullFigure], int]:
     """A first and a repeated ``docker pull`` of the source image through ``sockerless up`` with
     preparation on (``extra``: its other flags); and the source image's size in bytes."""
@@ -156,7 +157,7 @@ async def measure_preparation(
         LocalRegistry(Path(source_root)) as source,
         sockerless(workdir, sim, "up", name="prepare", extra=extra) as served,
     ):
-        tag, size = await _push_source(source.url)
+        tag, size = await _push_source(source.url, random_bytes)
         cli = DockerCLI(os.path.join(workdir, "prepare-cli"), served.docker_socket)
         reference = f"{source.host}/{tag}"
         return [await _pull(cli, sim, reference) for _ in range(2)], size

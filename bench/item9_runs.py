@@ -5,6 +5,7 @@ bare ``invoke_with_response_stream`` of the same function."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections import defaultdict
@@ -25,7 +26,6 @@ from .lifecycles import COMMAND, OUTPUT
 from .processes import Simulator, diff_calls, unix_session
 
 __all__ = [
-    "LEVELS",
     "Burst",
     "Phases",
     "Pinned",
@@ -36,7 +36,6 @@ __all__ = [
     "pin",
 ]
 
-LEVELS = (1, 10, 100)
 VARIANTS = ("run", "bare")
 #: The Lambda operations that are not control-plane calls.
 _INVOKES = ("lambda:Invoke", "lambda:InvokeWithResponseStream", "lambda:InvokeAsync")
@@ -66,14 +65,17 @@ class Burst:
 
 
 async def _settled_calls(sim: Simulator, before: Mapping[str, int]) -> dict[str, int]:
-    """The control-plane calls since ``before``, once the deletes that follow removals in the background
-    have caught up with the creates and nothing changed for a second (or after a long wait)."""
+    """The control-plane calls since ``before``, once settled: the deletes that follow removals in the
+    background caught up with the creates and nothing changed for a second, or (a version that keeps
+    its functions) nothing changed for five; at the latest after two minutes."""
     deadline = time.monotonic() + _SETTLE_SECONDS
+    unchanged = 0
     last: dict[str, int] | None = None
     while True:
         calls = control_plane(diff_calls(await sim.calls(), before))
+        unchanged = unchanged + 1 if calls == last else 0
         caught_up = calls.get("lambda:DeleteFunction", 0) >= calls.get("lambda:CreateFunction", 0)
-        if (caught_up and calls == last) or time.monotonic() > deadline:
+        if (caught_up and unchanged >= 1) or unchanged >= 5 or time.monotonic() > deadline:
             return calls
         last = calls
         await asyncio.sleep(1.0)
@@ -99,16 +101,21 @@ async def burst(cli: DockerCLI, sim: Simulator, count: int) -> Burst:
 # ---------------------------------------------------------------------------- 2. warm run vs bare
 
 
-async def _function_of(lam: LambdaClients, container_id: str) -> str:
-    """The function that runs ``container_id``: named after it (one per container), or else the only
-    function there is (one per image configuration)."""
+async def _function_of(lam: LambdaClients, container_id: str, inspected: str) -> str:
+    """The function that runs ``container_id``: the one its inspect names (a label or a field), else
+    the one named after it (one per container), else the only function there is (one per image
+    configuration)."""
     names: list[str] = []
     async for page in lam.control.get_paginator("list_functions").paginate():
         names += [str(function["FunctionName"]) for function in page.get("Functions", ())]
-    own = [name for name in names if container_id[:24] in name]
-    if len(own) == 1 or len(names) == 1:
-        return (own or names)[0]
-    raise AssertionError(f"cannot tell the function of container {container_id}: {names}")
+    for found in (
+        [name for name in names if f'"{name}"' in inspected or f":function:{name}" in inspected],
+        [name for name in names if container_id[:24] in name],
+        names,
+    ):
+        if len(found) == 1:
+            return found[0]
+    raise AssertionError(f"cannot tell the function of container {container_id} among {names}")
 
 
 async def _wait_active(lam: LambdaClients, name: str) -> None:
@@ -136,10 +143,11 @@ async def pin(session: aiohttp.ClientSession, lam: LambdaClients) -> Pinned:
         container_id = str((await response.json())["Id"])
     async with session.get(f"/{API_VERSION}/containers/{container_id}/json") as response:
         response.raise_for_status()
-        inspected = await response.json()
+        text = await response.text()
+    inspected = json.loads(text)
     config = structure(inspected["Config"], ContainerConfig)
     command = run_command(config, container_id)
-    function = await _function_of(lam, container_id)
+    function = await _function_of(lam, container_id, text)
     await _wait_active(lam, function)
 
     def payload() -> bytes:
@@ -207,7 +215,7 @@ async def measure_warm(
         before = await sim.calls()
         times: dict[int, dict[str, list[float]]] = {}
         server: dict[str, list[float]] = {}
-        for level in LEVELS:
+        for level in sorted(rounds):
             offset = log_size(log_path)
             timed_phases = phases if level == 1 else defaultdict(list)
 

@@ -3,21 +3,26 @@ raw Docker Engine API calls on the frontend's socket."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 
+from sockerless.http.upgrade import UpgradeTarget, open_upgraded
 from sockerless.streams import decode_frames
 
 from .common import IMAGE
 from .processes import run_command
 
-__all__ = ["DOCKER", "DockerCLI", "follow_api", "pull_api"]
+__all__ = ["API_VERSION", "DOCKER", "DockerCLI", "Laps", "follow_api", "pull_api", "run_api"]
 
 DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
+#: Called after each step of a client's run with the step's name (a timer of phases).
+Laps = Callable[[str], None]
 
 
 class DockerCLI:
@@ -76,3 +81,47 @@ async def follow_api(session: aiohttp.ClientSession, container_id: str) -> tuple
             frames, buffer = decode_frames(buffer + chunk)
             payload += b"".join(data for _, data in frames)
     return payload.decode().splitlines(), time.monotonic()
+
+
+#: The API version the raw calls name, as the docker CLI of the bench negotiates it with the frontend.
+API_VERSION = "v1.44"
+
+
+async def run_api(
+    session: aiohttp.ClientSession, socket_path: str, command: list[str], laps: Laps
+) -> tuple[int, bytes]:
+    """``docker run --rm IMAGE COMMAND`` as the Docker API calls the CLI makes for it (create with
+    AutoRemove, attach, wait for ``removed``, start; the removal is the server's), without the CLI's
+    own process: the exit status and the output. ``laps`` is called after each step, with its name."""
+    body = {
+        "Image": IMAGE,
+        "Cmd": command,
+        "AttachStdout": True,
+        "AttachStderr": True,
+        "HostConfig": {"AutoRemove": True},
+    }
+    async with session.post(f"/{API_VERSION}/containers/create", json=body) as response:
+        if response.status != 201:
+            raise AssertionError(f"create: {response.status} {await response.text()}")
+        container_id = str((await response.json())["Id"])
+    laps("create")
+    target = UpgradeTarget(url=f"unix://{socket_path}", socket_path=socket_path)
+    query = "stream=1&stdout=1&stderr=1"
+    async with open_upgraded(
+        target, f"/{API_VERSION}/containers/{container_id}/attach?{query}", headers={}
+    ) as attached:
+        laps("attach")
+        async with session.post(
+            f"/{API_VERSION}/containers/{container_id}/wait", params={"condition": "removed"}
+        ) as waiting:
+            if waiting.status != 200:
+                raise AssertionError(f"wait: {waiting.status} {await waiting.text()}")
+            laps("wait")
+            async with session.post(f"/{API_VERSION}/containers/{container_id}/start") as started:
+                if started.status != 204:
+                    raise AssertionError(f"start: {started.status} {await started.text()}")
+            laps("start")
+            output, result = await asyncio.gather(attached.reader.read(), waiting.json())
+    laps("run")
+    frames, rest = decode_frames(output)
+    return int(result.get("StatusCode", -1)), b"".join(data for _, data in frames) + rest

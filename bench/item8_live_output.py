@@ -45,7 +45,7 @@ from .docker_cli import DOCKER, DockerCLI, pull_api
 from .lifecycles import COMMAND, OUTPUT, Phases, backend_lifecycle
 from .processes import Simulator, bench_dir, diff_calls, sockerless, stop_process, unix_session
 
-__all__ = ["BOOTSTRAP_ENTRYPOINT", "Latency", "job", "line_latency", "run"]
+__all__ = ["BOOTSTRAP_ENTRYPOINT", "Latency", "invoke_stream", "job", "line_latency", "run"]
 
 TARGET_P50_MS = 50.0
 #: The simulator runs functions as Lambda does (Init, Runtime API, environments): the bootstrap needs it.
@@ -189,9 +189,12 @@ def bootstrap_function_params(name: str, role_arn: str) -> dict[str, Any]:
     return params
 
 
-async def invoke_stream(lam: LambdaClients, name: str) -> None:
-    """One InvokeWithResponseStream read to its end; its frames must hold ``hi`` and exit status 0."""
-    response = await lam.invoke.invoke_with_response_stream(FunctionName=name, Payload=_payload(name))
+async def invoke_stream(lam: LambdaClients, name: str, payload: bytes | None = None) -> None:
+    """One InvokeWithResponseStream read to its end (``payload``: the run's, by default ``echo hi`` as
+    the backend sends it for a container named ``name``); its frames must hold ``hi`` and exit status 0."""
+    response = await lam.invoke.invoke_with_response_stream(
+        FunctionName=name, Payload=payload if payload is not None else _payload(name)
+    )
     body = b""
     complete: dict[str, Any] = {}
     async for event in response["EventStream"]:

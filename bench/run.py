@@ -27,6 +27,7 @@ from . import (
     item6_e2e,
     item7_throughput,
     item8_live_output,
+    item9_images,
 )
 from .common import ItemResult, machine_info, verdict
 from .processes import ROOT, bench_dir, start_process, stop_process
@@ -81,6 +82,12 @@ async def _item8(quick: bool) -> ItemResult:
     return await item8_live_output.run()
 
 
+async def _item9(quick: bool) -> ItemResult:
+    if quick:
+        return await item9_images.run(count=20, rounds={1: 5, 10: 2, 100: 1}, cli_rounds=3)
+    return await item9_images.run()
+
+
 async def _simulator_throughput(quick: bool) -> ItemResult:
     """``bench/simulator_throughput.py`` (the simulator engineer's), run as it is; its table kept whole."""
     seconds = "1" if quick else "5"
@@ -123,6 +130,7 @@ ITEMS: dict[str, Runner] = {
     "6": _item6,
     "7": _item7,
     "8": _item8,
+    "9": _item9,
     "sim": _simulator_throughput,
 }
 

@@ -9,6 +9,7 @@ import importlib
 import math
 import os
 import pkgutil
+from typing import Any
 
 import pytest
 
@@ -29,7 +30,7 @@ def test_bench_modules_import(name: str) -> None:
 def test_every_item_is_runnable_by_number() -> None:
     from bench.run import ITEMS
 
-    assert set(ITEMS) == {"1", "2", "3", "4", "5", "6", "7", "8", "sim"}
+    assert set(ITEMS) == {"1", "2", "3", "4", "5", "6", "7", "8", "9", "sim"}
 
 
 async def test_overhead_item_smallest_variant_produces_figures() -> None:
@@ -106,6 +107,80 @@ async def test_live_output_item_smallest_variant_produces_figures() -> None:
     assert "## 8. Live output through the bootstrap" in render(
         [result], argv=["--only", "8"], quick=True, seconds=1
     )
+
+
+async def test_images_item_smallest_variant_produces_figures() -> None:
+    """Item 9 runs on a version with one function per container and on one with a function per image
+    configuration: its figures say which (one CreateFunction per run, or one for the burst)."""
+    from bench import item9_images
+    from bench.docker_cli import DockerCLI
+    from bench.run import render
+
+    if not DockerCLI.installed():
+        pytest.skip("the docker CLI is not installed")
+    result = await item9_images.run(
+        count=2, rounds={1: 1, 2: 1}, cli_rounds=1, pending=0.5, random_bytes=64 * 1024
+    )
+
+    assert not [note for note in result.notes if "failed" in note], result.notes
+    figures = [row.figure for row in result.rows]
+    assert figures[:4] == [
+        "first burst (new image): 2 concurrent runs, first launch → last exit",
+        "first burst (new image): runs that exited 0 with `hi`",
+        "second burst: 2 concurrent runs, first launch → last exit",
+        "second burst: runs that exited 0 with `hi`",
+    ]
+    assert result.rows[1].met and result.rows[3].met  # every run exited 0 and printed hi
+    assert "N=1: warm `docker run --rm` (Docker API) over a bare InvokeWithResponseStream" in figures
+    assert "N=2: warm run / bare invoke, batch wall time" in figures
+    # One function per container (before issue 21) or one for the whole burst (after).
+    assert result.data["first_create_function"] in (1, 2)
+    per_run = result.data["second_calls_per_run"]
+    assert per_run == 0 if result.data["first_create_function"] == 1 else per_run >= 2  # create + delete
+    assert all(
+        math.isfinite(result.data[key]) for key in ("ratio_1", "ratio_2", "added_ms_1", "cli_added_ms_1")
+    )
+    # The client's steps of a warm run and the server's routes are both in the breakdown.
+    breakdown = {row[0]: row[1] for row in result.tables[1].rows}
+    assert "start" in breakdown["client (Docker API)"]
+    assert "/containers/create" in breakdown["server side (access log)"]
+    prepared = "pulls" in result.data
+    skipped = [note for note in result.notes if note.startswith("Preparation: skipped")]
+    assert prepared != bool(skipped), result.notes
+    if prepared:
+        (_, first_bytes), (_, repeated_bytes) = result.data["pulls"]
+        assert first_bytes > 64 * 1024 and repeated_bytes == 0
+    assert "## 9. One warm function per image configuration" in render(
+        [result], argv=["--only", "9"], quick=True, seconds=1
+    )
+
+
+def test_control_plane_calls_are_lambda_operations_but_invokes() -> None:
+    from bench.item9_runs import control_plane
+
+    calls = {
+        "lambda:CreateFunction": 2,
+        "lambda:GetFunction": 5,
+        "lambda:Invoke": 3,
+        "lambda:InvokeWithResponseStream": 4,
+        "lambda:DeleteFunction": 0,
+        "logs:FilterLogEvents": 7,
+    }
+    assert control_plane(calls) == {"lambda:CreateFunction": 2, "lambda:GetFunction": 5}
+
+
+async def test_registry_blobs_names_every_blob_of_every_manifest(source_registry: Any) -> None:
+    from bench.item9_prepare import registry_blobs
+    from tests.imagekit import busybox_layer, file_layer, image, push_image
+
+    assert await registry_blobs(source_registry.url, {}) == {}
+    pushed = image([busybox_layer(), file_layer({"data/x": b"x" * 1000})])
+    await push_image(source_registry.url, "bench/one", "latest", pushed)
+    await push_image(source_registry.url, "bench/two", "v1", pushed)
+
+    expected = {pushed.config_digest: len(pushed.config)}
+    expected.update({layer.digest: layer.size for layer in pushed.layers})
+    assert await registry_blobs(source_registry.url, {}) == expected
 
 
 def test_live_output_item_reads_the_lines_its_job_prints() -> None:

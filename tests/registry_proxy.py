@@ -39,6 +39,7 @@ class RegistryProxy:
         #: blob GETs answered before the next one is held (never answered)
         self.hold_blob_after = hold_blob_after
         self.blob_held = asyncio.Event()
+        self._closing = asyncio.Event()
         self.requests: list[tuple[str, str]] = []
         self.token_requests: list[dict[str, str]] = []
         self._tokens: set[str] = set()
@@ -65,6 +66,7 @@ class RegistryProxy:
         return self
 
     async def stop(self) -> None:
+        self._closing.set()
         if self._session is not None:
             await self._session.close()
         if self._runner is not None:
@@ -118,7 +120,8 @@ class RegistryProxy:
             self._blob_gets += 1
             if self.hold_blob_after is not None and self._blob_gets > self.hold_blob_after:
                 self.blob_held.set()
-                await asyncio.Event().wait()  # held until the client goes away
+                await self._closing.wait()  # held until the proxy stops (its client may be gone)
+                raise web.HTTPServiceUnavailable()
         return await self._forward(request)
 
     def _authorized(self, request: web.Request) -> bool:

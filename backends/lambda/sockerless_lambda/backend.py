@@ -3,7 +3,7 @@
 The parts, one concept each: :mod:`.aws` (session and clients), :mod:`.containers` (the Docker
 container verbs), :mod:`.runs` (one start's run), :mod:`.invocations` (one invocation),
 :mod:`.output` (a run's output into the log store), :mod:`.cloudwatch` (the shared CloudWatch
-reader), :mod:`.images` (recorded image references), :mod:`.reconcile` (start-up recovery,
+reader), :mod:`.images` (images, prepared by :mod:`.prepare`), :mod:`.reconcile` (start-up recovery,
 orphans), :mod:`.state` (the typed per-container state). Everything this class does not override
 answers 501 (exec, attach, networks, volumes, image load).
 """

@@ -326,8 +326,8 @@ class ImageService:
                     "lambda.unfetchable_images=as_is uses such images as they are)"
                 ) from exc
             note = (
-                f"{exc.message}: {parsed.familiar} is used as it is, unprepared; the embedded simulator "
-                "runs the command on this machine, not in the image"
+                f"{exc.message}: {parsed.familiar} is used as it is, unprepared (Lambda is to pull the "
+                "reference itself; the embedded simulator runs the command on this machine, not in the image)"
             )
             emit({"status": note})
             log.warning(note, extra={"fields": {"image": str(parsed)}})

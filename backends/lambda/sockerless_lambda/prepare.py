@@ -17,6 +17,7 @@ import gzip
 import hashlib
 import io
 import json
+import re
 import tarfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any
 import aiohttp
 from attrs import define, frozen
 
-from sockerless.errors import InvalidParameter, NotFound
+from sockerless.errors import InvalidParameter, NotFound, SockerlessError
 from sockerless.references import Reference
 from sockerless_lambda.aws import AwsSettings
 from sockerless_lambda.bootstrap import binary_path
@@ -59,6 +60,7 @@ Emit = Callable[[dict[str, Any]], None]
 _DOCKER_ARCH = {"x86_64": "amd64", "arm64": "arm64"}
 #: Layers copied at once (Docker's default for pulls is 3 concurrent downloads).
 _CONCURRENT_LAYERS = 3
+_ECR_HOST = re.compile(r"\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
 # A registry that accepts no connection, or stops sending, within these is taken as failing (retried).
 _CONNECT_SECONDS, _READ_SECONDS = 15.0, 120.0
 # Layer media types and what a Docker v2 manifest calls them; zstd has no Docker v2 name.
@@ -111,8 +113,11 @@ def _layer_of(path: Path, _size: int, _mtime_ns: int) -> BootstrapLayer:
 
 async def bootstrap_layer(architecture: str) -> BootstrapLayer:
     """The layer for ``architecture`` (``x86_64``/``arm64``), made once per binary (off the event loop)."""
-    path = binary_path(architecture)
-    stat = path.stat()
+    try:
+        path = binary_path(architecture)
+        stat = path.stat()
+    except (FileNotFoundError, ValueError) as exc:
+        raise SockerlessError(f"cannot prepare images: {exc}") from exc
     return await asyncio.to_thread(_layer_of, path, stat.st_size, stat.st_mtime_ns)
 
 
@@ -185,13 +190,19 @@ class ImagePreparer:
     ) -> tuple[RegistryClient, Manifest, Manifest, dict[str, Any]]:
         """The source's top manifest, its platform manifest and config (RegistryUnreachable when the
         registry cannot be reached: the caller decides whether to use the image as it is)."""
+        if not credentials.given and _ECR_HOST.search(reference.domain):
+            # An ECR image with no credentials from the client: the backend's own ECR token, when
+            # the image is in the registry prepared images go to (the account's).
+            place = await self._target.target()
+            if place.url.split("://", 1)[-1] == reference.domain:
+                credentials = place.credentials
         source = self.source_client(reference, credentials)
         try:
             top = await source.get_manifest(
                 reference.path, reference.digest or reference.tag, display=reference.familiar
             )
         except RegistryUnreachable as exc:
-            raise SourceUnreachable(exc.message) from exc
+            raise SourceUnreachable(exc.message, lasting=exc.lasting) from exc
         # As Docker: after the manifest is found (a missing one is the pull's error answer, no stream).
         emit({"status": f"Pulling from {reference.path}", "id": reference.tag or reference.digest})
         manifest = top

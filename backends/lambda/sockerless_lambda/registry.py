@@ -72,7 +72,12 @@ Progress = Callable[[int], None]
 
 
 class RegistryUnreachable(UpstreamError):
-    """The registry did not answer (no network, refused, reset past the retries)."""
+    """The registry did not answer (no network, refused, reset past the retries). ``lasting``: its
+    name does not resolve (no network, or no such host): not worth retrying."""
+
+    def __init__(self, message: str, *, lasting: bool = False) -> None:
+        super().__init__(message)
+        self.lasting = lasting
 
 
 class BlobUnknown(NotFound):
@@ -196,7 +201,7 @@ class RegistryClient:
                 media_type = str(json.loads(body).get("mediaType") or media_type)
             return Manifest(body=body, media_type=media_type, digest=digest)
 
-        return await self._retrying(fetch)
+        return await self.retrying(fetch)
 
     async def manifest_digest(self, repository: str, reference: str) -> str | None:
         """``HEAD`` a manifest: its digest, or None when the registry does not have it."""
@@ -209,7 +214,7 @@ class RegistryClient:
                 await _check(answer, f"manifest {repository}:{reference}")
                 return answer.headers.get("Docker-Content-Digest") or None
 
-        return await self._retrying(head)
+        return await self.retrying(head)
 
     async def put_manifest(self, repository: str, tag: str, manifest: Manifest) -> str:
         """Write the manifest's exact bytes under ``tag``; the digest the registry gives it."""
@@ -221,7 +226,7 @@ class RegistryClient:
                 await _check(answer, f"writing manifest {repository}:{tag}")
                 return answer.headers.get("Docker-Content-Digest") or manifest.digest
 
-        return await self._retrying(put)
+        return await self.retrying(put)
 
     # ------------------------------------------------------------------ blobs
 
@@ -235,7 +240,7 @@ class RegistryClient:
                 await _check(answer, f"blob {digest}")
                 return True
 
-        return await self._retrying(head)
+        return await self.retrying(head)
 
     async def read_blob(self, repository: str, digest: str) -> bytes:
         """A small blob (an image config) whole, its digest checked."""
@@ -259,11 +264,11 @@ class RegistryClient:
         """Mount a blob of another repository of this registry: None when mounted, else the upload
         location the registry opened instead (it may not allow mounts, or lack the blob)."""
         url = f"{self.base}/v2/{repository}/blobs/uploads/?mount={digest}&from={source_repository}"
-        return await self._retrying(lambda: self._start_upload(url, repository))
+        return await self.retrying(lambda: self._start_upload(url, repository))
 
     async def start_upload(self, repository: str) -> str:
         url = f"{self.base}/v2/{repository}/blobs/uploads/"
-        location = await self._retrying(lambda: self._start_upload(url, repository))
+        location = await self.retrying(lambda: self._start_upload(url, repository))
         if location is None:
             raise UpstreamError(f"{self.host} answered an upload start as if it were a mount")
         return location
@@ -350,7 +355,8 @@ class RegistryClient:
                 answer = await self._session.request(method, url, headers=sent, data=data)
             except (TimeoutError, aiohttp.ClientConnectionError) as exc:
                 raise RegistryUnreachable(
-                    f"registry {self.host} is unreachable: {type(exc).__name__}: {_redact(str(exc))}"
+                    f"registry {self.host} is unreachable: {type(exc).__name__}: {_redact(str(exc))}",
+                    lasting=isinstance(exc, aiohttp.ClientConnectorDNSError),
                 ) from exc
             if answer.status != 401 or attempt:
                 return answer
@@ -397,35 +403,23 @@ class RegistryClient:
             raise UpstreamError(f"the token server of {self.host} sent no token")
         return f"Bearer {value}"
 
-    async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
-        """``call`` again after a transient failure, at most ``attempts`` times in all, with backoff."""
+    async def retrying(self, call: Callable[[], Awaitable[T]]) -> T:
+        """``call`` again after a transient failure (a 5xx, a 429, no connection), at most ``attempts``
+        times in all, with backoff; a multi-request operation (a blob copy) starts again from its start."""
         for attempt in range(1, self._attempts + 1):
             try:
                 return await call()
-            except _Transient as exc:
-                if attempt == self._attempts:
-                    raise exc.error from None
-                delay = exc.retry_after if exc.retry_after is not None else self._backoff * 2 ** (attempt - 1)
-                log.info(
-                    "registry request retried",
-                    extra={
-                        "fields": {"registry": self.host, "attempt": attempt, "reason": exc.error.message}
-                    },
-                )
-                await asyncio.sleep(min(delay, _MAX_RETRY_AFTER))
-            except RegistryUnreachable as exc:
-                if attempt == self._attempts:
-                    raise
-                log.info(
-                    "registry request retried",
-                    extra={"fields": {"registry": self.host, "attempt": attempt, "reason": exc.message}},
-                )
-                await asyncio.sleep(self._backoff * 2 ** (attempt - 1))
+            except (_Transient, RegistryUnreachable) as exc:
+                error = exc.error if isinstance(exc, _Transient) else exc
+                if attempt == self._attempts or (isinstance(exc, RegistryUnreachable) and exc.lasting):
+                    raise error from None
+                delay = self._backoff * 2 ** (attempt - 1)
+                if isinstance(exc, _Transient) and exc.retry_after is not None:
+                    delay = min(exc.retry_after, _MAX_RETRY_AFTER)
+                fields = {"registry": self.host, "attempt": attempt, "reason": error.message}
+                log.info("registry request retried", extra={"fields": fields})
+                await asyncio.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
-
-    async def retrying(self, call: Callable[[], Awaitable[T]]) -> T:
-        """Run a multi-request operation (a blob copy) again from its start after a transient failure."""
-        return await self._retrying(call)
 
 
 class _Authorized:

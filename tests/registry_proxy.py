@@ -28,12 +28,15 @@ class RegistryProxy:
         *,
         bearer: bool = False,
         users: dict[str, str] | None = None,
+        refresh_tokens: set[str] | None = None,
         fail_first: dict[str, int] | None = None,
         hold_blob_after: int | None = None,
     ) -> None:
         self.upstream = upstream.rstrip("/")
         self.bearer = bearer
         self.users = users
+        #: identity tokens (OAuth2 refresh tokens) the token server's POST accepts
+        self.refresh_tokens = refresh_tokens or set()
         #: regex of "METHOD /path" -> how many of its first requests answer 503
         self.fail_first = dict(fail_first or {})
         #: blob GETs answered before the next one is held (never answered)
@@ -55,6 +58,7 @@ class RegistryProxy:
     async def start(self) -> RegistryProxy:
         app = web.Application(client_max_size=1 << 30)
         app.router.add_get("/token", self._token)
+        app.router.add_post("/token", self._oauth)
         app.router.add_route("*", "/{tail:.*}", self._proxy)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
@@ -96,6 +100,16 @@ class RegistryProxy:
         token = secrets.token_hex(8)
         self._tokens.add(token)
         return web.json_response({"token": token})
+
+    async def _oauth(self, request: web.Request) -> web.Response:
+        """Docker's OAuth2 flow for identity tokens: a form with ``grant_type=refresh_token``."""
+        form = dict(await request.post())
+        if form.get("grant_type") != "refresh_token" or form.get("refresh_token") not in self.refresh_tokens:
+            return web.json_response({"details": "invalid refresh token"}, status=401)
+        self.token_requests.append({key: str(value) for key, value in form.items() if key != "refresh_token"})
+        token = secrets.token_hex(8)
+        self._tokens.add(token)
+        return web.json_response({"access_token": token})
 
     async def _proxy(self, request: web.Request) -> web.StreamResponse:
         line = f"{request.method} {request.path}"

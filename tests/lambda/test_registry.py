@@ -141,6 +141,17 @@ async def test_a_token_is_asked_for_with_the_clients_credentials(source_registry
     assert "wrong-pw" not in str(raised.value) and "s3cret" not in str(raised.value)
 
 
+async def test_an_identity_token_is_exchanged_for_an_access_token(source_registry, session) -> None:
+    await push_image(source_registry.url, "private/a", "v1", image([file_layer({"a": b"1"})]))
+    async with RegistryProxy(source_registry.url, bearer=True, refresh_tokens={"refresh-me"}) as proxy:
+        client = RegistryClient(
+            session, proxy.url, credentials_from_header(auth_header({"identitytoken": "refresh-me"}))
+        )
+        await client.get_manifest("private/a", "v1")
+    assert proxy.token_requests[0]["grant_type"] == "refresh_token"
+    assert proxy.token_requests[0]["scope"] == "repository:private/a:pull,push"
+
+
 async def test_a_transient_503_is_retried(source_registry, session) -> None:
     await push_image(source_registry.url, "lib/a", "v1", image([file_layer({"a": b"1"})]))
     async with RegistryProxy(source_registry.url, fail_first={r"GET /v2/lib/a/manifests/": 2}) as proxy:

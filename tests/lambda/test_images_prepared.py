@@ -166,3 +166,24 @@ async def test_an_unreachable_registry_with_as_is_uses_the_image_as_it_is_and_sa
     assert any("used as it is" in record.getMessage() for record in caplog.records)
     container_id = await api.create(Image=UNREACHABLE, Cmd=["true"])
     assert api.backend._store.get_container(container_id).backend_state.image_uri == UNREACHABLE
+
+
+def test_unfetchable_images_auto_means_as_is_only_when_simulated() -> None:
+    from sockerless_lambda.config import LambdaConfig
+
+    role = "arn:aws:iam::123456789012:role/r"
+    assert LambdaConfig(simulate=True).images_as_is_when_unfetchable
+    assert not LambdaConfig(region="us-east-1", role_arn=role).images_as_is_when_unfetchable
+    assert not LambdaConfig(simulate=True, unfetchable_images="fail").images_as_is_when_unfetchable
+    assert LambdaConfig(
+        region="us-east-1", role_arn=role, unfetchable_images="as_is"
+    ).images_as_is_when_unfetchable
+
+
+def test_an_invalid_repository_or_registry_url_stops_start_up() -> None:
+    from sockerless_lambda.config import LambdaConfig
+
+    with pytest.raises(ValueError, match=r"lambda\.ecr_repository 'Bad Name' is not a repository name"):
+        LambdaConfig(simulate=True, ecr_repository="Bad Name")
+    with pytest.raises(ValueError, match=r"lambda\.registry_url 'ftp://x' is not"):
+        LambdaConfig(simulate=True, registry_url="ftp://x")

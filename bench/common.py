@@ -71,6 +71,7 @@ BACKEND_SETTINGS: dict[str, Any] = {
     "control_plane_rate": 1000.0,
     "get_function_rate": 1000.0,
     "bootstrap": False,
+    "prepare_images": False,  # the bench's images are references only (no registry, no network)
 }
 
 

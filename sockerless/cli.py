@@ -271,7 +271,8 @@ def _announce(settings: Settings, address: str, backend_cls: type[Backend]) -> N
     lines = [
         f"sockerless {__version__} is up: backend {backend_cls.name}"
         + (
-            " on the local simulator (commands run on this machine; images are not pulled)"
+            " on the local simulator (commands run on this machine; images whose registry is unreachable"
+            " are used as they are)"
             if simulated
             else ""
         ),

@@ -55,6 +55,9 @@ def simulator_config(simulator: Any, **overrides: Any) -> LambdaConfig:
         "endpoint_url": simulator.endpoint_url,
         "log_read_interval": 0.25,
         "max_attempts": 2,
+        # The suites' images (alpine, ECR names) are references only: no preparation, no network;
+        # the image tests (tests/lambda/test_prepare.py...) ask for it.
+        "prepare_images": False,
     }
     settings.update(overrides)
     return LambdaConfig(**settings)

@@ -213,6 +213,7 @@ async def test_a_backend_killed_during_a_run_recovers_its_output_and_status(
         "--lambda-role-arn", lambda_simulator.role_arn,
         "--lambda-endpoint-url", lambda_simulator.endpoint_url,
         "--lambda-bootstrap",
+        "--no-lambda-prepare-images",
         f"--lambda-timeout={RUN_SECONDS}",
     ]  # fmt: skip
     process = await asyncio.create_subprocess_exec(

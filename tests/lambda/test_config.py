@@ -204,7 +204,9 @@ async def test_simulate_starts_an_embedded_simulator_and_runs_containers(tmp_pat
 
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(name, raising=False)
-    backend = LambdaBackend(LambdaConfig(simulate=True), BackendRuntime(str(tmp_path / "s.sqlite3"), "sim"))
+    backend = LambdaBackend(
+        LambdaConfig(simulate=True, prepare_images=False), BackendRuntime(str(tmp_path / "s.sqlite3"), "sim")
+    )
     await backend.start()
     try:
         assert backend.simulator is not None

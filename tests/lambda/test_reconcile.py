@@ -36,6 +36,7 @@ def backend_flags(simulator, state_path: str) -> list[str]:
         "--lambda-role-arn", simulator.role_arn,
         "--lambda-endpoint-url", simulator.endpoint_url,
         "--lambda-log-read-interval", "0.25",
+        "--no-lambda-prepare-images",
     ]  # fmt: skip
 
 
@@ -45,6 +46,7 @@ async def restarted(simulator, state_path: str, **overrides) -> LambdaBackend:
         role_arn=simulator.role_arn,
         endpoint_url=simulator.endpoint_url,
         log_read_interval=0.25,
+        prepare_images=False,
         **overrides,
     )
     backend = LambdaBackend(config, BackendRuntime(state_path, instance_id_for(state_path)))

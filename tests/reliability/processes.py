@@ -58,6 +58,8 @@ def base_environment(**extra: str) -> dict[str, str]:
         if not key.startswith(("AWS_", "SOCKERLESS_")) and key != "DOCKER_HOST"
     }
     environment.update(FAKE_AWS)
+    # The suites' images (alpine, ECR names) are references only: no preparation, no network.
+    environment["SOCKERLESS_LAMBDA_PREPARE_IMAGES"] = "false"
     environment.update(extra)
     return environment
 

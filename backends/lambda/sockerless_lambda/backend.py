@@ -3,7 +3,7 @@
 The parts, one concept each: :mod:`.aws` (session and clients), :mod:`.containers` (the Docker
 container verbs), :mod:`.runs` (one start's run), :mod:`.invocations` (one invocation),
 :mod:`.output` (a run's output into the log store), :mod:`.cloudwatch` (the shared CloudWatch
-reader), :mod:`.images` (recorded image references), :mod:`.reconcile` (start-up recovery,
+reader), :mod:`.images` (images, prepared by :mod:`.prepare`), :mod:`.reconcile` (start-up recovery,
 orphans), :mod:`.state` (the typed per-container state). Everything this class does not override
 answers 501 (exec, attach, networks, volumes, image load).
 """
@@ -34,6 +34,7 @@ from sockerless_lambda.errors import AwsOperation
 from sockerless_lambda.functions import MANAGED_TAG, validate_container_name
 from sockerless_lambda.images import ImageService
 from sockerless_lambda.invocations import Invoker
+from sockerless_lambda.prepare import ImagePreparer
 from sockerless_lambda.reconcile import find_orphans, reconcile_containers
 from sockerless_lambda.simulation import Simulator, load_simulator_factory
 from sockerless_lambda.state import LambdaState
@@ -89,6 +90,7 @@ class LambdaBackend(BaseBackend):
         self._events = EventBus()
         self._reader: LogReader | None = None
         self._images: ImageService | None = None
+        self._preparer: ImagePreparer | None = None
         self._containers: ContainerService | None = None
         self._background: set[asyncio.Task[None]] = set()
 
@@ -145,7 +147,15 @@ class LambdaBackend(BaseBackend):
                 interval=config.log_read_interval,
                 overlap_ms=config.log_read_overlap * 1000,
             )
-            self._images = ImageService(self._store, architecture=config.architecture, events=self._events)
+            if config.prepare_images:
+                self._preparer = ImagePreparer.open(config, clients.settings)
+            self._images = ImageService(
+                self._store,
+                architecture=config.architecture,
+                events=self._events,
+                preparer=self._preparer,
+                as_is_when_unfetchable=config.images_as_is_when_unfetchable,
+            )
             self._containers = ContainerService(
                 config=config,
                 instance_id=self.runtime.instance_id,
@@ -182,6 +192,9 @@ class LambdaBackend(BaseBackend):
             await self._containers.close()
         if self._reader is not None:
             await self._reader.close()
+        if self._preparer is not None:
+            await self._preparer.close()
+            self._preparer = None
         self._waiters.close()
         if self._store is not None:
             await self._store.close()

@@ -188,7 +188,35 @@ class LambdaConfig:
         "without response streaming: Invoke, the bootstrap answers buffered (its first 6 MB of frames when "
         "the run ends, the rest from its durable copy in CloudWatch)",
     )
+    prepare_images: bool = setting(
+        True,
+        help="Prepare images for Lambda at pull and create: copy them into ECR with the bootstrap added "
+        "(docs/images.md); false: references go to Lambda as they are (an ECR image that implements the "
+        "Runtime API); a container's label sockerless.lambda.prepare=false does so for one container",
+    )
+    ecr_repository: str = setting(
+        "sockerless", help="ECR repository prepared images are pushed to (created when missing)"
+    )
+    registry_url: str = setting(
+        "",
+        help="Registry prepared images are pushed to instead of the account's ECR, e.g. "
+        "http://127.0.0.1:5000 (a local registry); empty: ECR, as GetAuthorizationToken names it",
+    )
+    unfetchable_images: str = setting(
+        "auto",
+        help="An image whose registry cannot be reached at pull or create: fail, or as_is (recorded "
+        "unprepared, with a warning; the embedded simulator runs the command on this machine); auto: "
+        "as_is when simulate, else fail",
+        choices=("auto", "fail", "as_is"),
+    )
     simulate: bool = setting(False, help="Run against an embedded local Lambda simulator (no AWS at all)")
+
+    @property
+    def images_as_is_when_unfetchable(self) -> bool:
+        """Whether an image whose registry is unreachable is used as it is (see ``unfetchable_images``)."""
+        if self.unfetchable_images == "auto":
+            return self.simulate
+        return self.unfetchable_images == "as_is"
 
     def __attrs_post_init__(self) -> None:
         """Checks across keys and of formats (the loader checks each key's choices and range)."""
@@ -219,6 +247,15 @@ class LambdaConfig:
                 "lambda.invocation_type Event needs lambda.bootstrap false: the bootstrap streams a run's "
                 "output and exit in the response of a RequestResponse call, which Event does not wait for"
             )
+        if not re.fullmatch(
+            r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*", self.ecr_repository
+        ):
+            problems.append(
+                f"lambda.ecr_repository {self.ecr_repository!r} is not a repository name (lowercase "
+                "letters, digits, separators ._- and /)"
+            )
+        if self.registry_url and not re.fullmatch(r"https?://[^/\s]+/?", self.registry_url):
+            problems.append(f"lambda.registry_url {self.registry_url!r} is not http(s)://host[:port]")
         problems.extend(self._vpc_problems())
         if problems:
             raise ValueError("; ".join(problems))

@@ -106,7 +106,7 @@ class ContainerService:
         check_log_config(request.host_config.log_config)
         container_id = secrets.token_hex(32)
         name = validate_container_name(name) if name else f"lambda_{container_id[:12]}"
-        uri = self._images.image_uri(request.config.image)
+        request, uri = await self._images.for_create(request)  # the image's defaults; its prepared URI
         spec = function_spec(
             _pulling(request, uri),
             container_id=container_id,

@@ -1,4 +1,15 @@
-"""Images: Lambda pulls the image itself when a function is created, so sockerless only records references.
+"""Images: prepared for Lambda at pull (or at the first create), or recorded as references.
+
+With ``lambda.prepare_images`` (the default) a pull runs :class:`~.prepare.ImagePreparer`: the image
+is copied into ECR with the bootstrap added, and its record keeps the SOURCE image's config, ID
+(its config digest), repo digest, size and platform, and the prepared image's URI, which every
+function of the image runs. A create of an image not prepared yet prepares it first (no progress
+shown), and gets the image's defaults (:func:`~.image_defaults.apply_image_defaults`). ``docker
+rmi`` forgets the record only: the prepared copy stays in ECR (docs/images.md).
+
+Without preparation (``prepare_images`` false, or the container label ``sockerless.lambda.prepare=
+false``) what follows holds: Lambda pulls the image itself when a function is created, so sockerless
+only records references.
 
 ``pull`` checks and normalises the reference, remembers it and reports Docker-style progress;
 ``inspect`` and the list answer from what was recorded (by a pull, a tag or a container create);
@@ -18,27 +29,44 @@ it, so a function created from a pin by it gets the tag it stands for (:meth:`Im
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import attrs
+
 from sockerless.backend import Filters
-from sockerless.errors import Conflict, InvalidParameter, NotFound
+from sockerless.errors import Conflict, InvalidParameter, NotFound, UpstreamError
 from sockerless.events import EventBus
 from sockerless.models import (
     ContainerConfig,
+    ContainerCreateRequest,
     Image,
     ImageDeleteResponseItem,
     ImagePruneResponse,
     ImagePullRequest,
     ImageSummary,
+    RootFS,
 )
 from sockerless.references import Reference, parse_reference
 from sockerless.store import ImageRecord, Store
-from sockerless.wire import format_time, parse_time
+from sockerless.wire import converter, format_time, parse_time
+from sockerless_lambda.image_defaults import apply_image_defaults
+from sockerless_lambda.prepare import ImagePreparer, Prepared, SourceUnreachable
+from sockerless_lambda.registry import Credentials, credentials_from_header
 
-__all__ = ["ImageService", "image_id_for", "lambda_image_uri"]
+__all__ = ["PREPARE_LABEL", "ImageService", "image_id_for", "lambda_image_uri"]
+
+log = logging.getLogger("sockerless.lambda.images")
+
+#: A container label: ``false`` uses the image as it is (an ECR image implementing the Runtime API).
+PREPARE_LABEL = "sockerless.lambda.prepare"
+# In a record's extra: the prepared image Lambda runs; an image used unprepared (its registry unreachable).
+_PREPARED_URI = "prepared_uri"
+_AS_IS = "as_is"
 
 # The reference a ``docker tag`` name points at, in the record of that name.
 _TAG_OF = "tag_of"
@@ -51,10 +79,21 @@ def image_id_for(reference: str, digest: str = "") -> str:
 
 
 class ImageService:
-    def __init__(self, store: Store[Any], *, architecture: str, events: EventBus) -> None:
+    def __init__(
+        self,
+        store: Store[Any],
+        *,
+        architecture: str,
+        events: EventBus,
+        preparer: ImagePreparer | None = None,
+        as_is_when_unfetchable: bool = False,
+    ) -> None:
         self._store = store
         self._events = events
         self._architecture = _DOCKER_ARCH.get(architecture, architecture)
+        self._preparer = preparer
+        self._as_is_when_unfetchable = as_is_when_unfetchable
+        self._preparing: dict[str, asyncio.Future[ImageRecord]] = {}
 
     async def remember(self, reference: str) -> ImageRecord:
         """The record of ``reference``, created if never pulled (container create records images too)."""
@@ -76,7 +115,12 @@ class ImageService:
         return record
 
     async def pull(self, request: ImagePullRequest) -> AsyncIterator[dict[str, Any]]:
-        """Docker's progress lines; the registry is not contacted (Lambda pulls at function create)."""
+        """Docker's progress lines of the preparation; without it, the registry is not contacted
+        (Lambda pulls at function create)."""
+        if self._preparer is not None:
+            async for line in self._pull_prepared(request):
+                yield line
+            return
         parsed = parse_reference(request.reference)
         record = await self.remember(request.reference)  # before the first line: a client may not read on
         self._events.image("pull", str(parsed))
@@ -93,8 +137,11 @@ class ImageService:
             repo_tags=tags,
             repo_digests=digests,
             created=format_time(record.created),
+            size=int(record.extra.get("size", 0)),
             config=record.config,
             architecture=str(record.extra.get("architecture", self._architecture)),
+            os=str(record.extra.get("os", "linux")),
+            root_fs=RootFS(layers=[str(d) for d in record.extra.get("diff_ids", [])]),
         )
 
     def summaries(self) -> list[ImageSummary]:
@@ -108,6 +155,7 @@ class ImageService:
                 ImageSummary(
                     id=image_id,
                     created=int(first.created.timestamp()) if first.created else 0,
+                    size=int(first.extra.get("size", 0)),
                     labels=dict(first.config.labels or {}),
                     repo_tags=tags,
                     repo_digests=digests,
@@ -236,6 +284,93 @@ class ImageService:
             return _lambda_uri(parse_reference(record.reference))
         return _lambda_uri(wanted)
 
+    # ------------------------------------------------------------------ preparation
+
+    async def _pull_prepared(self, request: ImagePullRequest) -> AsyncIterator[dict[str, Any]]:
+        """The preparation's progress as it happens, then Docker's closing lines."""
+        parsed = parse_reference(request.reference)
+        credentials = credentials_from_header(request.auth)
+        try:
+            before: ImageRecord | None = self._store.resolve_image(str(parsed))
+        except NotFound:
+            before = None
+        lines: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        work = asyncio.ensure_future(self._prepare(parsed, credentials, lines.put_nowait))
+        work.add_done_callback(lambda _done: lines.put_nowait(None))
+        try:
+            while (line := await lines.get()) is not None:
+                yield line
+            record = work.result()
+        finally:
+            if not work.done():  # the client went away: the preparation stops (a later one resumes it)
+                work.cancel()
+                await asyncio.gather(work, return_exceptions=True)
+        self._events.image("pull", str(parsed))
+        yield {"status": f"Digest: {record.digest or record.id}"}
+        same = before is not None and (before.id, before.digest) == (record.id, record.digest)
+        news = "Image is up to date" if same else "Downloaded newer image"
+        yield {"status": f"Status: {news} for {parsed.familiar}"}
+
+    async def _prepare(
+        self, parsed: Reference, credentials: Credentials, emit: Callable[[dict[str, Any]], None]
+    ) -> ImageRecord:
+        """Prepare ``parsed`` and record it; an unreachable source registry fails, or with
+        ``lambda.unfetchable_images`` as_is records the image to be used as it is, saying so."""
+        assert self._preparer is not None
+        try:
+            prepared = await self._preparer.prepare(parsed, credentials, emit)
+        except SourceUnreachable as exc:
+            if not self._as_is_when_unfetchable:
+                raise UpstreamError(
+                    f"cannot pull {parsed.familiar}: {exc.message} (no network?; "
+                    "lambda.unfetchable_images=as_is uses such images as they are)"
+                ) from exc
+            note = (
+                f"{exc.message}: {parsed.familiar} is used as it is, unprepared (Lambda is to pull the "
+                "reference itself; the embedded simulator runs the command on this machine, not in the image)"
+            )
+            emit({"status": note})
+            log.warning(note, extra={"fields": {"image": str(parsed)}})
+            record = await self.remember(str(parsed))
+            if not record.extra.get(_AS_IS):
+                record.extra = {**record.extra, _AS_IS: True}
+                await self._store.save_image(record)
+            return record
+        record = _record_of(parsed, prepared, self._architecture)
+        await self._store.save_image(record)
+        return record
+
+    async def for_create(self, request: ContainerCreateRequest) -> tuple[ContainerCreateRequest, str]:
+        """The request with its image's defaults (Docker's create), and the image URI Lambda runs:
+        the prepared image's, prepared now if it never was; as before when preparation is off."""
+        config = request.config
+        wanted = (config.labels or {}).get(PREPARE_LABEL, "true").lower() not in ("false", "0", "no")
+        if self._preparer is None or not wanted:
+            return request, self.image_uri(config.image)
+        record = await self._prepared(config.image)
+        uri = str(record.extra.get(_PREPARED_URI) or "") or self.image_uri(config.image)
+        return attrs.evolve(request, config=apply_image_defaults(config, record.config)), uri
+
+    async def _prepared(self, image: str) -> ImageRecord:
+        """The record of ``image`` once prepared (a ``docker tag`` name: of what it names); concurrent
+        creates of one image share one preparation."""
+        parsed = parse_reference(image)
+        try:
+            record = self._store.resolve_image(str(parsed))
+        except NotFound:
+            record = None
+        if record is not None and _TAG_OF in record.extra:
+            return await self._prepared(str(record.extra[_TAG_OF]))
+        if record is not None and (_PREPARED_URI in record.extra or record.extra.get(_AS_IS)):
+            return record
+        key = str(parsed)
+        pending = self._preparing.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._prepare(parsed, Credentials(), lambda _line: None))
+            self._preparing[key] = pending
+            pending.add_done_callback(lambda _done: self._preparing.pop(key, None))
+        return await asyncio.shield(pending)
+
     def count(self) -> int:
         """Images, as ``docker info`` counts them: by ID, not by reference."""
         return len({record.id for record in self._store.images()})
@@ -253,6 +388,26 @@ def _lambda_uri(reference: Reference) -> str:
     """``repo:tag`` or ``repo@sha256:...`` (Lambda refuses both together, and a bare ``repo``), with the
     registry as the user wrote it (``alpine``, not ``docker.io/library/alpine``)."""
     return reference.familiar_name + (f"@{reference.digest}" if reference.digest else f":{reference.tag}")
+
+
+def _record_of(parsed: Reference, prepared: Prepared, architecture: str) -> ImageRecord:
+    """The store's record of a prepared image: the source's config, ID and digest; the prepared URI."""
+    document = prepared.config
+    return ImageRecord(
+        reference=str(parsed),
+        id=prepared.config_digest,
+        digest=prepared.source_digest,
+        created=parse_time(str(document.get("created") or "")) or dt.datetime.now(dt.UTC),
+        config=converter.structure(document.get("config") or {}, ContainerConfig),
+        extra={
+            "architecture": str(document.get("architecture") or architecture),
+            "os": str(document.get("os") or "linux"),
+            "size": prepared.size,
+            "diff_ids": list((document.get("rootfs") or {}).get("diff_ids") or []),
+            "platform_digest": prepared.platform_digest,
+            _PREPARED_URI: prepared.uri,
+        },
+    )
 
 
 def _names(records: list[ImageRecord]) -> tuple[list[str], list[str]]:

@@ -243,6 +243,11 @@ class LambdaSimulator:
         """``127.0.0.1:PORT``, as an image URI names the simulator's ECR registry."""
         return self._registry.host if self._registry is not None else None
 
+    @property
+    def ecr_registry_storage(self) -> Path | None:
+        """Where the ECR registry keeps its blobs (tests count uploads there)."""
+        return self._registry.root / "storage" if self._registry is not None else None
+
     def remove_fault(self, rule_id: str) -> bool:
         return self.faults.remove(rule_id)
 

@@ -26,6 +26,9 @@ SIMULATOR_OPTIONS: dict[str, Any] = {
     # Lambda's execution model (Init, the Runtime API, warm environments), the simulator's default,
     # named here because tests that pin the old "direct" model override it by name.
     "runtime_model": "lambda",
+    # The simulator's ECR (a docker-registry process, ~60 ms to start) only where a test uses it: the image
+    # tests (tests/simulator/test_images.py, tests/frontend/test_images_e2e.py) turn it on.
+    "ecr_registry": False,
 }
 
 
@@ -41,7 +44,14 @@ CLOUDWATCH_PATH_BACKEND: dict[str, Any] = {"bootstrap": False}
 
 def simulator_arguments() -> list[str]:
     """``sockerless-lambda-simulator`` flags giving a simulator process ``SIMULATOR_OPTIONS``."""
-    return [f"--{key.replace('_', '-')}={value}" for key, value in SIMULATOR_OPTIONS.items()]
+    flags = []
+    for key, value in SIMULATOR_OPTIONS.items():
+        flag = key.replace("_", "-")
+        if isinstance(value, bool):  # the simulator's switches are --X / --no-X
+            flags.append(f"--{flag}" if value else f"--no-{flag}")
+        else:
+            flags.append(f"--{flag}={value}")
+    return flags
 
 
 def simulator_config(simulator: Any, **overrides: Any) -> LambdaConfig:

@@ -22,6 +22,7 @@ from botocore.exceptions import ClientError
 
 from tests.conftest import needs_local_images
 from tests.imagekit import OS_RELEASE, Image, Layer, busybox_layer, file_layer, image, push_image, push_index
+from tests.lambda_settings import SIMULATOR_OPTIONS
 from tests.simulator.helpers import client_options, wait_until
 from tests.simulator.test_runtime_api import invoke, payload_v1, process_state, streams
 
@@ -32,6 +33,12 @@ _ARCHITECTURES = {"x86_64": ("amd64", "x86_64"), "aarch64": ("arm64", "arm64"), 
 @pytest.fixture(autouse=True)
 def _local_images() -> None:
     needs_local_images()
+
+
+@pytest.fixture
+def lambda_simulator_options() -> dict[str, Any]:
+    """The suites' settings with the simulator's ECR registry (tests/lambda_settings.py leaves it off)."""
+    return {**SIMULATOR_OPTIONS, "runtime_model": "lambda", "ecr_registry": True}
 
 
 def _architecture() -> tuple[str, str]:

@@ -137,7 +137,8 @@ class SharedFunctions:
     _clients: AwsClients
     _invoker: Invoker
     _config: LambdaConfig
-    _clock: Callable[[], float] = time.time
+    #: Wall-clock seconds (idle times); tests move it.
+    clock: Callable[[], float] = time.time
     _functions: dict[str, SharedFunction] = field(init=False, factory=dict)
     _users: dict[str, set[str]] = field(init=False, factory=dict)
     _locks: dict[str, asyncio.Lock] = field(init=False, factory=dict)
@@ -298,7 +299,7 @@ class SharedFunctions:
             await self._mark_idle(function)
 
     async def _mark_idle(self, function: SharedFunction) -> None:
-        function.idle_since = self._clock()
+        function.idle_since = self.clock()
         await self._save(function)
         log.info("the shared function is idle", extra=_about(function))
         self._wake.set()
@@ -318,18 +319,18 @@ class SharedFunctions:
 
     async def sweep(self) -> None:
         """Delete every idle function that is due (no container names it: checked under its lock)."""
-        now = self._clock()
+        now = self.clock()
         for key in [key for key, due in self._due_times().items() if due <= now]:
             async with self.lock(key):
                 function = self._functions.get(key)
                 due = self._due_times().get(key)
-                if function is None or due is None or due > self._clock() or self._in_use(key):
+                if function is None or due is None or due > self.clock() or self._in_use(key):
                     continue
                 try:
                     await delete_function(self._clients, function.name)
                     await self._store.objects.delete(FUNCTION_KIND, key)
                 except SockerlessError as exc:
-                    self._not_before[key] = self._clock() + SWEEP_RETRY_SECONDS
+                    self._not_before[key] = self.clock() + SWEEP_RETRY_SECONDS
                     log.warning(
                         "deleting an idle function failed; retried later",
                         extra={"fields": {"function": function.name, "error": exc.message}},
@@ -394,7 +395,7 @@ class SharedFunctions:
         while True:
             self._wake.clear()
             due = min(self._due_times().values(), default=None)
-            timeout = None if due is None else max(0.0, due - self._clock())
+            timeout = None if due is None else max(0.0, due - self.clock())
             # No timeout when nothing is idle: a release wakes it.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)

@@ -218,19 +218,20 @@ class ContainerService:
             raise Conflict(f"container {record.id} is being removed")
         if state.function_state == CREATING:
             raise Conflict(f"container {record.id} is still being created")
-        shared = self.functions.get(state.function_key) if state.function_key else None
-        if shared is not None:
-            # As its function is now: Active means one invoke and no control-plane call; anything else
-            # is awaited (or the function made again) once for all its containers by the run.
-            state.function_state = shared.state
-        elif state.function_state == "Failed":
-            # Its last run found it Failed: the start fails with the reason while it still is.
+        if state.function_state == "Failed":
+            # Its last run found it Failed (a shared one even after it was made again once): the start
+            # fails with the reason while it still is.
             try:
                 state.function_state = await self._invoker.check_not_failed(state.function_name)
             except NotFound:
                 state.function_state = (
                     "Active"  # deleted since: the run's Invoke finds it gone and creates it
                 )
+        shared = self.functions.get(state.function_key) if state.function_key else None
+        if shared is not None:
+            # As its function is now: Active means one invoke and no control-plane call; anything else
+            # is awaited (or the function made again) once for all its containers by the run.
+            state.function_state = shared.state
 
         if state.request_id:
             state.past_request_ids = [*state.past_request_ids, state.request_id][-_PAST_REQUESTS_KEPT:]

@@ -270,8 +270,9 @@ class SharedFunctions:
         except NotFound:
             await self.replace(function.key, generation)
             await self._invoker.wait_until_active(function.name)
-        function.state = "Active"  # Inactive too: the invoke wakes it
-        await self._save(function)
+        if self._functions.get(function.key) is function:  # not deleted (its containers removed) meanwhile
+            function.state = "Active"  # Inactive too: the invoke wakes it
+            await self._save(function)
 
     async def replace(self, key: str, generation: int, *, failed: bool = False) -> None:
         """Make the function again under its name (deleting it first when ``failed``), unless it was
@@ -324,7 +325,11 @@ class SharedFunctions:
             async with self.lock(key):
                 function = self._functions.get(key)
                 due = self._due_times().get(key)
-                if function is None or due is None or due > self.clock() or self._in_use(key):
+                if function is None or due is None or due > self.clock():
+                    continue
+                if self._in_use(key):  # a container the users cache missed: in use, not idle
+                    function.idle_since = None
+                    await self._save(function)
                     continue
                 try:
                     await delete_function(self._clients, function.name)

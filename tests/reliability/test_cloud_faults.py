@@ -288,7 +288,7 @@ async def test_get_function_when_finishing_an_interrupted_create(
     harness: Harness, kind: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     await harness.start()
-    container_id = await harness.created()
+    container_id = await harness.created_own()  # a function of its own: GetFunction finishes its create
     assert harness.backend is not None
     # Active before the restarts, so the state they record does not depend on their timing.
     await harness.backend.clients.control.get_waiter("function_active_v2").wait(

@@ -432,7 +432,9 @@ async def _outage(
         await simulator.kill()
 
         # Down: every answer is prompt and clean; what needs no cloud works.
-        bad_create = {"Image": IMAGE, "Cmd": ["true"]}
+        # A create of a new image configuration needs the cloud (its CreateFunction); one of a known
+        # configuration would be a store write only.
+        bad_create = {"Image": IMAGE, "Cmd": ["true"], "HostConfig": {"Memory": 200 * 1024 * 1024}}
         checks = [
             _answers_cleanly(backend, "POST", "/containers", {502, 503, 504}, json=bad_create),
             _answers_cleanly(backend, "GET", "/containers", {200}, params={"all": "1"}),

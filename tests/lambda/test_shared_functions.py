@@ -289,3 +289,27 @@ def _request(cmd: list[str]) -> Any:
     return ContainerCreateRequest(
         config=ContainerConfig(image="123456789012.dkr.ecr.us-east-1.amazonaws.com/jobs:latest", cmd=cmd)
     )
+
+
+async def test_an_idle_function_is_no_orphan_and_an_unknown_shared_one_is_reported_with_its_key(
+    api: Api,
+) -> None:
+    from sockerless_lambda.reconcile import find_orphans
+
+    container_id, _ = await api.run("true")
+    idle = function_of(api.backend, container_id)
+    key = api.backend.store.get_container(container_id).backend_state.function_key
+    await remove(api, container_id)
+    await api.backend.clients.control.create_function(
+        FunctionName="skls-" + "d" * 24,
+        Role=api.backend.config.role_arn,
+        PackageType="Image",
+        Code={"ImageUri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/jobs:latest"},
+        Tags={"sockerless:managed": "true", "sockerless:instance": INSTANCE, FUNCTION_KEY_TAG: "d" * 64},
+    )
+    backend = api.backend
+    orphans = await find_orphans(backend.clients, backend.store, backend.config, INSTANCE)
+    assert [(o.function_name, o.function_key, o.mine) for o in orphans] == [
+        ("skls-" + "d" * 24, "d" * 64, True)
+    ]
+    assert idle in await function_names(backend) and key

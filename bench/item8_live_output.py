@@ -50,8 +50,10 @@ __all__ = ["BOOTSTRAP_ENTRYPOINT", "Latency", "invoke_stream", "job", "line_late
 TARGET_P50_MS = 50.0
 #: The simulator runs functions as Lambda does (Init, Runtime API, environments): the bootstrap needs it.
 SIMULATOR_EXTRA = ["--runtime-model", "lambda"]
-#: Every container of the backend through the bootstrap (``lambda.bootstrap``).
-BACKEND_EXTRA = ["--lambda-bootstrap"]
+#: Every container of the backend through the bootstrap (``lambda.bootstrap``), its shared function
+#: deleted with its last container (``lambda.function_idle_seconds`` 0): each lifecycle is a cold run,
+#: as the bare cold run it is compared with.
+BACKEND_EXTRA = ["--lambda-bootstrap", "--lambda-function-idle-seconds=0"]
 #: The function's entrypoint in bootstrap mode (docs/bootstrap.md), for the bare floors.
 BOOTSTRAP_ENTRYPOINT = "/opt/sockerless/bootstrap"
 #: How long a ``docker logs -f`` container waits before its first line, so that the follower is there.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sockerless.store.database import StoreError
 from sockerless.store.logs import LogStore
+from sockerless.store.objects import BackendObjects
 from sockerless.store.records import ContainerRecord, ImageRecord
 from sockerless.store.removed import RemovedContainer
 from sockerless.store.schema import MIGRATIONS, SCHEMA_VERSION, Migration
@@ -16,6 +17,7 @@ from sockerless.store.store import Store
 __all__ = [
     "MIGRATIONS",
     "SCHEMA_VERSION",
+    "BackendObjects",
     "ContainerRecord",
     "ImageRecord",
     "LogStore",

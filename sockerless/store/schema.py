@@ -139,6 +139,18 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "DROP TABLE log_removals",
         ),
     ),
+    Migration(
+        5,
+        "backend_objects (documents a backend keeps beside its containers, by kind and key)",
+        (
+            """CREATE TABLE backend_objects (
+                kind TEXT NOT NULL,
+                key TEXT NOT NULL,
+                document TEXT NOT NULL,
+                PRIMARY KEY (kind, key)
+            ) WITHOUT ROWID""",
+        ),
+    ),
 )
 
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version

@@ -27,6 +27,7 @@ from sockerless.store.containers import (
 from sockerless.store.database import Database, Plan, Statement, StoreError
 from sockerless.store.images import ImageIndex, check_image, decode_image, encode_image
 from sockerless.store.logs import LogStore
+from sockerless.store.objects import BackendObjects
 from sockerless.store.records import ContainerRecord, ImageRecord, S
 from sockerless.store.removed import RemovedContainer, RemovedContainers
 
@@ -70,6 +71,8 @@ class Store(Generic[S]):
     _images: ImageIndex
     logs: LogStore
     _removed: RemovedContainers
+    #: Documents the backend keeps beside its containers (:class:`~sockerless.store.objects.BackendObjects`).
+    objects: BackendObjects
     #: Counts the writes of containers (add, state, rename, delete): what is derived from many of
     #: them, such as a cached list (:class:`sockerless.views.ViewCache`), is current while it holds.
     containers_revision: int = field(default=0, init=False)
@@ -99,13 +102,14 @@ class Store(Generic[S]):
             images = await _load_images(database)
             logs = LogStore(database, config)
             removed = RemovedContainers(database, logs, grace=config.removed_grace_seconds, clock=clock)
+            objects = await BackendObjects.load(database)
             await removed.start()
         except BaseException:
             if removed is not None:
                 await removed.close()
             await database.close()
             raise
-        return cls(database, codec, containers, images, logs, removed)
+        return cls(database, codec, containers, images, logs, removed, objects)
 
     @property
     def path(self) -> str:

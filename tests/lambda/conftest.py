@@ -90,6 +90,13 @@ class Api:
         await self.start(container_id)
         return container_id, await asyncio.wait_for(waiting, 30)
 
+    def function_name(self, container_id: str) -> str:
+        """The function the container runs on: shared by its image configuration on the bootstrap,
+        its own (``skls-<24 hex of its ID>``) otherwise."""
+        record = self.backend.store.get_container(container_id)
+        assert record is not None, f"no container {container_id}"
+        return record.backend_state.function_name
+
     async def inspect(self, container_id: str) -> dict[str, Any]:
         response = await self.client.get(f"{API}/containers/{container_id}")
         assert response.status == 200, await response.text()

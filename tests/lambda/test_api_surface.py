@@ -178,16 +178,16 @@ async def test_a_pin_by_the_digest_a_pull_by_tag_reported_creates_the_function_f
     assert pinned == IMAGE.rsplit(":", 1)[0] + "@" + image["Id"]
     container_id = await api.create(Image=pinned, Cmd=["true"])
     assert (await api.inspect(container_id))["Config"]["Image"] == pinned  # as the client gave it
-    function = await api.backend.clients.control.get_function(FunctionName=f"skls-{container_id[:24]}")
+    function = await api.backend.clients.control.get_function(FunctionName=api.function_name(container_id))
     assert function["Code"]["ImageUri"] == IMAGE  # the registry knows the tag, not our digest
     registry_pin = IMAGE.rsplit(":", 1)[0] + "@sha256:" + "ef" * 32  # a digest of the registry's
     other = await api.create(Image=registry_pin, Cmd=["true"])
-    function = await api.backend.clients.control.get_function(FunctionName=f"skls-{other[:24]}")
+    function = await api.backend.clients.control.get_function(FunctionName=api.function_name(other))
     assert function["Code"]["ImageUri"] == registry_pin
 
 
 async def image_uri(api, container_id: str) -> str:
-    function = await api.backend.clients.control.get_function(FunctionName=f"skls-{container_id[:24]}")
+    function = await api.backend.clients.control.get_function(FunctionName=api.function_name(container_id))
     return str(function["Code"]["ImageUri"])
 
 

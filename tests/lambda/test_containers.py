@@ -166,6 +166,7 @@ async def test_a_taken_name_is_a_409_before_any_aws_call(api, lambda_simulator) 
     assert lambda_simulator.stats.snapshot()["total_calls"] == 0
 
 
+@pytest.mark.cloudwatch_path  # labels become tags of a container's own function (a shared one has none)
 async def test_labels_breaking_tag_rules_stay_labels_and_give_a_warning(api) -> None:
     response = await api.client.post(
         f"{API}/containers", json={"Image": "repo:tag", "Cmd": ["true"], "Labels": {"aws:reserved": "x"}}

@@ -173,6 +173,20 @@ async def test_a_handled_function_error_exits_1_with_the_error_named(api) -> Non
 @pytest.mark.lambda_simulator(
     pending_seconds=0.3, state_rules=[{"state": "Failed", "reason_code": "InvalidImage", "count": 1}]
 )
+async def test_a_shared_function_failed_once_is_made_again_once_and_its_runs_go_on(
+    api, lambda_simulator
+) -> None:
+    results = await asyncio.gather(*(api.run(f"exit {code}") for code in (2, 3, 4)))
+    assert [result for _, result in results] == [{"StatusCode": 2}, {"StatusCode": 3}, {"StatusCode": 4}]
+    calls = lambda_simulator.stats.snapshot()["calls"]
+    assert calls["lambda:CreateFunction"] == 2  # at the first create, and once again for all three
+    assert calls["lambda:DeleteFunction"] == 1  # AWS: a Failed function is deleted and created again
+
+
+@pytest.mark.cloudwatch_path  # a container's own function: its start after the failure makes it again
+@pytest.mark.lambda_simulator(
+    pending_seconds=0.3, state_rules=[{"state": "Failed", "reason_code": "InvalidImage", "count": 1}]
+)
 async def test_a_start_after_the_failed_function_was_deleted_creates_it_again(
     api, lambda_simulator, lambda_client
 ) -> None:

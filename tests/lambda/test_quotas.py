@@ -4,6 +4,7 @@ being throttled (the simulator enforces AWS's default rates: 15/s control plane,
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -31,8 +32,13 @@ async def test_pacer_starts_at_most_burst_plus_rate_calls_in_any_second() -> Non
     assert len(started) == 45
 
 
+def own_key(i: int) -> dict[str, Any]:
+    """A create whose image configuration is the i-th of its own (its memory): a function of its own."""
+    return {"Cmd": ["true"], "HostConfig": {"Memory": (128 + i) * 1024 * 1024}}
+
+
 async def test_a_burst_of_creates_queues_instead_of_being_throttled(api, lambda_simulator) -> None:
-    ids = await asyncio.gather(*(api.create(Cmd=["true"]) for _ in range(30)))
+    ids = await asyncio.gather(*(api.create(**own_key(i)) for i in range(30)))
 
     assert len(set(ids)) == 30
     assert lambda_simulator.stats.snapshot()["calls"]["lambda:CreateFunction"] == 30
@@ -40,13 +46,13 @@ async def test_a_burst_of_creates_queues_instead_of_being_throttled(api, lambda_
 
 
 @pytest.mark.lambda_simulator(control_plane_rate=6.0)
-@pytest.mark.parametrize("config_overrides", [{"control_plane_rate": 4.0}])
+@pytest.mark.parametrize("config_overrides", [{"control_plane_rate": 4.0, "function_idle_seconds": 0}])
 async def test_the_control_plane_rate_never_exceeds_the_configured_limit(
     api, lambda_simulator, config_overrides, poll
 ) -> None:
     # Paced at 4/s with a burst of 2, no second holds more than 6 calls: the simulator's 6/s bucket,
     # an independent judge, never has to refuse one.
-    ids = await asyncio.gather(*(api.create(Cmd=["true"]) for _ in range(14)))
+    ids = await asyncio.gather(*(api.create(**own_key(i)) for i in range(14)))
     await asyncio.gather(*(api.client.delete(f"/internal/v1/containers/{i}") for i in ids))
 
     async def all_deleted() -> bool:
@@ -62,7 +68,7 @@ async def test_the_control_plane_rate_never_exceeds_the_configured_limit(
 @pytest.mark.parametrize("config_overrides", [{"control_plane_rate": 100.0}])
 async def test_a_rate_above_the_quota_meets_throttles(api, lambda_simulator, config_overrides) -> None:
     # The counter-test: without pacing under the quota, the same burst is throttled by the simulator.
-    await asyncio.gather(*(api.create(Cmd=["true"]) for _ in range(30)), return_exceptions=True)
+    await asyncio.gather(*(api.create(**own_key(i)) for i in range(30)), return_exceptions=True)
 
     assert lambda_simulator.stats.snapshot()["throttles"].get("lambda:CreateFunction", 0) > 0
 
@@ -176,13 +182,13 @@ async def test_a_retry_after_being_waited_out_holds_the_calls_queued_behind(
     backend.clients.control.meta.events.register(
         "before-send.lambda.CreateFunction", lambda **_: sent.append(loop.time())
     )
-    first = asyncio.create_task(api.create(Cmd=["true"]))
+    first = asyncio.create_task(api.create(**own_key(1)))
 
     async def throttled() -> bool:
         return lambda_simulator.stats.snapshot()["faults"] == {"lambda:CreateFunction": 1}
 
     await poll(throttled)
-    await asyncio.gather(first, api.create(Cmd=["true"]))  # the second create starts while the first waits
+    await asyncio.gather(first, api.create(**own_key(2)))  # the second create starts while the first waits
 
     assert len(sent) == 3
     assert min(sent[1:]) - sent[0] >= 2 - 0.01  # neither the retry nor the other create went sooner

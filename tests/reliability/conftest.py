@@ -84,7 +84,8 @@ async def lambda_api(
     # Imported here: the OpenAPI tests in this folder need no Lambda backend.
     from sockerless_lambda.backend import LambdaBackend
 
-    config = simulator_config(lambda_simulator)
+    # A shared function goes with its last container: a removal restores the functions as they were.
+    config = simulator_config(lambda_simulator, function_idle_seconds=0)
     backend = LambdaBackend(config, BackendRuntime(str(tmp_path / "state.sqlite3"), "fuzz"))
     await backend.start()
     options = simulator_client_options(lambda_simulator)

@@ -66,7 +66,14 @@ LOGS_PERSISTENT_TEXT = {**PERSISTENT_TEXT, "throttle": "ThrottlingException", "5
 
 
 def _config(simulator: Any, **overrides: Any) -> LambdaConfig:
-    settings = {"max_attempts": ATTEMPTS, "timeout": 5, "recovery_margin": 2, **overrides}
+    # An idle shared function is deleted with its last container, as a container's own function is.
+    settings = {
+        "max_attempts": ATTEMPTS,
+        "timeout": 5,
+        "recovery_margin": 2,
+        "function_idle_seconds": 0,
+        **overrides,
+    }
     return simulator_config(simulator, **settings)
 
 
@@ -83,6 +90,7 @@ class Harness:
         self.backend: LambdaBackend | None = None
         self.client: TestClient[Any, Any] | None = None
         self.faults_injected = 0
+        self._configurations = 0
 
     def reset_stats(self) -> None:
         """Zero the simulator's counters, keeping the count of faults injected."""
@@ -124,7 +132,11 @@ class Harness:
         return int(self.simulator.stats.snapshot()["faults"].get(operation, 0))
 
     async def create(self, command: str = "exit 0", **body: Any) -> tuple[int, dict[str, Any]]:
-        body = {"Image": IMAGE, "Cmd": ["sh", "-c", command], **body}
+        """A container of an image configuration of its own (its memory): the calls about its function
+        are its own, as the faults injected here expect, not those of a function shared with another."""
+        self._configurations += 1
+        memory = (128 + self._configurations) * 1024 * 1024
+        body = {"Image": IMAGE, "Cmd": ["sh", "-c", command], "HostConfig": {"Memory": memory}, **body}
         response = await self.api.post(f"{API}/containers", json=body)
         return response.status, await response.json()
 
@@ -132,6 +144,13 @@ class Harness:
         status, body = await self.create(command)
         assert status == 201, body
         return str(body["Id"])
+
+    async def created_own(self) -> str:
+        """A container with a function of its own (no command: the image is its own runtime), deleted
+        through the removed container's cleanup."""
+        response = await self.api.post(f"{API}/containers", json={"Image": IMAGE})
+        assert response.status == 201, await response.text()
+        return str((await response.json())["Id"])
 
     async def run(self, container_id: str) -> dict[str, Any]:
         """Start and wait: the wait body (``StatusCode`` and maybe ``Error``)."""
@@ -216,7 +235,7 @@ async def test_create_function(harness: Harness, kind: str) -> None:
 @pytest.mark.parametrize("kind", THROTTLE_ALWAYS)
 async def test_delete_function(harness: Harness, kind: str) -> None:
     await harness.start()
-    first, second = await harness.created(), await harness.created()
+    first, second = await harness.created_own(), await harness.created_own()
     harness.fault(kind, "lambda:DeleteFunction", TRANSIENT)
     assert (await harness.api.delete(f"{API}/containers/{first}")).status == 204
     assert await harness.status(first) == "gone"
@@ -269,7 +288,7 @@ async def test_get_function_when_finishing_an_interrupted_create(
     harness: Harness, kind: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     await harness.start()
-    container_id = await harness.created()
+    container_id = await harness.created_own()  # a function of its own: GetFunction finishes its create
     assert harness.backend is not None
     # Active before the restarts, so the state they record does not depend on their timing.
     await harness.backend.clients.control.get_waiter("function_active_v2").wait(

@@ -11,6 +11,7 @@ never lost silently.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import signal
 import time
@@ -47,8 +48,14 @@ async def _serve(simulator: Any, tmp_path: Path, short_dir: Path, log: str) -> B
     return await backend.start()
 
 
+_CONFIGURATIONS = itertools.count(1)
+
+
 async def _create(backend: BackendProcess, command: str, **options: Any) -> str:
-    body = {"Image": IMAGE, "Cmd": ["sh", "-c", command]}
+    """A container of an image configuration of its own (its memory): its create makes a CreateFunction
+    of its own, which the tests catch in flight (shared functions are one per configuration)."""
+    memory = (128 + next(_CONFIGURATIONS)) * 1024 * 1024
+    body = {"Image": IMAGE, "Cmd": ["sh", "-c", command], "HostConfig": {"Memory": memory}}
     status, answer, _ = await backend.call("POST", "/containers", json=body, **options)
     assert status == 201, answer
     return str(answer["Id"])

@@ -180,6 +180,7 @@ class LambdaBackend(BaseBackend):
             await asyncio.gather(log_group, return_exceptions=True)
             raise
         await reconcile_containers(self._containers, self._store, clients)
+        self._containers.functions.start_sweeper()  # cancelled by close (ContainerService.close)
         self._spawn(self._report_orphans())
 
     async def close(self) -> None:

@@ -81,7 +81,10 @@ async def _orphans(config: LambdaConfig, runtime: BackendRuntime, *, delete: boo
             await store.close()
         for orphan in found:
             owner = "this instance" if orphan.mine else f"instance {orphan.instance or '?'}"
-            container = f"container {orphan.container_id[:12]} /{orphan.container_name}"
+            if orphan.function_key:
+                container = f"shared function of key {orphan.function_key[:12]}"
+            else:
+                container = f"container {orphan.container_id[:12]} /{orphan.container_name}"
             print(f"{orphan.function_name}\t{container}\t{owner}")
         if delete:
             for name in await delete_orphans(backend.clients, found):

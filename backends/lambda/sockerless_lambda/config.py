@@ -91,7 +91,19 @@ class LambdaConfig:
     subnet_ids: list[str] = setting(factory=list, help="VPC subnets for the functions (none: no VPC)")
     security_group_ids: list[str] = setting(factory=list, help="VPC security groups for the functions")
     architecture: str = setting("x86_64", help="Function architecture", choices=("x86_64", "arm64"))
-    function_prefix: str = setting("skls-", help="Prefix of function names (then 24 hex of the container ID)")
+    function_prefix: str = setting(
+        "skls-",
+        help="Prefix of function names (then 24 hex: of the function key for containers on the bootstrap, "
+        "which share one function per image configuration; of the container ID for the others)",
+    )
+    function_idle_seconds: float = setting(
+        600.0,
+        help="Seconds a shared function (one per image configuration) is kept after its last container was "
+        "removed, so the next run of that configuration starts warm without CreateFunction; 0 deletes it at "
+        "once. An idle function costs nothing but a place in the account's function count",
+        minimum=0,
+        maximum=7 * 24 * 3600,
+    )
     invocation_type: str = setting(
         "RequestResponse",
         help="RequestResponse holds the call for the whole run; Event (needs bootstrap false) returns at "

@@ -40,6 +40,7 @@ from sockerless_lambda.cleanups import Cleanups, cleanup_of
 from sockerless_lambda.cloudwatch import LogReader
 from sockerless_lambda.config import LambdaConfig
 from sockerless_lambda.functions import (
+    FunctionSpec,
     create_function,
     delete_function,
     function_spec,
@@ -49,6 +50,7 @@ from sockerless_lambda.images import ImageService
 from sockerless_lambda.invocations import EXIT_KILLED, Invoker, function_cannot_run
 from sockerless_lambda.output import OutputService
 from sockerless_lambda.runs import Runs, last_exit
+from sockerless_lambda.shared_functions import SharedFunctions, shared_spec
 from sockerless_lambda.state import CREATING, QUEUED, SENT, LambdaState, Record
 
 __all__ = ["ContainerService"]
@@ -76,6 +78,7 @@ class ContainerService:
     _images: ImageService
     _events: EventBus
     output: OutputService = field(init=False)
+    functions: SharedFunctions = field(init=False)
     runs: Runs = field(init=False)
     _cleanups: Cleanups = field(init=False)
     _views: ViewCache = field(init=False, factory=lambda: ViewCache(runtime="lambda"))
@@ -87,8 +90,12 @@ class ContainerService:
             delivery_seconds=self._config.log_delivery_seconds,
             rescan_seconds=self._config.log_read_overlap,
         )
+        self.functions = SharedFunctions(
+            store=self._store, clients=self._clients, invoker=self._invoker, config=self._config
+        )
         self.runs = Runs(
             config=self._config,
+            functions=self.functions,
             store=self._store,
             invoker=self._invoker,
             output=self.output,
@@ -127,6 +134,50 @@ class ContainerService:
                 function_name=spec.name, image_uri=spec.params["Code"]["ImageUri"], bootstrap=spec.bootstrap
             ),
         )
+        if spec.bootstrap:
+            await self._create_on_shared_function(record, spec)
+        else:
+            await self._create_own_function(record, spec)
+        log.info(
+            "container created",
+            extra={"fields": {"container": container_id, "function": record.backend_state.function_name}},
+        )
+        self._events.container("create", record)
+        return ContainerCreateResponse(id=container_id, warnings=spec.warnings)
+
+    async def _create_on_shared_function(self, record: Record, spec: FunctionSpec) -> None:
+        """The container joins its image configuration's function (see :mod:`.shared_functions`): a
+        store write, and for the first container of the key the one CreateFunction, made under the
+        key's lock so that concurrent creates of the key find it made."""
+        key, shared = shared_spec(spec, instance_id=self._instance_id, config=self._config)
+        state = record.backend_state
+        async with self.functions.lock(key):
+            function, must_create = await self.functions.join(key, shared)
+            state.function_key, state.function_name = key, function.name
+            state.function_arn, state.function_state = function.arn, function.state
+            try:
+                # Recorded before CreateFunction: a crash leaves a record reconciliation can finish or drop.
+                await self._store.add_container(record)
+            except BaseException:
+                await self.functions.abandon(function, record.id)
+                raise
+            self.functions.add_user(key, record.id)
+            if not must_create:
+                return
+            try:
+                await self.functions.create(function)
+            except asyncio.CancelledError:
+                raise  # as in _create_own_function: reconciliation finishes or drops both
+            except BaseException:
+                await self._store.delete_container(record.id, remember=False)  # the client gets no ID
+                await self.functions.abandon(function, record.id)
+                raise
+            state.function_arn, state.function_state = function.arn, function.state
+            await self._store.save_state(record)
+
+    async def _create_own_function(self, record: Record, spec: FunctionSpec) -> None:
+        """The container's own function (not on the bootstrap: its command is the function's)."""
+        container_id = record.id
         # Recorded first: a crash during CreateFunction leaves a record reconciliation can finish or clean.
         await self._store.add_container(record)
         try:
@@ -155,9 +206,6 @@ class ContainerService:
         record.backend_state.function_arn = created.get("FunctionArn", "")
         record.backend_state.function_state = created.get("State", "Pending")
         await self._store.save_state(record)
-        log.info("container created", extra={"fields": {"container": container_id, "function": spec.name}})
-        self._events.container("create", record)
-        return ContainerCreateResponse(id=container_id, warnings=spec.warnings)
 
     # ------------------------------------------------------------------ start / stop / kill / restart
 
@@ -171,13 +219,19 @@ class ContainerService:
         if state.function_state == CREATING:
             raise Conflict(f"container {record.id} is still being created")
         if state.function_state == "Failed":
-            # Its last run found it Failed: the start fails with the reason while it still is.
+            # Its last run found it Failed (a shared one even after it was made again once): the start
+            # fails with the reason while it still is.
             try:
                 state.function_state = await self._invoker.check_not_failed(state.function_name)
             except NotFound:
                 state.function_state = (
                     "Active"  # deleted since: the run's Invoke finds it gone and creates it
                 )
+        shared = self.functions.get(state.function_key) if state.function_key else None
+        if shared is not None:
+            # As its function is now: Active means one invoke and no control-plane call; anything else
+            # is awaited (or the function made again) once for all its containers by the run.
+            state.function_state = shared.state
 
         if state.request_id:
             state.past_request_ids = [*state.past_request_ids, state.request_id][-_PAST_REQUESTS_KEPT:]
@@ -264,7 +318,9 @@ class ContainerService:
         was_running = record.status == "running"
         self.runs.cancel(record.id)  # the invocation itself cannot be stopped: it may go on in the cloud
         status = ExitStatus(EXIT_KILLED, "") if was_running else last_exit(record)
-        cleanup = cleanup_of(record.backend_state.function_name)
+        key = record.backend_state.function_key
+        # A shared function is no one container's to delete: it goes idle with its last container.
+        cleanup = "" if key else cleanup_of(record.backend_state.function_name)
         completing = at_exit and not record.backend_state.output_complete
         if not completing:
             self.output.forget(record.id)
@@ -277,7 +333,10 @@ class ContainerService:
         )
         self._views.forget(record.id)
         self._waiters.removed(record.id, status)
-        self._cleanups.start(record.id, cleanup)
+        if key:
+            await self.functions.release(key, record.id)
+        else:
+            self._cleanups.start(record.id, cleanup)
         log.info("container removed", extra={"fields": {"container": record.id}})
         self._events.container("destroy", record)
 
@@ -288,8 +347,10 @@ class ContainerService:
         await self._cleanups.settled()
 
     async def cleanups_settled(self) -> None:
-        """Wait until the functions of removed containers being deleted are deleted or failed (tests)."""
+        """Wait until the functions of removed containers being deleted are deleted or failed, and the
+        idle shared functions due now are deleted (tests)."""
         await self._cleanups.settled()
+        await self.functions.sweep()
 
     async def _exited(self, record: Record) -> None:
         """A run ended: an auto-remove container goes now (``docker run --rm``), its output completing
@@ -366,6 +427,7 @@ class ContainerService:
         return [record for record in self._store.containers() if record.status == "running"]
 
     async def close(self) -> None:
+        await self.functions.close()
         await self.runs.close()
         await self.output.close()
         await self._cleanups.close()

@@ -212,7 +212,9 @@ def function_spec(
             f"the sockerless bootstrap (output from CloudWatch; set {BOOTSTRAP_LABEL}=false to say so, "
             "or give a command to run it through the bootstrap)"
         )
-    tags = _tags(container_id, name, instance_id, cfg.labels or {}, warnings)
+    # A function on the bootstrap is shared by its image configuration (see .shared_functions): the
+    # labels of one of its containers are not its tags.
+    tags = _tags(container_id, name, instance_id, {} if bootstrap else cfg.labels or {}, warnings)
     if not bootstrap:
         image_config.update(_image_config(cfg))
     function_name = function_name_for(container_id, config)

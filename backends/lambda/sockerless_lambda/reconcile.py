@@ -38,6 +38,7 @@ from sockerless_lambda.config import LambdaConfig
 from sockerless_lambda.containers import ContainerService
 from sockerless_lambda.errors import AwsOperation
 from sockerless_lambda.functions import CONTAINER_ID_TAG, INSTANCE_TAG, MANAGED_TAG, NAME_TAG, delete_function
+from sockerless_lambda.shared_functions import FUNCTION_KEY_TAG, SharedFunctions, stored_function_names
 from sockerless_lambda.state import CREATING, QUEUED, LambdaState, Record
 
 __all__ = ["Orphan", "delete_orphans", "find_orphans", "reconcile_containers"]
@@ -49,10 +50,17 @@ async def reconcile_containers(
     service: ContainerService, store: Store[LambdaState], clients: AwsClients
 ) -> None:
     """Bring every stored container to a state this process can serve; runs before the server listens."""
+    functions = service.functions
+    try:
+        await functions.reconcile_creates()
+    except SockerlessError as exc:
+        log.warning("reconciling the shared functions failed; retried at the next start: %s", exc.message)
     for record in list(store.containers()):
         state = record.backend_state
         try:
-            if state.function_state == CREATING:
+            if state.function_state == CREATING and state.function_key:
+                await _finish_shared_create(record, store, functions)
+            elif state.function_state == CREATING:
                 await _finish_create(record, store, clients)
             elif record.status == "removing":  # written by older versions only
                 await service.remove_record(record)
@@ -79,6 +87,33 @@ async def reconcile_containers(
                 extra={"fields": {"container": record.id, "error": exc.message}},
             )
     await service.finish_cleanups()
+    try:
+        await functions.reconcile_idle()
+    except SockerlessError as exc:
+        log.warning("sweeping idle functions failed; retried later: %s", exc.message)
+
+
+async def _finish_shared_create(
+    record: Record, store: Store[LambdaState], functions: SharedFunctions
+) -> None:
+    """A container whose create was cut: it stays when its shared function was made (or adopted by
+    :meth:`SharedFunctions.reconcile_creates`), and goes (its client got no ID) when it was not."""
+    state = record.backend_state
+    function = functions.get(state.function_key)
+    if function is None or function.state == CREATING:
+        log.info(
+            "dropping a container whose create was cut before it answered (its function does not exist)",
+            extra=_about(record),
+        )
+        await store.delete_container(record.id, remember=False)
+        return
+    state.function_name, state.function_arn, state.function_state = (
+        function.name,
+        function.arn,
+        function.state,
+    )
+    await store.save_state(record)
+    log.info("finished a create interrupted by a restart", extra=_about(record))
 
 
 async def _finish_create(record: Record, store: Store[LambdaState], clients: AwsClients) -> None:
@@ -117,13 +152,19 @@ class Orphan:
     container_name: str
     instance: str
     mine: bool  # tagged with this backend's instance ID (only these are deleted)
+    #: A shared function's key (its tag); '' for a container's own function.
+    function_key: str = ""
 
 
 async def find_orphans(
-    clients: AwsClients, store: Store[LambdaState], config: LambdaConfig, instance_id: str
+    clients: AwsClients,
+    store: Store[LambdaState],
+    config: LambdaConfig,
+    instance_id: str,
 ) -> list[Orphan]:
     """Functions named with our prefix and tagged ``sockerless:managed=true`` that the store does not
-    know: neither a container's nor a removed container's whose cleanup (its deletion) is pending.
+    know: neither a container's, nor a removed container's whose cleanup (its deletion) is pending,
+    nor a shared function's (an idle one is known until the sweep deletes it).
 
     Costs one ListFunctions page per 50 functions plus one ListTags per unknown prefixed function.
     """
@@ -135,6 +176,7 @@ async def find_orphans(
         # Known as of now: containers created while the listing runs are not orphans.
         known = {r.backend_state.function_name for r in store.containers()}
         known.update(function_of(removed.cleanup) for removed in store.cleanups_pending())
+        known.update(stored_function_names(store))
         for function in page.get("Functions", ()):
             name = str(function.get("FunctionName", ""))
             if not name.startswith(config.function_prefix) or name in known:
@@ -155,6 +197,7 @@ async def find_orphans(
                     values.get(NAME_TAG, ""),
                     instance,
                     instance == instance_id,
+                    values.get(FUNCTION_KEY_TAG, ""),
                 )
             )
         marker = page.get("NextMarker")

@@ -39,6 +39,7 @@ from sockerless_lambda.invocations import (
     may_have_run,
 )
 from sockerless_lambda.output import OutputService
+from sockerless_lambda.shared_functions import SharedFunctions
 from sockerless_lambda.state import DONE, SENT, LambdaState, Record
 
 __all__ = ["Runs", "last_exit"]
@@ -58,6 +59,7 @@ class Runs:
     _config: LambdaConfig
     _store: Store[LambdaState]
     _invoker: Invoker
+    _functions: SharedFunctions
     _output: OutputService
     _waiters: ContainerWaiters
     _clients: AwsClients
@@ -152,6 +154,7 @@ class Runs:
         outcome: InvocationOutcome
         try:
             async with self._slot(holding_slot):
+                generation = self._functions.generation(state.function_key)
                 try:
                     result = await self._invoke(record)
                 except NotFound as exc:
@@ -159,7 +162,7 @@ class Runs:
                         raise
                     # Its function is gone (the embedded simulator restarted, or someone deleted it):
                     # the stored specification makes it again. The failed call proved nothing ran.
-                    await self._recreate_function(record)
+                    await self._recreate_function(record, generation)
                     result = await self._invoke(record)
                 if isinstance(result, OutcomeUnknown):
                     log.warning(
@@ -192,7 +195,10 @@ class Runs:
     async def _invoke(self, record: Record) -> InvocationOutcome | InvokeSent | OutcomeUnknown:
         """Wait for the function to be Active (unless known to be), then invoke it once."""
         state = record.backend_state
-        if state.function_state != "Active":
+        if state.function_key:
+            await self._functions.ready(state.function_key)  # no call at all when it is known Active
+            state.function_state = "Active"
+        elif state.function_state != "Active":
             await self._invoker.wait_until_active(state.function_name)
             state.function_state = "Active"
 
@@ -208,9 +214,13 @@ class Runs:
         except OutcomeUnknown as unknown:
             return unknown
 
-    async def _recreate_function(self, record: Record) -> None:
-        """CreateFunction again from what the container was created as, under its function's name."""
+    async def _recreate_function(self, record: Record, generation: int) -> None:
+        """CreateFunction again from what the container was created as, under its function's name: a
+        shared function once for all its containers (those that saw it gone at ``generation``)."""
         state = record.backend_state
+        if state.function_key:
+            await self._functions.replace(state.function_key, generation)
+            return
         config = record.config
         if state.image_uri:  # a local tag resolved at create: its target, which the registry knows
             config = attrs.evolve(config, image=state.image_uri)

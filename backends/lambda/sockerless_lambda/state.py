@@ -1,6 +1,8 @@
 """The Lambda backend's own state of a container, kept by the store beside the container's record.
 
-One container is one function (``<prefix><24 hex of the ID>``); one start is one invocation. The
+A container on the bootstrap shares its function with every container of the same image configuration
+(``function_key``, see :mod:`.shared_functions`); any other container is its own function
+(``<prefix><24 hex of the ID>``). One start is one invocation. The
 state says where the function and the current run are, so that a backend restarted at any moment
 can finish what was under way (see :mod:`.reconcile`). The container's output is not here: it is in
 the store's log store, and :mod:`.output` records here how far the current run's output has come.
@@ -64,6 +66,9 @@ class LambdaState:
     #: The container runs through the bootstrap (decided at create: a later change of
     #: ``lambda.bootstrap`` does not change how its function was made).
     bootstrap: bool = False
+    #: The key of the shared function the container runs on (see :mod:`.shared_functions`); empty for a
+    #: container with a function of its own (not on the bootstrap, or created before functions were shared).
+    function_key: str = ""
     #: Starts so far; the current run's ID (``<container ID>-<starts>``, the key of the bootstrap's
     #: durable copy), written before its invoke is sent.
     starts: int = 0

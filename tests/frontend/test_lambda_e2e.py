@@ -525,11 +525,15 @@ async def test_frontend_shutdown_ends_a_live_events_stream_cleanly(frontend: Doc
 async def test_50_docker_runs_at_once_with_5_s_pending_all_succeed(
     docker_cli: DockerCLI, lambda_simulator: Any
 ) -> None:
-    # 50 real CLI processes at once: 100 control-plane calls (create, delete) against a quota of
+    # 50 real CLI processes at once, each of its own image configuration (a memory of its own, so a
+    # function of its own: runs of one configuration share one): 50 CreateFunction against a quota of
     # 15/s, 50 functions Pending 5 s polled against GetFunction's 100/s, none of them seen to fail.
     # The image is not pulled first: each CLI pulls it, as 50 fresh CI jobs would.
     results = await asyncio.gather(
-        *(docker_cli("run", "--rm", IMAGE, "sh", "-c", f"echo run {n}; exit {n % 3}") for n in range(50))
+        *(
+            docker_cli("run", "--rm", "-m", f"{128 + n}m", IMAGE, "sh", "-c", f"echo run {n}; exit {n % 3}")
+            for n in range(50)
+        )
     )
 
     assert [(result.code, result.out) for result in results] == [(n % 3, f"run {n}\n") for n in range(50)]
@@ -543,3 +547,29 @@ async def test_50_docker_runs_at_once_with_5_s_pending_all_succeed(
     assert snapshot["calls"]["lambda:GetFunction"] >= 50  # every function was polled while Pending
     assert snapshot["invocations"]["started"] == 50
     assert (await docker_cli("ps", "-a", "-q")).out == ""
+
+
+_INVOKES = frozenset({"lambda:Invoke", "lambda:InvokeWithResponseStream", "lambda:InvokeAsync"})
+
+
+def _control_plane(lambda_simulator: Any) -> dict[str, int]:
+    calls = lambda_simulator.stats.snapshot()["calls"]
+    return {op: n for op, n in calls.items() if op.startswith("lambda:") and op not in _INVOKES and n}
+
+
+@pytest.mark.lambda_simulator(pending_seconds=2.0)  # AWS's Pending for a new function, modelled
+async def test_100_docker_runs_of_one_new_configuration_make_one_create_function_and_100_more_none(
+    docker_cli: DockerCLI, lambda_simulator: Any
+) -> None:
+    """Issue 21's done-when through the real docker CLI: one shared function per image configuration."""
+    assert (await docker_cli("pull", IMAGE)).code == 0
+    lambda_simulator.stats.reset()
+    first = await asyncio.gather(*(docker_cli("run", "--rm", IMAGE, "echo", f"a{n}") for n in range(100)))
+    assert [(result.code, result.out) for result in first] == [(0, f"a{n}\n") for n in range(100)]
+    assert _control_plane(lambda_simulator).get("lambda:CreateFunction") == 1
+
+    lambda_simulator.stats.reset()
+    second = await asyncio.gather(*(docker_cli("run", "--rm", IMAGE, "echo", f"b{n}") for n in range(100)))
+    assert [(result.code, result.out) for result in second] == [(0, f"b{n}\n") for n in range(100)]
+    assert _control_plane(lambda_simulator) == {}
+    assert lambda_simulator.stats.snapshot()["calls"]["lambda:InvokeWithResponseStream"] == 100

@@ -162,7 +162,7 @@ async def _warm(
 ) -> WarmFigures:
     pinned = await pin(session, lam)
     return await measure_warm(
-        cli, served.docker_socket, served.log_path, sim, lam, pinned, rounds, cli_rounds
+        cli, served.docker_socket, served.log_path, sim, lam, pinned, rounds, cli_rounds, served.process.pid
     )
 
 
@@ -296,6 +296,9 @@ def _report_bursts(result: ItemResult, first: Burst, second: Burst, warm_calls: 
     )
 
 
+CPU_PROCESSES = ("product", "simulator", "client")
+
+
 def _rounds(count: int) -> str:
     return f"{count} round" + ("" if count == 1 else "s")
 
@@ -343,6 +346,24 @@ def _report_warm(result: ItemResult, warm: WarmFigures, rounds: Mapping[int, int
             [["client (Docker API)", client], ["server side (access log)", server]],
         )
     )
+    cpu_rows = []
+    for level in sorted(warm.cpu):
+        count_runs = level * rounds[level]
+        for variant in ("run", "bare"):
+            used = warm.cpu[level][variant]
+            cpu_rows.append(
+                [str(level), variant, *(f"{used[name] / count_runs * 1000:.1f}" for name in CPU_PROCESSES)]
+            )
+    result.tables.append(
+        Table(
+            "CPU per run (ms; user + system over the timed rounds, divided by the runs): the product "
+            "(`sockerless up`: the Docker frontend and the backend in one process), the simulator "
+            "(without its execution environments, the same for both), and the bench's client",
+            ["N", "variant", *CPU_PROCESSES],
+            cpu_rows,
+        )
+    )
+    result.data["cpu"] = warm.cpu
     creates = warm.calls.get("lambda:CreateFunction", 0)
     if creates:
         result.notes.append(

@@ -19,7 +19,7 @@ from sockerless.wire import structure
 from sockerless_lambda.bootstrap.payload import build_payload, run_command
 
 from .aws import LambdaClients
-from .common import IMAGE, access_durations, interleave, log_size
+from .common import IMAGE, access_durations, cpu_seconds, interleave, log_size
 from .docker_cli import API_VERSION, DockerCLI, run_api
 from .item8_live_output import invoke_stream
 from .lifecycles import COMMAND, OUTPUT
@@ -187,6 +187,8 @@ class WarmFigures:
     cli_times: list[float]  # the docker CLI's run at N=1, with bare rounds beside
     cli_bare: list[float]
     calls: dict[str, int]  # control-plane calls during the warm rounds
+    #: level → variant → process ("product", "simulator", "client") → CPU seconds over all its rounds
+    cpu: dict[int, dict[str, dict[str, float]]]
 
 
 async def measure_warm(
@@ -198,8 +200,11 @@ async def measure_warm(
     pinned: Pinned,
     rounds: Mapping[int, int],
     cli_rounds: int,
+    product_pid: int,
 ) -> WarmFigures:
     phases: Phases = defaultdict(list)
+    pids = {"product": product_pid, "simulator": sim.pid, "client": None}
+    cpu: dict[int, dict[str, dict[str, float]]] = {}
     async with unix_session(docker_socket, "http://docker") as session:
 
         async def run_one(laps: Callable[[str], None]) -> None:
@@ -219,10 +224,25 @@ async def measure_warm(
             offset = log_size(log_path)
             timed_phases = phases if level == 1 else defaultdict(list)
 
-            async def measure(variant: str, level: int = level, laps: Phases = timed_phases) -> float:
+            used = cpu.setdefault(level, {variant: dict.fromkeys(pids, 0.0) for variant in VARIANTS})
+
+            async def measure(
+                variant: str,
+                level: int = level,
+                laps: Phases = timed_phases,
+                used: dict[str, dict[str, float]] = used,
+            ) -> float:
+                # Each batch runs alone (rounds interleave, batches never overlap): the CPU the
+                # processes used meanwhile is the batch's. The simulator's execution environments (its
+                # child processes) are not counted: the same for both variants.
+                before = {name: cpu_seconds(pid) for name, pid in pids.items()}
                 if variant == "run":
-                    return await _batch(level, lambda: run_one(_laps(laps)))
-                return await _batch(level, bare_one)
+                    seconds = await _batch(level, lambda: run_one(_laps(laps)))
+                else:
+                    seconds = await _batch(level, bare_one)
+                for name, pid in pids.items():
+                    used[variant][name] += cpu_seconds(pid) - before[name]
+                return seconds
 
             # The function's environments for this many at once, made before the timed rounds (the
             # bare batch makes them; the runs share them where the version shares the function).
@@ -245,5 +265,5 @@ async def measure_warm(
         cli_samples = await interleave(cli_rounds, lambda _: ("cli", "bare"), measure_cli)
         calls = await _settled_calls(sim, before)
     return WarmFigures(
-        times, phases, server, [s["cli"] for s in cli_samples], [s["bare"] for s in cli_samples], calls
+        times, phases, server, [s["cli"] for s in cli_samples], [s["bare"] for s in cli_samples], calls, cpu
     )

@@ -19,6 +19,8 @@ from sockerless.api.openapi import build_openapi
 from sockerless.api.server import create_app
 from sockerless.backend import BackendRuntime
 from tests.lambda_settings import simulator_client_options, simulator_config
+from tests.reliability.processes import BackendProcess, SimulatorProcess
+from tests.teardown import each_ended
 
 #: A small body limit keeps the "too large" cases cheap to send.
 MAX_BODY_BYTES = 128 * 1024
@@ -73,6 +75,23 @@ def short_dir() -> Iterator[Path]:
         yield Path(path)
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest_asyncio.fixture
+async def simulator(tmp_path: Path) -> Any:
+    """A simulator process (tests/reliability/processes.py), killed at the end."""
+    started = await SimulatorProcess(tmp_path / "simulator.log").start()
+    try:
+        yield started
+    finally:
+        await started.kill()
+
+
+@pytest_asyncio.fixture
+async def backends() -> Any:
+    """Every backend process a test starts; killed at the end whatever happened."""
+    async with each_ended(BackendProcess.kill) as started:
+        yield started
 
 
 @pytest_asyncio.fixture

@@ -28,7 +28,6 @@ import aiohttp
 import aiosqlite
 import attrs
 import pytest
-import pytest_asyncio
 
 from sockerless.cli import instance_id_for
 from sockerless.config import load_settings
@@ -42,7 +41,6 @@ from tests.reliability.processes import (
     lambda_flags,
     reported_orphans,
 )
-from tests.teardown import each_ended
 
 #: Function timeout and recovery margin given to the backend (lambda_flags): a run whose answer is
 #: lost is settled from CloudWatch at most this long after it started, plus a read interval.
@@ -53,22 +51,6 @@ INSTANCE_TAG = "sockerless:instance"
 CLEAN = {200, 201, 204, 304, 404, 409, 502, 503, 504}
 #: The longest any request may take while the cloud is unreachable (retries included).
 OUTAGE_ANSWER_SECONDS = 15.0
-
-
-@pytest_asyncio.fixture
-async def simulator(tmp_path: Path) -> Any:
-    started = await SimulatorProcess(tmp_path / "simulator.log").start()
-    try:
-        yield started
-    finally:
-        await started.kill()
-
-
-@pytest_asyncio.fixture
-async def backends() -> Any:
-    """Every backend process a test starts; killed at the end whatever happened."""
-    async with each_ended(BackendProcess.kill) as started:
-        yield started
 
 
 # ---------------------------------------------------------------------------- the store setting

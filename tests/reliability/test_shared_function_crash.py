@@ -11,7 +11,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-import pytest_asyncio
 
 from sockerless.cli import instance_id_for
 from tests.reliability.processes import (
@@ -22,25 +21,9 @@ from tests.reliability.processes import (
     eventually,
     lambda_flags,
 )
-from tests.teardown import each_ended
 
 INSTANCE_TAG = "sockerless:instance"
 CREATES = 20
-
-
-@pytest_asyncio.fixture
-async def simulator(tmp_path: Path) -> Any:
-    started = await SimulatorProcess(tmp_path / "simulator.log").start()
-    try:
-        yield started
-    finally:
-        await started.kill()
-
-
-@pytest_asyncio.fixture
-async def backends() -> Any:
-    async with each_ended(BackendProcess.kill) as started:
-        yield started
 
 
 async def _create(backend: BackendProcess) -> int:

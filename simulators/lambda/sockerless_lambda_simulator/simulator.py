@@ -373,7 +373,9 @@ class LambdaSimulator:
         await runner.setup()
         resources.push_async_callback(runner.cleanup)
         resources.push_async_callback(invocations.close)  # before the runner: requests end with their runs
-        site = web.SockSite(runner, listener)
+        # AWS's endpoints take any burst of connections; aiohttp's default backlog (128) would make a
+        # burst of clients (120 concurrent invokes on a busy machine) wait out SYN retransmissions.
+        site = web.SockSite(runner, listener, backlog=_BACKLOG)
         await site.start()
         resources.push_async_callback(site.stop)
         log.info(
@@ -461,6 +463,9 @@ def _started(value: str | None) -> str:
     if value is None:
         raise RuntimeError("the simulator is not started: call 'await simulator.start()' first")
     return value
+
+
+_BACKLOG = 1024
 
 
 def _bind_loopback(host: str, port: int) -> socket.socket:

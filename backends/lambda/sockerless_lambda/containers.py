@@ -181,12 +181,7 @@ class ContainerService:
         # Recorded first: a crash during CreateFunction leaves a record reconciliation can finish or clean.
         await self._store.add_container(record)
         try:
-            created = await create_function(
-                self._clients,
-                spec,
-                invocation_type=self._config.invocation_type,
-                event_max_age=self._config.event_max_age,
-            )
+            created = await create_function(self._clients, spec, self._config)
         except asyncio.CancelledError:
             # Shutting down mid-call: CreateFunction may have reached AWS. The record stays "creating",
             # and the next start finishes it or drops it (reconcile), as after a crash.

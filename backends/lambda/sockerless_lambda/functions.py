@@ -89,30 +89,28 @@ class FunctionSpec:
     bootstrap: bool = False
 
 
-async def create_function(
-    clients: AwsClients, spec: FunctionSpec, *, invocation_type: str, event_max_age: int = 300
-) -> dict[str, Any]:
+async def create_function(clients: AwsClients, spec: FunctionSpec, config: LambdaConfig) -> dict[str, Any]:
     """CreateFunction (and, for ``Event`` invocations, no retries of a failed run and a bounded
     wait in Lambda's queue); the answer.
 
     Lambda retries a failed Event invocation twice by default (a container runs once) and keeps an
-    event queued up to 6 hours by default: ``event_max_age`` (``lambda.event_max_age``) bounds it by
-    the backend's own wait, so a run cannot start after its container was given up. A function
-    created but not configured so is deleted again, and the error raised.
+    event queued up to 6 hours by default: ``lambda.event_max_age`` bounds it by the backend's own
+    wait, so a run cannot start after its container was given up. A function created but not
+    configured so is deleted again, and the error raised.
     """
     created = await call(
         AwsOperation("lambda", "CreateFunction", "create function", spec.name),
         clients.control.create_function,
         **spec.params,
     )
-    if invocation_type == "Event":
+    if config.invocation_type == "Event":
         try:
             await call(
                 AwsOperation("lambda", "PutFunctionEventInvokeConfig", "configure async invoke", spec.name),
                 clients.control.put_function_event_invoke_config,
                 FunctionName=spec.name,
                 MaximumRetryAttempts=0,
-                MaximumEventAgeInSeconds=event_max_age,
+                MaximumEventAgeInSeconds=config.event_max_age,
             )
         except SockerlessError:
             await delete_function(clients, spec.name)

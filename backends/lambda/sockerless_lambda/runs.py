@@ -240,12 +240,7 @@ class Runs:
             "the container's function no longer exists: creating it again",
             extra={"fields": {"container": record.id, "function": state.function_name}},
         )
-        created = await create_function(
-            self._clients,
-            spec,
-            invocation_type=self._config.invocation_type,
-            event_max_age=self._config.event_max_age,
-        )
+        created = await create_function(self._clients, spec, self._config)
         state.function_arn = str(created.get("FunctionArn", ""))
         state.function_state = str(created.get("State", "Pending"))
         await self._store.save_state(record)

@@ -200,12 +200,7 @@ class SharedFunctions:
             name=function.name, params=function.params, warnings=[], memory_mb=0, bootstrap=True
         )
         try:
-            created = await create_function(
-                self._clients,
-                spec,
-                invocation_type=self._config.invocation_type,
-                event_max_age=self._config.event_max_age,
-            )
+            created = await create_function(self._clients, spec, self._config)
         except SockerlessError as exc:
             if aws_error_code(exc) != "ResourceConflictException":
                 raise
